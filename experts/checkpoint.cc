@@ -1,0 +1,100 @@
+// experts/checkpoint.cc
+#include "experts/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "experts/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace moe::experts {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
+  std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
+  ckpt->dir_ = dir;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint folder ", dir, " does not exist"));
+  }
+  ASSIGN_OR_RETURN(ckpt->config_, ModelConfig::FromFile((fs::path(dir) / "config.json").string()));
+
+  const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(index_path, ec)) {
+    std::ifstream in(index_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json index;
+    try {
+      index = nlohmann::json::parse(text.str());
+    } catch (const nlohmann::json::exception& e) {
+      return absl::DataLossError(
+          absl::StrCat(index_path.string(), " is not valid JSON: ", e.what()));
+    }
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+      return absl::DataLossError(absl::StrCat(index_path.string(), ": missing object 'weight_map'"));
+    }
+    for (const auto& [name, file] : index["weight_map"].items()) {
+      if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
+        return absl::DataLossError(absl::StrCat(index_path.string(), ": weight_map entry '", name,
+                                                "' must be a file name in the folder"));
+      }
+      ckpt->weight_map_[name] = file.get<std::string>();
+    }
+    return ckpt;
+  }
+  if (!fs::exists(fs::path(dir) / "model.safetensors", ec)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint folder ", dir,
+                                            " has neither model.safetensors nor "
+                                            "model.safetensors.index.json"));
+  }
+  ckpt->single_file_ = "model.safetensors";
+  return ckpt;
+}
+
+absl::StatusOr<std::shared_ptr<const SafetensorsFile>> Checkpoint::File(
+    const std::string& file) const {
+  absl::MutexLock lock(&mu_);
+  auto it = files_.find(file);
+  if (it != files_.end()) return it->second;
+  ASSIGN_OR_RETURN(auto opened, SafetensorsFile::Open((fs::path(dir_) / file).string()));
+  files_.emplace(file, opened);
+  return opened;
+}
+
+absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
+  std::string file = single_file_;
+  if (file.empty()) {
+    auto it = weight_map_.find(name);
+    if (it == weight_map_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("tensor '", name, "' is not in the index of checkpoint ", dir_));
+    }
+    file = it->second;
+  }
+  ASSIGN_OR_RETURN(auto shard, File(file));
+  return shard->Get(name);
+}
+
+absl::StatusOr<Tensor> Checkpoint::GetWithShape(const std::string& name,
+                                                const std::vector<int64_t>& shape) const {
+  ASSIGN_OR_RETURN(Tensor t, Get(name));
+  if (t.shape() != shape) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in checkpoint ", dir_,
+                                                   " has shape ", ShapeString(t.shape()),
+                                                   ", expected ", ShapeString(shape)));
+  }
+  return t;
+}
+
+std::vector<std::string> Checkpoint::OpenedFiles() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, file] : files_) names.push_back(name);
+  return names;
+}
+
+}  // namespace moe::experts

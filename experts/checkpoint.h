@@ -1,0 +1,52 @@
+// experts/checkpoint.h
+// A Hugging Face checkpoint folder: config.json plus model.safetensors, or shards listed in
+// model.safetensors.index.json. Shards are mapped lazily, on the first request for one of their
+// tensors, so a worker that hosts two experts touches only the files (and pages) it needs.
+// Thread-safe: Get may be called concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "experts/model_config.h"
+#include "experts/safetensors_reader.h"
+#include "experts/tensor.h"
+
+namespace moe::experts {
+
+class Checkpoint {
+ public:
+  // Reads config.json and the shard index (or finds model.safetensors). NOT_FOUND if the folder,
+  // config.json or every weights file is missing; INVALID_ARGUMENT/DATA_LOSS for malformed
+  // config or index, with the file named.
+  static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const ModelConfig& config() const { return config_; }
+
+  // A borrowed view of tensor `name` (NOT_FOUND if no shard holds it).
+  absl::StatusOr<Tensor> Get(const std::string& name) const;
+  // Like Get, and INVALID_ARGUMENT naming the tensor if its shape is not `shape`.
+  absl::StatusOr<Tensor> GetWithShape(const std::string& name,
+                                      const std::vector<int64_t>& shape) const;
+  // Shard files mapped so far (for tests of lazy loading).
+  std::vector<std::string> OpenedFiles() const;
+
+ private:
+  Checkpoint() = default;
+  absl::StatusOr<std::shared_ptr<const SafetensorsFile>> File(const std::string& file) const;
+
+  std::string dir_;
+  ModelConfig config_;
+  std::map<std::string, std::string> weight_map_;  // tensor name -> shard file name
+  std::string single_file_;                        // set when there is no index
+  mutable absl::Mutex mu_;
+  mutable std::map<std::string, std::shared_ptr<const SafetensorsFile>> files_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace moe::experts

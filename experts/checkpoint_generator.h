@@ -1,0 +1,29 @@
+// experts/checkpoint_generator.h
+// Writes a seeded random checkpoint in the Hugging Face Mixtral layout (config.json plus one
+// model.safetensors or N shards with model.safetensors.index.json), so tests, the demo and real
+// checkpoints take the same loading path. Used by moe-make-checkpoint and test fixtures.
+// Thread-compatible (no shared state).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "experts/dtype.h"
+#include "experts/model_config.h"
+
+namespace moe::experts {
+
+struct GeneratorOptions {
+  ModelConfig config;
+  DType dtype = DType::kBF16;  // storage dtype of every weight
+  int num_shards = 1;
+  uint64_t seed = 0;
+};
+
+// Writes the checkpoint into `dir` (created if missing). Weights are N(0, 1/fan_in): the expert
+// and gate outputs then keep the scale of their inputs, like a real initialisation.
+// INVALID_ARGUMENT for an invalid config or shard count; INTERNAL if writing fails.
+absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOptions& options);
+
+}  // namespace moe::experts

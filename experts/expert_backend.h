@@ -1,0 +1,62 @@
+// experts/expert_backend.h
+// The interface every expert backend implements (CPU BLAS here; CUDA in experts/cuda later):
+// run the SwiGLU experts a process hosts over groups of token rows. Callers: the in-process
+// MoeLayer (router/) and the worker service (server/). Implementations must be thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace moe::experts {
+
+// One expert of one MoE layer.
+struct ExpertKey {
+  int layer = 0;
+  int expert = 0;
+  friend bool operator==(const ExpertKey&, const ExpertKey&) = default;
+  friend auto operator<=>(const ExpertKey&, const ExpertKey&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ExpertKey& k) {
+    return H::combine(std::move(h), k.layer, k.expert);
+  }
+};
+
+// Rows [row_begin, row_begin + num_rows) of a step's input go through expert `key`, and its
+// output lands in the same rows of the step's output.
+struct ExpertGroup {
+  ExpertKey key;
+  int64_t row_begin = 0;
+  int64_t num_rows = 0;
+};
+
+class ExpertBackend {
+ public:
+  virtual ~ExpertBackend() = default;
+
+  // "cpu", "cuda".
+  virtual std::string name() const = 0;
+  // A human description of the device, e.g. "2 CPU threads (OpenBLAS)".
+  virtual std::string device() const = 0;
+  virtual int hidden_size() const = 0;
+  virtual int intermediate_size() const = 0;
+  // The experts this backend holds weights for, sorted.
+  virtual const std::vector<ExpertKey>& hosted() const = 0;
+  virtual bool Hosts(const ExpertKey& key) const = 0;
+
+  // Computes y = W2·(silu(W1·x) ⊙ W3·x) for every row of every group. `in` and `out` are
+  // row-major [rows, hidden_size] f32. Rows outside every group are left untouched.
+  // Returns NOT_FOUND for an expert not hosted, INVALID_ARGUMENT for a group outside the
+  // buffers or a buffer whose size is not a multiple of hidden_size. Thread-safe.
+  virtual absl::Status Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
+                           absl::Span<float> out) = 0;
+};
+
+// The checks every backend's Run starts with (buffer sizes, group bounds, hosted experts).
+absl::Status ValidateGroups(const ExpertBackend& backend, absl::Span<const ExpertGroup> groups,
+                            size_t in_size, size_t out_size);
+
+}  // namespace moe::experts

@@ -1,0 +1,52 @@
+// router/dispatch_plan.cc
+#include "router/dispatch_plan.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::router {
+
+absl::StatusOr<DispatchPlan> DispatchPlan::Build(const Routing& routing, int num_experts) {
+  const int64_t n = routing.num_tokens;
+  if (num_experts < 1 || static_cast<int64_t>(routing.token_offsets.size()) != n + 1 ||
+      routing.token_offsets[0] != 0 || routing.token_offsets[n] != routing.num_pairs() ||
+      routing.weights.size() != routing.experts.size()) {
+    return absl::InvalidArgumentError("routing offsets are inconsistent with its pairs");
+  }
+  DispatchPlan plan;
+  plan.num_tokens_ = n;
+  plan.expert_offsets_.assign(num_experts + 1, 0);
+  for (int32_t e : routing.experts) {
+    if (e < 0 || e >= num_experts) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("routing names expert ", e, ", outside [0, ", num_experts, ")"));
+    }
+    ++plan.expert_offsets_[e + 1];
+  }
+  for (int e = 0; e < num_experts; ++e) plan.expert_offsets_[e + 1] += plan.expert_offsets_[e];
+  std::vector<int64_t> cursor(plan.expert_offsets_.begin(), plan.expert_offsets_.end() - 1);
+  plan.row_tokens_.resize(routing.num_pairs());
+  plan.row_weights_.resize(routing.num_pairs());
+  for (int64_t t = 0; t < n; ++t) {
+    if (routing.token_offsets[t + 1] < routing.token_offsets[t]) {
+      return absl::InvalidArgumentError("routing offsets decrease");
+    }
+    for (int64_t p = routing.token_offsets[t]; p < routing.token_offsets[t + 1]; ++p) {
+      const int64_t row = cursor[routing.experts[p]]++;
+      plan.row_tokens_[row] = static_cast<int32_t>(t);
+      plan.row_weights_[row] = routing.weights[p];
+    }
+  }
+  return plan;
+}
+
+void DispatchPlan::Gather(absl::Span<const float> x, int64_t hidden, int64_t first_row,
+                          int64_t count, float* rows) const {
+  for (int64_t r = 0; r < count; ++r) {
+    std::memcpy(rows + r * hidden, x.data() + row_tokens_[first_row + r] * hidden,
+                hidden * sizeof(float));
+  }
+}
+
+}  // namespace moe::router

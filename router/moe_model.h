@@ -1,0 +1,33 @@
+// router/moe_model.h
+// The routing side of a whole model: the config and one MoeLayer (gate + spec) per MoE layer,
+// loaded from a checkpoint's gate weights only. The router service and moe-client --check use
+// it. Immutable after Create; thread-safe.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "experts/checkpoint.h"
+#include "experts/model_config.h"
+#include "router/moe_layer.h"
+
+namespace moe::router {
+
+class MoeModel {
+ public:
+  // Loads every layer's gate. Errors of Checkpoint::GetWithShape / Gate::Create, naming the tensor.
+  static absl::StatusOr<std::unique_ptr<MoeModel>> Create(const experts::Checkpoint& checkpoint);
+
+  const experts::ModelConfig& config() const { return config_; }
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  // NOT_FOUND naming the layer and the valid range when `layer` is not an MoE layer.
+  absl::StatusOr<const MoeLayer*> layer(int64_t layer) const;
+
+ private:
+  MoeModel() = default;
+  experts::ModelConfig config_;
+  std::vector<MoeLayer> layers_;
+};
+
+}  // namespace moe::router

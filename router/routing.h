@@ -1,0 +1,32 @@
+// router/routing.h
+// The result of gating one batch: for each token the experts it goes to and their combine
+// weights, stored token-major (CSR), so policies that give a token a variable number of experts
+// (capacity drops, expert choice) fit the same type. Built by Gate; read by DispatchPlan and
+// returned to callers who ask for the routing. A plain value; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace moe::router {
+
+struct Routing {
+  int64_t num_tokens = 0;
+  std::vector<int64_t> token_offsets;  // [num_tokens + 1]; token t owns [offsets[t], offsets[t+1])
+  std::vector<int32_t> experts;        // expert id of each pair
+  std::vector<float> weights;          // combine weight of each pair
+
+  int64_t num_pairs() const { return static_cast<int64_t>(experts.size()); }
+  absl::Span<const int32_t> ExpertsOf(int64_t token) const {
+    return absl::MakeConstSpan(experts).subspan(token_offsets[token],
+                                                token_offsets[token + 1] - token_offsets[token]);
+  }
+  absl::Span<const float> WeightsOf(int64_t token) const {
+    return absl::MakeConstSpan(weights).subspan(token_offsets[token],
+                                                token_offsets[token + 1] - token_offsets[token]);
+  }
+};
+
+}  // namespace moe::router

@@ -1,0 +1,62 @@
+// server/make_checkpoint_main.cc
+// moe-make-checkpoint: writes a seeded random Mixtral-layout checkpoint (config.json +
+// safetensors, one file or N shards) that moe-expert, moe-router and the tests load like a real one.
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "experts/checkpoint_generator.h"
+
+ABSL_FLAG(std::string, out, "", "Folder to write the checkpoint into (created if missing).");
+ABSL_FLAG(int, hidden_size, 1024, "Model hidden size H.");
+ABSL_FLAG(int, intermediate_size, 3584, "Per-expert intermediate size I.");
+ABSL_FLAG(int, num_experts, 8, "Experts per MoE layer (num_local_experts).");
+ABSL_FLAG(int, top_k, 2, "Experts per token (num_experts_per_tok).");
+ABSL_FLAG(int, num_layers, 4, "Number of MoE layers (num_hidden_layers).");
+ABSL_FLAG(std::string, dtype, "bf16", "Weight dtype: bf16, f16 or f32.");
+ABSL_FLAG(int, shards, 1, "Number of safetensors shards (>1 writes model.safetensors.index.json).");
+ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same weights.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Writes a seeded random Mixtral-layout checkpoint.\n"
+      "  moe-make-checkpoint --out=/tmp/model --hidden_size=1024 --intermediate_size=3584 "
+      "--num_experts=8 --top_k=2 --num_layers=4");
+  absl::ParseCommandLine(argc, argv);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) {
+    std::fprintf(stderr, "moe-make-checkpoint: --out is required (see --help)\n");
+    return 2;
+  }
+  moe::experts::GeneratorOptions options;
+  options.config.hidden_size = absl::GetFlag(FLAGS_hidden_size);
+  options.config.intermediate_size = absl::GetFlag(FLAGS_intermediate_size);
+  options.config.num_experts = absl::GetFlag(FLAGS_num_experts);
+  options.config.top_k = absl::GetFlag(FLAGS_top_k);
+  options.config.num_layers = absl::GetFlag(FLAGS_num_layers);
+  options.num_shards = absl::GetFlag(FLAGS_shards);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  if (dtype == "bf16") {
+    options.dtype = moe::experts::DType::kBF16;
+  } else if (dtype == "f16") {
+    options.dtype = moe::experts::DType::kF16;
+  } else if (dtype == "f32") {
+    options.dtype = moe::experts::DType::kF32;
+  } else {
+    std::fprintf(stderr, "moe-make-checkpoint: --dtype must be bf16, f16 or f32, got '%s'\n",
+                 dtype.c_str());
+    return 2;
+  }
+  if (absl::Status s = moe::experts::WriteRandomCheckpoint(out, options); !s.ok()) {
+    std::fprintf(stderr, "moe-make-checkpoint: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf("wrote %s: %d layers × %d experts (top-%d), hidden %d, intermediate %d, %s, %d shard(s)\n",
+              out.c_str(), options.config.num_layers, options.config.num_experts,
+              options.config.top_k, options.config.hidden_size, options.config.intermediate_size,
+              dtype.c_str(), options.num_shards);
+  return 0;
+}

@@ -1,0 +1,110 @@
+// tests/experts/checkpoint_test.cc
+// Checkpoint, the checkpoint generator and the expert-weight loader, on real files.
+#include "experts/checkpoint.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "experts/checkpoint_generator.h"
+#include "experts/expert_weights.h"
+#include "experts/safetensors_writer.h"
+#include "experts/tensor_names.h"
+#include "gtest/gtest.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::experts {
+namespace {
+
+using ::moe::testing::StatusIs;
+
+std::string Generate(int shards, DType dtype, uint64_t seed = 11) {
+  const std::string dir = testing::MakeTempDir("ckpt");
+  GeneratorOptions options{.config = testing::SmallConfig(), .dtype = dtype, .num_shards = shards,
+                           .seed = seed};
+  EXPECT_OK(WriteRandomCheckpoint(dir, options));
+  return dir;
+}
+
+TEST(CheckpointTest, SingleFileHasEveryTensorWithRealisticScale) {
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(Generate(1, DType::kBF16)));
+  const ModelConfig& c = ckpt->config();
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    ASSERT_OK_AND_ASSIGN(Tensor gate, ckpt->GetWithShape(GateWeightName(layer), {8, 32}));
+    EXPECT_EQ(gate.dtype(), DType::kBF16);
+    for (int e = 0; e < c.num_experts; ++e) {
+      ASSERT_OK_AND_ASSIGN(ExpertWeights w, LoadExpertWeights(*ckpt, {layer, e}));
+      Tensor w2 = w.w2.ToF32();
+      double sum_sq = 0;
+      for (float v : w2.f32()) sum_sq += double(v) * v;
+      const double stddev = std::sqrt(sum_sq / w2.num_elements());
+      EXPECT_NEAR(stddev, 1.0 / std::sqrt(48.0), 0.2 / std::sqrt(48.0));  // N(0, 1/fan_in)
+    }
+  }
+}
+
+TEST(CheckpointTest, SameSeedSameWeightsOtherSeedOtherWeights) {
+  ASSERT_OK_AND_ASSIGN(auto a, Checkpoint::Open(Generate(1, DType::kF32, 5)));
+  ASSERT_OK_AND_ASSIGN(auto b, Checkpoint::Open(Generate(3, DType::kF32, 5)));
+  ASSERT_OK_AND_ASSIGN(auto c, Checkpoint::Open(Generate(1, DType::kF32, 6)));
+  const std::string name = ExpertWeightName(1, 3, Projection::kW3);
+  ASSERT_OK_AND_ASSIGN(Tensor ta, a->Get(name));
+  ASSERT_OK_AND_ASSIGN(Tensor tb, b->Get(name));
+  ASSERT_OK_AND_ASSIGN(Tensor tc, c->Get(name));
+  EXPECT_EQ(0, std::memcmp(ta.raw_data(), tb.raw_data(), ta.num_bytes()));
+  EXPECT_NE(0, std::memcmp(ta.raw_data(), tc.raw_data(), ta.num_bytes()));
+}
+
+TEST(CheckpointTest, ShardedCheckpointMapsOnlyTheShardsItNeeds) {
+  const std::string dir = Generate(4, DType::kBF16);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors.index.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model-00004-of-00004.safetensors"));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));
+  EXPECT_TRUE(ckpt->OpenedFiles().empty());
+  ASSERT_OK(LoadExpertWeights(*ckpt, {1, 7}).status());  // the last layer's last expert
+  EXPECT_EQ(ckpt->OpenedFiles(), std::vector<std::string>{"model-00004-of-00004.safetensors"});
+  for (const ExpertKey& key : AllExperts(ckpt->config())) {
+    ASSERT_OK(LoadExpertWeights(*ckpt, key).status());
+  }
+  EXPECT_EQ(ckpt->OpenedFiles().size(), 4u);
+}
+
+TEST(CheckpointTest, MissingPieces) {
+  EXPECT_THAT(Checkpoint::Open("/nonexistent/ckpt"),
+              StatusIs(absl::StatusCode::kNotFound, "/nonexistent/ckpt does not exist"));
+  const std::string empty = testing::MakeTempDir("ckpt");
+  EXPECT_THAT(Checkpoint::Open(empty), StatusIs(absl::StatusCode::kNotFound, "config.json"));
+  std::ofstream(empty + "/config.json") << testing::SmallConfig().ToJson();
+  EXPECT_THAT(Checkpoint::Open(empty),
+              StatusIs(absl::StatusCode::kNotFound, "neither model.safetensors"));
+
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(Generate(2, DType::kBF16)));
+  EXPECT_THAT(ckpt->Get("model.layers.9.block_sparse_moe.gate.weight"),
+              StatusIs(absl::StatusCode::kNotFound, "not in the index"));
+  EXPECT_THAT(LoadExpertWeights(*ckpt, {0, 8}), StatusIs(absl::StatusCode::kNotFound, "outside the model"));
+}
+
+TEST(CheckpointTest, WrongShapeNamesTheTensor) {
+  const std::string dir = testing::MakeTempDir("ckpt");
+  std::ofstream(dir + "/config.json") << testing::SmallConfig().ToJson();
+  SafetensorsWriter writer;
+  const std::string name = ExpertWeightName(0, 0, Projection::kW1);
+  writer.Add(name, Tensor::FromF32(testing::RandomVector(48 * 31, 1), {48, 31}));
+  ASSERT_OK(writer.Write(dir + "/model.safetensors"));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));
+  EXPECT_THAT(LoadExpertWeights(*ckpt, {0, 0}),
+              StatusIs(absl::StatusCode::kInvalidArgument, name + "' in checkpoint " + dir +
+                                                               " has shape [48, 31], expected [48, 32]"));
+}
+
+TEST(CheckpointTest, CorruptIndex) {
+  const std::string dir = testing::MakeTempDir("ckpt");
+  std::ofstream(dir + "/config.json") << testing::SmallConfig().ToJson();
+  std::ofstream(dir + "/model.safetensors.index.json") << R"({"weight_map": 3})";
+  EXPECT_THAT(Checkpoint::Open(dir), StatusIs(absl::StatusCode::kDataLoss, "weight_map"));
+}
+
+}  // namespace
+}  // namespace moe::experts

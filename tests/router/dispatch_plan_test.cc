@@ -1,0 +1,91 @@
+// tests/router/dispatch_plan_test.cc
+#include "router/dispatch_plan.h"
+
+#include <map>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::router {
+namespace {
+
+using ::moe::testing::StatusIs;
+
+// A random top-k routing of n tokens over e experts (distinct experts per token).
+Routing RandomRouting(int n, int e, int k, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Routing r;
+  r.num_tokens = n;
+  for (int t = 0; t < n; ++t) {
+    r.token_offsets.push_back(t * k);
+    std::vector<int32_t> ids(e);
+    for (int i = 0; i < e; ++i) ids[i] = i;
+    std::shuffle(ids.begin(), ids.end(), rng);
+    for (int j = 0; j < k; ++j) {
+      r.experts.push_back(ids[j]);
+      r.weights.push_back(std::uniform_real_distribution<float>(0.1f, 1.0f)(rng));
+    }
+  }
+  r.token_offsets.push_back(n * k);
+  return r;
+}
+
+TEST(DispatchPlanTest, EveryPairAppearsExactlyOnceGroupedByExpertInTokenOrder) {
+  const int n = 200, e = 8, k = 3;
+  const Routing routing = RandomRouting(n, e, k, 42);
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(routing, e));
+  EXPECT_EQ(plan.num_rows(), n * k);
+  EXPECT_EQ(plan.num_tokens(), n);
+  EXPECT_EQ(plan.ExpertBegin(0), 0);
+  EXPECT_EQ(plan.ExpertEnd(e - 1), n * k);
+  std::map<std::pair<int, int>, float> pairs;  // (token, expert) → weight, from the routing
+  for (int t = 0; t < n; ++t) {
+    for (int j = 0; j < k; ++j) pairs[{t, routing.ExpertsOf(t)[j]}] = routing.WeightsOf(t)[j];
+  }
+  for (int x = 0; x < e; ++x) {
+    for (int64_t row = plan.ExpertBegin(x); row < plan.ExpertEnd(x); ++row) {
+      const int t = plan.row_tokens()[row];
+      if (row > plan.ExpertBegin(x)) EXPECT_LT(plan.row_tokens()[row - 1], t);  // token order
+      auto it = pairs.find({t, x});
+      ASSERT_NE(it, pairs.end()) << "row " << row << " is not a routed pair";
+      EXPECT_EQ(plan.row_weights()[row], it->second);
+      pairs.erase(it);  // seen once
+    }
+  }
+  EXPECT_TRUE(pairs.empty());
+}
+
+TEST(DispatchPlanTest, GatherCopiesTheTokenRows) {
+  const Routing routing = RandomRouting(10, 4, 2, 7);
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(routing, 4));
+  const int h = 5;
+  const std::vector<float> x = testing::RandomVector(10 * h, 8);
+  std::vector<float> rows(plan.num_rows() * h);
+  plan.Gather(x, h, 0, plan.num_rows(), rows.data());
+  for (int64_t r = 0; r < plan.num_rows(); ++r) {
+    for (int j = 0; j < h; ++j) EXPECT_EQ(rows[r * h + j], x[plan.row_tokens()[r] * h + j]);
+  }
+}
+
+TEST(DispatchPlanTest, EmptyRoutingAndBadExperts) {
+  Routing empty;
+  empty.token_offsets = {0};
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(empty, 3));
+  EXPECT_EQ(plan.num_rows(), 0);
+  EXPECT_EQ(plan.RowsOf(2), 0);
+
+  Routing bad = RandomRouting(3, 4, 1, 1);
+  bad.experts[1] = 4;
+  EXPECT_THAT(DispatchPlan::Build(bad, 4), StatusIs(absl::StatusCode::kInvalidArgument, "expert 4"));
+  bad.experts[1] = -1;
+  EXPECT_THAT(DispatchPlan::Build(bad, 4), StatusIs(absl::StatusCode::kInvalidArgument, "expert -1"));
+  Routing inconsistent = RandomRouting(3, 4, 1, 1);
+  inconsistent.token_offsets.pop_back();
+  EXPECT_THAT(DispatchPlan::Build(inconsistent, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument, "inconsistent"));
+}
+
+}  // namespace
+}  // namespace moe::router
