@@ -1,0 +1,162 @@
+// client/bench_main.cc
+// moe-bench: drives a running router with C concurrent clients for T seconds or N requests per
+// point, printing a progress line, then tokens/s, p50/p90/p99 latency and errors by code per
+// token count; --json writes the same as JSON.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "client/moe_client.h"
+
+ABSL_FLAG(std::string, router, "", "Router address (default: $MOE_ROUTER, else localhost:50051).");
+ABSL_FLAG(int, concurrency, 1, "Concurrent clients, each with one request in flight.");
+ABSL_FLAG(double, duration_s, 5, "Seconds per point (when --requests is 0).");
+ABSL_FLAG(int64_t, requests, 0, "Requests per point in total; 0 = run for --duration_s.");
+ABSL_FLAG(std::string, tokens, "16", "Comma-separated tokens per request; one point each.");
+ABSL_FLAG(int64_t, layer, 0, "MoE layer to call.");
+ABSL_FLAG(std::string, dtype, "f32", "Wire dtype: f32, bf16 or f16.");
+ABSL_FLAG(int, warmup, 3, "Untimed requests per client before each point.");
+ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
+ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+
+namespace {
+
+using moe::experts::DType;
+using moe::experts::Tensor;
+
+struct Point {
+  int64_t tokens = 0, ok = 0;
+  double seconds = 0, p50 = 0, p90 = 0, p99 = 0;
+  std::map<std::string, int64_t> errors;
+};
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
+  std::nth_element(v.begin(), v.begin() + i, v.end());
+  return v[i];
+}
+
+Point RunPoint(moe::client::MoeClient& client, int64_t tokens, int64_t hidden, DType dtype) {
+  const int concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
+  const int64_t total = absl::GetFlag(FLAGS_requests);
+  const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  std::vector<Tensor> inputs;
+  for (int c = 0; c < concurrency; ++c) {
+    std::mt19937_64 rng(1000 + c);
+    std::normal_distribution<float> normal;
+    std::vector<float> v(static_cast<size_t>(tokens * hidden));
+    for (float& x : v) x = normal(rng);
+    inputs.push_back(Tensor::FromF32(v, {tokens, hidden}).ConvertTo(dtype));
+  }
+  for (int c = 0; c < concurrency; ++c) {
+    for (int w = 0; w < absl::GetFlag(FLAGS_warmup); ++w) (void)client.Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
+  }
+  absl::Mutex mu;
+  std::vector<double> latencies;
+  Point point;
+  point.tokens = tokens;
+  std::atomic<int64_t> issued{0}, done{0};
+  std::atomic<bool> stop{false};
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < concurrency; ++c) {
+    threads.emplace_back([&, c] {
+      while (!stop.load()) {
+        if (total > 0 && issued.fetch_add(1) >= total) break;
+        if (total == 0 && absl::Now() - start >= duration) break;
+        auto r = client.Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
+        absl::MutexLock lock(&mu);
+        if (r.ok()) {
+          ++point.ok;
+          latencies.push_back(absl::ToDoubleSeconds(r->latency));
+        } else {
+          ++point.errors[absl::StatusCodeToString(r.status().code())];
+        }
+        done.fetch_add(1);
+      }
+    });
+  }
+  absl::Notification all_done;
+  std::thread waiter([&] {
+    for (std::thread& t : threads) t.join();
+    all_done.Notify();
+  });
+  while (!all_done.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+    std::fprintf(stderr, "\r  %ld tokens/request: %ld requests, %.1f s, %.0f tokens/s   ", static_cast<long>(tokens),
+                 static_cast<long>(done.load()), elapsed, done.load() * tokens / std::max(elapsed, 1e-9));
+  }
+  waiter.join();
+  std::fprintf(stderr, "\r%80s\r", "");
+  point.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  point.p50 = Percentile(latencies, 0.50);
+  point.p90 = Percentile(latencies, 0.90);
+  point.p99 = Percentile(latencies, 0.99);
+  return point;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "moe-bench: load generator for a moe-router.\n"
+      "  moe-bench --router=localhost:50051 --concurrency=4 --tokens=1,16,256 --duration_s=10");
+  absl::ParseCommandLine(argc, argv);
+  std::string address = absl::GetFlag(FLAGS_router);
+  if (address.empty()) address = std::getenv("MOE_ROUTER") ? std::getenv("MOE_ROUTER") : "localhost:50051";
+  const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
+  const DType dtype = dtype_name == "bf16" ? DType::kBF16 : dtype_name == "f16" ? DType::kF16 : DType::kF32;
+  moe::client::MoeClient::Options options;
+  options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  auto client = moe::client::MoeClient::Connect(address, options);
+  auto info = client->GetModelInfo();
+  if (!info.ok()) {
+    std::fprintf(stderr, "moe-bench: %s\n", info.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("moe-bench: router %s (%s experts), layer %ld, %d client(s), %s\n", address.c_str(),
+              info->local() ? "local" : "networked", static_cast<long>(absl::GetFlag(FLAGS_layer)),
+              absl::GetFlag(FLAGS_concurrency), dtype_name.c_str());
+  std::printf("%8s %9s %12s %10s %10s %10s  %s\n", "tokens", "requests", "tokens/s", "p50 ms", "p90 ms", "p99 ms", "errors");
+  std::vector<std::string> json;
+  int64_t failures = 0;
+  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_tokens), ',')) {
+    int64_t tokens = 0;
+    if (!absl::SimpleAtoi(t, &tokens) || tokens < 1) continue;
+    Point p = RunPoint(*client, tokens, info->hidden_size(), dtype);
+    std::vector<std::string> errs;
+    for (const auto& [code, count] : p.errors) {
+      errs.push_back(absl::StrCat(code, "=", count));
+      failures += count;
+    }
+    const double tps = p.ok * tokens / std::max(p.seconds, 1e-9);
+    std::printf("%8ld %9ld %12.0f %10.3f %10.3f %10.3f  %s\n", static_cast<long>(tokens), static_cast<long>(p.ok), tps,
+                p.p50 * 1e3, p.p90 * 1e3, p.p99 * 1e3, errs.empty() ? "none" : absl::StrJoin(errs, " ").c_str());
+    json.push_back(absl::StrFormat(
+        R"({"tokens":%d,"requests":%d,"seconds":%g,"tokens_per_s":%g,"p50_s":%g,"p90_s":%g,"p99_s":%g,"errors":%d})",
+        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, static_cast<int64_t>(errs.size())));
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+    std::ofstream(path) << absl::StrFormat(R"({"router":"%s","local":%s,"concurrency":%d,"results":[%s]})", address,
+                                           info->local() ? "true" : "false", absl::GetFlag(FLAGS_concurrency),
+                                           absl::StrJoin(json, ",")) << "\n";
+  }
+  return failures > 0 ? 1 : 0;
+}

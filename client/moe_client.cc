@@ -1,0 +1,111 @@
+// client/moe_client.cc
+#include "client/moe_client.h"
+
+#include <chrono>
+
+#include "absl/synchronization/notification.h"
+#include "experts/status_macros.h"
+#include "grpcpp/client_context.h"
+#include "proto/channel.h"
+#include "proto/status_convert.h"
+#include "proto/tensor_codec.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace moe::client {
+namespace {
+
+std::chrono::system_clock::time_point DeadlineFromNow(absl::Duration d) {
+  return std::chrono::system_clock::now() + std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+}
+
+// State of one async Forward; deleted in its callback.
+struct AsyncForward {
+  grpc::ClientContext context;
+  moe::v1::ForwardRequest request;
+  moe::v1::ForwardResponse response;
+  absl::Time start;
+  std::function<void(absl::StatusOr<ForwardResult>)> done;
+};
+
+}  // namespace
+
+std::unique_ptr<MoeClient> MoeClient::Connect(const std::string& address, Options options) {
+  std::unique_ptr<MoeClient> c(new MoeClient());
+  c->address_ = address;
+  c->options_ = options;
+  c->channel_ = proto::MakeChannel(address, options.max_message_bytes);
+  c->stub_ = moe::v1::MoeService::NewStub(c->channel_);
+  return c;
+}
+
+absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardResponse& response) {
+  absl::StatusOr<experts::Tensor> view = proto::ViewTensor(response.output(), "output");
+  if (!view.ok()) return absl::InternalError(std::string(view.status().message()));
+  ForwardResult result;
+  result.output = view->Clone();
+  for (const moe::v1::TokenRouting& r : response.routing()) {
+    result.experts.emplace_back(r.experts().begin(), r.experts().end());
+    result.weights.emplace_back(r.weights().begin(), r.weights().end());
+  }
+  return result;
+}
+
+void MoeClient::ForwardAsync(int64_t layer, const experts::Tensor& hidden_states, bool return_routing,
+                             std::function<void(absl::StatusOr<ForwardResult>)> done) {
+  auto* call = new AsyncForward();
+  call->request.set_layer(layer);
+  call->request.set_return_routing(return_routing);
+  proto::EncodeTensor(hidden_states, call->request.mutable_hidden_states());
+  call->context.set_deadline(DeadlineFromNow(options_.deadline));
+  call->done = std::move(done);
+  call->start = absl::Now();
+  stub_->async()->Forward(&call->context, &call->request, &call->response, [call](grpc::Status s) {
+    const absl::Duration latency = absl::Now() - call->start;
+    absl::StatusOr<ForwardResult> result =
+        s.ok() ? ParseForwardResponse(call->response) : absl::StatusOr<ForwardResult>(proto::FromGrpcStatus(s));
+    if (result.ok()) result->latency = latency;
+    auto done = std::move(call->done);
+    delete call;
+    done(std::move(result));
+  });
+}
+
+absl::StatusOr<ForwardResult> MoeClient::Forward(int64_t layer, const experts::Tensor& hidden_states,
+                                                 bool return_routing) {
+  absl::Notification finished;
+  absl::StatusOr<ForwardResult> result;
+  ForwardAsync(layer, hidden_states, return_routing, [&](absl::StatusOr<ForwardResult> r) {
+    result = std::move(r);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return result;
+}
+
+absl::Status MoeClient::ForwardRaw(const moe::v1::ForwardRequest& request,
+                                   moe::v1::ForwardResponse* response) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineFromNow(options_.deadline));
+  return proto::FromGrpcStatus(stub_->Forward(&context, request, response));
+}
+
+absl::StatusOr<moe::v1::GetModelInfoResponse> MoeClient::GetModelInfo() {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineFromNow(options_.deadline));
+  moe::v1::GetModelInfoResponse info;
+  RETURN_IF_ERROR(proto::FromGrpcStatus(stub_->GetModelInfo(&context, moe::v1::GetModelInfoRequest(), &info)));
+  return info;
+}
+
+absl::StatusOr<bool> MoeClient::IsServing(const std::string& service) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineFromNow(options_.deadline));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  RETURN_IF_ERROR(proto::FromGrpcStatus(health->Check(&context, request, &response)));
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+}  // namespace moe::client

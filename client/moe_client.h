@@ -1,0 +1,62 @@
+// client/moe_client.h
+// The C++ client library of moe-serve: one channel to a router; Forward (blocking or with a
+// callback), GetModelInfo and a health check. Statuses come back as absl::Status with the
+// server's code. Thread-safe: share one MoeClient between threads.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "experts/tensor.h"
+#include "moe/v1/moe.grpc.pb.h"
+
+namespace moe::client {
+
+struct ForwardResult {
+  experts::Tensor output;                    // [tokens, hidden], the dtype sent
+  std::vector<std::vector<int>> experts;     // per token, when routing was asked for
+  std::vector<std::vector<float>> weights;   // per token, when routing was asked for
+  absl::Duration latency;                    // round trip seen by the client
+};
+
+class MoeClient {
+ public:
+  struct Options {
+    int64_t max_message_bytes = 256 << 20;
+    absl::Duration deadline = absl::Seconds(60);
+  };
+  static std::unique_ptr<MoeClient> Connect(const std::string& address, Options options);
+  static std::unique_ptr<MoeClient> Connect(const std::string& address) { return Connect(address, Options()); }
+
+  // Runs `hidden_states` through MoE layer `layer`. The server's status on failure
+  // (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ...).
+  absl::StatusOr<ForwardResult> Forward(int64_t layer, const experts::Tensor& hidden_states,
+                                        bool return_routing = false);
+  // The same without blocking: `done` runs on a gRPC thread.
+  void ForwardAsync(int64_t layer, const experts::Tensor& hidden_states, bool return_routing,
+                    std::function<void(absl::StatusOr<ForwardResult>)> done);
+  // Sends `request` exactly as given (for callers that build requests themselves, and tests).
+  absl::Status ForwardRaw(const moe::v1::ForwardRequest& request, moe::v1::ForwardResponse* response);
+
+  absl::StatusOr<moe::v1::GetModelInfoResponse> GetModelInfo();
+  // grpc.health.v1 Check of `service` ("" = the whole server): true when SERVING.
+  absl::StatusOr<bool> IsServing(const std::string& service = "");
+
+  const std::string& address() const { return address_; }
+
+ private:
+  MoeClient() = default;
+  std::string address_;
+  Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<moe::v1::MoeService::Stub> stub_;
+};
+
+// Parses a ForwardResponse into a ForwardResult (copying the output). INTERNAL if malformed.
+absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardResponse& response);
+
+}  // namespace moe::client

@@ -1,0 +1,17 @@
+// client/npy.h
+// Reads a 2-D NumPy .npy file (format 1.0-3.0, little-endian float32 '<f4' or float16 '<f2',
+// C order) into a tensor, for moe-client --npy. Pure function; thread-safe.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "experts/tensor.h"
+
+namespace moe::client {
+
+// INVALID_ARGUMENT naming the file for anything but a C-ordered 2-D <f4/<f2 array;
+// NOT_FOUND if the file cannot be read.
+absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path);
+
+}  // namespace moe::client

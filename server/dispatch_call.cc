@@ -1,0 +1,170 @@
+// server/dispatch_call.cc
+#include "server/dispatch_call.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proto/tensor_codec.h"
+#include "router/combine.h"
+
+namespace moe::server {
+
+void DispatchCall::Start(WorkerPool* pool, DispatchInput input,
+                         grpc::CallbackServerContext* server_context,
+                         moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor) {
+  auto* call = new DispatchCall(pool, std::move(input), server_context, response, reactor);
+  call->BuildCalls();
+  if (call->calls_.empty()) {
+    call->Complete();
+    return;
+  }
+  call->pending_.store(static_cast<int>(call->calls_.size()));
+  // Issue after counting every call, so an early reply cannot complete the step.
+  std::vector<WorkerCall*> to_issue;
+  for (auto& c : call->calls_) to_issue.push_back(c.get());
+  for (WorkerCall* c : to_issue) call->Issue(*c);
+}
+
+DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input,
+                           grpc::CallbackServerContext* server_context,
+                           moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor)
+    : pool_(pool), in_(std::move(input)), server_context_(server_context), response_(response),
+      reactor_(reactor) {}
+
+void DispatchCall::BuildCalls() {
+  const router::DispatchPlan& plan = in_.plan;
+  const int num_experts = plan.num_experts();
+  call_of_expert_.assign(num_experts, -1);
+  offset_of_expert_.assign(num_experts, 0);
+  std::vector<int> call_of_worker(pool_->size(), -1);
+  for (int e = 0; e < num_experts; ++e) {
+    if (plan.RowsOf(e) == 0) continue;
+    const int worker = pool_->Pick({in_.layer, e});  // coverage was checked at start: >= 0
+    if (call_of_worker[worker] < 0) {
+      call_of_worker[worker] = static_cast<int>(calls_.size());
+      calls_.push_back(std::make_unique<WorkerCall>());
+      calls_.back()->worker = worker;
+    }
+    WorkerCall& call = *calls_[call_of_worker[worker]];
+    call_of_expert_[e] = call_of_worker[worker];
+    offset_of_expert_[e] = call.rows;
+    call.experts.push_back(e);
+    call.rows += plan.RowsOf(e);
+  }
+  const size_t elem = experts::DTypeSize(in_.wire_dtype);
+  std::vector<float> row_buffer;
+  for (auto& c : calls_) {
+    c->request.set_layer(in_.layer);
+    moe::v1::Tensor* tokens = c->request.mutable_tokens();
+    tokens->set_dtype(proto::ToWireDType(in_.wire_dtype));
+    tokens->add_shape(c->rows);
+    tokens->add_shape(in_.hidden);
+    std::string* data = tokens->mutable_data();
+    data->resize(static_cast<size_t>(c->rows * in_.hidden) * elem);
+    char* dst = data->data();
+    for (int e : c->experts) {
+      moe::v1::ExpertGroup* g = c->request.add_groups();
+      g->set_expert(e);
+      g->set_num_rows(plan.RowsOf(e));
+      for (int64_t r = plan.ExpertBegin(e); r < plan.ExpertEnd(e); ++r) {
+        const float* src = in_.x.data() + static_cast<int64_t>(plan.row_tokens()[r]) * in_.hidden;
+        experts::ConvertFromF32(in_.wire_dtype, src, dst, in_.hidden);
+        dst += in_.hidden * elem;
+      }
+    }
+  }
+}
+
+void DispatchCall::Issue(WorkerCall& call) {
+  call.context = grpc::ClientContext::FromCallbackServerContext(*server_context_);
+  call.context->set_deadline(in_.deadline);
+  WorkerPool::Worker& worker = pool_->worker(call.worker);
+  worker.inflight.fetch_add(1, std::memory_order_relaxed);
+  worker.stub->async()->Forward(call.context.get(), &call.request, &call.response,
+                                [this, &call](grpc::Status status) { OnReply(call, std::move(status)); });
+}
+
+void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
+  pool_->worker(call.worker).inflight.fetch_sub(1, std::memory_order_relaxed);
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !call.retried) {
+    std::vector<experts::ExpertKey> keys;
+    for (int e : call.experts) keys.push_back({in_.layer, e});
+    const int alternative = pool_->PickAlternative(keys, call.worker);
+    if (alternative >= 0) {
+      call.retried = true;
+      call.worker = alternative;
+      call.response.Clear();
+      Issue(call);
+      return;
+    }
+  }
+  call.status = std::move(status);
+  if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) Complete();
+}
+
+grpc::Status DispatchCall::DescribeFailure(const WorkerCall& call) const {
+  const std::string what = absl::StrCat(call.experts.size() == 1 ? "expert " : "experts ",
+                                        absl::StrJoin(call.experts, ","), " of layer ", in_.layer,
+                                        " on worker ", pool_->worker(call.worker).address);
+  switch (call.status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat(what, " is unavailable: ", call.status.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat(what, ": deadline exceeded"));
+    default:
+      return grpc::Status(call.status.error_code(),
+                          absl::StrCat(what, " failed: ", call.status.error_message()));
+  }
+}
+
+void DispatchCall::Complete() {
+  grpc::Status status = grpc::Status::OK;
+  for (const auto& c : calls_) {
+    if (!c->status.ok()) {
+      status = DescribeFailure(*c);
+      break;
+    }
+  }
+  if (status.ok()) status = CombineInto();
+  grpc::ServerUnaryReactor* reactor = reactor_;
+  delete this;
+  reactor->Finish(status);
+}
+
+grpc::Status DispatchCall::CombineInto() {
+  const router::DispatchPlan& plan = in_.plan;
+  const int64_t n = plan.num_tokens(), h = in_.hidden;
+  for (const auto& c : calls_) {
+    absl::StatusOr<experts::Tensor> out = proto::ViewTensor(c->response.outputs(), "outputs");
+    if (!out.ok() || out->dtype() != in_.wire_dtype || out->shape() != std::vector<int64_t>{c->rows, h}) {
+      return grpc::Status(grpc::StatusCode::INTERNAL,
+                          absl::StrCat("worker ", pool_->worker(c->worker).address,
+                                       " returned a malformed output (expected ",
+                                       experts::DTypeName(in_.wire_dtype), "[", c->rows, ", ", h, "])"));
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(n * h), 0.0f);
+  std::vector<float> rows;
+  const size_t elem = experts::DTypeSize(in_.wire_dtype);
+  for (int e = 0; e < plan.num_experts(); ++e) {
+    if (call_of_expert_[e] < 0) continue;
+    const WorkerCall& c = *calls_[call_of_expert_[e]];
+    const int64_t count = plan.RowsOf(e);
+    rows.resize(static_cast<size_t>(count * h));
+    const char* src = c.response.outputs().data().data() + offset_of_expert_[e] * h * elem;
+    experts::ConvertToF32(in_.wire_dtype, src, rows.data(), rows.size());
+    router::AccumulateRows(plan, plan.ExpertBegin(e), count, rows.data(), h, absl::MakeSpan(out));
+  }
+  proto::EncodeF32(out, {n, h}, in_.wire_dtype, response_->mutable_output());
+  if (in_.return_routing) {
+    for (int64_t t = 0; t < n; ++t) {
+      moe::v1::TokenRouting* r = response_->add_routing();
+      for (int32_t e : in_.routing.ExpertsOf(t)) r->add_experts(e);
+      for (float w : in_.routing.WeightsOf(t)) r->add_weights(w);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace moe::server

@@ -1,0 +1,72 @@
+// server/dispatch_call.h
+// One networked MoE Forward in flight: gate and plan are done by the caller; this sends one
+// ExpertService.Forward per involved worker (all at once, callback API, the caller's deadline
+// and cancellation propagated), retries a failed worker once on another replica, and when the
+// last reply arrives combines the outputs (in expert order, so the sum is deterministic) and
+// finishes the server call. Owns itself: deleted after finishing. Used by MoeServiceImpl.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "experts/dtype.h"
+#include "moe/v1/moe.grpc.pb.h"
+#include "router/dispatch_plan.h"
+#include "router/routing.h"
+#include "server/worker_pool.h"
+
+namespace moe::server {
+
+struct DispatchInput {
+  int layer = 0;
+  int64_t hidden = 0;
+  std::vector<float> x;  // [tokens, hidden] f32
+  experts::DType wire_dtype = experts::DType::kF32;  // of the request; used to and from workers
+  router::Routing routing;
+  router::DispatchPlan plan;
+  bool return_routing = false;
+  std::chrono::system_clock::time_point deadline;
+};
+
+class DispatchCall {
+ public:
+  // Starts the worker calls. `reactor->Finish` is called exactly once, from a gRPC thread (or
+  // from here when no expert is involved).
+  static void Start(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
+                    moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
+
+ private:
+  struct WorkerCall {
+    int worker = -1;
+    std::vector<int> experts;  // ascending
+    int64_t rows = 0;
+    std::unique_ptr<grpc::ClientContext> context;
+    moe::v1::ExpertRequest request;
+    moe::v1::ExpertResponse response;
+    grpc::Status status;
+    bool retried = false;
+  };
+
+  DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
+               moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
+  void BuildCalls();
+  void Issue(WorkerCall& call);
+  void OnReply(WorkerCall& call, grpc::Status status);
+  void Complete();
+  grpc::Status CombineInto();
+  grpc::Status DescribeFailure(const WorkerCall& call) const;
+
+  WorkerPool* const pool_;
+  DispatchInput in_;
+  grpc::CallbackServerContext* const server_context_;
+  moe::v1::ForwardResponse* const response_;
+  grpc::ServerUnaryReactor* const reactor_;
+  std::vector<std::unique_ptr<WorkerCall>> calls_;
+  std::vector<int> call_of_expert_;        // expert → index into calls_, -1 if no rows
+  std::vector<int64_t> offset_of_expert_;  // expert → first row within its call
+  std::atomic<int> pending_{0};
+};
+
+}  // namespace moe::server

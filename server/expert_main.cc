@@ -1,0 +1,94 @@
+// server/expert_main.cc
+// moe-expert: an expert worker. Loads only the experts it hosts from the checkpoint, runs them
+// on a backend and serves moe.v1.ExpertService plus grpc.health.v1 (NOT_SERVING until loaded).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
+#include "experts/backend_factory.h"
+#include "experts/checkpoint.h"
+#include "experts/expert_weights.h"
+#include "server/compute_queue.h"
+#include "server/expert_list.h"
+#include "server/expert_service.h"
+#include "server/server_runtime.h"
+
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
+ABSL_FLAG(std::string, experts, "all",
+          "Experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'.");
+ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "Address to serve on (host:port; port 0 picks one).");
+ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu (cuda where built with CUDA).");
+ABSL_FLAG(int, threads, 0, "BLAS threads for the CPU backend; 0 = every core.");
+ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
+ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
+ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
+
+int main(int argc, char** argv) {
+  moe::server::BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "moe-expert: serves the experts it hosts over gRPC.\n"
+      "  moe-expert --checkpoint=/models/mixtral --experts=0-3 --listen=0.0.0.0:50061");
+  absl::ParseCommandLine(argc, argv);
+  const std::string dir = absl::GetFlag(FLAGS_checkpoint);
+  if (dir.empty()) {
+    std::fprintf(stderr, "moe-expert: --checkpoint is required (see --help)\n");
+    return 2;
+  }
+  auto checkpoint = moe::experts::Checkpoint::Open(dir);
+  if (!checkpoint.ok()) {
+    std::fprintf(stderr, "moe-expert: %s\n", checkpoint.status().ToString().c_str());
+    return 1;
+  }
+  const moe::experts::ModelConfig& config = (*checkpoint)->config();
+  auto ids = moe::server::ParseExpertList(absl::GetFlag(FLAGS_experts), config.num_experts);
+  if (!ids.ok()) {
+    std::fprintf(stderr, "moe-expert: %s\n", ids.status().ToString().c_str());
+    return 2;
+  }
+  std::vector<moe::experts::ExpertKey> hosted;
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    for (int e : *ids) hosted.push_back({layer, e});
+  }
+
+  const int64_t max_rows = absl::GetFlag(FLAGS_max_rows);
+  moe::server::ComputeQueue queue(1, absl::GetFlag(FLAGS_queue_capacity));
+  moe::server::ExpertServiceImpl service(&queue, max_rows);
+  int port = 0;
+  auto server = moe::server::StartServer(
+      {&service}, {.listen = absl::GetFlag(FLAGS_listen),
+                   .max_message_bytes = max_rows * config.hidden_size * 4 + (1 << 20)},
+      &port);
+  if (!server.ok()) {
+    std::fprintf(stderr, "moe-expert: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  moe::experts::BackendOptions backend_options{.kind = absl::GetFlag(FLAGS_backend),
+                                               .threads = absl::GetFlag(FLAGS_threads)};
+  auto backend = moe::experts::CreateBackend(**checkpoint, hosted, backend_options);
+  if (!backend.ok()) {
+    std::fprintf(stderr, "moe-expert: %s\n", backend.status().ToString().c_str());
+    (*server)->Shutdown();
+    return 1;
+  }
+  moe::v1::GetWorkerInfoResponse info;
+  info.set_model_type(config.model_type);
+  info.set_num_layers(config.num_layers);
+  info.set_num_experts(config.num_experts);
+  info.set_weight_dtype(config.torch_dtype);
+  std::shared_ptr<moe::experts::ExpertBackend> shared(std::move(*backend));
+  std::fprintf(stderr,
+               "moe-expert: serving checkpoint=%s experts=%s layers=%d backend=%s device=\"%s\" port=%d\n",
+               dir.c_str(), absl::StrJoin(*ids, ",").c_str(), config.num_layers,
+               shared->name().c_str(), shared->device().c_str(), port);
+  service.SetBackend(shared, std::move(info));
+  moe::server::SetReady(**server, {"moe.v1.ExpertService"}, true);
+  moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port);
+  moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  std::fprintf(stderr, "moe-expert: stopped\n");
+  return 0;
+}

@@ -1,0 +1,40 @@
+// server/expert_service.h
+// ExpertService (moe.v1) served by every moe-expert: Forward runs the token groups of one router
+// step on the local backend, through the compute queue; GetWorkerInfo describes what is hosted.
+// Requests before the backend is set (while loading) get UNAVAILABLE. Thread-safe.
+#pragma once
+
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "experts/expert_backend.h"
+#include "moe/v1/moe.grpc.pb.h"
+#include "server/compute_queue.h"
+
+namespace moe::server {
+
+class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
+ public:
+  // `queue` must outlive the service.
+  ExpertServiceImpl(ComputeQueue* queue, int64_t max_rows) : queue_(queue), max_rows_(max_rows) {}
+
+  // Makes the worker serve `backend`, described by `info` (hosted experts are filled in here).
+  void SetBackend(std::shared_ptr<experts::ExpertBackend> backend, moe::v1::GetWorkerInfoResponse info);
+
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
+                                    const moe::v1::ExpertRequest* request,
+                                    moe::v1::ExpertResponse* response) override;
+  grpc::ServerUnaryReactor* GetWorkerInfo(grpc::CallbackServerContext* context,
+                                          const moe::v1::GetWorkerInfoRequest* request,
+                                          moe::v1::GetWorkerInfoResponse* response) override;
+
+ private:
+  ComputeQueue* const queue_;
+  const int64_t max_rows_;
+  absl::Mutex mu_;
+  std::shared_ptr<experts::ExpertBackend> backend_ ABSL_GUARDED_BY(mu_);
+  moe::v1::GetWorkerInfoResponse info_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace moe::server

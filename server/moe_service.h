@@ -1,0 +1,73 @@
+// server/moe_service.h
+// MoeService (moe.v1), the router's public API. Forward validates the request, gates, plans,
+// and either runs the experts in-process on the compute queue (--local) or dispatches them to
+// the workers (DispatchCall); GetModelInfo describes the model, routing and placement.
+// Thin: the work lives in router/ and DispatchCall. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "experts/expert_backend.h"
+#include "moe/v1/moe.grpc.pb.h"
+#include "router/moe_model.h"
+#include "server/compute_queue.h"
+#include "server/worker_pool.h"
+
+namespace moe::server {
+
+struct MoeServiceOptions {
+  std::string model_name = "default";
+  int64_t max_tokens = 8192;
+  absl::Duration default_deadline = absl::Seconds(30);  // when the caller sets none
+};
+
+class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
+ public:
+  // Experts in-process on `backend`, computed on `queue` (both must outlive the service).
+  static std::unique_ptr<MoeServiceImpl> Local(MoeServiceOptions options,
+                                               std::shared_ptr<const router::MoeModel> model,
+                                               experts::ExpertBackend* backend, ComputeQueue* queue);
+  // Experts on `workers` (must outlive the service).
+  static std::unique_ptr<MoeServiceImpl> Networked(MoeServiceOptions options,
+                                                   std::shared_ptr<const router::MoeModel> model,
+                                                   WorkerPool* workers);
+
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
+                                    const moe::v1::ForwardRequest* request,
+                                    moe::v1::ForwardResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const moe::v1::GetModelInfoRequest* request,
+                                         moe::v1::GetModelInfoResponse* response) override;
+
+ private:
+  struct Validated {
+    const router::MoeLayer* layer = nullptr;
+    experts::DType dtype = experts::DType::kF32;
+    int64_t tokens = 0;
+    std::vector<float> x;
+  };
+  MoeServiceImpl(MoeServiceOptions options, std::shared_ptr<const router::MoeModel> model)
+      : options_(std::move(options)), model_(std::move(model)) {}
+  // INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED per conventions.md.
+  absl::StatusOr<Validated> Validate(const moe::v1::ForwardRequest& request) const;
+  void ForwardLocal(Validated v, const moe::v1::ForwardRequest* request,
+                    moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
+  void ForwardNetworked(Validated v, grpc::CallbackServerContext* context,
+                        const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
+                        grpc::ServerUnaryReactor* reactor);
+
+  const MoeServiceOptions options_;
+  const std::shared_ptr<const router::MoeModel> model_;
+  experts::ExpertBackend* backend_ = nullptr;  // --local
+  ComputeQueue* queue_ = nullptr;              // --local
+  WorkerPool* workers_ = nullptr;              // networked
+};
+
+// Fills the parts of GetModelInfoResponse that come from the model alone (dims, routing spec,
+// parameter counts). Exposed for tests.
+void DescribeModel(const router::MoeModel& model, moe::v1::GetModelInfoResponse* info);
+
+}  // namespace moe::server

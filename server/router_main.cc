@@ -1,0 +1,119 @@
+// server/router_main.cc
+// moe-router: the public MoE endpoint. Loads the gates from the checkpoint, learns the placement
+// from its workers (or runs every expert in-process with --local) and serves moe.v1.MoeService
+// plus grpc.health.v1.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "experts/backend_factory.h"
+#include "experts/checkpoint.h"
+#include "experts/expert_weights.h"
+#include "router/moe_model.h"
+#include "server/compute_queue.h"
+#include "server/moe_service.h"
+#include "server/server_runtime.h"
+#include "server/worker_pool.h"
+
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
+ABSL_FLAG(std::vector<std::string>, workers, {},
+          "Comma-separated worker addresses (host:port). Several may host the same experts: replicas.");
+ABSL_FLAG(bool, local, false, "Run every expert in this process instead of on workers.");
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 picks one).");
+ABSL_FLAG(std::string, model_name, "", "Name clients may put in requests; default: the checkpoint folder's name.");
+ABSL_FLAG(int64_t, deadline_ms, 30000, "Deadline of a Forward whose caller sets none (and the cap on any).");
+ABSL_FLAG(int64_t, max_tokens, 8192, "Most tokens in one Forward; more is RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
+ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
+ABSL_FLAG(int, threads, 0, "BLAS threads in --local mode; 0 = every core.");
+ABSL_FLAG(int, queue_capacity, 256, "--local: requests that may wait for compute.");
+ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
+ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "moe-router: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  moe::server::BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "moe-router: routes tokens to expert workers and combines their outputs.\n"
+      "  moe-router --checkpoint=/models/mixtral --workers=host-a:50061,host-b:50061\n"
+      "  moe-router --checkpoint=/models/mixtral --local");
+  absl::ParseCommandLine(argc, argv);
+  const std::string dir = absl::GetFlag(FLAGS_checkpoint);
+  const std::vector<std::string> addresses = absl::GetFlag(FLAGS_workers);
+  const bool local = absl::GetFlag(FLAGS_local);
+  if (dir.empty() || (!local && addresses.empty())) {
+    std::fprintf(stderr, "moe-router: --checkpoint and one of --workers or --local are required (see --help)\n");
+    return 2;
+  }
+  auto checkpoint = moe::experts::Checkpoint::Open(dir);
+  if (!checkpoint.ok()) return Fail(checkpoint.status());
+  auto model = moe::router::MoeModel::Create(**checkpoint);
+  if (!model.ok()) return Fail(model.status());
+  std::shared_ptr<const moe::router::MoeModel> shared_model(std::move(*model));
+  const moe::experts::ModelConfig& config = shared_model->config();
+
+  moe::server::MoeServiceOptions options;
+  options.model_name = absl::GetFlag(FLAGS_model_name);
+  if (options.model_name.empty()) {
+    options.model_name = std::filesystem::path(dir).lexically_normal().filename().string();
+    if (options.model_name.empty()) options.model_name = std::filesystem::path(dir).parent_path().filename().string();
+  }
+  options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  options.default_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  const int64_t row_bytes = int64_t{config.hidden_size} * 4;
+
+  std::unique_ptr<moe::experts::ExpertBackend> backend;
+  std::unique_ptr<moe::server::ComputeQueue> queue;
+  std::unique_ptr<moe::server::WorkerPool> pool;
+  std::unique_ptr<moe::server::MoeServiceImpl> service;
+  if (local) {
+    auto created = moe::experts::CreateBackend(
+        **checkpoint, moe::experts::AllExperts(config),
+        {.kind = absl::GetFlag(FLAGS_backend), .threads = absl::GetFlag(FLAGS_threads)});
+    if (!created.ok()) return Fail(created.status());
+    backend = std::move(*created);
+    queue = std::make_unique<moe::server::ComputeQueue>(1, absl::GetFlag(FLAGS_queue_capacity));
+    service = moe::server::MoeServiceImpl::Local(options, shared_model, backend.get(), queue.get());
+  } else {
+    auto connected = moe::server::WorkerPool::Connect(
+        addresses, config, absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s)),
+        options.max_tokens * config.top_k * row_bytes + (1 << 20));
+    if (!connected.ok()) return Fail(connected.status());
+    pool = std::move(*connected);
+    if (absl::Status covered = pool->CheckCoverage(config); !covered.ok()) {
+      std::fprintf(stderr, "moe-router: refusing to serve: %s\n", covered.ToString().c_str());
+      return 1;
+    }
+    service = moe::server::MoeServiceImpl::Networked(options, shared_model, pool.get());
+  }
+  int port = 0;
+  auto server = moe::server::StartServer(
+      {service.get()},
+      {.listen = absl::GetFlag(FLAGS_listen), .max_message_bytes = options.max_tokens * row_bytes + (1 << 20)},
+      &port);
+  if (!server.ok()) return Fail(server.status());
+  moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
+  std::fprintf(stderr,
+               "moe-router: serving model=%s layers=%d experts=%d top_k=%d hidden=%d mode=%s workers=[%s] port=%d\n",
+               options.model_name.c_str(), shared_model->num_layers(), config.num_experts, config.top_k,
+               config.hidden_size, local ? "local" : "networked", absl::StrJoin(addresses, ",").c_str(), port);
+  moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port);
+  moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  std::fprintf(stderr, "moe-router: stopped\n");
+  return 0;
+}

@@ -1,0 +1,80 @@
+// server/server_runtime.cc
+#include "server/server_runtime.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+namespace moe::server {
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::vector<grpc::Service*>& services,
+                                                          const ServerOptions& options, int* port) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), port);
+  const int limit = options.max_message_bytes > INT_MAX ? INT_MAX : static_cast<int>(options.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(limit);
+  builder.SetMaxSendMessageSize(limit);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus("", false);
+  health->SetServingStatus(kLivenessService, true);
+  return server;
+}
+
+void SetReady(grpc::Server& server, const std::vector<std::string>& service_names, bool ready) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  health->SetServingStatus("", ready);
+  for (const std::string& name : service_names) health->SetServingStatus(name, ready);
+}
+
+void NotifyReadyFd(int fd, int port) {
+  if (fd < 0) return;
+  const std::string line = absl::StrCat(port, "\n");
+  ssize_t unused = ::write(fd, line.data(), line.size());
+  (void)unused;
+  ::close(fd);
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int signal_number = 0;
+  sigwait(&set, &signal_number);
+  std::fprintf(stderr, "received %s: NOT_SERVING, draining for up to %s\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", absl::FormatDuration(drain).c_str());
+  server.GetHealthCheckService()->SetServingStatus(false);
+  server.Shutdown(std::chrono::system_clock::now() +
+                  std::chrono::milliseconds(absl::ToInt64Milliseconds(drain)));
+  server.Wait();
+  return signal_number;
+}
+
+}  // namespace moe::server

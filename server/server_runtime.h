@@ -1,0 +1,45 @@
+// server/server_runtime.h
+// What every moe-serve server process does around its services: start a gRPC server with the
+// health service, raised message limits and keepalive; report readiness (health + an optional
+// ready file descriptor for launchers); on SIGTERM/SIGINT turn NOT_SERVING, stop accepting and
+// drain in-flight calls. Used by the binaries' mains and by tests. Functions are thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+
+namespace moe::server {
+
+// Health service name that reports liveness (SERVING from start until drain); readiness is the
+// empty name and each service's full name.
+inline constexpr char kLivenessService[] = "liveness";
+
+struct ServerOptions {
+  std::string listen = "0.0.0.0:0";
+  int64_t max_message_bytes = 64 << 20;
+};
+
+// Starts a server with `services` on `options.listen`; readiness NOT_SERVING, liveness SERVING.
+// Returns the server; `*port` gets the bound port. UNAVAILABLE if the address cannot be bound.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::vector<grpc::Service*>& services,
+                                                          const ServerOptions& options, int* port);
+
+// Sets readiness of the empty service name and of `service_names`.
+void SetReady(grpc::Server& server, const std::vector<std::string>& service_names, bool ready);
+
+// Writes "<port>\n" to `fd` and closes it (no-op for fd < 0): tells a launcher we are ready.
+void NotifyReadyFd(int fd, int port);
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first
+// in main, before gRPC starts threads.
+void BlockTerminationSignals();
+// Waits for SIGTERM/SIGINT, then: health NOT_SERVING, stop accepting, wait up to `drain` for
+// in-flight calls, cancel the rest. Returns the signal number.
+int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain);
+
+}  // namespace moe::server

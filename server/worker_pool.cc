@@ -1,0 +1,102 @@
+// server/worker_pool.cc
+#include "server/worker_pool.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proto/channel.h"
+
+namespace moe::server {
+
+absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
+    const std::vector<std::string>& addresses, const experts::ModelConfig& config,
+    absl::Duration timeout, int64_t max_message_bytes) {
+  auto pool = std::make_unique<WorkerPool>();
+  for (const std::string& address : addresses) {
+    auto w = std::make_unique<Worker>();
+    w->address = address;
+    w->channel = proto::MakeChannel(address, max_message_bytes);
+    w->stub = moe::v1::ExpertService::NewStub(w->channel);
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);  // the worker may still be starting
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
+    grpc::Status s = w->stub->GetWorkerInfo(&ctx, moe::v1::GetWorkerInfoRequest(), &w->info);
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat("worker ", address, " did not answer GetWorkerInfo within ",
+                                                 absl::FormatDuration(timeout), ": ", s.error_message()));
+    }
+    if (w->info.hidden_size() != config.hidden_size ||
+        w->info.intermediate_size() != config.intermediate_size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "worker ", address, " serves hidden ", w->info.hidden_size(), " / intermediate ",
+          w->info.intermediate_size(), "; the router's checkpoint has ", config.hidden_size, " / ",
+          config.intermediate_size));
+    }
+    const int index = static_cast<int>(pool->workers_.size());
+    for (const moe::v1::HostedExpert& e : w->info.experts()) {
+      pool->placement_[experts::ExpertKey{e.layer(), e.expert()}].push_back(index);
+    }
+    pool->workers_.push_back(std::move(w));
+  }
+  return pool;
+}
+
+absl::Status WorkerPool::CheckCoverage(const experts::ModelConfig& config) const {
+  std::vector<std::string> missing;
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    for (int e = 0; e < config.num_experts; ++e) {
+      if (!placement_.contains(experts::ExpertKey{layer, e})) missing.push_back(absl::StrCat(layer, "/", e));
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      missing.size(), " (layer/expert) pairs have no worker: ", absl::StrJoin(missing, ", ")));
+}
+
+absl::Span<const int> WorkerPool::ReplicasOf(const experts::ExpertKey& key) const {
+  auto it = placement_.find(key);
+  if (it == placement_.end()) return {};
+  return it->second;
+}
+
+bool WorkerPool::IsConnectable(int i) const {
+  const grpc_connectivity_state state = workers_[i]->channel->GetState(/*try_to_connect=*/true);
+  return state != GRPC_CHANNEL_TRANSIENT_FAILURE && state != GRPC_CHANNEL_SHUTDOWN;
+}
+
+int WorkerPool::Best(absl::Span<const int> candidates, int exclude) const {
+  int best = -1, best_load = 0;
+  bool best_connectable = false;
+  for (int i : candidates) {
+    if (i == exclude) continue;
+    const bool connectable = IsConnectable(i);
+    const int load = workers_[i]->inflight.load(std::memory_order_relaxed);
+    if (best < 0 || (connectable && !best_connectable) ||
+        (connectable == best_connectable && load < best_load)) {
+      best = i;
+      best_load = load;
+      best_connectable = connectable;
+    }
+  }
+  return best;
+}
+
+int WorkerPool::Pick(const experts::ExpertKey& key) const { return Best(ReplicasOf(key), -1); }
+
+int WorkerPool::PickAlternative(absl::Span<const experts::ExpertKey> keys, int exclude) const {
+  if (keys.empty()) return -1;
+  std::vector<int> candidates;
+  for (int i : ReplicasOf(keys[0])) {
+    const bool hosts_all = std::all_of(keys.begin(), keys.end(), [&](const experts::ExpertKey& k) {
+      absl::Span<const int> r = ReplicasOf(k);
+      return std::find(r.begin(), r.end(), i) != r.end();
+    });
+    if (hosts_all) candidates.push_back(i);
+  }
+  return Best(candidates, exclude);
+}
+
+}  // namespace moe::server
