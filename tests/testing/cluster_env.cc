@@ -1,0 +1,57 @@
+// tests/testing/cluster_env.cc
+#include "tests/testing/cluster_env.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "experts/checkpoint_generator.h"
+#include "experts/expert_weights.h"
+#include "experts/status_macros.h"
+#include "tests/testing/random_data.h"
+
+namespace moe::testing {
+
+std::string BinDir() { return MOE_BIN_DIR; }
+
+std::string WriteCheckpoint(const experts::ModelConfig& config, experts::DType dtype, uint64_t seed) {
+  const std::string dir = MakeTempDir("model");
+  absl::Status s = experts::WriteRandomCheckpoint(dir, {.config = config, .dtype = dtype, .num_shards = 2, .seed = seed});
+  if (!s.ok()) std::abort();
+  return dir;
+}
+
+server::ClusterOptions ClusterFor(const std::string& checkpoint, int workers, int replicas) {
+  server::ClusterOptions o;
+  o.checkpoint = checkpoint;
+  o.workers = workers;
+  o.replicas = replicas;
+  o.bin_dir = BinDir();
+  o.worker_flags = {"--threads=1"};  // several workers share two cores
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<Reference>> Reference::Load(const std::string& checkpoint) {
+  auto ref = std::make_unique<Reference>();
+  ASSIGN_OR_RETURN(ref->checkpoint_, experts::Checkpoint::Open(checkpoint));
+  ASSIGN_OR_RETURN(ref->model_, router::MoeModel::Create(*ref->checkpoint_));
+  ASSIGN_OR_RETURN(ref->backend_, experts::CpuExpertBackend::Create(
+                                      *ref->checkpoint_, experts::AllExperts(ref->checkpoint_->config()), {}));
+  return ref;
+}
+
+absl::StatusOr<std::vector<float>> Reference::Forward(int layer, const std::vector<float>& x, int64_t n,
+                                                      router::Routing* routing) const {
+  ASSIGN_OR_RETURN(const router::MoeLayer* moe, model_->layer(layer));
+  return moe->Forward(x, n, *backend_, routing);
+}
+
+double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num = std::max(num, double(std::abs(got[i] - ref[i])));
+    den = std::max(den, double(std::abs(ref[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+}  // namespace moe::testing

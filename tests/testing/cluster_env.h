@@ -1,0 +1,49 @@
+// tests/testing/cluster_env.h
+// Helpers for integration tests that run real moe-serve processes: where the binaries are, a
+// generated checkpoint, and the in-process reference (MoeModel + CPU backend) to compare with.
+// Test-only; thread-compatible.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "experts/checkpoint.h"
+#include "experts/cpu_backend.h"
+#include "experts/dtype.h"
+#include "experts/model_config.h"
+#include "router/moe_model.h"
+#include "router/routing.h"
+#include "server/local_cluster.h"
+
+namespace moe::testing {
+
+// build/bin, where moe-expert, moe-router and moe-cluster are.
+std::string BinDir();
+
+// Writes a seeded random checkpoint of `config` in a fresh temp folder and returns the folder.
+std::string WriteCheckpoint(const experts::ModelConfig& config, experts::DType dtype, uint64_t seed);
+
+// Cluster options for `checkpoint` with binaries from BinDir().
+server::ClusterOptions ClusterFor(const std::string& checkpoint, int workers, int replicas = 1);
+
+// The in-process path on the same checkpoint: the numerical reference for networked results.
+class Reference {
+ public:
+  static absl::StatusOr<std::unique_ptr<Reference>> Load(const std::string& checkpoint);
+  // [n, H] f32 output of `layer` for `x` ([n, H] f32), and the routing used.
+  absl::StatusOr<std::vector<float>> Forward(int layer, const std::vector<float>& x, int64_t n,
+                                             router::Routing* routing = nullptr) const;
+  const experts::ModelConfig& config() const { return model_->config(); }
+
+ private:
+  std::unique_ptr<experts::Checkpoint> checkpoint_;
+  std::unique_ptr<router::MoeModel> model_;
+  std::unique_ptr<experts::CpuExpertBackend> backend_;
+};
+
+// max |got - ref| / max |ref|.
+double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref);
+
+}  // namespace moe::testing

@@ -1,0 +1,71 @@
+// tests/testing/held_expert_service.cc
+#include "tests/testing/held_expert_service.h"
+
+#include "proto/status_convert.h"
+#include "server/expert_compute.h"
+
+namespace moe::testing {
+
+HeldExpertService::HeldExpertService(std::shared_ptr<experts::ExpertBackend> backend)
+    : backend_(std::move(backend)) {}
+
+HeldExpertService::~HeldExpertService() { ReleaseAll(); }
+
+void HeldExpertService::WaitForArrivals(int count) {
+  struct Target {
+    const int* arrivals;
+    int count;
+  } target{&arrivals_, count};
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(+[](Target* t) { return *t->arrivals >= t->count; }, &target));
+}
+
+void HeldExpertService::ReleaseAll() {
+  std::vector<Held> held;
+  {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+    held.swap(held_);
+  }
+  for (const Held& h : held) Answer(h);
+}
+
+void HeldExpertService::Answer(const Held& held) {
+  held.reactor->Finish(proto::ToGrpcStatus(server::RunExpertRequest(*backend_, 1 << 20, *held.request, held.response)));
+}
+
+grpc::ServerUnaryReactor* HeldExpertService::Forward(grpc::CallbackServerContext* context,
+                                                     const moe::v1::ExpertRequest* request,
+                                                     moe::v1::ExpertResponse* response) {
+  Held held{context->DefaultReactor(), request, response};
+  bool answer_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    ++arrivals_;
+    if (released_) {
+      answer_now = true;
+    } else {
+      held_.push_back(held);
+    }
+  }
+  if (answer_now) Answer(held);
+  return held.reactor;
+}
+
+grpc::ServerUnaryReactor* HeldExpertService::GetWorkerInfo(grpc::CallbackServerContext* context,
+                                                           const moe::v1::GetWorkerInfoRequest*,
+                                                           moe::v1::GetWorkerInfoResponse* response) {
+  for (const experts::ExpertKey& key : backend_->hosted()) {
+    moe::v1::HostedExpert* e = response->add_experts();
+    e->set_layer(key.layer);
+    e->set_expert(key.expert);
+  }
+  response->set_hidden_size(backend_->hidden_size());
+  response->set_intermediate_size(backend_->intermediate_size());
+  response->set_backend("cpu (held for tests)");
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace moe::testing
