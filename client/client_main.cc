@@ -29,7 +29,8 @@ ABSL_FLAG(int64_t, tokens, 16, "Random tokens to send (ignored with --npy).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the random tokens.");
 ABSL_FLAG(std::string, npy, "", "A float32/float16 .npy file of shape [tokens, hidden] to send instead.");
 ABSL_FLAG(int64_t, layer, 0, "MoE layer to run (ignored with --all_layers).");
-ABSL_FLAG(bool, all_layers, false, "Run every layer in sequence, each layer's output feeding the next.");
+ABSL_FLAG(bool, all_layers, false,
+          "Run every layer in sequence; layer l+1 gets x + MoE_l(x), the residual stream of a decoder.");
 ABSL_FLAG(std::string, dtype, "f32", "Wire dtype of the tokens: f32, bf16 or f16.");
 ABSL_FLAG(bool, check, false, "Recompute each layer in-process from --checkpoint and print the error.");
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder for --check.");
@@ -166,7 +167,11 @@ int main(int argc, char** argv) {
       worst_rel = std::max(worst_rel, err.max_rel);
       std::printf("  check vs in-process: max abs err %.3g, max rel err %.3g\n", err.max_abs, err.max_rel);
     }
-    x = result->output;  // the next layer takes this layer's output
+    // The next layer gets the residual stream x + MoE(x), as in a decoder (without attention).
+    const Tensor in = x.ToF32();
+    std::vector<float> next(in.f32().begin(), in.f32().end());
+    for (size_t i = 0; i < next.size(); ++i) next[i] += out.f32()[i];
+    x = Tensor::FromF32(next, in.shape()).ConvertTo(dtype);
   }
 
   std::printf("\nper-expert load (tokens routed)\n%8s", "expert");

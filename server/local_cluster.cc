@@ -109,7 +109,7 @@ int StopChild(ChildProcess& child, int signal) {
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterOptions& options) {
   ASSIGN_OR_RETURN(auto checkpoint, experts::Checkpoint::Open(options.checkpoint));
   const int num_experts = checkpoint->config().num_experts;
-  if (options.workers < 1 || options.workers > num_experts || options.replicas < 1) {
+  if (options.workers < 0 || options.workers > num_experts || options.replicas < 1) {
     return absl::InvalidArgumentError(absl::StrCat("cannot split ", num_experts, " experts over ",
                                                    options.workers, " workers × ", options.replicas,
                                                    " replicas"));
@@ -117,7 +117,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterO
   const std::string bin = options.bin_dir.empty() ? ExecutableDir() : options.bin_dir;
   std::unique_ptr<LocalCluster> cluster(new LocalCluster());
   cluster->host_ = options.host;
-  for (int r = 0; r < options.replicas; ++r) {
+  for (int r = 0; r < options.replicas && options.workers > 0; ++r) {
     for (int w = 0; w < options.workers; ++w) {
       const int first = w * num_experts / options.workers;
       const int last = (w + 1) * num_experts / options.workers - 1;
@@ -133,8 +133,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterO
     }
   }
   std::vector<std::string> argv = {bin + "/moe-router", "--checkpoint=" + options.checkpoint,
-                                   "--workers=" + absl::StrJoin(cluster->worker_addresses(), ","),
                                    "--listen=" + options.host + ":0"};
+  argv.push_back(options.workers == 0 ? std::string("--local")
+                                      : "--workers=" + absl::StrJoin(cluster->worker_addresses(), ","));
   argv.insert(argv.end(), options.router_flags.begin(), options.router_flags.end());
   ASSIGN_OR_RETURN(cluster->router_, SpawnServer(argv, options.start_timeout));
   return cluster;

@@ -31,7 +31,7 @@ int StopChild(ChildProcess& child, int signal);
 
 struct ClusterOptions {
   std::string checkpoint;
-  int workers = 2;      // expert ranges: the experts are split evenly between them
+  int workers = 2;      // expert ranges, split evenly; 0 = no workers, a --local router
   int replicas = 1;     // processes per range
   std::string bin_dir;  // holds moe-expert and moe-router; default: this executable's folder
   std::string host = "127.0.0.1";

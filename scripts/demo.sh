@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# scripts/demo.sh — on a fresh Debian 12 machine: install what is missing, build, then run the
+# main job: generate a Mixtral-shaped checkpoint (8 experts, top-2, hidden 1024, intermediate
+# 3584, 4 layers, bf16), start a local cluster (4 workers × 2 experts + a router, each its own
+# process on loopback), send 512 tokens through every layer, print the per-expert load table and
+# the parity against the in-process path, and shut everything down.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+moe_install_packages
+moe_build
+
+MODEL="${MOE_DEMO_MODEL:-$BUILD/demo-model}"
+if [ ! -f "$MODEL/config.json" ]; then
+  echo "== generating the demo checkpoint in $MODEL"
+  "$BUILD/bin/moe-make-checkpoint" --out="$MODEL" --hidden_size=1024 --intermediate_size=3584 \
+    --num_experts=8 --top_k=2 --num_layers=4 --dtype=bf16 --shards=2 --seed=2026
+fi
+echo "== starting a local cluster and sending 512 tokens through every layer"
+"$BUILD/bin/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
+  moe-client --router={router} --tokens=512 --all_layers --dtype=bf16 --check --checkpoint="$MODEL"
