@@ -25,6 +25,7 @@ struct PlannedTensor {
   std::vector<int64_t> shape;
   float stddev;
   uint64_t seed;
+  bool force_f32 = false;
 };
 
 Tensor RandomTensor(const PlannedTensor& p, DType dtype) {
@@ -32,7 +33,7 @@ Tensor RandomTensor(const PlannedTensor& p, DType dtype) {
   std::mt19937_64 rng(p.seed);
   std::normal_distribution<float> normal(0.0f, p.stddev);
   for (float& v : f32.mutable_f32()) v = normal(rng);
-  return dtype == DType::kF32 ? f32 : f32.ConvertTo(dtype);
+  return dtype == DType::kF32 || p.force_f32 ? f32 : f32.ConvertTo(dtype);
 }
 
 absl::Status WriteText(const fs::path& path, const std::string& text) {
@@ -56,15 +57,29 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
 
-  const int64_t h = c.hidden_size, i = c.intermediate_size, e = c.num_experts;
+  const int64_t h = c.hidden_size, e = c.num_experts;
+  const float sh = 1.0f / std::sqrt(float(h));
   std::vector<PlannedTensor> plan;
   uint64_t seed = options.seed * 0x9E3779B97F4A7C15ull + 1;
+  auto mlp = [&](auto name_of, int64_t inter) {
+    plan.push_back({name_of(Projection::kGate), {inter, h}, sh, seed++});
+    plan.push_back({name_of(Projection::kUp), {inter, h}, sh, seed++});
+    plan.push_back({name_of(Projection::kDown), {h, inter}, 1.0f / std::sqrt(float(inter)), seed++});
+  };
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    plan.push_back({GateWeightName(layer), {e, h}, 1.0f / std::sqrt(float(h)), seed++});
-    for (int x = 0; x < e; ++x) {
-      plan.push_back({ExpertWeightName(layer, x, Projection::kW1), {i, h}, 1.0f / std::sqrt(float(h)), seed++});
-      plan.push_back({ExpertWeightName(layer, x, Projection::kW3), {i, h}, 1.0f / std::sqrt(float(h)), seed++});
-      plan.push_back({ExpertWeightName(layer, x, Projection::kW2), {h, i}, 1.0f / std::sqrt(float(i)), seed++});
+    if (c.IsMoeLayer(layer)) {
+      plan.push_back({GateWeightName(c, layer), {e, h}, sh, seed++});
+      if (c.family == Family::kDeepseekV3) {
+        // Selection bias, always f32; spread enough that some biased scores go negative.
+        plan.push_back({GateBiasName(layer), {e}, 0.5f, seed++, /*force_f32=*/true});
+      }
+      for (int x = 0; x < e; ++x) {
+        mlp([&](Projection p) { return ExpertWeightName(c, layer, x, p); }, c.moe_intermediate_size);
+      }
+      if (c.HasSharedGate(layer)) plan.push_back({SharedGateName(layer), {1, h}, sh, seed++});
+    }
+    if (c.HasAlwaysOn(layer)) {
+      mlp([&](Projection p) { return AlwaysOnWeightName(c, layer, p); }, c.AlwaysOnIntermediate(layer));
     }
   }
   const int shards = std::min<int>(options.num_shards, static_cast<int>(plan.size()));

@@ -1,7 +1,9 @@
 // experts/checkpoint_generator.h
-// Writes a seeded random checkpoint in the Hugging Face Mixtral layout (config.json plus one
-// model.safetensors or N shards with model.safetensors.index.json), so tests, the demo and real
-// checkpoints take the same loading path. Used by moe-make-checkpoint and test fixtures.
+// Writes a seeded random checkpoint in the Hugging Face layout of any supported family (config.json
+// plus one
+// model.safetensors or N shards with model.safetensors.index.json): gates, DeepSeek's selection
+// bias, routed experts, shared experts and dense layers, so tests, the demo and real checkpoints
+// take the same loading path. Used by moe-make-checkpoint and test fixtures.
 // Thread-compatible (no shared state).
 #pragma once
 

@@ -41,26 +41,25 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     absl::Span<const ExpertWeights> weights, Options options) {
   if (weights.empty()) return absl::InvalidArgumentError("a CPU backend needs at least one expert");
   std::unique_ptr<CpuExpertBackend> backend(new CpuExpertBackend());
-  const int64_t inter = weights[0].w1.rank() == 2 ? weights[0].w1.dim(0) : 0;
   const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
   backend->hidden_ = static_cast<int>(hidden);
-  backend->intermediate_ = static_cast<int>(inter);
   for (const ExpertWeights& w : weights) {
+    const int64_t inter = w.w1.rank() == 2 ? w.w1.dim(0) : 0;
     const std::vector<int64_t> up_shape = {inter, hidden};
     const std::vector<int64_t> down_shape = {hidden, inter};
     if (inter <= 0 || hidden <= 0 || w.w1.shape() != up_shape || w.w3.shape() != up_shape ||
         w.w2.shape() != down_shape) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ",
-          ShapeString(w.w1.shape()), " w3 ", ShapeString(w.w3.shape()), " w2 ",
-          ShapeString(w.w2.shape()), "; expected w1/w3 ", ShapeString(up_shape), " and w2 ",
-          ShapeString(down_shape)));
+          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", ShapeString(w.w1.shape()),
+          " w3 ", ShapeString(w.w3.shape()), " w2 ", ShapeString(w.w2.shape()), "; expected w1/w3 [I, ",
+          hidden, "] and w2 [", hidden, ", I]"));
     }
     if (backend->weights_.contains(w.key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer, " given twice"));
     }
     Packed packed;
+    packed.inter = inter;
     const size_t block = static_cast<size_t>(inter * hidden);
     packed.w13.resize(2 * block);
     packed.w2.resize(block);
@@ -69,6 +68,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     ConvertToF32(w.w2.dtype(), w.w2.raw_data(), packed.w2.data(), block);
     backend->weights_.emplace(w.key, std::move(packed));
     backend->hosted_.push_back(w.key);
+    backend->intermediate_ = std::max<int>(backend->intermediate_, static_cast<int>(inter));
   }
   std::sort(backend->hosted_.begin(), backend->hosted_.end());
   if (options.threads > 0) openblas_set_num_threads(options.threads);
@@ -94,7 +94,7 @@ absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups,
 
 void CpuExpertBackend::RunOne(const Packed& w, const float* in, float* out, int64_t rows) {
   const int64_t h = hidden_;
-  const int64_t i = intermediate_;
+  const int64_t i = w.inter;
   const size_t needed = static_cast<size_t>(rows * 2 * i);
   if (scratch_.size() < needed) scratch_.resize(needed);
   float* act = scratch_.data();

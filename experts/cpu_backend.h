@@ -28,14 +28,16 @@ class CpuExpertBackend : public ExpertBackend {
   // Loads `hosted` from `checkpoint`. Errors as LoadExpertWeights.
   static absl::StatusOr<std::unique_ptr<CpuExpertBackend>> Create(
       const Checkpoint& checkpoint, absl::Span<const ExpertKey> hosted, Options options);
-  // Builds from weights already in memory (any dtype). INVALID_ARGUMENT if shapes disagree
-  // between experts or within one, or `weights` is empty.
+  // Builds from weights already in memory (any dtype; each expert may have its own
+  // intermediate size). INVALID_ARGUMENT if the hidden sizes disagree, an expert's three shapes
+  // do not fit together, an expert is given twice, or `weights` is empty.
   static absl::StatusOr<std::unique_ptr<CpuExpertBackend>> FromWeights(
       absl::Span<const ExpertWeights> weights, Options options);
 
   std::string name() const override { return "cpu"; }
   std::string device() const override;
   int hidden_size() const override { return hidden_; }
+  // The largest intermediate size hosted.
   int intermediate_size() const override { return intermediate_; }
   const std::vector<ExpertKey>& hosted() const override { return hosted_; }
   bool Hosts(const ExpertKey& key) const override { return weights_.contains(key); }
@@ -44,11 +46,12 @@ class CpuExpertBackend : public ExpertBackend {
 
  private:
   struct Packed {
+    int64_t inter = 0;
     std::vector<float> w13;  // [2I, H]: rows 0..I-1 = w1, rows I..2I-1 = w3
     std::vector<float> w2;   // [H, I]
   };
   CpuExpertBackend() = default;
-  void RunOne(const Packed& w, const float* in, float* out, int64_t rows);
+  void RunOne(const Packed& w, const float* in, float* out, int64_t rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   int hidden_ = 0;
   int intermediate_ = 0;

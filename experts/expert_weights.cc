@@ -9,22 +9,25 @@ namespace moe::experts {
 
 absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, ExpertKey key) {
   const ModelConfig& c = checkpoint.config();
-  if (key.layer < 0 || key.layer >= c.num_layers || key.expert < 0 ||
-      key.expert >= c.num_experts) {
+  const bool in_model = key.layer >= 0 && key.layer < c.num_layers;
+  const bool routed = in_model && c.IsMoeLayer(key.layer) && key.expert >= 0 && key.expert < c.num_experts;
+  const bool always_on = in_model && key.expert == c.AlwaysOnId() && c.HasAlwaysOn(key.layer);
+  if (!routed && !always_on) {
     return absl::NotFoundError(absl::StrCat("expert ", key.expert, " of layer ", key.layer,
-                                            " is outside the model (", c.num_layers, " layers, ",
-                                            c.num_experts, " experts)"));
+                                            " is not in the model (", c.num_layers, " layers, ", c.num_experts,
+                                            " routed experts per MoE layer; id ", c.AlwaysOnId(),
+                                            " is a layer's shared/dense MLP)"));
   }
   const int64_t h = c.hidden_size;
-  const int64_t i = c.intermediate_size;
+  const int64_t i = routed ? c.moe_intermediate_size : c.AlwaysOnIntermediate(key.layer);
+  auto name = [&](Projection p) {
+    return routed ? ExpertWeightName(c, key.layer, key.expert, p) : AlwaysOnWeightName(c, key.layer, p);
+  };
   ExpertWeights w;
   w.key = key;
-  ASSIGN_OR_RETURN(w.w1, checkpoint.GetWithShape(
-                             ExpertWeightName(key.layer, key.expert, Projection::kW1), {i, h}));
-  ASSIGN_OR_RETURN(w.w3, checkpoint.GetWithShape(
-                             ExpertWeightName(key.layer, key.expert, Projection::kW3), {i, h}));
-  ASSIGN_OR_RETURN(w.w2, checkpoint.GetWithShape(
-                             ExpertWeightName(key.layer, key.expert, Projection::kW2), {h, i}));
+  ASSIGN_OR_RETURN(w.w1, checkpoint.GetWithShape(name(Projection::kGate), {i, h}));
+  ASSIGN_OR_RETURN(w.w3, checkpoint.GetWithShape(name(Projection::kUp), {i, h}));
+  ASSIGN_OR_RETURN(w.w2, checkpoint.GetWithShape(name(Projection::kDown), {h, i}));
   return w;
 }
 
@@ -35,7 +38,16 @@ std::vector<ExpertKey> AllExperts(const ModelConfig& config) {
 std::vector<ExpertKey> ExpertRange(const ModelConfig& config, int first, int last) {
   std::vector<ExpertKey> keys;
   for (int layer = 0; layer < config.num_layers; ++layer) {
+    if (!config.IsMoeLayer(layer)) continue;
     for (int e = first; e <= last; ++e) keys.push_back({layer, e});
+  }
+  return keys;
+}
+
+std::vector<ExpertKey> AlwaysOnExperts(const ModelConfig& config) {
+  std::vector<ExpertKey> keys;
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    if (config.HasAlwaysOn(layer)) keys.push_back({layer, config.AlwaysOnId()});
   }
   return keys;
 }

@@ -1,7 +1,7 @@
 // experts/expert_weights.h
-// The three weight tensors of one SwiGLU expert, and the loader that takes them (and only them)
-// from a checkpoint with their shapes checked. Backends convert them to their own layout.
-// Plain values; thread-compatible.
+// The three weight tensors of one SwiGLU MLP (a routed expert, or a layer's always-on MLP), and
+// the loader that takes them (and only them) from a checkpoint with their shapes checked.
+// Backends convert them to their own layout. Plain values; thread-compatible.
 #pragma once
 
 #include <vector>
@@ -21,13 +21,17 @@ struct ExpertWeights {
   Tensor w2;  // [H, I] down projection
 };
 
-// Borrowed views of the weights of `key`. NOT_FOUND if the layer or expert is outside the
-// config or a tensor is missing; INVALID_ARGUMENT for a wrong shape or unservable dtype.
+// Borrowed views of the weights of `key`: a routed expert (expert < num_experts of an MoE
+// layer) or the always-on MLP (expert == config.AlwaysOnId()). NOT_FOUND if the key is outside
+// the model or a tensor is missing; INVALID_ARGUMENT naming the tensor for a wrong shape or a
+// dtype we cannot serve.
 absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, ExpertKey key);
 
-// Every expert of every layer of the checkpoint's config, sorted.
+// Every routed expert of every MoE layer, sorted: what workers host.
 std::vector<ExpertKey> AllExperts(const ModelConfig& config);
-// Experts [first, last] (inclusive) of every layer, sorted.
+// Routed experts [first, last] of every MoE layer, sorted.
 std::vector<ExpertKey> ExpertRange(const ModelConfig& config, int first, int last);
+// The always-on MLP of every layer that has one (shared experts, dense layers), sorted.
+std::vector<ExpertKey> AlwaysOnExperts(const ModelConfig& config);
 
 }  // namespace moe::experts

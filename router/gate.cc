@@ -3,63 +3,197 @@
 
 #include <cblas.h>
 
+#include <cmath>
+#include <random>
+
 #include "absl/strings/str_cat.h"
+#include "experts/status_macros.h"
+#include "router/balanced_assignment.h"
+#include "router/capacity.h"
+#include "router/expert_choice.h"
 #include "router/scoring.h"
 
 namespace moe::router {
+namespace {
 
-absl::StatusOr<Gate> Gate::Create(const experts::Tensor& weight, RoutingSpec spec) {
-  if (weight.rank() != 2 || weight.dim(0) != spec.num_experts || weight.dim(1) <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("gate weight has shape ",
-                                                   experts::ShapeString(weight.shape()),
-                                                   ", expected [", spec.num_experts, ", hidden]"));
+absl::StatusOr<std::vector<float>> ToF32(const experts::Tensor* t, std::vector<int64_t> shape, const char* what) {
+  if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("the ", what, " is missing"));
+  if (t->shape() != shape) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", what, " has shape ", experts::ShapeString(t->shape()),
+                                                   ", expected ", experts::ShapeString(shape)));
   }
-  if (spec.top_k < 1 || spec.top_k > spec.num_experts) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("top_k is ", spec.top_k, ", must be in [1, ", spec.num_experts, "]"));
-  }
-  std::vector<float> w(static_cast<size_t>(weight.num_elements()));
-  experts::ConvertToF32(weight.dtype(), weight.raw_data(), w.data(), w.size());
-  return Gate(spec, static_cast<int>(weight.dim(1)), std::move(w));
+  std::vector<float> out(static_cast<size_t>(t->num_elements()));
+  experts::ConvertToF32(t->dtype(), t->raw_data(), out.data(), out.size());
+  return out;
 }
 
-absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t num_tokens) const {
+Routing EmptyRouting(int64_t n, int e) {
+  Routing r;
+  r.num_tokens = n;
+  r.num_experts = e;
+  r.token_offsets.assign(n + 1, 0);
+  r.dropped.assign(e, 0);
+  r.rerouted.assign(e, 0);
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<Gate> Gate::Create(const RoutingSpec& spec, int hidden, const GateWeights& weights) {
+  Gate gate(spec, hidden);
+  if (hidden <= 0) return absl::InvalidArgumentError("hidden size must be positive");
+  if (spec.moe) {
+    const int e = spec.num_experts;
+    if (e < 1) return absl::InvalidArgumentError("an MoE layer needs at least one expert");
+    if (spec.top_k < 1 || spec.top_k > e) {
+      return absl::InvalidArgumentError(absl::StrCat("top_k is ", spec.top_k, ", must be in [1, ", e, "]"));
+    }
+    if (spec.group_score != RoutingSpec::GroupScore::kNone &&
+        (spec.n_group < 1 || e % spec.n_group != 0 || spec.topk_group < 1 || spec.topk_group > spec.n_group)) {
+      return absl::InvalidArgumentError(absl::StrCat("groups: n_group ", spec.n_group, ", topk_group ", spec.topk_group,
+                                                     " do not fit ", e, " experts"));
+    }
+    ASSIGN_OR_RETURN(gate.weight_, ToF32(weights.weight, {e, hidden}, "gate weight"));
+    if (spec.selection_bias) {
+      ASSIGN_OR_RETURN(gate.bias_, ToF32(weights.bias, {e}, "selection bias (e_score_correction_bias)"));
+    }
+  }
+  if (spec.shared_gate) {
+    ASSIGN_OR_RETURN(gate.shared_gate_, ToF32(weights.shared_gate, {1, hidden}, "shared expert gate"));
+  }
+  return gate;
+}
+
+absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float>& scores,
+                         std::vector<float>& selection) const {
   const int64_t e = spec_.num_experts;
-  const int k = spec_.top_k;
-  if (num_tokens < 0 || x.size() != static_cast<size_t>(num_tokens * hidden_)) {
-    return absl::InvalidArgumentError(absl::StrCat("gate input has ", x.size(), " values, expected ",
-                                                   num_tokens, " tokens × ", hidden_));
+  if (n < 0 || x.size() != static_cast<size_t>(n * hidden_)) {
+    return absl::InvalidArgumentError(absl::StrCat("gate input has ", x.size(), " values, expected ", n, " tokens × ", hidden_));
   }
-  std::vector<float> scores(static_cast<size_t>(num_tokens * e));
-  if (num_tokens > 0) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, num_tokens, e, hidden_, 1.0f, x.data(),
-                hidden_, weight_.data(), hidden_, 0.0f, scores.data(), e);
+  scores.assign(static_cast<size_t>(n * e), 0.0f);
+  if (n > 0) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, e, hidden_, 1.0f, x.data(), hidden_, weight_.data(),
+                hidden_, 0.0f, scores.data(), e);
   }
-  Routing routing;
-  routing.num_tokens = num_tokens;
-  routing.token_offsets.resize(num_tokens + 1);
-  routing.experts.resize(num_tokens * k);
-  routing.weights.resize(num_tokens * k);
-  for (int64_t t = 0; t < num_tokens; ++t) {
+  selection.resize(scores.size());
+  for (int64_t t = 0; t < n; ++t) {
     absl::Span<float> row = absl::MakeSpan(scores).subspan(t * e, e);
-    if (absl::Status s = SoftmaxInPlace(row); !s.ok()) {
+    if (spec_.noise_std > 0) {  // reproducible per (seed, token)
+      std::mt19937_64 rng(spec_.noise_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(t));
+      std::normal_distribution<float> normal;
+      for (float& v : row) v += spec_.noise_std * normal(rng);
+    }
+    const absl::Status s = spec_.scoring == RoutingSpec::Scoring::kSoftmax ? SoftmaxInPlace(row) : SigmoidInPlace(row);
+    if (!s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("hidden_states: token ", t, " gives non-finite gate logits (NaN or Inf in input)"));
     }
-    absl::Span<int32_t> ids = absl::MakeSpan(routing.experts).subspan(t * k, k);
-    absl::Span<float> w = absl::MakeSpan(routing.weights).subspan(t * k, k);
-    TopK(row, ids, w);
-    float scale = spec_.routed_scaling_factor;
-    if (spec_.norm_topk_prob) {
-      float sum = 0.0f;
-      for (float v : w) sum += v;
-      scale /= sum;
+    absl::Span<float> sel = absl::MakeSpan(selection).subspan(t * e, e);
+    for (int64_t i = 0; i < e; ++i) sel[i] = row[i] + (bias_.empty() ? 0.0f : bias_[i]);
+    if (spec_.group_score != RoutingSpec::GroupScore::kNone) {
+      MaskGroups(sel, spec_.n_group, spec_.topk_group, spec_.group_score == RoutingSpec::GroupScore::kTop2Sum);
     }
-    for (float& v : w) v *= scale;
-    routing.token_offsets[t] = t * k;
   }
-  routing.token_offsets[num_tokens] = num_tokens * k;
-  return routing;
+  return absl::OkStatus();
+}
+
+float Gate::WeightFactor(absl::Span<const float> chosen) const {
+  const bool normalise = spec_.norm_topk_prob && (!spec_.norm_needs_topk_above_one || spec_.top_k > 1);
+  float factor = 1.0f;
+  if (normalise) {
+    float sum = 0.0f;
+    for (float v : chosen) sum += v;
+    factor = 1.0f / (sum + spec_.norm_epsilon);
+  }
+  if (!normalise || !spec_.scale_only_without_norm) factor *= spec_.routed_scaling_factor;
+  return factor;
+}
+
+Routing Gate::TokenChoice(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const {
+  const int e = spec_.num_experts, k = spec_.top_k;
+  Routing r = EmptyRouting(n, e);
+  r.experts.resize(n * k);
+  r.weights.resize(n * k);
+  std::vector<float> factor(n);
+  std::vector<float> chosen(k), ignored(k);
+  for (int64_t t = 0; t < n; ++t) {
+    absl::Span<int32_t> ids = absl::MakeSpan(r.experts).subspan(t * k, k);
+    TopK(selection.subspan(t * e, e), ids, absl::MakeSpan(ignored));
+    for (int j = 0; j < k; ++j) chosen[j] = scores[t * e + ids[j]];  // weights from unbiased scores
+    factor[t] = WeightFactor(chosen);
+    for (int j = 0; j < k; ++j) r.weights[t * k + j] = chosen[j] * factor[t];
+    r.token_offsets[t + 1] = (t + 1) * k;
+  }
+  if (spec_.capacity_factor > 0) ApplyCapacity(spec_, selection, scores, factor, r);
+  return r;
+}
+
+Routing Gate::Balanced(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const {
+  const int e = spec_.num_experts;
+  Routing r = EmptyRouting(n, e);
+  const std::vector<int32_t> assigned = BalancedAssignment(selection, n, e);
+  for (int64_t t = 0; t < n; ++t) {
+    const float s = scores[t * e + assigned[t]];
+    r.experts.push_back(assigned[t]);
+    r.weights.push_back(s * WeightFactor(absl::MakeConstSpan(&s, 1)));
+    r.token_offsets[t + 1] = t + 1;
+  }
+  return r;
+}
+
+void Gate::AddAlwaysOn(absl::Span<const float> x, Routing& r) const {
+  const int64_t n = r.num_tokens;
+  std::vector<int32_t> experts;
+  std::vector<float> weights;
+  std::vector<int64_t> offsets = {0};
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t p = r.token_offsets[t]; p < r.token_offsets[t + 1]; ++p) {
+      experts.push_back(r.experts[p]);
+      weights.push_back(r.weights[p]);
+    }
+    float w = 1.0f;
+    if (!shared_gate_.empty()) {
+      const float z = cblas_sdot(hidden_, x.data() + t * hidden_, 1, shared_gate_.data(), 1);
+      w = 1.0f / (1.0f + std::exp(-z));
+    }
+    experts.push_back(spec_.num_experts);
+    weights.push_back(w);
+    offsets.push_back(static_cast<int64_t>(experts.size()));
+  }
+  r.experts = std::move(experts);
+  r.weights = std::move(weights);
+  r.token_offsets = std::move(offsets);
+}
+
+absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const {
+  if (n < 0 || x.size() != static_cast<size_t>(n * hidden_)) {
+    return absl::InvalidArgumentError(absl::StrCat("gate input has ", x.size(), " values, expected ", n, " tokens × ", hidden_));
+  }
+  Routing r = EmptyRouting(n, spec_.num_experts);
+  if (spec_.moe) {
+    std::vector<float> scores, selection;
+    RETURN_IF_ERROR(Score(x, n, scores, selection));
+    switch (spec_.policy) {
+      case RoutingSpec::Policy::kTokenChoice:
+        r = TokenChoice(scores, selection, n);
+        break;
+      case RoutingSpec::Policy::kExpertChoice:
+        r = ExpertChoice(spec_, selection, scores, n);
+        break;
+      case RoutingSpec::Policy::kBalanced:
+        r = Balanced(scores, selection, n);
+        break;
+    }
+  }
+  if (spec_.always_on) AddAlwaysOn(x, r);
+  return r;
+}
+
+absl::StatusOr<std::vector<float>> Gate::Scores(absl::Span<const float> x, int64_t n) const {
+  std::vector<float> scores, selection;
+  if (!spec_.moe) return scores;
+  RETURN_IF_ERROR(Score(x, n, scores, selection));
+  return scores;
 }
 
 }  // namespace moe::router

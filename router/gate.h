@@ -1,7 +1,8 @@
 // router/gate.h
-// The gate of one MoE layer: logits = X·W_gᵀ (sgemm, f32), then scoring and top-k selection per
-// the layer's RoutingSpec. Called by MoeLayer and by the router service for every Forward.
-// Immutable after Create; Route is thread-safe.
+// The gate of one layer: logits = X·W_gᵀ (sgemm, f32), then scoring, selection bias, group
+// masking and the routing policy of the layer's RoutingSpec, then the always-on pair (shared
+// experts / dense MLP, expert id E, weight 1 or Qwen2's sigmoid shared gate). Called by MoeLayer
+// and by the router service for every Forward. Immutable after Create; Route is thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -15,27 +16,48 @@
 
 namespace moe::router {
 
+struct GateWeights {
+  const experts::Tensor* weight = nullptr;       // [E, H]; null for a dense layer
+  const experts::Tensor* bias = nullptr;         // [E] selection bias, when spec.selection_bias
+  const experts::Tensor* shared_gate = nullptr;  // [1, H], when spec.shared_gate
+};
+
 class Gate {
  public:
-  // `weight` is [E, H] in any dtype (converted to f32 once). INVALID_ARGUMENT if its shape
-  // disagrees with spec.num_experts or top_k is outside [1, E].
-  static absl::StatusOr<Gate> Create(const experts::Tensor& weight, RoutingSpec spec);
+  // Copies the weights to f32. INVALID_ARGUMENT naming the tensor if a shape disagrees with the
+  // spec or a tensor the spec needs is missing; for a bad top_k or group setting.
+  static absl::StatusOr<Gate> Create(const RoutingSpec& spec, int hidden, const GateWeights& weights);
 
   const RoutingSpec& spec() const { return spec_; }
   int hidden_size() const { return hidden_; }
   int num_experts() const { return spec_.num_experts; }
+  // Slots of the dispatch plan: routed experts plus the always-on one.
+  int num_slots() const { return spec_.num_experts + 1; }
 
   // Routes `num_tokens` rows of `x` ([num_tokens, H] f32). INVALID_ARGUMENT if x has the wrong
   // size or a token's logits are not finite (NaN/Inf input), naming the token.
   absl::StatusOr<Routing> Route(absl::Span<const float> x, int64_t num_tokens) const;
 
+  // The routing scores [n, E] (softmax or sigmoid of the logits, before bias and masks), exposed
+  // for load statistics (aux loss). Same errors as Route.
+  absl::StatusOr<std::vector<float>> Scores(absl::Span<const float> x, int64_t num_tokens) const;
+
  private:
-  Gate(RoutingSpec spec, int hidden, std::vector<float> weight)
-      : spec_(spec), hidden_(hidden), weight_(std::move(weight)) {}
+  Gate(RoutingSpec spec, int hidden) : spec_(spec), hidden_(hidden) {}
+  // Fills `scores` and `selection` ([n, E]) and returns OK, or the error of a bad token.
+  absl::Status Score(absl::Span<const float> x, int64_t n, std::vector<float>& scores,
+                     std::vector<float>& selection) const;
+  Routing TokenChoice(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const;
+  Routing Balanced(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const;
+  // Normalisation and scaling of a token's chosen scores: the factor they are multiplied by.
+  float WeightFactor(absl::Span<const float> chosen_scores) const;
+  void AddAlwaysOn(absl::Span<const float> x, Routing& routing) const;
 
   RoutingSpec spec_;
   int hidden_ = 0;
-  std::vector<float> weight_;  // [E, H]
+  std::vector<float> weight_;       // [E, H]
+  std::vector<float> bias_;         // [E] or empty
+  std::vector<float> shared_gate_;  // [H] or empty
 };
 
 }  // namespace moe::router

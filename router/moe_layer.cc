@@ -12,7 +12,7 @@ absl::StatusOr<std::vector<float>> MoeLayer::Forward(absl::Span<const float> x, 
                                                      Routing* routing) const {
   const int64_t h = gate_.hidden_size();
   ASSIGN_OR_RETURN(Routing r, gate_.Route(x, num_tokens));
-  ASSIGN_OR_RETURN(DispatchPlan plan, DispatchPlan::Build(r, gate_.num_experts()));
+  ASSIGN_OR_RETURN(DispatchPlan plan, DispatchPlan::Build(r, gate_.num_slots()));
   std::vector<float> rows(static_cast<size_t>(plan.num_rows() * h));
   plan.Gather(x, h, 0, plan.num_rows(), rows.data());
   std::vector<experts::ExpertGroup> groups;

@@ -1,6 +1,7 @@
 // router/moe_layer.h
-// One MoE layer run in-process: gate → dispatch plan → experts on a local backend → combine.
-// This is the numerical reference for everything networked. Immutable after construction;
+// One layer run in-process: gate → dispatch plan → experts (routed and always-on) on a local
+// backend → combine. A dense layer is the same with only the always-on MLP. This is the
+// numerical reference for everything networked. Immutable after construction;
 // Forward is thread-safe (the backend serialises its own work).
 #pragma once
 

@@ -7,25 +7,41 @@
 
 namespace moe::router {
 
-absl::StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(const experts::Checkpoint& checkpoint) {
+absl::StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(const experts::Checkpoint& checkpoint,
+                                                          const RoutingOverrides& overrides) {
   std::unique_ptr<MoeModel> model(new MoeModel());
   model->config_ = checkpoint.config();
   const experts::ModelConfig& c = model->config_;
-  const RoutingSpec spec = RoutingSpec::FromConfig(c);
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    ASSIGN_OR_RETURN(experts::Tensor weight,
-                     checkpoint.GetWithShape(experts::GateWeightName(layer),
-                                             {c.num_experts, c.hidden_size}));
-    ASSIGN_OR_RETURN(Gate gate, Gate::Create(weight, spec));
-    model->layers_.emplace_back(layer, std::move(gate));
+    RoutingSpec spec = RoutingSpec::FromConfig(c, layer);
+    RETURN_IF_ERROR(overrides.ApplyTo(spec));
+    experts::Tensor weight, bias, shared_gate;
+    GateWeights weights;
+    if (spec.moe) {
+      ASSIGN_OR_RETURN(weight, checkpoint.GetWithShape(experts::GateWeightName(c, layer), {c.num_experts, c.hidden_size}));
+      weights.weight = &weight;
+    }
+    if (spec.selection_bias) {
+      ASSIGN_OR_RETURN(bias, checkpoint.GetWithShape(experts::GateBiasName(layer), {c.num_experts}));
+      weights.bias = &bias;
+    }
+    if (spec.shared_gate) {
+      ASSIGN_OR_RETURN(shared_gate, checkpoint.GetWithShape(experts::SharedGateName(layer), {1, c.hidden_size}));
+      weights.shared_gate = &shared_gate;
+    }
+    absl::StatusOr<Gate> gate = Gate::Create(spec, c.hidden_size, weights);
+    if (!gate.ok()) {
+      return absl::Status(gate.status().code(), absl::StrCat("layer ", layer, ": ", gate.status().message()));
+    }
+    model->layers_.emplace_back(layer, *std::move(gate));
   }
   return model;
 }
 
 absl::StatusOr<const MoeLayer*> MoeModel::layer(int64_t layer) const {
   if (layer < 0 || layer >= num_layers()) {
-    return absl::NotFoundError(absl::StrCat("layer ", layer, " not found: the model has ",
-                                            num_layers(), " MoE layers (0..", num_layers() - 1, ")"));
+    return absl::NotFoundError(absl::StrCat("layer ", layer, " not found: the model has ", num_layers(),
+                                            " layers (0..", num_layers() - 1, ")"));
   }
   return &layers_[layer];
 }

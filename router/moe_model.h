@@ -1,7 +1,8 @@
 // router/moe_model.h
-// The routing side of a whole model: the config and one MoeLayer (gate + spec) per MoE layer,
-// loaded from a checkpoint's gate weights only. The router service and moe-client --check use
-// it. Immutable after Create; thread-safe.
+// The routing side of a whole model: the config and one MoeLayer (gate + spec) per layer — MoE
+// layers and dense MLP layers alike — loaded from the checkpoint's gate tensors only (weights,
+// selection bias, shared-expert gate). The router service and moe-client --check use it.
+// Immutable after Create; thread-safe.
 #pragma once
 
 #include <memory>
@@ -11,17 +12,20 @@
 #include "experts/checkpoint.h"
 #include "experts/model_config.h"
 #include "router/moe_layer.h"
+#include "router/routing_spec.h"
 
 namespace moe::router {
 
 class MoeModel {
  public:
-  // Loads every layer's gate. Errors of Checkpoint::GetWithShape / Gate::Create, naming the tensor.
-  static absl::StatusOr<std::unique_ptr<MoeModel>> Create(const experts::Checkpoint& checkpoint);
+  // Loads every layer's gate, with `overrides` applied to every MoE layer's spec. Errors of
+  // Checkpoint::GetWithShape / Gate::Create naming the tensor, or of the overrides naming the flag.
+  static absl::StatusOr<std::unique_ptr<MoeModel>> Create(const experts::Checkpoint& checkpoint,
+                                                          const RoutingOverrides& overrides = {});
 
   const experts::ModelConfig& config() const { return config_; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
-  // NOT_FOUND naming the layer and the valid range when `layer` is not an MoE layer.
+  // NOT_FOUND naming the layer and the valid range when `layer` is outside the model.
   absl::StatusOr<const MoeLayer*> layer(int64_t layer) const;
 
  private:

@@ -1,8 +1,10 @@
 // router/routing.h
 // The result of gating one batch: for each token the experts it goes to and their combine
 // weights, stored token-major (CSR), so policies that give a token a variable number of experts
-// (capacity drops, expert choice) fit the same type. Built by Gate; read by DispatchPlan and
-// returned to callers who ask for the routing. A plain value; thread-compatible.
+// (capacity drops, expert choice) fit the same type. Expert id num_experts is the layer's
+// always-on MLP (shared experts or a dense layer), when it has one. Also what the policy did:
+// pairs dropped or rerouted per expert. Built by Gate; read by DispatchPlan, metrics and callers
+// who ask for the routing. A plain value; thread-compatible.
 #pragma once
 
 #include <cstdint>
@@ -14,9 +16,12 @@ namespace moe::router {
 
 struct Routing {
   int64_t num_tokens = 0;
+  int num_experts = 0;                 // routed experts; id num_experts = always-on
   std::vector<int64_t> token_offsets;  // [num_tokens + 1]; token t owns [offsets[t], offsets[t+1])
   std::vector<int32_t> experts;        // expert id of each pair
   std::vector<float> weights;          // combine weight of each pair
+  std::vector<int64_t> dropped;        // per routed expert: pairs refused for lack of capacity
+  std::vector<int64_t> rerouted;       // per routed expert: pairs moved elsewhere for lack of capacity
 
   int64_t num_pairs() const { return static_cast<int64_t>(experts.size()); }
   absl::Span<const int32_t> ExpertsOf(int64_t token) const {

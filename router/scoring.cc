@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace moe::router {
 
@@ -37,6 +38,41 @@ void TopK(absl::Span<const float> scores, absl::Span<int32_t> ids, absl::Span<fl
     }
     values[pos] = s;
     ids[pos] = static_cast<int32_t>(e);
+  }
+}
+
+absl::Status SigmoidInPlace(absl::Span<float> row) {
+  for (float& v : row) {
+    if (!std::isfinite(v)) return absl::InvalidArgumentError("gate logits contain NaN or Inf");
+    v = 1.0f / (1.0f + std::exp(-v));
+  }
+  return absl::OkStatus();
+}
+
+void MaskGroups(absl::Span<float> selection, int n_group, int topk_group, bool top2_sum) {
+  const size_t per_group = selection.size() / n_group;
+  std::vector<float> group_scores(n_group);
+  for (int g = 0; g < n_group; ++g) {
+    absl::Span<const float> group = selection.subspan(g * per_group, per_group);
+    float best = -INFINITY, second = -INFINITY;
+    for (float v : group) {
+      if (v > best) {
+        second = best;
+        best = v;
+      } else if (v > second) {
+        second = v;
+      }
+    }
+    group_scores[g] = top2_sum ? best + second : best;
+  }
+  std::vector<int32_t> keep(topk_group);
+  std::vector<float> kept_scores(topk_group);
+  TopK(group_scores, absl::MakeSpan(keep), absl::MakeSpan(kept_scores));
+  std::vector<bool> kept(n_group, false);
+  for (int32_t g : keep) kept[g] = true;
+  for (int g = 0; g < n_group; ++g) {
+    if (kept[g]) continue;
+    for (size_t i = 0; i < per_group; ++i) selection[g * per_group + i] = -INFINITY;
   }
 }
 

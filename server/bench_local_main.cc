@@ -118,8 +118,9 @@ int main(int argc, char** argv) {
   moe::router::RoutingSpec spec;
   spec.num_experts = e;
   spec.top_k = k;
-  auto gate = moe::router::Gate::Create(
-      moe::experts::Tensor::FromF32(Random(size_t(e) * h, 5, 1 / std::sqrt(float(h))), {e, h}), spec);
+  const moe::experts::Tensor gate_weight =
+      moe::experts::Tensor::FromF32(Random(size_t(e) * h, 5, 1 / std::sqrt(float(h))), {e, h});
+  auto gate = moe::router::Gate::Create(spec, h, {.weight = &gate_weight});
   moe::router::MoeLayer layer(0, std::move(gate).value());
   std::printf("\nIn-process MoE layer (gate + plan + %d experts + combine)\n", e);
   std::printf("%8s %12s %12s %12s %10s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "P2 ratio", "spread ms");

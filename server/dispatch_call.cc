@@ -13,15 +13,34 @@ void DispatchCall::Start(WorkerPool* pool, DispatchInput input,
                          moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor) {
   auto* call = new DispatchCall(pool, std::move(input), server_context, response, reactor);
   call->BuildCalls();
-  if (call->calls_.empty()) {
+  const bool local = !call->local_experts_.empty();
+  const int parts = static_cast<int>(call->calls_.size()) + (local ? 1 : 0);
+  if (parts == 0) {
     call->Complete();
     return;
   }
-  call->pending_.store(static_cast<int>(call->calls_.size()));
-  // Issue after counting every call, so an early reply cannot complete the step.
+  // Count every part before starting any, so an early finisher cannot complete the step.
+  call->pending_.store(parts);
   std::vector<WorkerCall*> to_issue;
   for (auto& c : call->calls_) to_issue.push_back(c.get());
+  if (local) call->StartLocal();
   for (WorkerCall* c : to_issue) call->Issue(*c);
+}
+
+void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* response) {
+  for (int64_t t = 0; t < routing.num_tokens; ++t) {
+    moe::v1::TokenRouting* r = response->add_routing();
+    auto experts = routing.ExpertsOf(t);
+    auto weights = routing.WeightsOf(t);
+    for (size_t j = 0; j < experts.size(); ++j) {
+      if (experts[j] == routing.num_experts) {
+        r->set_always_on_weight(weights[j]);
+        continue;
+      }
+      r->add_experts(experts[j]);
+      r->add_weights(weights[j]);
+    }
+  }
 }
 
 DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input,
@@ -38,6 +57,13 @@ void DispatchCall::BuildCalls() {
   std::vector<int> call_of_worker(pool_->size(), -1);
   for (int e = 0; e < num_experts; ++e) {
     if (plan.RowsOf(e) == 0) continue;
+    if (in_.local_backend != nullptr && in_.local_backend->Hosts({in_.layer, e})) {
+      call_of_expert_[e] = kLocal;
+      offset_of_expert_[e] = local_rows_;
+      local_experts_.push_back(e);
+      local_rows_ += plan.RowsOf(e);
+      continue;
+    }
     const int worker = pool_->Pick({in_.layer, e});  // coverage was checked at start: >= 0
     if (call_of_worker[worker] < 0) {
       call_of_worker[worker] = static_cast<int>(calls_.size());
@@ -74,6 +100,29 @@ void DispatchCall::BuildCalls() {
   }
 }
 
+void DispatchCall::StartLocal() {
+  const router::DispatchPlan& plan = in_.plan;
+  local_in_.resize(static_cast<size_t>(local_rows_ * in_.hidden));
+  local_out_.resize(local_in_.size());
+  std::vector<experts::ExpertGroup> groups;
+  for (int e : local_experts_) {
+    plan.Gather(in_.x, in_.hidden, plan.ExpertBegin(e), plan.RowsOf(e), local_in_.data() + offset_of_expert_[e] * in_.hidden);
+    groups.push_back({{in_.layer, e}, offset_of_expert_[e], plan.RowsOf(e)});
+  }
+  absl::Status queued = in_.local_queue->Submit([this, groups = std::move(groups)] {
+    local_status_ = in_.local_backend->Run(groups, local_in_, absl::MakeSpan(local_out_));
+    PartDone();
+  });
+  if (!queued.ok()) {
+    local_status_ = queued;
+    PartDone();
+  }
+}
+
+void DispatchCall::PartDone() {
+  if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) Complete();
+}
+
 void DispatchCall::Issue(WorkerCall& call) {
   call.context = grpc::ClientContext::FromCallbackServerContext(*server_context_);
   call.context->set_deadline(in_.deadline);
@@ -98,7 +147,7 @@ void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
     }
   }
   call.status = std::move(status);
-  if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) Complete();
+  PartDone();
 }
 
 grpc::Status DispatchCall::DescribeFailure(const WorkerCall& call) const {
@@ -120,7 +169,12 @@ grpc::Status DispatchCall::DescribeFailure(const WorkerCall& call) const {
 
 void DispatchCall::Complete() {
   grpc::Status status = grpc::Status::OK;
+  if (!local_status_.ok()) {
+    status = grpc::Status(static_cast<grpc::StatusCode>(local_status_.code()),
+                          absl::StrCat("router-local experts of layer ", in_.layer, ": ", local_status_.message()));
+  }
   for (const auto& c : calls_) {
+    if (!status.ok()) break;
     if (!c->status.ok()) {
       status = DescribeFailure(*c);
       break;
@@ -148,6 +202,11 @@ grpc::Status DispatchCall::CombineInto() {
   std::vector<float> rows;
   const size_t elem = experts::DTypeSize(in_.wire_dtype);
   for (int e = 0; e < plan.num_experts(); ++e) {
+    if (call_of_expert_[e] == kLocal) {
+      router::AccumulateRows(plan, plan.ExpertBegin(e), plan.RowsOf(e), local_out_.data() + offset_of_expert_[e] * h,
+                             h, absl::MakeSpan(out));
+      continue;
+    }
     if (call_of_expert_[e] < 0) continue;
     const WorkerCall& c = *calls_[call_of_expert_[e]];
     const int64_t count = plan.RowsOf(e);
@@ -157,13 +216,7 @@ grpc::Status DispatchCall::CombineInto() {
     router::AccumulateRows(plan, plan.ExpertBegin(e), count, rows.data(), h, absl::MakeSpan(out));
   }
   proto::EncodeF32(out, {n, h}, in_.wire_dtype, response_->mutable_output());
-  if (in_.return_routing) {
-    for (int64_t t = 0; t < n; ++t) {
-      moe::v1::TokenRouting* r = response_->add_routing();
-      for (int32_t e : in_.routing.ExpertsOf(t)) r->add_experts(e);
-      for (float w : in_.routing.WeightsOf(t)) r->add_weights(w);
-    }
-  }
+  if (in_.return_routing) AddRouting(in_.routing, response_);
   return grpc::Status::OK;
 }
 

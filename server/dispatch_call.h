@@ -1,9 +1,11 @@
 // server/dispatch_call.h
-// One networked MoE Forward in flight: gate and plan are done by the caller; this sends one
+// One networked Forward in flight: gate and plan are done by the caller; this sends one
 // ExpertService.Forward per involved worker (all at once, callback API, the caller's deadline
-// and cancellation propagated), retries a failed worker once on another replica, and when the
-// last reply arrives combines the outputs (in expert order, so the sum is deterministic) and
-// finishes the server call. Owns itself: deleted after finishing. Used by MoeServiceImpl.
+// and cancellation propagated), runs the experts the router hosts itself (the always-on MLPs by
+// default) on its compute queue meanwhile, retries a failed worker once on another replica, and
+// when the last part is done combines the outputs (in expert order, so the sum is
+// deterministic) and finishes the server call. Owns itself: deleted after finishing.
+// Used by MoeServiceImpl.
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,8 @@
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/dispatch_plan.h"
 #include "router/routing.h"
+#include "experts/expert_backend.h"
+#include "server/compute_queue.h"
 #include "server/worker_pool.h"
 
 namespace moe::server {
@@ -28,7 +32,13 @@ struct DispatchInput {
   router::DispatchPlan plan;
   bool return_routing = false;
   std::chrono::system_clock::time_point deadline;
+  // Experts this backend hosts run in the router, on `local_queue` (both may be null).
+  experts::ExpertBackend* local_backend = nullptr;
+  ComputeQueue* local_queue = nullptr;
 };
+
+// Adds the routing of every token to `response` (routed experts; the always-on weight apart).
+void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* response);
 
 class DispatchCall {
  public:
@@ -52,8 +62,10 @@ class DispatchCall {
   DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
                moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
   void BuildCalls();
+  void StartLocal();
   void Issue(WorkerCall& call);
   void OnReply(WorkerCall& call, grpc::Status status);
+  void PartDone();
   void Complete();
   grpc::Status CombineInto();
   grpc::Status DescribeFailure(const WorkerCall& call) const;
@@ -64,8 +76,13 @@ class DispatchCall {
   moe::v1::ForwardResponse* const response_;
   grpc::ServerUnaryReactor* const reactor_;
   std::vector<std::unique_ptr<WorkerCall>> calls_;
-  std::vector<int> call_of_expert_;        // expert → index into calls_, -1 if no rows
-  std::vector<int64_t> offset_of_expert_;  // expert → first row within its call
+  std::vector<int> call_of_expert_;        // expert → index into calls_; kLocal; -1 if no rows
+  std::vector<int64_t> offset_of_expert_;  // expert → first row within its call / local block
+  static constexpr int kLocal = -2;
+  std::vector<int> local_experts_;
+  int64_t local_rows_ = 0;
+  std::vector<float> local_in_, local_out_;
+  absl::Status local_status_;
   std::atomic<int> pending_{0};
 };
 

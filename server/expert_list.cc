@@ -10,14 +10,19 @@
 
 namespace moe::server {
 
-absl::StatusOr<std::vector<int>> ParseExpertList(absl::string_view text, int num_experts) {
-  std::vector<int> ids;
-  if (text == "all") {
-    for (int e = 0; e < num_experts; ++e) ids.push_back(e);
-    return ids;
-  }
+absl::StatusOr<ExpertSelection> ParseExpertList(absl::string_view text, int num_experts) {
+  ExpertSelection selection;
+  std::vector<int>& ids = selection.routed;
   for (absl::string_view item : absl::StrSplit(text, ',')) {
     item = absl::StripAsciiWhitespace(item);
+    if (item == "shared") {
+      selection.always_on = true;
+      continue;
+    }
+    if (item == "all") {
+      for (int e = 0; e < num_experts; ++e) ids.push_back(e);
+      continue;
+    }
     std::vector<absl::string_view> ends = absl::StrSplit(item, absl::MaxSplits('-', 1));
     int first = 0, last = 0;
     if (!absl::SimpleAtoi(ends[0], &first) || (ends.size() == 2 && !absl::SimpleAtoi(ends[1], &last))) {
@@ -31,8 +36,8 @@ absl::StatusOr<std::vector<int>> ParseExpertList(absl::string_view text, int num
   }
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  if (ids.empty()) return absl::InvalidArgumentError("--experts names no expert");
-  return ids;
+  if (ids.empty() && !selection.always_on) return absl::InvalidArgumentError("--experts names no expert");
+  return selection;
 }
 
 }  // namespace moe::server

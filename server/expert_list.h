@@ -1,6 +1,6 @@
 // server/expert_list.h
-// Parses moe-expert's --experts flag: "all", "3", "0-3", or a comma list of those ("0-1,6").
-// Pure function; thread-safe.
+// Parses moe-expert's --experts flag: "all", "3", "0-3", or a comma list of those ("0-1,6"),
+// optionally with "shared" (the always-on MLPs: shared experts and dense layers). Pure; thread-safe.
 #pragma once
 
 #include <vector>
@@ -10,8 +10,13 @@
 
 namespace moe::server {
 
-// Sorted, distinct expert ids. INVALID_ARGUMENT naming the bad item when an item is not a
-// number or range, is reversed, or falls outside [0, num_experts).
-absl::StatusOr<std::vector<int>> ParseExpertList(absl::string_view text, int num_experts);
+struct ExpertSelection {
+  std::vector<int> routed;  // sorted, distinct
+  bool always_on = false;
+};
+
+// INVALID_ARGUMENT naming the bad item when an item is not a number, range or "shared", is
+// reversed, or falls outside [0, num_experts), or when nothing is selected.
+absl::StatusOr<ExpertSelection> ParseExpertList(absl::string_view text, int num_experts);
 
 }  // namespace moe::server

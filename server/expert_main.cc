@@ -19,7 +19,8 @@
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
 ABSL_FLAG(std::string, experts, "all",
-          "Experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'.");
+          "Routed experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'; add "
+          "'shared' to also host every layer's always-on MLP (shared experts, dense layers).");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "Address to serve on (host:port; port 0 picks one).");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu (cuda where built with CUDA).");
 ABSL_FLAG(int, threads, 0, "BLAS threads for the CPU backend; 0 = every core.");
@@ -52,7 +53,14 @@ int main(int argc, char** argv) {
   }
   std::vector<moe::experts::ExpertKey> hosted;
   for (int layer = 0; layer < config.num_layers; ++layer) {
-    for (int e : *ids) hosted.push_back({layer, e});
+    if (config.IsMoeLayer(layer)) {
+      for (int e : ids->routed) hosted.push_back({layer, e});
+    }
+    if (ids->always_on && config.HasAlwaysOn(layer)) hosted.push_back({layer, config.AlwaysOnId()});
+  }
+  if (hosted.empty()) {
+    std::fprintf(stderr, "moe-expert: --experts=%s selects nothing in this model\n", absl::GetFlag(FLAGS_experts).c_str());
+    return 2;
   }
 
   const int64_t max_rows = absl::GetFlag(FLAGS_max_rows);
@@ -83,7 +91,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<moe::experts::ExpertBackend> shared(std::move(*backend));
   std::fprintf(stderr,
                "moe-expert: serving checkpoint=%s experts=%s layers=%d backend=%s device=\"%s\" port=%d\n",
-               dir.c_str(), absl::StrJoin(*ids, ",").c_str(), config.num_layers,
+               dir.c_str(), (absl::StrJoin(ids->routed, ",") + (ids->always_on ? " +shared" : "")).c_str(), config.num_layers,
                shared->name().c_str(), shared->device().c_str(), port);
   service.SetBackend(shared, std::move(info));
   moe::server::SetReady(**server, {"moe.v1.ExpertService"}, true);

@@ -1,5 +1,5 @@
 // server/make_checkpoint_main.cc
-// moe-make-checkpoint: writes a seeded random Mixtral-layout checkpoint (config.json +
+// moe-make-checkpoint: writes a seeded random checkpoint of any supported family (config.json +
 // safetensors, one file or N shards) that moe-expert, moe-router and the tests load like a real one.
 #include <cstdio>
 #include <string>
@@ -10,18 +10,21 @@
 #include "experts/checkpoint_generator.h"
 
 ABSL_FLAG(std::string, out, "", "Folder to write the checkpoint into (created if missing).");
+ABSL_FLAG(std::string, family, "mixtral",
+          "Model family: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, switch_moe. Its "
+          "routing defaults (groups, shared experts, dense first layer, ...) follow the family.");
 ABSL_FLAG(int, hidden_size, 1024, "Model hidden size H.");
-ABSL_FLAG(int, intermediate_size, 3584, "Per-expert intermediate size I.");
+ABSL_FLAG(int, intermediate_size, 3584, "Per-expert intermediate size I (dense and shared MLPs are 2·I).");
 ABSL_FLAG(int, num_experts, 8, "Experts per MoE layer (num_local_experts).");
 ABSL_FLAG(int, top_k, 2, "Experts per token (num_experts_per_tok).");
-ABSL_FLAG(int, num_layers, 4, "Number of MoE layers (num_hidden_layers).");
+ABSL_FLAG(int, num_layers, 4, "Number of layers (num_hidden_layers); DeepSeek's first is dense.");
 ABSL_FLAG(std::string, dtype, "bf16", "Weight dtype: bf16, f16 or f32.");
 ABSL_FLAG(int, shards, 1, "Number of safetensors shards (>1 writes model.safetensors.index.json).");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same weights.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Writes a seeded random Mixtral-layout checkpoint.\n"
+      "Writes a seeded random checkpoint in a model family's Hugging Face layout.\n"
       "  moe-make-checkpoint --out=/tmp/model --hidden_size=1024 --intermediate_size=3584 "
       "--num_experts=8 --top_k=2 --num_layers=4");
   absl::ParseCommandLine(argc, argv);
@@ -30,12 +33,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-make-checkpoint: --out is required (see --help)\n");
     return 2;
   }
+  auto family = moe::experts::ParseFamily(absl::GetFlag(FLAGS_family));
+  if (!family.ok()) {
+    std::fprintf(stderr, "moe-make-checkpoint: --family: %s\n", family.status().ToString().c_str());
+    return 2;
+  }
   moe::experts::GeneratorOptions options;
-  options.config.hidden_size = absl::GetFlag(FLAGS_hidden_size);
-  options.config.intermediate_size = absl::GetFlag(FLAGS_intermediate_size);
-  options.config.num_experts = absl::GetFlag(FLAGS_num_experts);
-  options.config.top_k = absl::GetFlag(FLAGS_top_k);
-  options.config.num_layers = absl::GetFlag(FLAGS_num_layers);
+  options.config = moe::experts::DefaultConfig(*family, absl::GetFlag(FLAGS_hidden_size), absl::GetFlag(FLAGS_intermediate_size),
+                                               absl::GetFlag(FLAGS_num_experts), absl::GetFlag(FLAGS_top_k),
+                                               absl::GetFlag(FLAGS_num_layers));
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.seed = absl::GetFlag(FLAGS_seed);
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
@@ -54,9 +60,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-make-checkpoint: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %s: %d layers × %d experts (top-%d), hidden %d, intermediate %d, %s, %d shard(s)\n",
-              out.c_str(), options.config.num_layers, options.config.num_experts,
-              options.config.top_k, options.config.hidden_size, options.config.intermediate_size,
+  std::printf("wrote %s: %s, %d layers × %d experts (top-%d), hidden %d, expert intermediate %d, %s, %d shard(s)\n",
+              out.c_str(), options.config.model_type.c_str(), options.config.num_layers, options.config.num_experts,
+              options.config.top_k, options.config.hidden_size, options.config.moe_intermediate_size,
               dtype.c_str(), options.num_shards);
   return 0;
 }

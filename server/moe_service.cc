@@ -25,9 +25,12 @@ std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Local(MoeServiceOptions options,
 
 std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Networked(MoeServiceOptions options,
                                                           std::shared_ptr<const router::MoeModel> model,
-                                                          WorkerPool* workers) {
+                                                          WorkerPool* workers, experts::ExpertBackend* local_backend,
+                                                          ComputeQueue* queue) {
   std::unique_ptr<MoeServiceImpl> s(new MoeServiceImpl(std::move(options), std::move(model)));
   s->workers_ = workers;
+  s->backend_ = local_backend;
+  s->queue_ = queue;
   return s;
 }
 
@@ -79,13 +82,7 @@ void MoeServiceImpl::ForwardLocal(Validated v, const moe::v1::ForwardRequest* re
       return;
     }
     proto::EncodeF32(*out, {v.tokens, model_->config().hidden_size}, v.dtype, response->mutable_output());
-    if (request->return_routing()) {
-      for (int64_t t = 0; t < v.tokens; ++t) {
-        moe::v1::TokenRouting* r = response->add_routing();
-        for (int32_t e : routing.ExpertsOf(t)) r->add_experts(e);
-        for (float w : routing.WeightsOf(t)) r->add_weights(w);
-      }
-    }
+    if (request->return_routing()) AddRouting(routing, response);
     reactor->Finish(grpc::Status::OK);
   };
   if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) reactor->Finish(proto::ToGrpcStatus(s));
@@ -101,7 +98,7 @@ void MoeServiceImpl::ForwardNetworked(Validated v, grpc::CallbackServerContext* 
     return;
   }
   absl::StatusOr<router::DispatchPlan> plan =
-      router::DispatchPlan::Build(*routing, v.layer->gate().num_experts());
+      router::DispatchPlan::Build(*routing, v.layer->gate().num_slots());
   if (!plan.ok()) {
     reactor->Finish(proto::ToGrpcStatus(plan.status()));
     return;
@@ -115,32 +112,61 @@ void MoeServiceImpl::ForwardNetworked(Validated v, grpc::CallbackServerContext* 
   in.plan = *std::move(plan);
   in.return_routing = request->return_routing();
   // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
+  in.local_backend = backend_;
+  in.local_queue = queue_;
   in.deadline = std::min(context->deadline(),
                          std::chrono::system_clock::now() +
                              std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
   DispatchCall::Start(workers_, std::move(in), context, response, reactor);
 }
 
+namespace {
+
+void DescribeSpec(const router::RoutingSpec& spec, moe::v1::RoutingSpec* r) {
+  r->set_scoring(std::string(spec.ScoringName()));
+  r->set_num_experts(spec.num_experts);
+  r->set_top_k(spec.top_k);
+  r->set_norm_topk_prob(spec.norm_topk_prob);
+  r->set_routed_scaling_factor(spec.routed_scaling_factor);
+  r->set_description(spec.DebugString());
+  r->set_selection_bias(spec.selection_bias);
+  r->set_n_group(spec.n_group);
+  r->set_topk_group(spec.topk_group);
+  r->set_group_score(spec.group_score == router::RoutingSpec::GroupScore::kMax       ? "max"
+                     : spec.group_score == router::RoutingSpec::GroupScore::kTop2Sum ? "top2_sum"
+                                                                                     : "");
+  r->set_policy(std::string(spec.PolicyName()));
+  r->set_capacity_factor(spec.capacity_factor);
+  r->set_overflow(spec.overflow == router::RoutingSpec::Overflow::kDrop ? "drop" : "reroute");
+  r->set_noise_std(spec.noise_std);
+}
+
+}  // namespace
+
 void DescribeModel(const router::MoeModel& model, moe::v1::GetModelInfoResponse* info) {
   const experts::ModelConfig& c = model.config();
   info->set_model_type(c.model_type);
   info->set_num_layers(model.num_layers());
   info->set_hidden_size(c.hidden_size);
-  info->set_intermediate_size(c.intermediate_size);
+  info->set_intermediate_size(c.moe_intermediate_size);
   info->set_num_experts(c.num_experts);
   info->set_top_k(c.top_k);
-  const int64_t h = c.hidden_size, i = c.intermediate_size, e = c.num_experts, l = model.num_layers();
-  info->set_total_parameters(l * (e * h + e * 3 * h * i));
-  info->set_active_parameters(l * (e * h + c.top_k * 3 * h * i));
-  if (model.num_layers() > 0) {
-    const router::RoutingSpec& spec = (*model.layer(0))->gate().spec();
-    moe::v1::RoutingSpec* r = info->mutable_routing();
-    r->set_scoring("softmax");
-    r->set_num_experts(spec.num_experts);
-    r->set_top_k(spec.top_k);
-    r->set_norm_topk_prob(spec.norm_topk_prob);
-    r->set_routed_scaling_factor(spec.routed_scaling_factor);
-    r->set_description(spec.DebugString());
+  info->set_total_parameters(c.TotalParameters());
+  info->set_active_parameters(c.ActiveParameters());
+  bool first_moe = true;
+  for (int l = 0; l < model.num_layers(); ++l) {
+    const router::RoutingSpec& spec = (*model.layer(l))->gate().spec();
+    moe::v1::LayerInfo* layer = info->add_layers();
+    layer->set_layer(l);
+    layer->set_moe(spec.moe);
+    if (spec.moe) DescribeSpec(spec, layer->mutable_routing());
+    layer->set_always_on_intermediate_size(c.AlwaysOnIntermediate(l));
+    layer->set_shared_gate(spec.shared_gate);
+    if (spec.moe && first_moe) {
+      DescribeSpec(spec, info->mutable_routing());
+      info->set_top_k(spec.top_k);
+      first_moe = false;
+    }
   }
 }
 
@@ -157,15 +183,23 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
   DescribeModel(*model_, response);
   response->set_max_tokens(options_.max_tokens);
   response->set_local(workers_ == nullptr);
-  const int num_experts = model_->config().num_experts;
-  for (int e = 0; e < num_experts; ++e) {
+  const experts::ModelConfig& config = model_->config();
+  int first_moe_layer = 0;
+  while (first_moe_layer < config.num_layers && !config.IsMoeLayer(first_moe_layer)) ++first_moe_layer;
+  auto placed = [&](experts::ExpertKey key, google::protobuf::RepeatedPtrField<std::string>* out) {
+    if (backend_ != nullptr && backend_->Hosts(key)) out->Add("router");
+    if (workers_ == nullptr) return;
+    for (int w : workers_->ReplicasOf(key)) out->Add(std::string(workers_->worker(w).address));
+  };
+  for (int e = 0; e < config.num_experts; ++e) {
     moe::v1::ExpertPlacement* p = response->add_placement();
     p->set_expert(e);
-    if (workers_ == nullptr) {
-      p->add_workers("local");
-      continue;
+    placed({first_moe_layer, e}, p->mutable_workers());
+  }
+  for (moe::v1::LayerInfo& layer : *response->mutable_layers()) {
+    if (layer.always_on_intermediate_size() > 0) {
+      placed({layer.layer(), config.AlwaysOnId()}, layer.mutable_always_on_placement());
     }
-    for (int w : workers_->ReplicasOf({0, e})) p->add_workers(workers_->worker(w).address);
   }
   if (workers_ != nullptr) {
     for (int w = 0; w < workers_->size(); ++w) {

@@ -30,10 +30,13 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
   static std::unique_ptr<MoeServiceImpl> Local(MoeServiceOptions options,
                                                std::shared_ptr<const router::MoeModel> model,
                                                experts::ExpertBackend* backend, ComputeQueue* queue);
-  // Experts on `workers` (must outlive the service).
+  // Routed experts on `workers`; the experts `local_backend` hosts (the always-on MLPs unless
+  // they are placed on workers; may be null) run in the router on `queue`. All must outlive
+  // the service.
   static std::unique_ptr<MoeServiceImpl> Networked(MoeServiceOptions options,
                                                    std::shared_ptr<const router::MoeModel> model,
-                                                   WorkerPool* workers);
+                                                   WorkerPool* workers, experts::ExpertBackend* local_backend,
+                                                   ComputeQueue* queue);
 
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
                                     const moe::v1::ForwardRequest* request,
@@ -61,13 +64,13 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
 
   const MoeServiceOptions options_;
   const std::shared_ptr<const router::MoeModel> model_;
-  experts::ExpertBackend* backend_ = nullptr;  // --local
-  ComputeQueue* queue_ = nullptr;              // --local
+  experts::ExpertBackend* backend_ = nullptr;  // every expert (--local) or the router-hosted ones
+  ComputeQueue* queue_ = nullptr;
   WorkerPool* workers_ = nullptr;              // networked
 };
 
-// Fills the parts of GetModelInfoResponse that come from the model alone (dims, routing spec,
-// parameter counts). Exposed for tests.
+// Fills the parts of GetModelInfoResponse that come from the model alone (dims, each layer's
+// routing spec, parameter counts). Exposed for tests.
 void DescribeModel(const router::MoeModel& model, moe::v1::GetModelInfoResponse* info);
 
 }  // namespace moe::server

@@ -35,6 +35,17 @@ ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "BLAS threads in --local mode; 0 = every core.");
 ABSL_FLAG(int, queue_capacity, 256, "--local: requests that may wait for compute.");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
+ABSL_FLAG(std::string, shared_experts, "router",
+          "Where the always-on MLPs (shared experts, dense layers) run: 'router' (its own backend) or "
+          "'workers' (workers started with --experts=...,shared).");
+ABSL_FLAG(std::string, routing_policy, "", "Override the family's routing: token_choice, expert_choice or balanced.");
+ABSL_FLAG(double, capacity_factor, -1, "Expert capacity factor C = ceil(f·n·k/E); 0 = unlimited; -1 = the family's.");
+ABSL_FLAG(std::string, overflow, "", "Past capacity: drop (default) or reroute to the next-best expert with room.");
+ABSL_FLAG(int, top_k, 0, "Override experts per token (0 = the family's).");
+ABSL_FLAG(bool, dense_mode, false, "Send every token to every expert (top_k = E): the dense baseline.");
+ABSL_FLAG(std::string, norm_topk_prob, "auto", "Renormalise the top-k weights: auto (the config's), true or false.");
+ABSL_FLAG(double, noise_std, 0, "Noisy top-k: add noise_std·N(0,1) to the logits (0 = off).");
+ABSL_FLAG(uint64_t, noise_seed, 0, "Seed of the noisy top-k noise (per token, reproducible).");
 ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
 
 namespace {
@@ -42,6 +53,32 @@ namespace {
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "moe-router: %s\n", status.ToString().c_str());
   return 1;
+}
+
+absl::StatusOr<moe::router::RoutingOverrides> OverridesFromFlags() {
+  moe::router::RoutingOverrides o;
+  if (const std::string p = absl::GetFlag(FLAGS_routing_policy); !p.empty()) {
+    auto policy = moe::router::ParsePolicy(p);
+    if (!policy.ok()) return policy.status();
+    o.policy = *policy;
+  }
+  if (absl::GetFlag(FLAGS_capacity_factor) >= 0) o.capacity_factor = absl::GetFlag(FLAGS_capacity_factor);
+  if (const std::string v = absl::GetFlag(FLAGS_overflow); !v.empty()) {
+    auto overflow = moe::router::ParseOverflow(v);
+    if (!overflow.ok()) return overflow.status();
+    o.overflow = *overflow;
+  }
+  if (absl::GetFlag(FLAGS_top_k) > 0) o.top_k = absl::GetFlag(FLAGS_top_k);
+  o.dense = absl::GetFlag(FLAGS_dense_mode);
+  const std::string norm = absl::GetFlag(FLAGS_norm_topk_prob);
+  if (norm == "true" || norm == "false") {
+    o.norm_topk_prob = norm == "true";
+  } else if (norm != "auto") {
+    return absl::InvalidArgumentError("--norm_topk_prob must be auto, true or false");
+  }
+  if (absl::GetFlag(FLAGS_noise_std) != 0) o.noise_std = absl::GetFlag(FLAGS_noise_std);
+  if (absl::GetFlag(FLAGS_noise_seed) != 0) o.noise_seed = absl::GetFlag(FLAGS_noise_seed);
+  return o;
 }
 
 }  // namespace
@@ -62,7 +99,13 @@ int main(int argc, char** argv) {
   }
   auto checkpoint = moe::experts::Checkpoint::Open(dir);
   if (!checkpoint.ok()) return Fail(checkpoint.status());
-  auto model = moe::router::MoeModel::Create(**checkpoint);
+  auto overrides = OverridesFromFlags();
+  if (!overrides.ok()) return Fail(overrides.status());
+  const std::string shared_on = absl::GetFlag(FLAGS_shared_experts);
+  if (shared_on != "router" && shared_on != "workers") {
+    return Fail(absl::InvalidArgumentError("--shared_experts must be router or workers"));
+  }
+  auto model = moe::router::MoeModel::Create(**checkpoint, *overrides);
   if (!model.ok()) return Fail(model.status());
   std::shared_ptr<const moe::router::MoeModel> shared_model(std::move(*model));
   const moe::experts::ModelConfig& config = shared_model->config();
@@ -81,13 +124,19 @@ int main(int argc, char** argv) {
   std::unique_ptr<moe::server::ComputeQueue> queue;
   std::unique_ptr<moe::server::WorkerPool> pool;
   std::unique_ptr<moe::server::MoeServiceImpl> service;
-  if (local) {
+  const std::vector<moe::experts::ExpertKey> routed = moe::experts::AllExperts(config);
+  const std::vector<moe::experts::ExpertKey> always_on = moe::experts::AlwaysOnExperts(config);
+  std::vector<moe::experts::ExpertKey> in_router;  // experts this process computes
+  if (local) in_router = routed;
+  if (local || shared_on == "router") in_router.insert(in_router.end(), always_on.begin(), always_on.end());
+  if (!in_router.empty()) {
     auto created = moe::experts::CreateBackend(
-        **checkpoint, moe::experts::AllExperts(config),
-        {.kind = absl::GetFlag(FLAGS_backend), .threads = absl::GetFlag(FLAGS_threads)});
+        **checkpoint, in_router, {.kind = absl::GetFlag(FLAGS_backend), .threads = absl::GetFlag(FLAGS_threads)});
     if (!created.ok()) return Fail(created.status());
     backend = std::move(*created);
     queue = std::make_unique<moe::server::ComputeQueue>(1, absl::GetFlag(FLAGS_queue_capacity));
+  }
+  if (local) {
     service = moe::server::MoeServiceImpl::Local(options, shared_model, backend.get(), queue.get());
   } else {
     auto connected = moe::server::WorkerPool::Connect(
@@ -95,11 +144,13 @@ int main(int argc, char** argv) {
         options.max_tokens * config.top_k * row_bytes + (1 << 20));
     if (!connected.ok()) return Fail(connected.status());
     pool = std::move(*connected);
-    if (absl::Status covered = pool->CheckCoverage(config); !covered.ok()) {
+    std::vector<moe::experts::ExpertKey> needed = routed;
+    if (shared_on == "workers") needed.insert(needed.end(), always_on.begin(), always_on.end());
+    if (absl::Status covered = pool->CheckCoverage(needed); !covered.ok()) {
       std::fprintf(stderr, "moe-router: refusing to serve: %s\n", covered.ToString().c_str());
       return 1;
     }
-    service = moe::server::MoeServiceImpl::Networked(options, shared_model, pool.get());
+    service = moe::server::MoeServiceImpl::Networked(options, shared_model, pool.get(), backend.get(), queue.get());
   }
   int port = 0;
   auto server = moe::server::StartServer(
@@ -109,9 +160,12 @@ int main(int argc, char** argv) {
   if (!server.ok()) return Fail(server.status());
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
-               "moe-router: serving model=%s layers=%d experts=%d top_k=%d hidden=%d mode=%s workers=[%s] port=%d\n",
-               options.model_name.c_str(), shared_model->num_layers(), config.num_experts, config.top_k,
-               config.hidden_size, local ? "local" : "networked", absl::StrJoin(addresses, ",").c_str(), port);
+               "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
+               "shared_experts=%s workers=[%s] port=%d\n",
+               options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
+               (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
+               config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
+               absl::StrJoin(addresses, ",").c_str(), port);
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
   std::fprintf(stderr, "moe-router: stopped\n");

@@ -28,12 +28,12 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
       return absl::UnavailableError(absl::StrCat("worker ", address, " did not answer GetWorkerInfo within ",
                                                  absl::FormatDuration(timeout), ": ", s.error_message()));
     }
-    if (w->info.hidden_size() != config.hidden_size ||
-        w->info.intermediate_size() != config.intermediate_size) {
+    if (w->info.hidden_size() != config.hidden_size || w->info.model_type() != config.model_type ||
+        w->info.num_experts() != config.num_experts) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", address, " serves hidden ", w->info.hidden_size(), " / intermediate ",
-          w->info.intermediate_size(), "; the router's checkpoint has ", config.hidden_size, " / ",
-          config.intermediate_size));
+          "worker ", address, " serves a ", w->info.model_type(), " model with hidden ", w->info.hidden_size(),
+          " and ", w->info.num_experts(), " experts; the router's checkpoint is ", config.model_type, " with hidden ",
+          config.hidden_size, " and ", config.num_experts, " experts"));
     }
     const int index = static_cast<int>(pool->workers_.size());
     for (const moe::v1::HostedExpert& e : w->info.experts()) {
@@ -44,12 +44,10 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
   return pool;
 }
 
-absl::Status WorkerPool::CheckCoverage(const experts::ModelConfig& config) const {
+absl::Status WorkerPool::CheckCoverage(absl::Span<const experts::ExpertKey> needed) const {
   std::vector<std::string> missing;
-  for (int layer = 0; layer < config.num_layers; ++layer) {
-    for (int e = 0; e < config.num_experts; ++e) {
-      if (!placement_.contains(experts::ExpertKey{layer, e})) missing.push_back(absl::StrCat(layer, "/", e));
-    }
+  for (const experts::ExpertKey& key : needed) {
+    if (!placement_.contains(key)) missing.push_back(absl::StrCat(key.layer, "/", key.expert));
   }
   if (missing.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(

@@ -32,14 +32,14 @@ class WorkerPool {
 
   // Asks every worker for its GetWorkerInfo, waiting up to `timeout` for each to come up.
   // UNAVAILABLE naming the worker if one does not answer in time; FAILED_PRECONDITION if a
-  // worker's dims or model type disagree with `config`.
+  // worker's hidden size, model type or expert count disagree with `config`.
   static absl::StatusOr<std::unique_ptr<WorkerPool>> Connect(const std::vector<std::string>& addresses,
                                                              const experts::ModelConfig& config,
                                                              absl::Duration timeout,
                                                              int64_t max_message_bytes);
 
-  // FAILED_PRECONDITION listing every (layer, expert) of `config` that no worker hosts.
-  absl::Status CheckCoverage(const experts::ModelConfig& config) const;
+  // FAILED_PRECONDITION listing every key of `needed` that no worker hosts.
+  absl::Status CheckCoverage(absl::Span<const experts::ExpertKey> needed) const;
 
   int size() const { return static_cast<int>(workers_.size()); }
   Worker& worker(int i) { return *workers_[i]; }

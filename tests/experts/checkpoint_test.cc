@@ -32,7 +32,7 @@ TEST(CheckpointTest, SingleFileHasEveryTensorWithRealisticScale) {
   const ModelConfig& c = ckpt->config();
   EXPECT_EQ(c.torch_dtype, "bfloat16");
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    ASSERT_OK_AND_ASSIGN(Tensor gate, ckpt->GetWithShape(GateWeightName(layer), {8, 32}));
+    ASSERT_OK_AND_ASSIGN(Tensor gate, ckpt->GetWithShape(GateWeightName(c, layer), {8, 32}));
     EXPECT_EQ(gate.dtype(), DType::kBF16);
     for (int e = 0; e < c.num_experts; ++e) {
       ASSERT_OK_AND_ASSIGN(ExpertWeights w, LoadExpertWeights(*ckpt, {layer, e}));
@@ -49,7 +49,7 @@ TEST(CheckpointTest, SameSeedSameWeightsOtherSeedOtherWeights) {
   ASSERT_OK_AND_ASSIGN(auto a, Checkpoint::Open(Generate(1, DType::kF32, 5)));
   ASSERT_OK_AND_ASSIGN(auto b, Checkpoint::Open(Generate(3, DType::kF32, 5)));
   ASSERT_OK_AND_ASSIGN(auto c, Checkpoint::Open(Generate(1, DType::kF32, 6)));
-  const std::string name = ExpertWeightName(1, 3, Projection::kW3);
+  const std::string name = ExpertWeightName(a->config(), 1, 3, Projection::kUp);
   ASSERT_OK_AND_ASSIGN(Tensor ta, a->Get(name));
   ASSERT_OK_AND_ASSIGN(Tensor tb, b->Get(name));
   ASSERT_OK_AND_ASSIGN(Tensor tc, c->Get(name));
@@ -83,14 +83,14 @@ TEST(CheckpointTest, MissingPieces) {
   ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(Generate(2, DType::kBF16)));
   EXPECT_THAT(ckpt->Get("model.layers.9.block_sparse_moe.gate.weight"),
               StatusIs(absl::StatusCode::kNotFound, "not in the index"));
-  EXPECT_THAT(LoadExpertWeights(*ckpt, {0, 8}), StatusIs(absl::StatusCode::kNotFound, "outside the model"));
+  EXPECT_THAT(LoadExpertWeights(*ckpt, {0, 8}), StatusIs(absl::StatusCode::kNotFound, "not in the model"));
 }
 
 TEST(CheckpointTest, WrongShapeNamesTheTensor) {
   const std::string dir = testing::MakeTempDir("ckpt");
   std::ofstream(dir + "/config.json") << testing::SmallConfig().ToJson();
   SafetensorsWriter writer;
-  const std::string name = ExpertWeightName(0, 0, Projection::kW1);
+  const std::string name = ExpertWeightName(testing::SmallConfig(), 0, 0, Projection::kGate);
   writer.Add(name, Tensor::FromF32(testing::RandomVector(48 * 31, 1), {48, 31}));
   ASSERT_OK(writer.Write(dir + "/model.safetensors"));
   ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));

@@ -17,7 +17,7 @@ TEST(ModelConfigTest, ParsesMixtralConfig) {
     "num_hidden_layers": 32, "hidden_act": "silu", "torch_dtype": "bfloat16",
     "rope_theta": 1000000.0})"));
   EXPECT_EQ(c.hidden_size, 4096);
-  EXPECT_EQ(c.intermediate_size, 14336);
+  EXPECT_EQ(c.moe_intermediate_size, 14336);
   EXPECT_EQ(c.num_experts, 8);
   EXPECT_EQ(c.top_k, 2);
   EXPECT_EQ(c.num_layers, 32);
@@ -28,7 +28,7 @@ TEST(ModelConfigTest, ToJsonRoundTrips) {
   ModelConfig c = testing::SmallConfig(64, 96, 4, 1, 3);
   ASSERT_OK_AND_ASSIGN(ModelConfig back, ModelConfig::Parse(c.ToJson()));
   EXPECT_EQ(back.hidden_size, 64);
-  EXPECT_EQ(back.intermediate_size, 96);
+  EXPECT_EQ(back.moe_intermediate_size, 96);
   EXPECT_EQ(back.num_experts, 4);
   EXPECT_EQ(back.top_k, 1);
   EXPECT_EQ(back.num_layers, 3);
@@ -39,7 +39,7 @@ TEST(ModelConfigTest, ErrorsNameTheField) {
   EXPECT_THAT(ModelConfig::Parse("{" + base + "}"),
               StatusIs(absl::StatusCode::kInvalidArgument, "missing field 'hidden_size'"));
   EXPECT_THAT(ModelConfig::Parse("{" + base + R"(, "hidden_size": "big"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "'hidden_size' must be a positive integer"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "'hidden_size' must be an integer >= 1"));
   EXPECT_THAT(ModelConfig::Parse("{" + base + R"(, "hidden_size": 0})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'hidden_size'"));
   EXPECT_THAT(ModelConfig::Parse("{" + base + R"(, "hidden_size": 8, "hidden_act": "gelu"})"),

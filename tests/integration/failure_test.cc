@@ -119,7 +119,7 @@ class HeldWorkerTest : public FailureTest {
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
     ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
-    held_ = std::make_unique<HeldExpertService>(std::move(backend));
+    held_ = std::make_unique<HeldExpertService>(std::move(backend), ckpt->config());
     int port = 0;
     ASSERT_OK_AND_ASSIGN(worker_server_, server::StartServer({held_.get()}, {.listen = "127.0.0.1:0"}, &port));
     ASSERT_OK_AND_ASSIGN(router_, server::SpawnServer({BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_,

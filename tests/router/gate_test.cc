@@ -24,7 +24,8 @@ RoutingSpec Spec(int e, int k) {
 TEST(GateTest, MatchesHandComputedMixtralRouting) {
   // H = 2, E = 3: logits of x = (1, 2) are W·x = (1, 2, 0.5).
   const std::vector<float> w = {1.0f, 0.0f, 0.0f, 1.0f, 0.5f, 0.0f};
-  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(experts::Tensor::FromF32(w, {3, 2}), Spec(3, 2)));
+  const experts::Tensor weight = experts::Tensor::FromF32(w, {3, 2});
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(3, 2), 2, {.weight = &weight}));
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(std::vector<float>{1.0f, 2.0f}, 1));
   ASSERT_EQ(r.num_pairs(), 2);
   EXPECT_EQ(r.ExpertsOf(0)[0], 1);
@@ -37,8 +38,8 @@ TEST(GateTest, MatchesHandComputedMixtralRouting) {
 
 TEST(GateTest, WeightsSumToOneAndFollowScores) {
   const int h = 24, e = 8, k = 2, n = 50;
-  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(experts::Tensor::FromF32(testing::RandomVector(e * h, 1), {e, h}),
-                                               Spec(e, k)));
+  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(e * h, 1), {e, h});
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(e, k), h, {.weight = &weight}));
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(testing::RandomVector(n * h, 2), n));
   EXPECT_EQ(r.num_tokens, n);
   for (int t = 0; t < n; ++t) {
@@ -52,7 +53,8 @@ TEST(GateTest, WeightsSumToOneAndFollowScores) {
 TEST(GateTest, WithoutRenormalisationWeightsAreProbabilities) {
   RoutingSpec spec = Spec(4, 4);
   spec.norm_topk_prob = false;
-  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(experts::Tensor::FromF32(testing::RandomVector(4 * 3, 3), {4, 3}), spec));
+  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(4 * 3, 3), {4, 3});
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, 3, {.weight = &weight}));
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(testing::RandomVector(3, 4), 1));
   auto w = r.WeightsOf(0);
   EXPECT_NEAR(std::accumulate(w.begin(), w.end(), 0.0f), 1.0f, 1e-6);  // k = E: all of softmax
@@ -60,10 +62,12 @@ TEST(GateTest, WithoutRenormalisationWeightsAreProbabilities) {
 
 TEST(GateTest, BadInputs) {
   experts::Tensor w = experts::Tensor::FromF32(testing::RandomVector(8, 5), {4, 2});
-  EXPECT_THAT(Gate::Create(w, Spec(5, 2)), StatusIs(absl::StatusCode::kInvalidArgument, "[5, hidden]"));
-  EXPECT_THAT(Gate::Create(w, Spec(4, 0)), StatusIs(absl::StatusCode::kInvalidArgument, "top_k is 0"));
-  EXPECT_THAT(Gate::Create(w, Spec(4, 5)), StatusIs(absl::StatusCode::kInvalidArgument, "top_k is 5"));
-  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(w, Spec(4, 2)));
+  EXPECT_THAT(Gate::Create(Spec(5, 2), 2, {.weight = &w}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "gate weight has shape [4, 2], expected [5, 2]"));
+  EXPECT_THAT(Gate::Create(Spec(4, 2), 2, {}), StatusIs(absl::StatusCode::kInvalidArgument, "gate weight is missing"));
+  EXPECT_THAT(Gate::Create(Spec(4, 0), 2, {.weight = &w}), StatusIs(absl::StatusCode::kInvalidArgument, "top_k is 0"));
+  EXPECT_THAT(Gate::Create(Spec(4, 5), 2, {.weight = &w}), StatusIs(absl::StatusCode::kInvalidArgument, "top_k is 5"));
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(4, 2), 2, {.weight = &w}));
   EXPECT_THAT(gate.Route(std::vector<float>(3, 1.0f), 2),
               StatusIs(absl::StatusCode::kInvalidArgument, "expected 2 tokens × 2"));
   EXPECT_THAT(gate.Route(std::vector<float>{1.0f, 2.0f, NAN, 0.0f}, 2),

@@ -90,7 +90,7 @@ TEST(MoeLayerTest, MatchesIndependentMixtralBlock) {
   RoutingSpec spec;
   spec.num_experts = e;
   spec.top_k = k;
-  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(gate_w, spec));
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, h, {.weight = &gate_w}));
   MoeLayer moe(layer, std::move(gate));
   for (int n : {1, 7, 64}) {
     const std::vector<float> x = testing::RandomVector(size_t(n) * h, 1000 + n);
@@ -112,7 +112,8 @@ TEST(MoeLayerTest, MissingExpertIsNotFound) {
   RoutingSpec spec;
   spec.num_experts = e;
   spec.top_k = e;  // every token needs every expert, and the backend has only expert 0
-  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Tensor::FromF32(testing::RandomVector(e * h, 2), {e, h}), spec));
+  const Tensor gate_w = Tensor::FromF32(testing::RandomVector(e * h, 2), {e, h});
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, h, {.weight = &gate_w}));
   MoeLayer moe(0, std::move(gate));
   EXPECT_THAT(moe.Forward(testing::RandomVector(2 * h, 3), 2, *backend),
               StatusIs(absl::StatusCode::kNotFound, "is not hosted"));
@@ -137,7 +138,7 @@ TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
       ASSERT_OK_AND_ASSIGN(auto w, experts::LoadExpertWeights(*ckpt, {layer, i}));
       weights.push_back(std::move(w));
     }
-    ASSERT_OK_AND_ASSIGN(Tensor gate_w, ckpt->Get(experts::GateWeightName(layer)));
+    ASSERT_OK_AND_ASSIGN(Tensor gate_w, ckpt->Get(experts::GateWeightName(ckpt->config(), layer)));
     EXPECT_LE(MaxRelError(MixtralBlock(gate_w, weights, x, 5, 2).out, out), 1e-5);
   }
 }

@@ -6,8 +6,9 @@
 
 namespace moe::testing {
 
-HeldExpertService::HeldExpertService(std::shared_ptr<experts::ExpertBackend> backend)
-    : backend_(std::move(backend)) {}
+HeldExpertService::HeldExpertService(std::shared_ptr<experts::ExpertBackend> backend,
+                                     const experts::ModelConfig& config)
+    : backend_(std::move(backend)), config_(config) {}
 
 HeldExpertService::~HeldExpertService() { ReleaseAll(); }
 
@@ -63,6 +64,9 @@ grpc::ServerUnaryReactor* HeldExpertService::GetWorkerInfo(grpc::CallbackServerC
   response->set_hidden_size(backend_->hidden_size());
   response->set_intermediate_size(backend_->intermediate_size());
   response->set_backend("cpu (held for tests)");
+  response->set_model_type(config_.model_type);
+  response->set_num_experts(config_.num_experts);
+  response->set_num_layers(config_.num_layers);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -43,13 +43,7 @@ std::string MakeTempDir(const std::string& prefix) {
 }
 
 experts::ModelConfig SmallConfig(int hidden, int inter, int experts, int top_k, int layers) {
-  experts::ModelConfig c;
-  c.hidden_size = hidden;
-  c.intermediate_size = inter;
-  c.num_experts = experts;
-  c.top_k = top_k;
-  c.num_layers = layers;
-  return c;
+  return experts::DefaultConfig(experts::Family::kMixtral, hidden, inter, experts, top_k, layers);
 }
 
 }  // namespace moe::testing
