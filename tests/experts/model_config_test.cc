@@ -56,3 +56,70 @@ TEST(ModelConfigTest, ErrorsNameTheField) {
 
 }  // namespace
 }  // namespace moe::experts
+
+namespace moe::experts {
+namespace {
+
+TEST(ModelConfigFamiliesTest, ParsesEachFamilysOwnFieldNames) {
+  ASSERT_OK_AND_ASSIGN(ModelConfig q2, ModelConfig::Parse(R"({"model_type": "qwen2_moe", "hidden_size": 2048,
+    "intermediate_size": 5632, "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+    "num_experts": 60, "num_experts_per_tok": 4, "num_hidden_layers": 24, "norm_topk_prob": false,
+    "decoder_sparse_step": 1, "mlp_only_layers": [0, 5]})"));
+  EXPECT_EQ(q2.family, Family::kQwen2Moe);
+  EXPECT_EQ(q2.num_experts, 60);
+  EXPECT_FALSE(q2.IsMoeLayer(0));
+  EXPECT_TRUE(q2.IsMoeLayer(1));
+  EXPECT_TRUE(q2.HasSharedGate(1));
+  EXPECT_EQ(q2.AlwaysOnIntermediate(1), 5632);
+  EXPECT_EQ(q2.AlwaysOnIntermediate(0), 5632);  // the dense MLP of layer 0
+
+  ASSERT_OK_AND_ASSIGN(ModelConfig v3, ModelConfig::Parse(R"({"model_type": "deepseek_v3", "hidden_size": 7168,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
+    "num_experts_per_tok": 8, "n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5,
+    "scoring_func": "sigmoid", "topk_method": "noaux_tc", "norm_topk_prob": true,
+    "first_k_dense_replace": 3, "moe_layer_freq": 1, "num_hidden_layers": 61})"));
+  EXPECT_FALSE(v3.IsMoeLayer(2));
+  EXPECT_TRUE(v3.IsMoeLayer(3));
+  EXPECT_EQ(v3.AlwaysOnIntermediate(3), 2048);
+  EXPECT_FALSE(v3.HasSharedGate(3));
+  // Published figure: 671B total, 37B active — of which the MoE/MLP blocks here are most.
+  EXPECT_GT(v3.TotalParameters(), 600'000'000'000);
+  EXPECT_LT(v3.ActiveParameters(), 40'000'000'000);
+
+  ASSERT_OK_AND_ASSIGN(ModelConfig olmoe, ModelConfig::Parse(R"({"model_type": "olmoe", "hidden_size": 2048,
+    "intermediate_size": 1024, "num_experts": 64, "num_experts_per_tok": 8, "num_hidden_layers": 16})"));
+  EXPECT_EQ(olmoe.moe_intermediate_size, 1024);
+  EXPECT_FALSE(olmoe.norm_topk_prob);
+}
+
+TEST(ModelConfigFamiliesTest, EveryDefaultConfigRoundTrips) {
+  for (Family f : {Family::kMixtral, Family::kQwen2Moe, Family::kQwen3Moe, Family::kOlmoe, Family::kDeepseekV2,
+                   Family::kDeepseekV3, Family::kSwitch}) {
+    const ModelConfig c = DefaultConfig(f, 32, 16, 8, 2, 3);
+    ASSERT_OK_AND_ASSIGN(ModelConfig back, ModelConfig::Parse(c.ToJson()));
+    EXPECT_EQ(back.family, f);
+    EXPECT_EQ(back.ToJson(), c.ToJson()) << FamilyModelType(f);
+  }
+}
+
+TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
+  using ::moe::testing::StatusIs;
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'model_type' is 'switch_transformers'"));
+  const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
+    "moe_intermediate_size": 4, "n_routed_experts": 8, "num_experts_per_tok": 2, "num_hidden_layers": 2)";
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8"}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'quantization_config'"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "topk_method": "random"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'topk_method' is 'random'"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "scoring_func": "relu"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'scoring_func' is 'relu'"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "n_group": 3})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'n_group' (3) does not divide"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_moe", "hidden_size": 8, "moe_intermediate_size": 4,
+    "num_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2, "decoder_sparse_step": 2})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'intermediate_size' is needed: layer 0 is a dense"));
+}
+
+}  // namespace
+}  // namespace moe::experts

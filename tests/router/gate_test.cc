@@ -76,3 +76,26 @@ TEST(GateTest, BadInputs) {
 
 }  // namespace
 }  // namespace moe::router
+
+namespace moe::router {
+namespace {
+
+TEST(GateTest, NoisyTopKIsReproducibleBySeed) {
+  const int h = 16, e = 8, n = 64;
+  const experts::Tensor w = experts::Tensor::FromF32(testing::RandomVector(e * h, 21), {e, h});
+  const std::vector<float> x = testing::RandomVector(n * h, 22);
+  auto route = [&](float noise, uint64_t seed) {
+    RoutingSpec spec = Spec(e, 2);
+    spec.noise_std = noise;
+    spec.noise_seed = seed;
+    auto gate = Gate::Create(spec, h, {.weight = &w});
+    return gate->Route(x, n)->experts;
+  };
+  EXPECT_EQ(route(1.0f, 7), route(1.0f, 7));
+  EXPECT_NE(route(1.0f, 7), route(1.0f, 8));
+  EXPECT_NE(route(1.0f, 7), route(0.0f, 7));
+  EXPECT_EQ(route(0.0f, 7), route(0.0f, 8));  // off: the seed does not matter
+}
+
+}  // namespace
+}  // namespace moe::router

@@ -145,3 +145,39 @@ TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
 
 }  // namespace
 }  // namespace moe::router
+
+namespace moe::router {
+namespace {
+
+TEST(MoeLayerTest, DenseModeEqualsTheWeightedSumOverAllExperts) {
+  const int h = 24, e = 4, n = 5;
+  std::vector<experts::ExpertWeights> weights;
+  for (int i = 0; i < e; ++i) weights.push_back(testing::RandomExpert({0, i}, h, 16, 300 + i));
+  ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::FromWeights(weights, {}));
+  const Tensor gate_w = Tensor::FromF32(testing::RandomVector(e * h, 301), {e, h});
+  RoutingSpec spec;
+  spec.num_experts = e;
+  spec.top_k = 2;
+  spec.norm_topk_prob = false;
+  RoutingOverrides dense;
+  dense.dense = true;
+  ASSERT_OK(dense.ApplyTo(spec));
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, h, {.weight = &gate_w}));
+  MoeLayer moe(0, std::move(gate));
+  const std::vector<float> x = testing::RandomVector(n * h, 302);
+  ASSERT_OK_AND_ASSIGN(std::vector<float> out, moe.Forward(x, n, *backend));
+  // Σ_e softmax(z)_e · E_e(x), each expert run alone over the whole batch.
+  ASSERT_OK_AND_ASSIGN(std::vector<float> p, moe.gate().Scores(x, n));
+  std::vector<double> expected(n * h, 0.0);
+  for (int i = 0; i < e; ++i) {
+    std::vector<float> y(n * h);
+    ASSERT_OK(backend->Run({{{0, i}, 0, n}}, x, absl::MakeSpan(y)));
+    for (int t = 0; t < n; ++t) {
+      for (int j = 0; j < h; ++j) expected[t * h + j] += double(p[t * e + i]) * y[t * h + j];
+    }
+  }
+  EXPECT_LE(MaxRelError(expected, out), 1e-5);
+}
+
+}  // namespace
+}  // namespace moe::router
