@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -36,6 +37,9 @@ ABSL_FLAG(bool, check, false, "Recompute each layer in-process from --checkpoint
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder for --check.");
 ABSL_FLAG(bool, show_routing, false, "Print the experts and weights of every token.");
 ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
+ABSL_FLAG(std::string, save_output, "", "Write the (last) layer's output to this float32 .npy file.");
+ABSL_FLAG(std::string, save_routing, "",
+          "Write the (last) layer's routing as JSON: per token its experts, weights and always-on weight.");
 
 namespace {
 
@@ -156,6 +160,21 @@ int main(int argc, char** argv) {
         }
         std::printf("  token %ld → %s\n", static_cast<long>(t), absl::StrJoin(parts, ", ").c_str());
       }
+    }
+    if (!absl::GetFlag(FLAGS_save_output).empty()) {
+      if (absl::Status s = moe::client::WriteNpy(absl::GetFlag(FLAGS_save_output), result->output); !s.ok()) return Fail(s);
+    }
+    if (!absl::GetFlag(FLAGS_save_routing).empty()) {
+      std::vector<std::string> tokens;
+      for (int64_t t = 0; t < n; ++t) {
+        tokens.push_back(absl::StrFormat(R"({"experts":[%s],"weights":[%s],"always_on_weight":%.9g})",
+                                         absl::StrJoin(result->experts[t], ","),
+                                         absl::StrJoin(result->weights[t], ",", [](std::string* o, float w) {
+                                           absl::StrAppend(o, absl::StrFormat("%.9g", w));
+                                         }),
+                                         result->always_on_weights[t]));
+      }
+      std::ofstream(absl::GetFlag(FLAGS_save_routing)) << "[" << absl::StrJoin(tokens, ",\n") << "]\n";
     }
     if (reference != nullptr) {
       const Tensor in = x.ToF32();

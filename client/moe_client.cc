@@ -46,6 +46,7 @@ absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardRespons
   for (const moe::v1::TokenRouting& r : response.routing()) {
     result.experts.emplace_back(r.experts().begin(), r.experts().end());
     result.weights.emplace_back(r.weights().begin(), r.weights().end());
+    result.always_on_weights.push_back(r.always_on_weight());
   }
   return result;
 }

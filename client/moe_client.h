@@ -20,6 +20,7 @@ struct ForwardResult {
   experts::Tensor output;                    // [tokens, hidden], the dtype sent
   std::vector<std::vector<int>> experts;     // per token, when routing was asked for
   std::vector<std::vector<float>> weights;   // per token, when routing was asked for
+  std::vector<float> always_on_weights;      // per token: weight of the shared/dense MLP
   absl::Duration latency;                    // round trip seen by the client
 };
 

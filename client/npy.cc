@@ -63,4 +63,23 @@ absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path) {
   return t;
 }
 
+absl::Status WriteNpy(const std::string& path, const experts::Tensor& tensor) {
+  const experts::Tensor f32 = tensor.ToF32();
+  std::string header = absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (", f32.dim(0), ", ",
+                                    f32.dim(1), "), }");
+  // Pad so that magic (6) + version (2) + length (2) + header ends on a multiple of 64, with '\n'.
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  std::ofstream out(path, std::ios::binary);
+  out.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  out.write(reinterpret_cast<const char*>(&len), 2);
+  out << header;
+  out.write(static_cast<const char*>(f32.raw_data()), static_cast<std::streamsize>(f32.num_bytes()));
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("writing ", path, " failed"));
+  return absl::OkStatus();
+}
+
 }  // namespace moe::client

@@ -1,6 +1,7 @@
 // client/npy.h
 // Reads a 2-D NumPy .npy file (format 1.0-3.0, little-endian float32 '<f4' or float16 '<f2',
-// C order) into a tensor, for moe-client --npy. Pure function; thread-safe.
+// C order) into a tensor, and writes float32 ones, for moe-client --npy / --save_output.
+// Pure functions; thread-safe.
 #pragma once
 
 #include <string>
@@ -13,5 +14,8 @@ namespace moe::client {
 // INVALID_ARGUMENT naming the file for anything but a C-ordered 2-D <f4/<f2 array;
 // NOT_FOUND if the file cannot be read.
 absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path);
+
+// Writes a 2-D tensor as a float32 .npy file (format 1.0). INTERNAL if writing fails.
+absl::Status WriteNpy(const std::string& path, const experts::Tensor& tensor);
 
 }  // namespace moe::client

@@ -17,6 +17,7 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.top_k = c.top_k;
   s.always_on = c.HasAlwaysOn(layer);
   s.shared_gate = c.HasSharedGate(layer);
+  if (!s.moe) return s;  // a dense layer has no gate
   s.norm_topk_prob = c.norm_topk_prob;
   s.routed_scaling_factor = c.routed_scaling_factor;
   s.scoring = c.scoring_func == "sigmoid" ? Scoring::kSigmoid : Scoring::kSoftmax;

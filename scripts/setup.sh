@@ -23,9 +23,24 @@ moe_install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Python test tools from PyPI, in a virtualenv under build/ made with the python3 first on PATH.
+PY_REQUIREMENTS="numpy==2.2.6 safetensors==0.5.3"
+moe_python_env() {
+  local venv="$BUILD/venv"
+  if [ -f "$venv/.requirements" ] && [ "$(cat "$venv/.requirements")" = "$PY_REQUIREMENTS" ]; then
+    return 0
+  fi
+  echo "setup: creating $venv with $PY_REQUIREMENTS"
+  rm -rf "$venv"
+  mkdir -p "$BUILD"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check $PY_REQUIREMENTS
+  echo "$PY_REQUIREMENTS" >"$venv/.requirements"
+}
+
 moe_build() {
   if [ ! -f "$BUILD/build.ninja" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_PYTHON="$BUILD/venv/bin/python" >/dev/null
   fi
   # Two cores, 24 GiB: two jobs keep the generated gRPC code from swapping.
   cmake --build "$BUILD" -j "${MOE_JOBS:-2}"

@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 moe_install_packages
+moe_python_env
 moe_build
 cd "$BUILD"
 ctest --output-on-failure -j "${MOE_JOBS:-2}" --timeout 600

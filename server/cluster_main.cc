@@ -25,6 +25,8 @@ ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder. Required.");
 ABSL_FLAG(int, workers, 2, "Worker processes; the experts are split evenly between them. 0: one --local router.");
 ABSL_FLAG(int, replicas, 1, "Copies of each worker (replicas of its experts).");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Loopback address to bind.");
+ABSL_FLAG(bool, shared_on_workers, false,
+          "Host the always-on MLPs (shared experts, dense layers) on the first worker(s), not in the router.");
 ABSL_FLAG(std::string, worker_flags, "", "Extra flags for every moe-expert, space-separated.");
 ABSL_FLAG(std::string, router_flags, "", "Extra flags for moe-router, space-separated.");
 
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
   options.workers = absl::GetFlag(FLAGS_workers);
   options.replicas = absl::GetFlag(FLAGS_replicas);
   options.host = absl::GetFlag(FLAGS_host);
+  options.shared_on_workers = absl::GetFlag(FLAGS_shared_on_workers);
   options.worker_flags = Words(absl::GetFlag(FLAGS_worker_flags));
   options.router_flags = Words(absl::GetFlag(FLAGS_router_flags));
   if (options.checkpoint.empty()) {

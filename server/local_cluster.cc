@@ -122,7 +122,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterO
       const int first = w * num_experts / options.workers;
       const int last = (w + 1) * num_experts / options.workers - 1;
       std::vector<std::string> argv = {bin + "/moe-expert", "--checkpoint=" + options.checkpoint,
-                                       absl::StrCat("--experts=", first, "-", last),
+                                       absl::StrCat("--experts=", first, "-", last,
+                                                    options.shared_on_workers && w == 0 ? ",shared" : ""),
                                        "--listen=" + options.host + ":0"};
       argv.insert(argv.end(), options.worker_flags.begin(), options.worker_flags.end());
       ASSIGN_OR_RETURN(ChildProcess child, SpawnServer(argv, options.start_timeout));
@@ -136,6 +137,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterO
                                    "--listen=" + options.host + ":0"};
   argv.push_back(options.workers == 0 ? std::string("--local")
                                       : "--workers=" + absl::StrJoin(cluster->worker_addresses(), ","));
+  if (options.shared_on_workers && options.workers > 0) argv.push_back("--shared_experts=workers");
   argv.insert(argv.end(), options.router_flags.begin(), options.router_flags.end());
   ASSIGN_OR_RETURN(cluster->router_, SpawnServer(argv, options.start_timeout));
   return cluster;

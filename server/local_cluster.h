@@ -35,6 +35,7 @@ struct ClusterOptions {
   int replicas = 1;     // processes per range
   std::string bin_dir;  // holds moe-expert and moe-router; default: this executable's folder
   std::string host = "127.0.0.1";
+  bool shared_on_workers = false;  // the first expert range also hosts the always-on MLPs
   std::vector<std::string> worker_flags;
   std::vector<std::string> router_flags;
   absl::Duration start_timeout = absl::Seconds(300);

@@ -21,6 +21,8 @@ TEST(RoutingSpecTest, FamiliesMapToTheirMath) {
   const RoutingSpec dense = RoutingSpec::FromConfig(v3, 0);  // first_k_dense_replace = 1
   EXPECT_FALSE(dense.moe);
   EXPECT_TRUE(dense.always_on);
+  EXPECT_FALSE(dense.selection_bias);  // no gate tensors to load for a dense layer
+  EXPECT_EQ(dense.group_score, RoutingSpec::GroupScore::kNone);
   const RoutingSpec moe = RoutingSpec::FromConfig(v3, 1);
   EXPECT_TRUE(moe.moe);
   EXPECT_EQ(moe.scoring, RoutingSpec::Scoring::kSigmoid);
