@@ -184,6 +184,10 @@ absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const 
         r = Balanced(scores, selection, n);
         break;
     }
+    r.score_sums.assign(spec_.num_experts, 0.0);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int e = 0; e < spec_.num_experts; ++e) r.score_sums[e] += scores[t * spec_.num_experts + e];
+    }
   }
   if (spec_.always_on) AddAlwaysOn(x, r);
   return r;

@@ -29,6 +29,9 @@ class MoeLayer {
   absl::StatusOr<std::vector<float>> Forward(absl::Span<const float> x, int64_t num_tokens,
                                              experts::ExpertBackend& backend,
                                              Routing* routing = nullptr) const;
+  // The same after gating: runs the experts of `routing` (from gate().Route) and combines.
+  absl::StatusOr<std::vector<float>> Run(absl::Span<const float> x, int64_t num_tokens, const Routing& routing,
+                                         experts::ExpertBackend& backend) const;
 
  private:
   int layer_;

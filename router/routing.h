@@ -3,7 +3,8 @@
 // weights, stored token-major (CSR), so policies that give a token a variable number of experts
 // (capacity drops, expert choice) fit the same type. Expert id num_experts is the layer's
 // always-on MLP (shared experts or a dense layer), when it has one. Also what the policy did:
-// pairs dropped or rerouted per expert. Built by Gate; read by DispatchPlan, metrics and callers
+// pairs dropped or rerouted per expert, and the gate scores summed per expert (for the auxiliary
+// load-balance statistic). Built by Gate; read by DispatchPlan, metrics and callers
 // who ask for the routing. A plain value; thread-compatible.
 #pragma once
 
@@ -22,6 +23,7 @@ struct Routing {
   std::vector<float> weights;          // combine weight of each pair
   std::vector<int64_t> dropped;        // per routed expert: pairs refused for lack of capacity
   std::vector<int64_t> rerouted;       // per routed expert: pairs moved elsewhere for lack of capacity
+  std::vector<double> score_sums;      // per routed expert: Σ over tokens of its gate score (load stats)
 
   int64_t num_pairs() const { return static_cast<int64_t>(experts.size()); }
   absl::Span<const int32_t> ExpertsOf(int64_t token) const {

@@ -102,10 +102,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string router = (*cluster)->router_address();
-  std::printf("moe-cluster: router %s\n", router.c_str());
+  std::printf("moe-cluster: router %s metrics %s\n", router.c_str(), (*cluster)->router_metrics_address().c_str());
   for (int i = 0; i < (*cluster)->num_workers(); ++i) {
-    std::printf("moe-cluster: worker %s hosts experts %s\n", (*cluster)->worker_addresses()[i].c_str(),
-                absl::StrJoin((*cluster)->experts_of(i), ",").c_str());
+    std::printf("moe-cluster: worker %s metrics %s hosts experts %s\n", (*cluster)->worker_addresses()[i].c_str(),
+                (*cluster)->worker_metrics_addresses()[i].c_str(), absl::StrJoin((*cluster)->experts_of(i), ",").c_str());
   }
   std::fflush(stdout);
   ::setenv("MOE_ROUTER", router.c_str(), 1);

@@ -10,8 +10,8 @@ namespace moe::server {
 
 void DispatchCall::Start(WorkerPool* pool, DispatchInput input,
                          grpc::CallbackServerContext* server_context,
-                         moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor) {
-  auto* call = new DispatchCall(pool, std::move(input), server_context, response, reactor);
+                         moe::v1::ForwardResponse* response, Finish finish) {
+  auto* call = new DispatchCall(pool, std::move(input), server_context, response, std::move(finish));
   call->BuildCalls();
   const bool local = !call->local_experts_.empty();
   const int parts = static_cast<int>(call->calls_.size()) + (local ? 1 : 0);
@@ -45,9 +45,9 @@ void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* respon
 
 DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input,
                            grpc::CallbackServerContext* server_context,
-                           moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor)
+                           moe::v1::ForwardResponse* response, Finish finish)
     : pool_(pool), in_(std::move(input)), server_context_(server_context), response_(response),
-      reactor_(reactor) {}
+      finish_(std::move(finish)) {}
 
 void DispatchCall::BuildCalls() {
   const router::DispatchPlan& plan = in_.plan;
@@ -127,13 +127,27 @@ void DispatchCall::Issue(WorkerCall& call) {
   call.context = grpc::ClientContext::FromCallbackServerContext(*server_context_);
   call.context->set_deadline(in_.deadline);
   WorkerPool::Worker& worker = pool_->worker(call.worker);
-  worker.inflight.fetch_add(1, std::memory_order_relaxed);
+  const int inflight = worker.inflight.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (in_.metrics != nullptr) in_.metrics->SetInflight(call.worker, inflight);
+  call.issued = absl::Now();
   worker.stub->async()->Forward(call.context.get(), &call.request, &call.response,
                                 [this, &call](grpc::Status status) { OnReply(call, std::move(status)); });
 }
 
 void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
-  pool_->worker(call.worker).inflight.fetch_sub(1, std::memory_order_relaxed);
+  const int inflight = pool_->worker(call.worker).inflight.fetch_sub(1, std::memory_order_relaxed) - 1;
+  if (in_.metrics != nullptr) {
+    in_.metrics->SetInflight(call.worker, inflight);
+    in_.metrics->RecordDispatch(call.worker, absl::Now() - call.issued);
+  }
+  if (pool_->ReportOutcome(call.worker, status) && in_.metrics != nullptr) {
+    in_.metrics->SetUp(call.worker, status.error_code() != grpc::StatusCode::UNAVAILABLE);
+  }
+  if (!status.ok() && in_.log != nullptr) {
+    in_.log->Warn(pool_->worker(call.worker).address,
+                  absl::StrCat("dispatch to worker ", pool_->worker(call.worker).address, " failed: ",
+                               status.error_code(), " ", status.error_message()));
+  }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !call.retried) {
     std::vector<experts::ExpertKey> keys;
     for (int e : call.experts) keys.push_back({in_.layer, e});
@@ -181,9 +195,9 @@ void DispatchCall::Complete() {
     }
   }
   if (status.ok()) status = CombineInto();
-  grpc::ServerUnaryReactor* reactor = reactor_;
+  Finish finish = std::move(finish_);
   delete this;
-  reactor->Finish(status);
+  finish(status);
 }
 
 grpc::Status DispatchCall::CombineInto() {

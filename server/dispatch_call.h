@@ -10,15 +10,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "experts/dtype.h"
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/dispatch_plan.h"
 #include "router/routing.h"
 #include "experts/expert_backend.h"
 #include "server/compute_queue.h"
+#include "server/rate_limited_log.h"
+#include "server/router_metrics.h"
 #include "server/worker_pool.h"
 
 namespace moe::server {
@@ -35,6 +39,8 @@ struct DispatchInput {
   // Experts this backend hosts run in the router, on `local_queue` (both may be null).
   experts::ExpertBackend* local_backend = nullptr;
   ComputeQueue* local_queue = nullptr;
+  RouterMetrics* metrics = nullptr;  // may be null
+  RateLimitedLog* log = nullptr;     // warnings for failed dispatches; may be null
 };
 
 // Adds the routing of every token to `response` (routed experts; the always-on weight apart).
@@ -42,10 +48,11 @@ void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* respon
 
 class DispatchCall {
  public:
-  // Starts the worker calls. `reactor->Finish` is called exactly once, from a gRPC thread (or
-  // from here when no expert is involved).
+  // Starts the worker calls. `finish` is called exactly once with the Forward's status, from a
+  // gRPC or compute thread (or from here when no expert is involved).
+  using Finish = std::function<void(const grpc::Status&)>;
   static void Start(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
-                    moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
+                    moe::v1::ForwardResponse* response, Finish finish);
 
  private:
   struct WorkerCall {
@@ -57,10 +64,11 @@ class DispatchCall {
     moe::v1::ExpertResponse response;
     grpc::Status status;
     bool retried = false;
+    absl::Time issued;
   };
 
   DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
-               moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
+               moe::v1::ForwardResponse* response, Finish finish);
   void BuildCalls();
   void StartLocal();
   void Issue(WorkerCall& call);
@@ -74,7 +82,7 @@ class DispatchCall {
   DispatchInput in_;
   grpc::CallbackServerContext* const server_context_;
   moe::v1::ForwardResponse* const response_;
-  grpc::ServerUnaryReactor* const reactor_;
+  Finish finish_;
   std::vector<std::unique_ptr<WorkerCall>> calls_;
   std::vector<int> call_of_expert_;        // expert → index into calls_; kLocal; -1 if no rows
   std::vector<int64_t> offset_of_expert_;  // expert → first row within its call / local block

@@ -14,7 +14,9 @@
 #include "experts/expert_weights.h"
 #include "server/compute_queue.h"
 #include "server/expert_list.h"
+#include "server/expert_metrics.h"
 #include "server/expert_service.h"
+#include "server/metrics_server.h"
 #include "server/server_runtime.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
@@ -28,6 +30,7 @@ ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in on
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
 ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
+ABSL_FLAG(int, metrics_port, 9092, "Serve Prometheus metrics at http://<listen host>:<port>/metrics; 0 picks a port, -1 turns metrics off.");
 
 int main(int argc, char** argv) {
   moe::server::BlockTerminationSignals();
@@ -89,14 +92,34 @@ int main(int argc, char** argv) {
   info.set_num_experts(config.num_experts);
   info.set_weight_dtype(config.torch_dtype);
   std::shared_ptr<moe::experts::ExpertBackend> shared(std::move(*backend));
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<moe::server::ExpertMetrics> metrics;
+  moe::server::MetricsServer metrics_server;
+  metrics_server.port = -1;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    metrics = std::make_unique<moe::server::ExpertMetrics>(*registry, shared->hosted(), config.AlwaysOnId());
+    auto started = moe::server::StartMetricsServer(moe::server::HostOf(absl::GetFlag(FLAGS_listen)),
+                                                   absl::GetFlag(FLAGS_metrics_port), registry);
+    if (!started.ok()) {
+      std::fprintf(stderr, "moe-expert: %s\n", started.status().ToString().c_str());
+      (*server)->Shutdown();
+      return 1;
+    }
+    metrics_server = std::move(*started);
+  }
   std::fprintf(stderr,
-               "moe-expert: serving checkpoint=%s experts=%s layers=%d backend=%s device=\"%s\" port=%d\n",
-               dir.c_str(), (absl::StrJoin(ids->routed, ",") + (ids->always_on ? " +shared" : "")).c_str(), config.num_layers,
-               shared->name().c_str(), shared->device().c_str(), port);
-  service.SetBackend(shared, std::move(info));
+               "moe-expert: serving checkpoint=%s type=%s experts=%s layers=%d backend=%s device=\"%s\" port=%d "
+               "metrics_port=%d\n",
+               dir.c_str(), config.model_type.c_str(),
+               (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(), config.num_layers,
+               shared->name().c_str(), shared->device().c_str(), port, metrics_server.port);
+  service.SetBackend(shared, std::move(info), metrics.get());
   moe::server::SetReady(**server, {"moe.v1.ExpertService"}, true);
-  moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port);
+  moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  // The gRPC drain is complete. civetweb's teardown waits out its poll loop (about 2 s) for
+  // nothing left to serve, so the metrics endpoint is left to process exit.
+  (void)metrics_server.exposer.release();
   std::fprintf(stderr, "moe-expert: stopped\n");
   return 0;
 }

@@ -3,13 +3,15 @@
 
 #include <chrono>
 
+#include "absl/time/clock.h"
+
 #include "proto/status_convert.h"
 #include "server/expert_compute.h"
 
 namespace moe::server {
 
 void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backend,
-                                   moe::v1::GetWorkerInfoResponse info) {
+                                   moe::v1::GetWorkerInfoResponse info, ExpertMetrics* metrics) {
   info.clear_experts();
   for (const experts::ExpertKey& key : backend->hosted()) {
     moe::v1::HostedExpert* e = info.add_experts();
@@ -24,6 +26,7 @@ void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backe
   absl::MutexLock lock(&mu_);
   backend_ = std::move(backend);
   info_ = std::move(info);
+  metrics_ = metrics;
 }
 
 grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext* context,
@@ -31,26 +34,40 @@ grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext
                                                      moe::v1::ExpertResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::shared_ptr<experts::ExpertBackend> backend;
+  ExpertMetrics* metrics = nullptr;
   {
     absl::MutexLock lock(&mu_);
     backend = backend_;
+    metrics = metrics_;
   }
+  auto finish = [reactor, metrics](const grpc::Status& status) {
+    if (metrics != nullptr) metrics->RecordRequest(status.error_code());
+    reactor->Finish(status);
+  };
   if (backend == nullptr) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its experts"));
+    finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its experts"));
     return reactor;
   }
-  absl::Status queued = queue_->Submit([this, context, request, response, reactor, backend] {
+  absl::Status queued = queue_->Submit([this, context, request, response, finish, backend, metrics] {
+    if (metrics != nullptr) metrics->SetQueueDepth(queue_->depth());
     if (context->IsCancelled()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before compute"));
+      finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before compute"));
       return;
     }
     if (context->deadline() < std::chrono::system_clock::now()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed in the worker's queue"));
+      finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed in the worker's queue"));
       return;
     }
-    reactor->Finish(proto::ToGrpcStatus(RunExpertRequest(*backend, max_rows_, *request, response)));
+    const absl::Time start = absl::Now();
+    const absl::Status status = RunExpertRequest(*backend, max_rows_, *request, response);
+    if (metrics != nullptr && status.ok()) {
+      metrics->RecordCompute(absl::Now() - start);
+      for (const moe::v1::ExpertGroup& g : request->groups()) metrics->RecordRows(g.expert(), g.num_rows());
+    }
+    finish(proto::ToGrpcStatus(status));
   });
-  if (!queued.ok()) reactor->Finish(proto::ToGrpcStatus(queued));
+  if (metrics != nullptr) metrics->SetQueueDepth(queue_->depth());
+  if (!queued.ok()) finish(proto::ToGrpcStatus(queued));
   return reactor;
 }
 

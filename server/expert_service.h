@@ -11,6 +11,7 @@
 #include "experts/expert_backend.h"
 #include "moe/v1/moe.grpc.pb.h"
 #include "server/compute_queue.h"
+#include "server/expert_metrics.h"
 
 namespace moe::server {
 
@@ -19,8 +20,10 @@ class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
   // `queue` must outlive the service.
   ExpertServiceImpl(ComputeQueue* queue, int64_t max_rows) : queue_(queue), max_rows_(max_rows) {}
 
-  // Makes the worker serve `backend`, described by `info` (hosted experts are filled in here).
-  void SetBackend(std::shared_ptr<experts::ExpertBackend> backend, moe::v1::GetWorkerInfoResponse info);
+  // Makes the worker serve `backend`, described by `info` (hosted experts are filled in here);
+  // records into `metrics` when not null.
+  void SetBackend(std::shared_ptr<experts::ExpertBackend> backend, moe::v1::GetWorkerInfoResponse info,
+                  ExpertMetrics* metrics = nullptr);
 
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
                                     const moe::v1::ExpertRequest* request,
@@ -34,6 +37,7 @@ class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
   const int64_t max_rows_;
   absl::Mutex mu_;
   std::shared_ptr<experts::ExpertBackend> backend_ ABSL_GUARDED_BY(mu_);
+  ExpertMetrics* metrics_ ABSL_GUARDED_BY(mu_) = nullptr;
   moe::v1::GetWorkerInfoResponse info_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "experts/checkpoint.h"
 #include "experts/status_macros.h"
@@ -89,7 +90,9 @@ absl::StatusOr<ChildProcess> SpawnServer(std::vector<std::string> argv, absl::Du
     line.append(buf, got);
   }
   ::close(fds[0]);
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &child.port) || child.port <= 0) {
+  std::vector<std::string> ports = absl::StrSplit(absl::StripAsciiWhitespace(line), ' ', absl::SkipEmpty());
+  if (ports.size() > 1 && !absl::SimpleAtoi(ports[1], &child.metrics_port)) child.metrics_port = -1;
+  if (ports.empty() || !absl::SimpleAtoi(ports[0], &child.port) || child.port <= 0) {
     StopChild(child, SIGKILL);
     return absl::InternalError(absl::StrCat(child.name, " reported '", line, "' instead of a port"));
   }
@@ -125,6 +128,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterO
                                        absl::StrCat("--experts=", first, "-", last,
                                                     options.shared_on_workers && w == 0 ? ",shared" : ""),
                                        "--listen=" + options.host + ":0"};
+      argv.push_back(options.metrics ? "--metrics_port=0" : "--metrics_port=-1");
       argv.insert(argv.end(), options.worker_flags.begin(), options.worker_flags.end());
       ASSIGN_OR_RETURN(ChildProcess child, SpawnServer(argv, options.start_timeout));
       cluster->workers_.push_back(child);
@@ -138,6 +142,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterO
   argv.push_back(options.workers == 0 ? std::string("--local")
                                       : "--workers=" + absl::StrJoin(cluster->worker_addresses(), ","));
   if (options.shared_on_workers && options.workers > 0) argv.push_back("--shared_experts=workers");
+  argv.push_back(options.metrics ? "--metrics_port=0" : "--metrics_port=-1");
   argv.insert(argv.end(), options.router_flags.begin(), options.router_flags.end());
   ASSIGN_OR_RETURN(cluster->router_, SpawnServer(argv, options.start_timeout));
   return cluster;
@@ -150,6 +155,16 @@ std::string LocalCluster::router_address() const { return absl::StrCat(host_, ":
 std::vector<std::string> LocalCluster::worker_addresses() const {
   std::vector<std::string> out;
   for (const ChildProcess& w : workers_) out.push_back(absl::StrCat(host_, ":", w.port));
+  return out;
+}
+
+std::string LocalCluster::router_metrics_address() const {
+  return router_.metrics_port > 0 ? absl::StrCat(host_, ":", router_.metrics_port) : "";
+}
+
+std::vector<std::string> LocalCluster::worker_metrics_addresses() const {
+  std::vector<std::string> out;
+  for (const ChildProcess& w : workers_) out.push_back(w.metrics_port > 0 ? absl::StrCat(host_, ":", w.metrics_port) : "");
   return out;
 }
 

@@ -19,6 +19,7 @@ namespace moe::server {
 struct ChildProcess {
   pid_t pid = -1;
   int port = 0;
+  int metrics_port = -1;  // -1: metrics off
   std::string name;
 };
 
@@ -39,6 +40,7 @@ struct ClusterOptions {
   std::vector<std::string> worker_flags;
   std::vector<std::string> router_flags;
   absl::Duration start_timeout = absl::Seconds(300);
+  bool metrics = true;  // serve /metrics on an ephemeral port of `host` in every process
 };
 
 class LocalCluster {
@@ -49,6 +51,9 @@ class LocalCluster {
 
   std::string router_address() const;
   std::vector<std::string> worker_addresses() const;
+  // host:port of the router's and each worker's /metrics (empty if off).
+  std::string router_metrics_address() const;
+  std::vector<std::string> worker_metrics_addresses() const;
   // Expert ids hosted by worker i.
   const std::vector<int>& experts_of(int worker) const { return experts_[worker]; }
   int num_workers() const { return static_cast<int>(workers_.size()); }

@@ -60,47 +60,53 @@ grpc::ServerUnaryReactor* MoeServiceImpl::Forward(grpc::CallbackServerContext* c
                                                   const moe::v1::ForwardRequest* request,
                                                   moe::v1::ForwardResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = absl::Now();
+  Finish finish = [this, reactor, start](const grpc::Status& status) {
+    if (metrics_ != nullptr) metrics_->RecordRequest(RpcMethod::kForward, status.error_code(), absl::Now() - start);
+    reactor->Finish(status);
+  };
   absl::StatusOr<Validated> v = Validate(*request);
   if (!v.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(v.status()));
-  } else if (workers_ != nullptr) {
-    ForwardNetworked(*std::move(v), context, request, response, reactor);
+    finish(proto::ToGrpcStatus(v.status()));
+    return reactor;
+  }
+  const absl::Time gate_start = absl::Now();
+  absl::StatusOr<router::Routing> routing = v->layer->gate().Route(v->x, v->tokens);
+  if (metrics_ != nullptr) metrics_->RecordGating(absl::Now() - gate_start);
+  if (!routing.ok()) {
+    finish(proto::ToGrpcStatus(routing.status()));
+    return reactor;
+  }
+  if (metrics_ != nullptr) metrics_->RecordRouting(v->layer->layer(), *routing);
+  if (workers_ != nullptr) {
+    ForwardNetworked(*std::move(v), *std::move(routing), context, request, response, std::move(finish));
   } else {
-    ForwardLocal(*std::move(v), request, response, reactor);
+    ForwardLocal(*std::move(v), *std::move(routing), request, response, std::move(finish));
   }
   return reactor;
 }
 
-void MoeServiceImpl::ForwardLocal(Validated v, const moe::v1::ForwardRequest* request,
-                                  moe::v1::ForwardResponse* response,
-                                  grpc::ServerUnaryReactor* reactor) {
-  auto task = [this, v = std::move(v), request, response, reactor]() {
-    router::Routing routing;
-    absl::StatusOr<std::vector<float>> out = v.layer->Forward(v.x, v.tokens, *backend_, &routing);
+void MoeServiceImpl::ForwardLocal(Validated v, router::Routing routing, const moe::v1::ForwardRequest* request,
+                                  moe::v1::ForwardResponse* response, Finish finish) {
+  auto task = [this, v = std::move(v), routing = std::move(routing), request, response, finish]() {
+    absl::StatusOr<std::vector<float>> out = v.layer->Run(v.x, v.tokens, routing, *backend_);
     if (!out.ok()) {
-      reactor->Finish(proto::ToGrpcStatus(out.status()));
+      finish(proto::ToGrpcStatus(out.status()));
       return;
     }
     proto::EncodeF32(*out, {v.tokens, model_->config().hidden_size}, v.dtype, response->mutable_output());
     if (request->return_routing()) AddRouting(routing, response);
-    reactor->Finish(grpc::Status::OK);
+    finish(grpc::Status::OK);
   };
-  if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) reactor->Finish(proto::ToGrpcStatus(s));
+  if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) finish(proto::ToGrpcStatus(s));
 }
 
-void MoeServiceImpl::ForwardNetworked(Validated v, grpc::CallbackServerContext* context,
-                                      const moe::v1::ForwardRequest* request,
-                                      moe::v1::ForwardResponse* response,
-                                      grpc::ServerUnaryReactor* reactor) {
-  absl::StatusOr<router::Routing> routing = v.layer->gate().Route(v.x, v.tokens);
-  if (!routing.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(routing.status()));
-    return;
-  }
-  absl::StatusOr<router::DispatchPlan> plan =
-      router::DispatchPlan::Build(*routing, v.layer->gate().num_slots());
+void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+                                      const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
+                                      Finish finish) {
+  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(routing, v.layer->gate().num_slots());
   if (!plan.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(plan.status()));
+    finish(proto::ToGrpcStatus(plan.status()));
     return;
   }
   DispatchInput in;
@@ -108,16 +114,18 @@ void MoeServiceImpl::ForwardNetworked(Validated v, grpc::CallbackServerContext* 
   in.hidden = model_->config().hidden_size;
   in.x = std::move(v.x);
   in.wire_dtype = v.dtype;
-  in.routing = *std::move(routing);
+  in.routing = std::move(routing);
   in.plan = *std::move(plan);
   in.return_routing = request->return_routing();
-  // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
   in.local_backend = backend_;
   in.local_queue = queue_;
+  in.metrics = metrics_;
+  in.log = log_;
+  // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
   in.deadline = std::min(context->deadline(),
                          std::chrono::system_clock::now() +
                              std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
-  DispatchCall::Start(workers_, std::move(in), context, response, reactor);
+  DispatchCall::Start(workers_, std::move(in), context, response, std::move(finish));
 }
 
 namespace {
@@ -174,9 +182,13 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
                                                        const moe::v1::GetModelInfoRequest* request,
                                                        moe::v1::GetModelInfoResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = absl::Now();
+  auto finish = [&](const grpc::Status& status) {
+    if (metrics_ != nullptr) metrics_->RecordRequest(RpcMethod::kGetModelInfo, status.error_code(), absl::Now() - start);
+    reactor->Finish(status);
+  };
   if (!request->model().empty() && request->model() != options_.model_name) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("model '", request->model(), "' not found")));
+    finish(grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("model '", request->model(), "' not found")));
     return reactor;
   }
   response->set_model(options_.model_name);
@@ -206,13 +218,13 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
       const WorkerPool::Worker& worker = workers_->worker(w);
       moe::v1::WorkerState* s = response->add_workers();
       s->set_address(worker.address);
-      s->set_up(workers_->IsConnectable(w));
+      s->set_up(workers_->IsUp(w));
       s->set_backend(worker.info.backend());
       s->set_device(worker.info.device());
       s->set_num_experts(worker.info.experts_size());
     }
   }
-  reactor->Finish(grpc::Status::OK);
+  finish(grpc::Status::OK);
   return reactor;
 }
 

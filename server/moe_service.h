@@ -5,6 +5,7 @@
 // Thin: the work lives in router/ and DispatchCall. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -14,6 +15,8 @@
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/moe_model.h"
 #include "server/compute_queue.h"
+#include "server/rate_limited_log.h"
+#include "server/router_metrics.h"
 #include "server/worker_pool.h"
 
 namespace moe::server {
@@ -38,6 +41,12 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
                                                    WorkerPool* workers, experts::ExpertBackend* local_backend,
                                                    ComputeQueue* queue);
 
+  // Metrics and warnings (both may stay null); call before serving.
+  void SetObservability(RouterMetrics* metrics, RateLimitedLog* log) {
+    metrics_ = metrics;
+    log_ = log;
+  }
+
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
                                     const moe::v1::ForwardRequest* request,
                                     moe::v1::ForwardResponse* response) override;
@@ -56,17 +65,19 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
       : options_(std::move(options)), model_(std::move(model)) {}
   // INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED per conventions.md.
   absl::StatusOr<Validated> Validate(const moe::v1::ForwardRequest& request) const;
-  void ForwardLocal(Validated v, const moe::v1::ForwardRequest* request,
-                    moe::v1::ForwardResponse* response, grpc::ServerUnaryReactor* reactor);
-  void ForwardNetworked(Validated v, grpc::CallbackServerContext* context,
-                        const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
-                        grpc::ServerUnaryReactor* reactor);
+  using Finish = std::function<void(const grpc::Status&)>;
+  void ForwardLocal(Validated v, router::Routing routing, const moe::v1::ForwardRequest* request,
+                    moe::v1::ForwardResponse* response, Finish finish);
+  void ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+                        const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response, Finish finish);
 
   const MoeServiceOptions options_;
   const std::shared_ptr<const router::MoeModel> model_;
   experts::ExpertBackend* backend_ = nullptr;  // every expert (--local) or the router-hosted ones
   ComputeQueue* queue_ = nullptr;
   WorkerPool* workers_ = nullptr;              // networked
+  RouterMetrics* metrics_ = nullptr;
+  RateLimitedLog* log_ = nullptr;
 };
 
 // Fills the parts of GetModelInfoResponse that come from the model alone (dims, each layer's

@@ -18,7 +18,10 @@
 #include "experts/expert_weights.h"
 #include "router/moe_model.h"
 #include "server/compute_queue.h"
+#include "server/metrics_server.h"
 #include "server/moe_service.h"
+#include "server/rate_limited_log.h"
+#include "server/router_metrics.h"
 #include "server/server_runtime.h"
 #include "server/worker_pool.h"
 
@@ -47,6 +50,7 @@ ABSL_FLAG(std::string, norm_topk_prob, "auto", "Renormalise the top-k weights: a
 ABSL_FLAG(double, noise_std, 0, "Noisy top-k: add noise_std·N(0,1) to the logits (0 = off).");
 ABSL_FLAG(uint64_t, noise_seed, 0, "Seed of the noisy top-k noise (per token, reproducible).");
 ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
+ABSL_FLAG(int, metrics_port, 9091, "Serve Prometheus metrics at http://<listen host>:<port>/metrics; 0 picks a port, -1 turns metrics off.");
 
 namespace {
 
@@ -152,6 +156,19 @@ int main(int argc, char** argv) {
     }
     service = moe::server::MoeServiceImpl::Networked(options, shared_model, pool.get(), backend.get(), queue.get());
   }
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<moe::server::RouterMetrics> metrics;
+  moe::server::MetricsServer metrics_server;
+  metrics_server.port = -1;
+  moe::server::RateLimitedLog log(absl::Seconds(10));
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    metrics = std::make_unique<moe::server::RouterMetrics>(*registry, config, local ? std::vector<std::string>{} : addresses);
+    auto started = moe::server::StartMetricsServer(moe::server::HostOf(absl::GetFlag(FLAGS_listen)),
+                                                   absl::GetFlag(FLAGS_metrics_port), registry);
+    if (!started.ok()) return Fail(started.status());
+    metrics_server = std::move(*started);
+  }
+  service->SetObservability(metrics.get(), &log);
   int port = 0;
   auto server = moe::server::StartServer(
       {service.get()},
@@ -161,13 +178,16 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
                "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
-               "shared_experts=%s workers=[%s] port=%d\n",
+               "shared_experts=%s workers=[%s] port=%d metrics_port=%d\n",
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
-               absl::StrJoin(addresses, ",").c_str(), port);
-  moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port);
+               absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port);
+  moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  // The gRPC drain is complete. civetweb's teardown waits out its poll loop (about 2 s) for
+  // nothing left to serve, so the metrics endpoint is left to process exit.
+  (void)metrics_server.exposer.release();
   std::fprintf(stderr, "moe-router: stopped\n");
   return 0;
 }

@@ -45,9 +45,9 @@ void SetReady(grpc::Server& server, const std::vector<std::string>& service_name
   for (const std::string& name : service_names) health->SetServingStatus(name, ready);
 }
 
-void NotifyReadyFd(int fd, int port) {
+void NotifyReadyFd(int fd, int port, int metrics_port) {
   if (fd < 0) return;
-  const std::string line = absl::StrCat(port, "\n");
+  const std::string line = absl::StrCat(port, " ", metrics_port, "\n");
   ssize_t unused = ::write(fd, line.data(), line.size());
   (void)unused;
   ::close(fd);

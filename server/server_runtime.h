@@ -32,8 +32,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::vector<grpc
 // Sets readiness of the empty service name and of `service_names`.
 void SetReady(grpc::Server& server, const std::vector<std::string>& service_names, bool ready);
 
-// Writes "<port>\n" to `fd` and closes it (no-op for fd < 0): tells a launcher we are ready.
-void NotifyReadyFd(int fd, int port);
+// Writes "<port> <metrics_port>\n" to `fd` and closes it (no-op for fd < 0): tells a launcher
+// we are ready. metrics_port is -1 when metrics are off.
+void NotifyReadyFd(int fd, int port, int metrics_port);
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first
 // in main, before gRPC starts threads.

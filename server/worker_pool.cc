@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -80,6 +81,19 @@ int WorkerPool::Best(absl::Span<const int> candidates, int exclude) const {
     }
   }
   return best;
+}
+
+bool WorkerPool::ReportOutcome(int i, const grpc::Status& status) {
+  const bool reached = status.error_code() != grpc::StatusCode::UNAVAILABLE;
+  const bool was = workers_[i]->up.exchange(reached);
+  if (was == reached) return false;
+  if (reached) {
+    std::fprintf(stderr, "moe-router: worker=%s state=up\n", workers_[i]->address.c_str());
+  } else {
+    std::fprintf(stderr, "moe-router: worker=%s state=down reason=\"%s\"\n", workers_[i]->address.c_str(),
+                 status.error_message().c_str());
+  }
+  return true;
 }
 
 int WorkerPool::Pick(const experts::ExpertKey& key) const { return Best(ReplicasOf(key), -1); }

@@ -28,6 +28,7 @@ class WorkerPool {
     std::unique_ptr<moe::v1::ExpertService::Stub> stub;
     moe::v1::GetWorkerInfoResponse info;
     std::atomic<int> inflight{0};
+    std::atomic<bool> up{true};  // the last call reached it (it answered GetWorkerInfo at start)
   };
 
   // Asks every worker for its GetWorkerInfo, waiting up to `timeout` for each to come up.
@@ -53,6 +54,11 @@ class WorkerPool {
   int Pick(const experts::ExpertKey& key) const;
   // A worker other than `exclude` hosting every key in `keys`, chosen as Pick does; -1 if none.
   int PickAlternative(absl::Span<const experts::ExpertKey> keys, int exclude) const;
+  // Records whether a call to worker i reached it (UNAVAILABLE means not); logs one line when
+  // its state changes. Returns true if it changed.
+  bool ReportOutcome(int i, const grpc::Status& status);
+  // Up: its last call reached it and its channel is not failing.
+  bool IsUp(int i) const { return workers_[i]->up.load() && IsConnectable(i); }
 
  private:
   int Best(absl::Span<const int> candidates, int exclude) const;

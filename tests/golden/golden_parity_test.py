@@ -177,7 +177,7 @@ class Cluster:
         self.router = None
         for line in self.proc.stdout:  # moe-cluster prints the router first, then "running"
             if line.startswith("moe-cluster: router "):
-                self.router = line.split()[-1]
+                self.router = line.split()[2]
             if "running" in line:
                 break
         if self.router is None:

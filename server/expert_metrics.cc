@@ -1,0 +1,57 @@
+// server/expert_metrics.cc
+#include "server/expert_metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/router_metrics.h"
+
+namespace moe::server {
+
+ExpertMetrics::ExpertMetrics(prometheus::Registry& registry, const std::vector<experts::ExpertKey>& hosted,
+                             int always_on_id) {
+  auto& requests = prometheus::BuildCounter()
+                       .Name("moe_worker_requests_total")
+                       .Help("ExpertService.Forward calls answered by this worker, by gRPC status code.")
+                       .Register(registry);
+  for (const char* code : {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                           "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                           "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                           "UNAUTHENTICATED"}) {
+    requests_.push_back(&requests.Add({{"code", code}}));
+  }
+  auto& tokens = prometheus::BuildCounter()
+                     .Name("moe_worker_tokens_processed_total")
+                     .Help("Token rows computed by this worker, per hosted expert (shared = always-on MLPs).")
+                     .Register(registry);
+  for (const experts::ExpertKey& key : hosted) {
+    if (tokens_.contains(key.expert)) continue;
+    const std::string label = key.expert == always_on_id ? "shared" : absl::StrCat(key.expert);
+    tokens_[key.expert] = &tokens.Add({{"expert", label}});
+  }
+  compute_ = &prometheus::BuildHistogram()
+                  .Name("moe_worker_compute_duration_seconds")
+                  .Help("Time to compute one ExpertService.Forward (all its expert groups).")
+                  .Register(registry)
+                  .Add({}, LatencyBuckets());
+  queue_depth_ = &prometheus::BuildGauge()
+                      .Name("moe_worker_queue_depth")
+                      .Help("Requests waiting for this worker's compute queue.")
+                      .Register(registry)
+                      .Add({});
+  RegisterBuildInfo(registry);
+}
+
+void ExpertMetrics::RecordRequest(grpc::StatusCode code) {
+  const int c = static_cast<int>(code);
+  if (c >= 0 && c < static_cast<int>(requests_.size())) requests_[c]->Increment();
+}
+
+void ExpertMetrics::RecordRows(int expert, int64_t rows) {
+  auto it = tokens_.find(expert);
+  if (it != tokens_.end()) it->second->Increment(double(rows));
+}
+
+void ExpertMetrics::RecordCompute(absl::Duration duration) { compute_->Observe(absl::ToDoubleSeconds(duration)); }
+
+void ExpertMetrics::SetQueueDepth(size_t depth) { queue_depth_->Set(double(depth)); }
+
+}  // namespace moe::server

@@ -1,0 +1,156 @@
+// server/router_metrics.cc
+#include "server/router_metrics.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::server {
+namespace {
+
+constexpr const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                  "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                  "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+                                  "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+constexpr const char* kMethods[] = {"Forward", "GetModelInfo"};
+
+}  // namespace
+
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  prometheus::Histogram::BucketBoundaries b;
+  for (double v = 1e-4; v < 120; v *= 2) b.push_back(v);
+  return b;
+}
+
+void RegisterBuildInfo(prometheus::Registry& registry) {
+  prometheus::BuildGauge()
+      .Name("moe_build_info")
+      .Help("Build of this moe-serve binary (always 1).")
+      .Register(registry)
+      .Add({{"version", MOE_VERSION}, {"git_sha", MOE_GIT_SHA}})
+      .Set(1);
+}
+
+RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::ModelConfig& config,
+                             const std::vector<std::string>& workers, absl::Duration window)
+    : num_experts_(config.num_experts), window_(config.num_experts, window) {
+  auto& requests = prometheus::BuildCounter()
+                       .Name("moe_router_requests_total")
+                       .Help("Requests answered by the router, by RPC method and gRPC status code.")
+                       .Register(registry);
+  auto& durations = prometheus::BuildHistogram()
+                        .Name("moe_router_request_duration_seconds")
+                        .Help("Time from receiving a request to answering it, by method.")
+                        .Register(registry);
+  for (const char* method : kMethods) {
+    std::vector<prometheus::Counter*> by_code;
+    for (const char* code : kCodes) by_code.push_back(&requests.Add({{"method", method}, {"code", code}}));
+    requests_.push_back(by_code);
+    request_duration_.push_back(&durations.Add({{"method", method}}, LatencyBuckets()));
+  }
+  gating_duration_ = &prometheus::BuildHistogram()
+                          .Name("moe_router_gating_duration_seconds")
+                          .Help("Time to compute the gate (logits, scores, selection) of one Forward.")
+                          .Register(registry)
+                          .Add({}, LatencyBuckets());
+  auto& routed = prometheus::BuildCounter()
+                     .Name("moe_expert_tokens_routed_total")
+                     .Help("(token, expert) pairs sent to each routed expert, over all MoE layers.")
+                     .Register(registry);
+  auto& layer_routed = prometheus::BuildCounter()
+                           .Name("moe_layer_expert_tokens_routed_total")
+                           .Help("(token, expert) pairs sent to each routed expert of each MoE layer.")
+                           .Register(registry);
+  auto& dropped = prometheus::BuildCounter()
+                      .Name("moe_expert_tokens_dropped_total")
+                      .Help("Pairs refused by an expert, by reason (capacity: past the capacity factor).")
+                      .Register(registry);
+  auto& rerouted = prometheus::BuildCounter()
+                       .Name("moe_expert_tokens_rerouted_total")
+                       .Help("Pairs moved from this expert to another for lack of capacity.")
+                       .Register(registry);
+  for (int e = 0; e < num_experts_; ++e) {
+    const std::string id = absl::StrCat(e);
+    routed_.push_back(&routed.Add({{"expert", id}}));
+    dropped_.push_back(&dropped.Add({{"expert", id}, {"reason", "capacity"}}));
+    rerouted_.push_back(&rerouted.Add({{"expert", id}}));
+  }
+  layer_routed_.resize(config.num_layers);
+  for (int l = 0; l < config.num_layers; ++l) {
+    if (!config.IsMoeLayer(l)) continue;
+    for (int e = 0; e < num_experts_; ++e) {
+      layer_routed_[l].push_back(&layer_routed.Add({{"layer", absl::StrCat(l)}, {"expert", absl::StrCat(e)}}));
+    }
+  }
+  auto& dispatch = prometheus::BuildHistogram()
+                       .Name("moe_worker_dispatch_duration_seconds")
+                       .Help("Round trip of one ExpertService.Forward from the router, by worker.")
+                       .Register(registry);
+  auto& inflight = prometheus::BuildGauge()
+                       .Name("moe_worker_inflight_requests")
+                       .Help("ExpertService calls in flight from the router, by worker.")
+                       .Register(registry);
+  auto& up = prometheus::BuildGauge()
+                 .Name("moe_worker_up")
+                 .Help("1 if the router's last call to the worker reached it, else 0.")
+                 .Register(registry);
+  for (const std::string& w : workers) {
+    dispatch_duration_.push_back(&dispatch.Add({{"worker", w}}, LatencyBuckets()));
+    inflight_.push_back(&inflight.Add({{"worker", w}}));
+    up_.push_back(&up.Add({{"worker", w}}));
+    up_.back()->Set(1);  // every worker answered GetWorkerInfo before the router started
+  }
+  balancedness_ = &prometheus::BuildGauge()
+                       .Name("moe_router_load_balancedness_ratio")
+                       .Help("Mean over max of pairs per routed expert over the last minute (1 = perfect).")
+                       .Register(registry)
+                       .Add({});
+  aux_loss_ = &prometheus::BuildGauge()
+                   .Name("moe_router_aux_loss")
+                   .Help("Switch auxiliary load-balance loss E·Σ f_i·P_i over the last minute (1 = balanced).")
+                   .Register(registry)
+                   .Add({});
+  RegisterBuildInfo(registry);
+}
+
+void RouterMetrics::RecordRequest(RpcMethod method, grpc::StatusCode code, absl::Duration duration) {
+  const int m = static_cast<int>(method);
+  const int c = static_cast<int>(code);
+  if (c >= 0 && c < static_cast<int>(std::size(kCodes))) requests_[m][c]->Increment();
+  request_duration_[m]->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void RouterMetrics::RecordGating(absl::Duration duration) {
+  gating_duration_->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void RouterMetrics::RecordRouting(int layer, const router::Routing& routing) {
+  std::vector<int64_t> pairs(num_experts_, 0);
+  for (int32_t e : routing.experts) {
+    if (e >= 0 && e < num_experts_) ++pairs[e];
+  }
+  for (int e = 0; e < num_experts_; ++e) {
+    if (pairs[e] > 0) {
+      routed_[e]->Increment(double(pairs[e]));
+      if (layer >= 0 && layer < static_cast<int>(layer_routed_.size()) && !layer_routed_[layer].empty()) {
+        layer_routed_[layer][e]->Increment(double(pairs[e]));
+      }
+    }
+    if (e < static_cast<int>(routing.dropped.size()) && routing.dropped[e] > 0) dropped_[e]->Increment(double(routing.dropped[e]));
+    if (e < static_cast<int>(routing.rerouted.size()) && routing.rerouted[e] > 0) rerouted_[e]->Increment(double(routing.rerouted[e]));
+  }
+  if (routing.score_sums.empty()) return;  // a dense layer: no routed load
+  const absl::Time now = absl::Now();
+  window_.Add(now, pairs, routing.score_sums, routing.num_tokens);
+  const LoadWindow::Stats s = window_.Compute(now);
+  balancedness_->Set(s.balancedness);
+  aux_loss_->Set(s.aux_loss);
+}
+
+void RouterMetrics::RecordDispatch(int worker, absl::Duration duration) {
+  dispatch_duration_[worker]->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void RouterMetrics::SetInflight(int worker, int inflight) { inflight_[worker]->Set(inflight); }
+
+void RouterMetrics::SetUp(int worker, bool up) { up_[worker]->Set(up ? 1 : 0); }
+
+}  // namespace moe::server

@@ -1,0 +1,65 @@
+// server/router_metrics.h
+// The router's Prometheus metrics (conventions.md names): requests by method and code, request
+// and gating durations, tokens routed / dropped / rerouted per expert (and per layer × expert),
+// dispatch duration, in-flight calls and up state per worker, balancedness and aux loss over a
+// sliding window, build info. Every series that can exist is created at 0 at construction and
+// its handle kept, so recording never looks a metric up by name. Owned by the router's main;
+// handed to the service and the worker pool. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "experts/model_config.h"
+#include "grpcpp/support/status.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "router/routing.h"
+#include "server/load_window.h"
+
+namespace moe::server {
+
+enum class RpcMethod { kForward = 0, kGetModelInfo = 1 };
+
+class RouterMetrics {
+ public:
+  RouterMetrics(prometheus::Registry& registry, const experts::ModelConfig& config,
+                const std::vector<std::string>& workers, absl::Duration window = absl::Seconds(60));
+
+  void RecordRequest(RpcMethod method, grpc::StatusCode code, absl::Duration duration);
+  void RecordGating(absl::Duration duration);
+  // Tokens routed/dropped/rerouted per expert of `layer`, and the load window.
+  void RecordRouting(int layer, const router::Routing& routing);
+
+  void RecordDispatch(int worker, absl::Duration duration);
+  void SetInflight(int worker, int inflight);
+  void SetUp(int worker, bool up);
+
+ private:
+  int num_experts_;
+  std::vector<std::vector<prometheus::Counter*>> requests_;  // [method][code]
+  std::vector<prometheus::Histogram*> request_duration_;     // [method]
+  prometheus::Histogram* gating_duration_;
+  std::vector<prometheus::Counter*> routed_;                 // [expert]
+  std::vector<std::vector<prometheus::Counter*>> layer_routed_;  // [layer][expert], MoE layers only
+  std::vector<prometheus::Counter*> dropped_;                // [expert], reason="capacity"
+  std::vector<prometheus::Counter*> rerouted_;               // [expert]
+  std::vector<prometheus::Histogram*> dispatch_duration_;    // [worker]
+  std::vector<prometheus::Gauge*> inflight_;                 // [worker]
+  std::vector<prometheus::Gauge*> up_;                       // [worker]
+  prometheus::Gauge* balancedness_;
+  prometheus::Gauge* aux_loss_;
+  LoadWindow window_;
+};
+
+// moe_build_info{version, git_sha} = 1, on any registry.
+void RegisterBuildInfo(prometheus::Registry& registry);
+
+// Buckets for latency histograms: 100 µs … ~100 s, ×2.
+prometheus::Histogram::BucketBoundaries LatencyBuckets();
+
+}  // namespace moe::server
