@@ -25,6 +25,7 @@ ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder. Required.");
 ABSL_FLAG(int, workers, 2, "Worker processes; the experts are split evenly between them. 0: one --local router.");
 ABSL_FLAG(int, replicas, 1, "Copies of each worker (replicas of its experts).");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Loopback address to bind.");
+ABSL_FLAG(bool, metrics, true, "Serve /metrics from every process (on ephemeral ports); --nometrics turns them off.");
 ABSL_FLAG(bool, shared_on_workers, false,
           "Host the always-on MLPs (shared experts, dense layers) on the first worker(s), not in the router.");
 ABSL_FLAG(std::string, worker_flags, "", "Extra flags for every moe-expert, space-separated.");
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   options.replicas = absl::GetFlag(FLAGS_replicas);
   options.host = absl::GetFlag(FLAGS_host);
   options.shared_on_workers = absl::GetFlag(FLAGS_shared_on_workers);
+  options.metrics = absl::GetFlag(FLAGS_metrics);
   options.worker_flags = Words(absl::GetFlag(FLAGS_worker_flags));
   options.router_flags = Words(absl::GetFlag(FLAGS_router_flags));
   if (options.checkpoint.empty()) {

@@ -142,6 +142,10 @@ void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
   }
   if (pool_->ReportOutcome(call.worker, status) && in_.metrics != nullptr) {
     in_.metrics->SetUp(call.worker, status.error_code() != grpc::StatusCode::UNAVAILABLE);
+    if (in_.config != nullptr) {
+      const std::vector<int> replicas = pool_->AvailableReplicas(*in_.config);
+      for (size_t e = 0; e < replicas.size(); ++e) in_.metrics->SetAvailableReplicas(static_cast<int>(e), replicas[e]);
+    }
   }
   if (!status.ok() && in_.log != nullptr) {
     in_.log->Warn(pool_->worker(call.worker).address,

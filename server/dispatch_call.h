@@ -40,6 +40,7 @@ struct DispatchInput {
   experts::ExpertBackend* local_backend = nullptr;
   ComputeQueue* local_queue = nullptr;
   RouterMetrics* metrics = nullptr;  // may be null
+  const experts::ModelConfig* config = nullptr;  // for the replicas gauge when a worker changes state
   RateLimitedLog* log = nullptr;     // warnings for failed dispatches; may be null
 };
 

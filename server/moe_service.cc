@@ -120,6 +120,7 @@ void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc
   in.local_backend = backend_;
   in.local_queue = queue_;
   in.metrics = metrics_;
+  in.config = &model_->config();
   in.log = log_;
   // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
   in.deadline = std::min(context->deadline(),

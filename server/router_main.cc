@@ -167,6 +167,10 @@ int main(int argc, char** argv) {
                                                    absl::GetFlag(FLAGS_metrics_port), registry);
     if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
+    if (pool != nullptr) {
+      const std::vector<int> replicas = pool->AvailableReplicas(config);
+      for (size_t e = 0; e < replicas.size(); ++e) metrics->SetAvailableReplicas(static_cast<int>(e), replicas[e]);
+    }
   }
   service->SetObservability(metrics.get(), &log);
   int port = 0;

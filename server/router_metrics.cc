@@ -98,6 +98,13 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::Mode
     up_.push_back(&up.Add({{"worker", w}}));
     up_.back()->Set(1);  // every worker answered GetWorkerInfo before the router started
   }
+  if (!workers.empty()) {
+    auto& replicas = prometheus::BuildGauge()
+                         .Name("moe_expert_available_replicas")
+                         .Help("Workers up that host the expert (the fewest over MoE layers); 0 = the expert is missing.")
+                         .Register(registry);
+    for (int e = 0; e < num_experts_; ++e) replicas_.push_back(&replicas.Add({{"expert", absl::StrCat(e)}}));
+  }
   balancedness_ = &prometheus::BuildGauge()
                        .Name("moe_router_load_balancedness_ratio")
                        .Help("Mean over max of pairs per routed expert over the last minute (1 = perfect).")
@@ -152,5 +159,9 @@ void RouterMetrics::RecordDispatch(int worker, absl::Duration duration) {
 void RouterMetrics::SetInflight(int worker, int inflight) { inflight_[worker]->Set(inflight); }
 
 void RouterMetrics::SetUp(int worker, bool up) { up_[worker]->Set(up ? 1 : 0); }
+
+void RouterMetrics::SetAvailableReplicas(int expert, int replicas) {
+  if (expert >= 0 && expert < static_cast<int>(replicas_.size())) replicas_[expert]->Set(replicas);
+}
 
 }  // namespace moe::server

@@ -38,6 +38,8 @@ class RouterMetrics {
   void RecordDispatch(int worker, absl::Duration duration);
   void SetInflight(int worker, int inflight);
   void SetUp(int worker, bool up);
+  // Workers up that host `expert` in every MoE layer (the fewest over layers).
+  void SetAvailableReplicas(int expert, int replicas);
 
  private:
   int num_experts_;
@@ -51,6 +53,7 @@ class RouterMetrics {
   std::vector<prometheus::Histogram*> dispatch_duration_;    // [worker]
   std::vector<prometheus::Gauge*> inflight_;                 // [worker]
   std::vector<prometheus::Gauge*> up_;                       // [worker]
+  std::vector<prometheus::Gauge*> replicas_;                 // [expert], networked mode only
   prometheus::Gauge* balancedness_;
   prometheus::Gauge* aux_loss_;
   LoadWindow window_;

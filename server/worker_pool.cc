@@ -96,6 +96,20 @@ bool WorkerPool::ReportOutcome(int i, const grpc::Status& status) {
   return true;
 }
 
+std::vector<int> WorkerPool::AvailableReplicas(const experts::ModelConfig& config) const {
+  std::vector<int> fewest(config.num_experts, -1);
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    if (!config.IsMoeLayer(layer)) continue;
+    for (int e = 0; e < config.num_experts; ++e) {
+      int up = 0;
+      for (int w : ReplicasOf({layer, e})) up += workers_[w]->up.load() ? 1 : 0;
+      fewest[e] = fewest[e] < 0 ? up : std::min(fewest[e], up);
+    }
+  }
+  for (int& f : fewest) f = std::max(f, 0);
+  return fewest;
+}
+
 int WorkerPool::Pick(const experts::ExpertKey& key) const { return Best(ReplicasOf(key), -1); }
 
 int WorkerPool::PickAlternative(absl::Span<const experts::ExpertKey> keys, int exclude) const {

@@ -57,6 +57,8 @@ class WorkerPool {
   // Records whether a call to worker i reached it (UNAVAILABLE means not); logs one line when
   // its state changes. Returns true if it changed.
   bool ReportOutcome(int i, const grpc::Status& status);
+  // Per routed expert of `config`: the workers up hosting it, the fewest over MoE layers.
+  std::vector<int> AvailableReplicas(const experts::ModelConfig& config) const;
   // Up: its last call reached it and its channel is not failing.
   bool IsUp(int i) const { return workers_[i]->up.load() && IsConnectable(i); }
 
