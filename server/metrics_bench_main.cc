@@ -1,0 +1,51 @@
+// server/metrics_bench_main.cc
+// moe-bench-metrics: the cost of recording metrics on the hot path, per call, measured on the
+// real RouterMetrics / ExpertMetrics (prometheus-cpp) with a Mixtral-like routing result.
+// Complements `moe-cluster --nometrics` + moe-bench (end to end); see docs/BENCHMARKS.md.
+#include <chrono>
+#include <cstdio>
+#include <functional>
+
+#include "experts/expert_weights.h"
+#include "experts/model_config.h"
+#include "server/expert_metrics.h"
+#include "server/router_metrics.h"
+
+int main() {
+  const auto config = moe::experts::DefaultConfig(moe::experts::Family::kMixtral, 4096, 14336, 8, 2, 32);
+  prometheus::Registry registry;
+  moe::server::RouterMetrics router(registry, config, {"expert-0:50061", "expert-1:50061"});
+  moe::server::ExpertMetrics worker(registry, moe::experts::AllExperts(config), config.AlwaysOnId());
+  moe::router::Routing r;  // one token, top-2 of 8
+  r.num_tokens = 1;
+  r.num_experts = 8;
+  r.experts = {1, 5};
+  r.weights = {0.6f, 0.4f};
+  r.token_offsets = {0, 2};
+  r.dropped.assign(8, 0);
+  r.rerouted.assign(8, 0);
+  r.score_sums.assign(8, 0.125);
+  constexpr int kCalls = 200000;
+  auto measure = [](const char* name, const std::function<void()>& fn) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i) fn();
+    const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+    std::printf("%-34s %8.1f ns/call\n", name, ns / kCalls);
+    return ns / kCalls;
+  };
+  std::printf("moe-bench-metrics: %d calls each (prometheus-cpp)\n", kCalls);
+  double per_forward = 0;
+  per_forward += measure("router RecordRouting (top-2)", [&] { router.RecordRouting(3, r); });
+  per_forward += measure("router RecordRequest", [&] {
+    router.RecordRequest(moe::server::RpcMethod::kForward, grpc::StatusCode::OK, absl::Microseconds(300));
+  });
+  per_forward += measure("router RecordGating", [&] { router.RecordGating(absl::Microseconds(10)); });
+  per_forward += 2 * measure("router RecordDispatch (per worker)", [&] { router.RecordDispatch(0, absl::Microseconds(100)); });
+  per_forward += 4 * measure("router SetInflight (2 per worker)", [&] { router.SetInflight(0, 1); });
+  per_forward += 2 * measure("worker RecordRows (per group)", [&] { worker.RecordRows(3, 1); });
+  per_forward += 2 * measure("worker RecordCompute", [&] { worker.RecordCompute(absl::Microseconds(50)); });
+  per_forward += 2 * measure("worker RecordRequest", [&] { worker.RecordRequest(grpc::StatusCode::OK); });
+  per_forward += 4 * measure("worker SetQueueDepth", [&] { worker.SetQueueDepth(1); });
+  std::printf("%-34s %8.1f ns\n", "one top-2 Forward over 2 workers", per_forward);
+  return 0;
+}
