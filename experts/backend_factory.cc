@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "experts/cpu_backend.h"
+#include "experts/cuda/cuda_backend.h"
 #include "experts/status_macros.h"
 
 namespace moe::experts {
@@ -10,17 +11,33 @@ namespace moe::experts {
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const Checkpoint& checkpoint,
                                                              absl::Span<const ExpertKey> hosted,
                                                              const BackendOptions& options) {
+  if (options.kind == "cuda") {
+    // Fail on a missing GPU before reading any weights.
+    RETURN_IF_ERROR(CudaDevice(options.device).status());
+  } else if (options.kind != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
+  }
+  std::vector<ExpertWeights> weights;
+  weights.reserve(hosted.size());
+  for (const ExpertKey& key : hosted) {
+    ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, key));
+    weights.push_back(std::move(w));
+  }
+  return CreateBackendFromWeights(weights, options);
+}
+
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Span<const ExpertWeights> weights,
+                                                                        const BackendOptions& options) {
   if (options.kind == "cpu") {
-    ASSIGN_OR_RETURN(auto backend,
-                     CpuExpertBackend::Create(checkpoint, hosted, {.threads = options.threads}));
+    ASSIGN_OR_RETURN(auto backend, CpuExpertBackend::FromWeights(weights, {.threads = options.threads}));
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {
-    return absl::FailedPreconditionError(
-        "backend 'cuda' is not available in this build (the CUDA expert backend is not built yet)");
+    return cuda::CreateCudaBackend(weights, {.device = options.device, .dtype = options.cuda_dtype});
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
 }
+
+absl::StatusOr<std::string> CudaDevice(int device) { return cuda::DescribeDevice(device); }
 
 }  // namespace moe::experts

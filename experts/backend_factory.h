@@ -1,6 +1,6 @@
 // experts/backend_factory.h
-// The one place that chooses an expert backend by name ("cpu", later "cuda"). Called by
-// moe-expert and by the router's --local mode. Thread-safe (no state).
+// The one place that chooses an expert backend by name ("cpu" or "cuda"). Called by moe-expert,
+// the router (--local and its shared experts), tests and benchmarks. Thread-safe (no state).
 #pragma once
 
 #include <memory>
@@ -9,14 +9,17 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "experts/checkpoint.h"
+#include "experts/dtype.h"
 #include "experts/expert_backend.h"
+#include "experts/expert_weights.h"
 
 namespace moe::experts {
 
 struct BackendOptions {
-  std::string kind = "cpu";  // "cpu" | "cuda"
-  int threads = 0;           // CPU: BLAS threads (0 = every core)
-  int device = 0;            // CUDA: device ordinal
+  std::string kind = "cpu";          // "cpu" | "cuda"
+  int threads = 0;                   // CPU: BLAS threads (0 = every core)
+  int device = 0;                    // CUDA: device ordinal
+  DType cuda_dtype = DType::kBF16;   // CUDA: weights and activations on the GPU
 };
 
 // Creates a backend of `options.kind` hosting `hosted`. INVALID_ARGUMENT for an unknown kind;
@@ -24,5 +27,11 @@ struct BackendOptions {
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const Checkpoint& checkpoint,
                                                              absl::Span<const ExpertKey> hosted,
                                                              const BackendOptions& options);
+// The same from weights already in memory (tests, benchmarks).
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Span<const ExpertWeights> weights,
+                                                                        const BackendOptions& options);
+// A description of the CUDA device, or FAILED_PRECONDITION saying why there is no usable GPU
+// (no CUDA in this build, no device, old driver). Tests skip on it with that reason.
+absl::StatusOr<std::string> CudaDevice(int device);
 
 }  // namespace moe::experts

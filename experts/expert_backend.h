@@ -53,6 +53,10 @@ class ExpertBackend {
   // buffers or a buffer whose size is not a multiple of hidden_size. Thread-safe.
   virtual absl::Status Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
                            absl::Span<float> out) = 0;
+
+  // OK while the backend can compute. A device that hit an unrecoverable (sticky) error returns
+  // INTERNAL forever after; the worker then turns NOT_SERVING and exits instead of answering.
+  virtual absl::Status Health() const { return absl::OkStatus(); }
 };
 
 // The checks every backend's Run starts with (buffer sizes, group bounds, hosted experts).

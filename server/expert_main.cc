@@ -1,6 +1,10 @@
 // server/expert_main.cc
 // moe-expert: an expert worker. Loads only the experts it hosts from the checkpoint, runs them
 // on a backend and serves moe.v1.ExpertService plus grpc.health.v1 (NOT_SERVING until loaded).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -24,7 +28,9 @@ ABSL_FLAG(std::string, experts, "all",
           "Routed experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'; add "
           "'shared' to also host every layer's always-on MLP (shared experts, dense layers).");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "Address to serve on (host:port; port 0 picks one).");
-ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu (cuda where built with CUDA).");
+ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (a GPU; fails at start without one).");
+ABSL_FLAG(int, device, 0, "CUDA device ordinal for --backend=cuda.");
+ABSL_FLAG(std::string, cuda_dtype, "bf16", "Weights and activations on the GPU: bf16, f16 or f32 (accumulation is f32).");
 ABSL_FLAG(int, threads, 0, "BLAS threads for the CPU backend; 0 = every core.");
 ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
@@ -78,8 +84,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-expert: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  moe::experts::BackendOptions backend_options{.kind = absl::GetFlag(FLAGS_backend),
-                                               .threads = absl::GetFlag(FLAGS_threads)};
+  const std::string cuda_dtype = absl::GetFlag(FLAGS_cuda_dtype);
+  if (cuda_dtype != "bf16" && cuda_dtype != "f16" && cuda_dtype != "f32") {
+    std::fprintf(stderr, "moe-expert: --cuda_dtype must be bf16, f16 or f32\n");
+    (*server)->Shutdown();
+    return 2;
+  }
+  moe::experts::BackendOptions backend_options{
+      .kind = absl::GetFlag(FLAGS_backend),
+      .threads = absl::GetFlag(FLAGS_threads),
+      .device = absl::GetFlag(FLAGS_device),
+      .cuda_dtype = cuda_dtype == "bf16"  ? moe::experts::DType::kBF16
+                    : cuda_dtype == "f16" ? moe::experts::DType::kF16
+                                          : moe::experts::DType::kF32};
   auto backend = moe::experts::CreateBackend(**checkpoint, hosted, backend_options);
   if (!backend.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", backend.status().ToString().c_str());
@@ -113,6 +130,13 @@ int main(int argc, char** argv) {
                dir.c_str(), config.model_type.c_str(),
                (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(), config.num_layers,
                shared->name().c_str(), shared->device().c_str(), port, metrics_server.port);
+  std::atomic<bool> device_failed{false};
+  service.SetFatalHandler([&](const absl::Status& status) {
+    std::fprintf(stderr, "moe-expert: fatal: %s; NOT_SERVING, draining and exiting\n", status.ToString().c_str());
+    device_failed = true;
+    (*server)->GetHealthCheckService()->SetServingStatus(false);
+    ::kill(::getpid(), SIGTERM);  // the main thread drains and exits
+  });
   service.SetBackend(shared, std::move(info), metrics.get());
   moe::server::SetReady(**server, {"moe.v1.ExpertService"}, true);
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
@@ -121,5 +145,5 @@ int main(int argc, char** argv) {
   // nothing left to serve, so the metrics endpoint is left to process exit.
   (void)metrics_server.exposer.release();
   std::fprintf(stderr, "moe-expert: stopped\n");
-  return 0;
+  return device_failed ? 3 : 0;
 }

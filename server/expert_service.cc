@@ -58,8 +58,19 @@ grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext
       finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed in the worker's queue"));
       return;
     }
+    if (fatal_.load()) {
+      finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is shutting down after a device failure"));
+      return;
+    }
     const absl::Time start = absl::Now();
-    const absl::Status status = RunExpertRequest(*backend, max_rows_, *request, response);
+    absl::Status status = RunExpertRequest(*backend, max_rows_, *request, response);
+    if (status.code() == absl::StatusCode::kInternal) {
+      if (absl::Status health = backend->Health(); !health.ok() && !fatal_.exchange(true)) {
+        response->Clear();  // never send what a poisoned device produced
+        status = health;
+        if (on_fatal_) on_fatal_(health);
+      }
+    }
     if (metrics != nullptr && status.ok()) {
       metrics->RecordCompute(absl::Now() - start);
       for (const moe::v1::ExpertGroup& g : request->groups()) metrics->RecordRows(g.expert(), g.num_rows());

@@ -4,6 +4,8 @@
 // Requests before the backend is set (while loading) get UNAVAILABLE. Thread-safe.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +27,10 @@ class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
   void SetBackend(std::shared_ptr<experts::ExpertBackend> backend, moe::v1::GetWorkerInfoResponse info,
                   ExpertMetrics* metrics = nullptr);
 
+  // Called once if the backend becomes unhealthy (a sticky device error): the worker must stop
+  // serving rather than answer garbage. Set before serving.
+  void SetFatalHandler(std::function<void(const absl::Status&)> handler) { on_fatal_ = std::move(handler); }
+
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
                                     const moe::v1::ExpertRequest* request,
                                     moe::v1::ExpertResponse* response) override;
@@ -35,6 +41,8 @@ class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
  private:
   ComputeQueue* const queue_;
   const int64_t max_rows_;
+  std::function<void(const absl::Status&)> on_fatal_;
+  std::atomic<bool> fatal_{false};
   absl::Mutex mu_;
   std::shared_ptr<experts::ExpertBackend> backend_ ABSL_GUARDED_BY(mu_);
   ExpertMetrics* metrics_ ABSL_GUARDED_BY(mu_) = nullptr;

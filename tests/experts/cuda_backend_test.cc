@@ -1,0 +1,98 @@
+// tests/experts/cuda_backend_test.cc
+// The CUDA backend against the CPU backend (the reference) on fresh random inputs: 1, 7, 64 and
+// 1000 tokens, uneven and empty groups, every dtype; outputs poisoned with NaN first so an
+// element the GPU did not write fails. Skips, with the reason, where no GPU is usable.
+#include <cmath>
+#include <limits>
+
+#include "experts/backend_factory.h"
+#include "gtest/gtest.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::experts {
+namespace {
+
+class CudaBackendTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::string> device = CudaDevice(0);
+    if (!device.ok()) GTEST_SKIP() << "no usable GPU: " << device.status().message();
+  }
+};
+
+double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref, int64_t begin, int64_t end) {
+  double num = 0, den = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    num = std::max(num, std::isnan(got[i]) ? std::numeric_limits<double>::infinity() : double(std::abs(got[i] - ref[i])));
+    den = std::max(den, double(std::abs(ref[i])));
+  }
+  return num / den;
+}
+
+TEST_P(CudaBackendTest, MatchesTheCpuBackend) {
+  const DType dtype = GetParam();
+  const double tolerance = dtype == DType::kF32 ? 1e-5 : 1e-2;
+  for (auto [hidden, inter] : {std::pair{64, 96}, std::pair{256, 512}}) {
+    std::vector<ExpertWeights> weights;
+    for (int e = 0; e < 4; ++e) {
+      ExpertWeights w = testing::RandomExpert({0, e}, hidden, inter, 40 + e);
+      if (dtype != DType::kF32) {  // both backends see the same rounded weights
+        w.w1 = w.w1.ConvertTo(dtype);
+        w.w3 = w.w3.ConvertTo(dtype);
+        w.w2 = w.w2.ConvertTo(dtype);
+      }
+      weights.push_back(std::move(w));
+    }
+    ASSERT_OK_AND_ASSIGN(auto cpu, CreateBackendFromWeights(weights, {.kind = "cpu"}));
+    ASSERT_OK_AND_ASSIGN(auto gpu, CreateBackendFromWeights(weights, {.kind = "cuda", .cuda_dtype = dtype}));
+    EXPECT_EQ(gpu->name(), "cuda");
+    for (int64_t tokens : {1, 7, 64, 1000}) {
+      // Uneven groups: expert 2 gets one row, expert 0 none, expert 3 the rest but 2, expert 1 two.
+      const int64_t a = 1, b = std::max<int64_t>(0, tokens - 3), c = tokens - a - b;
+      const std::vector<ExpertGroup> groups = {{{0, 2}, 0, a}, {{0, 0}, a, 0}, {{0, 3}, a, b}, {{0, 1}, a + b, c}};
+      const std::vector<float> in = testing::RandomVector(tokens * hidden, 1000 + tokens);
+      std::vector<float> want(in.size()), got(in.size(), std::numeric_limits<float>::quiet_NaN());
+      ASSERT_OK(cpu->Run(groups, in, absl::MakeSpan(want)));
+      ASSERT_OK(gpu->Run(groups, in, absl::MakeSpan(got)));
+      const double err = MaxRelError(got, want, 0, tokens * hidden);
+      EXPECT_LE(err, tolerance) << DTypeName(dtype) << " H=" << hidden << " tokens=" << tokens;
+    }
+    // Steady state: the same call again gives the same answer (buffers reused, not reallocated).
+    const std::vector<float> in = testing::RandomVector(7 * hidden, 5);
+    std::vector<float> first(in.size()), second(in.size());
+    ASSERT_OK(gpu->Run({{{0, 1}, 0, 7}}, in, absl::MakeSpan(first)));
+    ASSERT_OK(gpu->Run({{{0, 1}, 0, 7}}, in, absl::MakeSpan(second)));
+    EXPECT_EQ(first, second);
+    EXPECT_OK(gpu->Health());
+  }
+}
+
+TEST_P(CudaBackendTest, RefusesWhatTheCpuBackendRefuses) {
+  ASSERT_OK_AND_ASSIGN(auto gpu, CreateBackendFromWeights({testing::RandomExpert({0, 4}, 16, 8, 1)},
+                                                          {.kind = "cuda", .cuda_dtype = GetParam()}));
+  std::vector<float> in(32, 1.0f), out(32);
+  EXPECT_THAT(gpu->Run({{{0, 5}, 0, 1}}, in, absl::MakeSpan(out)),
+              testing::StatusIs(absl::StatusCode::kNotFound, "expert 5 of layer 0 is not hosted"));
+  EXPECT_THAT(gpu->Run({{{0, 4}, 1, 2}}, in, absl::MakeSpan(out)),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "outside the 2 rows"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaBackendTest, ::testing::Values(DType::kBF16, DType::kF16, DType::kF32));
+
+TEST(CudaAvailabilityTest, ANonCudaBuildOrGpuLessMachineSaysWhy) {
+  absl::StatusOr<std::string> device = CudaDevice(0);
+  if (device.ok()) {
+    EXPECT_FALSE(device->empty());
+    EXPECT_THAT(CudaDevice(1 << 20), testing::StatusIs(absl::StatusCode::kFailedPrecondition, "does not exist"));
+    return;
+  }
+  EXPECT_EQ(device.status().code(), absl::StatusCode::kFailedPrecondition) << device.status();
+  EXPECT_THAT(CreateBackendFromWeights({testing::RandomExpert({0, 0}, 8, 8, 1)}, {.kind = "cuda"}),
+              testing::StatusIs(absl::StatusCode::kFailedPrecondition, ""));
+  EXPECT_THAT(CreateBackendFromWeights({testing::RandomExpert({0, 0}, 8, 8, 1)}, {.kind = "tpu"}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "unknown backend 'tpu'"));
+}
+
+}  // namespace
+}  // namespace moe::experts
