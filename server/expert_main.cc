@@ -12,7 +12,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "experts/backend_factory.h"
 #include "experts/checkpoint.h"
 #include "experts/expert_weights.h"
@@ -27,6 +29,9 @@ ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safeten
 ABSL_FLAG(std::string, experts, "all",
           "Routed experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'; add "
           "'shared' to also host every layer's always-on MLP (shared experts, dense layers).");
+ABSL_FLAG(std::string, shard, "",
+          "INDEX/COUNT: host the INDEX-th of COUNT even slices of the experts (INDEX taken modulo COUNT, so "
+          "a StatefulSet's pod index works with replicas); overrides --experts' routed part.");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "Address to serve on (host:port; port 0 picks one).");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (a GPU; fails at start without one).");
 ABSL_FLAG(int, device, 0, "CUDA device ordinal for --backend=cuda.");
@@ -59,6 +64,21 @@ int main(int argc, char** argv) {
   if (!ids.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", ids.status().ToString().c_str());
     return 2;
+  }
+  if (const std::string shard = absl::GetFlag(FLAGS_shard); !shard.empty()) {
+    int index = 0, count = 0;
+    const std::vector<std::string> parts = absl::StrSplit(shard, '/');
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &index) || !absl::SimpleAtoi(parts[1], &count) ||
+        index < 0 || count < 1 || count > config.num_experts) {
+      std::fprintf(stderr, "moe-expert: --shard must be INDEX/COUNT with 1 <= COUNT <= %d, got '%s'\n",
+                   config.num_experts, shard.c_str());
+      return 2;
+    }
+    index %= count;
+    ids->routed.clear();
+    for (int e = index * config.num_experts / count; e < (index + 1) * config.num_experts / count; ++e) {
+      ids->routed.push_back(e);
+    }
   }
   std::vector<moe::experts::ExpertKey> hosted;
   for (int layer = 0; layer < config.num_layers; ++layer) {
