@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
     auto model = moe::router::MoeModel::Create(*checkpoint);
     if (!model.ok()) return Fail(model.status());
     reference = std::move(*model);
-    auto cpu = moe::experts::CpuExpertBackend::Create(*checkpoint, moe::experts::AllExperts(checkpoint->config()), {});
+    std::vector<moe::experts::ExpertKey> keys = moe::experts::AllExperts(checkpoint->config());
+    for (const auto& key : moe::experts::AlwaysOnExperts(checkpoint->config())) keys.push_back(key);
+    auto cpu = moe::experts::CpuExpertBackend::Create(*checkpoint, keys, {});
     if (!cpu.ok()) return Fail(cpu.status());
     backend = std::move(*cpu);
   }

@@ -34,8 +34,9 @@ absl::StatusOr<std::unique_ptr<Reference>> Reference::Load(const std::string& ch
   auto ref = std::make_unique<Reference>();
   ASSIGN_OR_RETURN(ref->checkpoint_, experts::Checkpoint::Open(checkpoint));
   ASSIGN_OR_RETURN(ref->model_, router::MoeModel::Create(*ref->checkpoint_));
-  ASSIGN_OR_RETURN(ref->backend_, experts::CpuExpertBackend::Create(
-                                      *ref->checkpoint_, experts::AllExperts(ref->checkpoint_->config()), {}));
+  std::vector<experts::ExpertKey> keys = experts::AllExperts(ref->checkpoint_->config());
+  for (const auto& key : experts::AlwaysOnExperts(ref->checkpoint_->config())) keys.push_back(key);
+  ASSIGN_OR_RETURN(ref->backend_, experts::CpuExpertBackend::Create(*ref->checkpoint_, keys, {}));
   return ref;
 }
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# moe-client --check through a real cluster on a model with shared experts and a dense first layer
+# (DeepSeek-V3 layout): every layer's networked output must match the in-process reference.
+# Args: <bin dir> <tmp dir>.
+set -euo pipefail
+bin="$1"; tmp="$2/client-check"
+rm -rf "$tmp"
+"$bin/moe-make-checkpoint" --family=deepseek_v3 --out="$tmp/model" --hidden_size=64 --intermediate_size=32 \
+  --num_experts=8 --top_k=2 --num_layers=3 --dtype=f32 --seed=4 >/dev/null
+out=$("$bin/moe-cluster" --checkpoint="$tmp/model" --workers=2 --nometrics -- moe-client --tokens=48 --all_layers \
+      --check --checkpoint="$tmp/model" 2>/dev/null)
+echo "$out" | grep -E "^layer|check vs|parity"
+worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
+[ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: parity $worst"; exit 1; }
+echo "1 passed, 0 failed"
