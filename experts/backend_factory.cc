@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Sp
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {
-    return cuda::CreateCudaBackend(weights, {.device = options.device, .dtype = options.cuda_dtype});
+    return cuda::CreateCudaBackend(
+        weights, {.device = options.device, .dtype = options.cuda_dtype, .grouped_gemm = options.cuda_grouped_gemm});
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
 }

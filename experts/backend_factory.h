@@ -20,6 +20,7 @@ struct BackendOptions {
   int threads = 0;                   // CPU: BLAS threads (0 = every core)
   int device = 0;                    // CUDA: device ordinal
   DType cuda_dtype = DType::kBF16;   // CUDA: weights and activations on the GPU
+  bool cuda_grouped_gemm = false;    // CUDA: one grouped GEMM per projection (cuda::CudaOptions)
 };
 
 // Creates a backend of `options.kind` hosting `hosted`. INVALID_ARGUMENT for an unknown kind;

@@ -36,6 +36,9 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "Address to serve on (host:port;
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (a GPU; fails at start without one).");
 ABSL_FLAG(int, device, 0, "CUDA device ordinal for --backend=cuda.");
 ABSL_FLAG(std::string, cuda_dtype, "bf16", "Weights and activations on the GPU: bf16, f16 or f32 (accumulation is f32).");
+ABSL_FLAG(std::string, cuda_gemm, "back_to_back",
+          "How a step's per-expert products are issued on the GPU: back_to_back (one cuBLAS GEMM each) or "
+          "grouped (one grouped GEMM per projection; the output is rounded to --cuda_dtype once).");
 ABSL_FLAG(int, threads, 0, "BLAS threads for the CPU backend; 0 = every core.");
 ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
@@ -110,13 +113,20 @@ int main(int argc, char** argv) {
     (*server)->Shutdown();
     return 2;
   }
+  const std::string cuda_gemm = absl::GetFlag(FLAGS_cuda_gemm);
+  if (cuda_gemm != "back_to_back" && cuda_gemm != "grouped") {
+    std::fprintf(stderr, "moe-expert: --cuda_gemm must be back_to_back or grouped\n");
+    (*server)->Shutdown();
+    return 2;
+  }
   moe::experts::BackendOptions backend_options{
       .kind = absl::GetFlag(FLAGS_backend),
       .threads = absl::GetFlag(FLAGS_threads),
       .device = absl::GetFlag(FLAGS_device),
       .cuda_dtype = cuda_dtype == "bf16"  ? moe::experts::DType::kBF16
                     : cuda_dtype == "f16" ? moe::experts::DType::kF16
-                                          : moe::experts::DType::kF32};
+                                          : moe::experts::DType::kF32,
+      .cuda_grouped_gemm = cuda_gemm == "grouped"};
   auto backend = moe::experts::CreateBackend(**checkpoint, hosted, backend_options);
   if (!backend.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", backend.status().ToString().c_str());

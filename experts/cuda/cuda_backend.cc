@@ -1,127 +1,67 @@
 // experts/cuda/cuda_backend.cc
 // Host side of the CUDA backend, built into the plugin libmoe_cuda.so (cuda_plugin_api.h says
-// why a plugin): plain C++ on the CUDA runtime and cuBLAS APIs; the kernels are in cuda_kernels.cu. Row-major products on column-major cuBLAS: C[m,N] = A[m,K]·B[N,K]ᵀ is
-// computed as the column-major Cᵀ = B·Aᵀ, i.e. gemm(OP_T, OP_N, N, m, K, B, K, A, K, C, N).
+// why a plugin): plain C++ on the CUDA runtime and cuBLAS; the kernels are in cuda_kernels.cu.
+//
+// One Run is one worker step: the f32 rows go to pinned memory, to the GPU, and are converted to
+// the weights' dtype (rows padded to 16 bytes); the up projections of every group write one
+// buffer h [rows, 2·I]; one fused kernel computes act = silu(gate)⊙up for all rows; the down
+// projections write y; y comes back as f32. The per-group products are issued either back to
+// back (one cublasGemmEx each; the down projection writes f32 directly) or as one
+// cublasGemmGroupedBatchedEx per projection (which needs C in the inputs' dtype, so y is rounded
+// to it once). moe-expert-bench measures both.
+//
+// Row-major products on column-major cuBLAS: C[m,N] = A[m,K]·B[N,K]ᵀ is computed as the
+// column-major Cᵀ = B·Aᵀ, i.e. gemm(OP_T, OP_N, N, m, K, B, ldb, A, lda, C, ldc).
 #include "experts/cuda/cuda_backend.h"
-
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "experts/cuda/cuda_plugin_api.h"
 #include "experts/cuda/cuda_kernels.h"
-#include "experts/status_macros.h"
+#include "experts/cuda/cuda_peers.h"
+#include "experts/cuda/cuda_plugin_api.h"
+#include "experts/cuda/cuda_support.h"
 
 namespace moe::experts::cuda {
 namespace {
 
-bool IsSticky(cudaError_t e) {
-  switch (e) {
-    case cudaErrorIllegalAddress:
-    case cudaErrorLaunchFailure:
-    case cudaErrorIllegalInstruction:
-    case cudaErrorMisalignedAddress:
-    case cudaErrorHardwareStackError:
-    case cudaErrorInvalidPc:
-    case cudaErrorAssert:
-    case cudaErrorECCUncorrectable:
-    case cudaErrorLaunchTimeout:
-      return true;
-    default:
-      return false;
+// Rows of the device buffers start on 16-byte boundaries (cuBLAS grouped GEMM's alignment rule).
+int64_t PadTo8(int64_t n) { return (n + 7) / 8 * 8; }
+
+// The host-side arrays of one cublasGemmGroupedBatchedEx call; groups of equal shape share an
+// entry. Reused across calls (clear() keeps the capacity).
+struct GroupedGemm {
+  std::vector<cublasOperation_t> op_t, op_n;
+  std::vector<int> m, n, k, lda, ldb, ldc, size;
+  std::vector<float> alpha, beta;
+
+  void Clear() {
+    for (auto* v : {&m, &n, &k, &lda, &ldb, &ldc, &size}) v->clear();
+    op_t.clear(), op_n.clear(), alpha.clear(), beta.clear();
   }
-}
-
-absl::Status FromCuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  const std::string message = absl::StrCat("CUDA: ", what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
-  switch (e) {
-    case cudaErrorMemoryAllocation:
-      return absl::ResourceExhaustedError(message);
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-    case cudaErrorInvalidDevice:
-    case cudaErrorInitializationError:
-    case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice:
-      return absl::FailedPreconditionError(message);
-    default:
-      return absl::InternalError(message);
+  // Adds one product C = A·Bᵀ (row-major view; see the file comment) of shape (n_out, rows, depth).
+  void Add(int64_t n_out, int64_t rows, int64_t depth, int64_t ld_a, int64_t ld_b, int64_t ld_c) {
+    if (!size.empty() && m.back() == n_out && n.back() == rows && k.back() == depth && lda.back() == ld_a &&
+        ldb.back() == ld_b && ldc.back() == ld_c) {
+      ++size.back();
+      return;
+    }
+    op_t.push_back(CUBLAS_OP_T), op_n.push_back(CUBLAS_OP_N);
+    m.push_back(n_out), n.push_back(rows), k.push_back(depth);
+    lda.push_back(ld_a), ldb.push_back(ld_b), ldc.push_back(ld_c);
+    alpha.push_back(1.0f), beta.push_back(0.0f), size.push_back(1);
   }
-}
-
-absl::Status FromCublas(cublasStatus_t s, const char* what) {
-  if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  const std::string message = absl::StrCat("cuBLAS: ", what, ": ", cublasGetStatusName(s), " (", cublasGetStatusString(s), ")");
-  if (s == CUBLAS_STATUS_ALLOC_FAILED) return absl::ResourceExhaustedError(message);
-  if (s == CUBLAS_STATUS_NOT_INITIALIZED) return absl::FailedPreconditionError(message);
-  return absl::InternalError(message);
-}
-
-#define CUDA_RETURN_IF_ERROR(expr) RETURN_IF_ERROR(FromCuda((expr), #expr))
-#define CUBLAS_RETURN_IF_ERROR(expr) RETURN_IF_ERROR(FromCublas((expr), #expr))
-
-absl::StatusOr<std::string> GpuDescribeDevice(int device);
-
-int DTypeCode(DType d) { return d == DType::kF32 ? 0 : d == DType::kBF16 ? 1 : 2; }
-cudaDataType_t CudaType(DType d) {
-  return d == DType::kF32 ? CUDA_R_32F : d == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
-}
-
-// A device allocation that only grows (no allocation per call in steady state).
-class DeviceBuffer {
- public:
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  absl::Status Reserve(size_t bytes) {
-    if (bytes <= bytes_) return absl::OkStatus();
-    if (ptr_ != nullptr) cudaFree(ptr_);
-    ptr_ = nullptr;
-    bytes_ = 0;
-    CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, bytes));
-    bytes_ = bytes;
+  absl::Status Run(cublasHandle_t blas, cudaDataType_t t, void* const* a, void* const* b, void* const* c) const {
+    CUBLAS_RETURN_IF_ERROR(cublasGemmGroupedBatchedEx(
+        blas, op_t.data(), op_n.data(), m.data(), n.data(), k.data(), alpha.data(), a, t, lda.data(), b, t,
+        ldb.data(), beta.data(), c, t, ldc.data(), static_cast<int>(size.size()), size.data(), CUBLAS_COMPUTE_32F));
     return absl::OkStatus();
   }
-  template <typename T = void>
-  T* get() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-// Page-locked host memory for asynchronous copies, grow-only.
-class PinnedBuffer {
- public:
-  ~PinnedBuffer() {
-    if (ptr_ != nullptr) cudaFreeHost(ptr_);
-  }
-  absl::Status Reserve(size_t bytes) {
-    if (bytes <= bytes_) return absl::OkStatus();
-    if (ptr_ != nullptr) cudaFreeHost(ptr_);
-    ptr_ = nullptr;
-    bytes_ = 0;
-    CUDA_RETURN_IF_ERROR(cudaMallocHost(&ptr_, bytes));
-    bytes_ = bytes;
-    return absl::OkStatus();
-  }
-  float* get() const { return static_cast<float*>(ptr_); }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
 };
 
 class CudaExpertBackend final : public ExpertBackend {
@@ -148,26 +88,47 @@ class CudaExpertBackend final : public ExpertBackend {
  private:
   struct Expert {
     int64_t inter = 0;
-    DeviceBuffer w13;  // [2I, H]
+    DeviceBuffer w13;  // [2I, H]: w1 then w3
     DeviceBuffer w2;   // [H, I]
+  };
+  // A non-empty group with its expert resolved.
+  struct Step {
+    const Expert* expert;
+    int64_t row_begin, num_rows;
   };
   CudaExpertBackend() = default;
   absl::Status RunLocked(absl::Span<const ExpertGroup> groups, absl::Span<const float> in, absl::Span<float> out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SiluMul(int64_t row_begin, int64_t rows, int64_t inter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The two ways of issuing the products of steps_, whose rows lie in [lo, hi).
+  absl::Status BackToBack(int64_t lo, int64_t hi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Grouped(int64_t lo, int64_t hi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Device addresses of row r in x, h, act, y and the f32 output.
+  char* X(int64_t r) const { return x_.get<char>() + r * ld_x_ * elem_; }
+  char* H(int64_t r) const { return h_.get<char>() + r * ld_h_ * elem_; }
+  char* Act(int64_t r) const { return act_.get<char>() + r * ld_act_ * elem_; }
+  char* Y(int64_t r) const { return y_.get<char>() + r * ld_x_ * elem_; }
+  float* Y32(int64_t r) const { return y32_.get<float>() + r * hidden_; }
 
   CudaOptions options_;
   std::string device_;
   int hidden_ = 0;
   int intermediate_ = 0;
+  bool uniform_inter_ = true;  // every hosted expert has the same I
+  size_t elem_ = 0;            // bytes per element of options_.dtype
+  cudaDataType_t type_ = CUDA_R_16BF;
+  int64_t ld_x_ = 0, ld_h_ = 0, ld_act_ = 0;  // padded row strides, in elements
   std::vector<ExpertKey> hosted_;
   absl::flat_hash_map<ExpertKey, std::unique_ptr<Expert>> experts_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   mutable absl::Mutex mu_;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
-  PinnedBuffer host_in_ ABSL_GUARDED_BY(mu_), host_out_ ABSL_GUARDED_BY(mu_);
+  std::vector<Step> steps_ ABSL_GUARDED_BY(mu_);
+  GroupedGemm up_ ABSL_GUARDED_BY(mu_), down_ ABSL_GUARDED_BY(mu_);
+  PinnedBuffer host_in_ ABSL_GUARDED_BY(mu_), host_out_ ABSL_GUARDED_BY(mu_), host_ptrs_ ABSL_GUARDED_BY(mu_);
   DeviceBuffer in_f32_ ABSL_GUARDED_BY(mu_), x_ ABSL_GUARDED_BY(mu_), h_ ABSL_GUARDED_BY(mu_),
-      act_ ABSL_GUARDED_BY(mu_), y_ ABSL_GUARDED_BY(mu_);
+      act_ ABSL_GUARDED_BY(mu_), y_ ABSL_GUARDED_BY(mu_), y32_ ABSL_GUARDED_BY(mu_), ptrs_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status Upload(const Tensor& a, const Tensor* b, DType dtype, DeviceBuffer& dst) {
@@ -186,10 +147,12 @@ absl::Status Upload(const Tensor& a, const Tensor* b, DType dtype, DeviceBuffer&
 absl::StatusOr<std::unique_ptr<CudaExpertBackend>> CudaExpertBackend::Create(absl::Span<const ExpertWeights> weights,
                                                                             const CudaOptions& options) {
   if (weights.empty()) return absl::InvalidArgumentError("a CUDA backend needs at least one expert");
-  ASSIGN_OR_RETURN(std::string description, GpuDescribeDevice(options.device));
+  ASSIGN_OR_RETURN(std::string description, DescribeGpu(options.device));
   std::unique_ptr<CudaExpertBackend> b(new CudaExpertBackend());
   b->options_ = options;
   b->device_ = std::move(description);
+  b->elem_ = DTypeSize(options.dtype);
+  b->type_ = CublasDType(options.dtype);
   CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
   CUBLAS_RETURN_IF_ERROR(cublasCreate(&b->cublas_));
@@ -209,10 +172,14 @@ absl::StatusOr<std::unique_ptr<CudaExpertBackend>> CudaExpertBackend::Create(abs
     e->inter = inter;
     RETURN_IF_ERROR(Upload(w.w1, &w.w3, options.dtype, e->w13));
     RETURN_IF_ERROR(Upload(w.w2, nullptr, options.dtype, e->w2));
+    if (!b->experts_.empty() && inter != b->intermediate_) b->uniform_inter_ = false;
     b->intermediate_ = std::max<int>(b->intermediate_, static_cast<int>(inter));
     b->experts_.emplace(w.key, std::move(e));
     b->hosted_.push_back(w.key);
   }
+  b->ld_x_ = PadTo8(b->hidden_);
+  b->ld_act_ = PadTo8(b->intermediate_);
+  b->ld_h_ = 2 * b->ld_act_;
   std::sort(b->hosted_.begin(), b->hosted_.end());
   return b;
 }
@@ -234,81 +201,104 @@ absl::Status CudaExpertBackend::RunLocked(absl::Span<const ExpertGroup> groups, 
                                           absl::Span<float> out) {
   const int64_t h = hidden_;
   const int64_t rows = static_cast<int64_t>(in.size()) / h;
-  int64_t max_rows = 0;
-  for (const ExpertGroup& g : groups) max_rows = std::max(max_rows, g.num_rows);
-  if (rows == 0 || max_rows == 0) return absl::OkStatus();
-  const size_t elem = DTypeSize(options_.dtype);
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
-  RETURN_IF_ERROR(host_in_.Reserve(in.size() * sizeof(float)));
-  RETURN_IF_ERROR(host_out_.Reserve(in.size() * sizeof(float)));
-  RETURN_IF_ERROR(in_f32_.Reserve(in.size() * sizeof(float)));
-  RETURN_IF_ERROR(x_.Reserve(in.size() * elem));
-  RETURN_IF_ERROR(h_.Reserve(static_cast<size_t>(max_rows) * 2 * intermediate_ * elem));
-  RETURN_IF_ERROR(act_.Reserve(static_cast<size_t>(max_rows) * intermediate_ * elem));
-  RETURN_IF_ERROR(y_.Reserve(in.size() * sizeof(float)));
-
-  std::memcpy(host_in_.get(), in.data(), in.size() * sizeof(float));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(in_f32_.get(), host_in_.get(), in.size() * sizeof(float),
-                                       cudaMemcpyHostToDevice, stream_));
-  CUDA_RETURN_IF_ERROR(internal::LaunchFromF32(in_f32_.get<float>(), x_.get(), DTypeCode(options_.dtype),
-                                               static_cast<int64_t>(in.size()), stream_));
-  const float one = 1.0f, zero = 0.0f;
-  const cudaDataType_t t = CudaType(options_.dtype);
+  steps_.clear();
+  int64_t lo = rows, hi = 0;  // the rows any group covers
   for (const ExpertGroup& g : groups) {
     if (g.num_rows == 0) continue;
-    const Expert& e = *experts_.find(g.key)->second;
-    const int64_t m = g.num_rows, inter = e.inter;
-    const char* x = x_.get<char>() + g.row_begin * h * elem;
-    // [m, H]·[2I, H]ᵀ → h [m, 2I]
-    CUBLAS_RETURN_IF_ERROR(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, 2 * inter, m, h, &one, e.w13.get(), t, h,
-                                        x, t, h, &zero, h_.get(), t, 2 * inter, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    CUDA_RETURN_IF_ERROR(internal::LaunchSiluMul(h_.get(), act_.get(), DTypeCode(options_.dtype), m, inter, stream_));
-    // act [m, I]·[H, I]ᵀ → y [m, H] in f32
-    CUBLAS_RETURN_IF_ERROR(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, h, m, inter, &one, e.w2.get(), t, inter,
-                                        act_.get(), t, inter, &zero, y_.get<float>() + g.row_begin * h, CUDA_R_32F, h,
-                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    steps_.push_back({experts_.find(g.key)->second.get(), g.row_begin, g.num_rows});
+    lo = std::min(lo, g.row_begin);
+    hi = std::max(hi, g.row_begin + g.num_rows);
   }
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_out_.get(), y_.get(), in.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                                       stream_));
+  if (steps_.empty()) return absl::OkStatus();
+  const size_t f32_bytes = in.size() * sizeof(float);
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  RETURN_IF_ERROR(host_in_.Reserve(f32_bytes));
+  RETURN_IF_ERROR(host_out_.Reserve(f32_bytes));
+  RETURN_IF_ERROR(in_f32_.Reserve(f32_bytes));
+  RETURN_IF_ERROR(y32_.Reserve(f32_bytes));
+  RETURN_IF_ERROR(x_.Reserve(rows * ld_x_ * elem_));
+  RETURN_IF_ERROR(h_.Reserve(rows * ld_h_ * elem_));
+  RETURN_IF_ERROR(act_.Reserve(rows * ld_act_ * elem_));
+
+  std::memcpy(host_in_.get(), in.data() + lo * h, (hi - lo) * h * sizeof(float));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(in_f32_.get<float>() + lo * h, host_in_.get(), (hi - lo) * h * sizeof(float),
+                                       cudaMemcpyHostToDevice, stream_));
+  CUDA_RETURN_IF_ERROR(internal::LaunchFromF32(in_f32_.get<float>() + lo * h, X(lo), KernelDType(options_.dtype),
+                                               hi - lo, h, ld_x_, stream_));
+  RETURN_IF_ERROR(options_.grouped_gemm ? Grouped(lo, hi) : BackToBack(lo, hi));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_out_.get(), Y32(lo), (hi - lo) * h * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  for (const ExpertGroup& g : groups) {
-    std::memcpy(out.data() + g.row_begin * h, host_out_.get() + g.row_begin * h, g.num_rows * h * sizeof(float));
+  for (const Step& s : steps_) {
+    std::memcpy(out.data() + s.row_begin * h, host_out_.get<float>() + (s.row_begin - lo) * h,
+                s.num_rows * h * sizeof(float));
   }
   return absl::OkStatus();
 }
 
-// Median of `repeats` timings of `body` with CUDA events on `stream`, in milliseconds.
-absl::StatusOr<double> TimeMs(cudaStream_t stream, int repeats, const std::function<absl::Status()>& body) {
-  cudaEvent_t start, stop;
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  RETURN_IF_ERROR(body());  // warm-up
-  std::vector<float> ms;
-  for (int i = 0; i < std::max(1, repeats); ++i) {
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
-    RETURN_IF_ERROR(body());
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
-    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-    float t = 0;
-    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&t, start, stop));
-    ms.push_back(t);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+absl::Status CudaExpertBackend::SiluMul(int64_t row_begin, int64_t rows, int64_t inter) {
+  CUDA_RETURN_IF_ERROR(internal::LaunchSiluMul(H(row_begin), ld_h_, Act(row_begin), ld_act_,
+                                               KernelDType(options_.dtype), rows, inter, stream_));
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> GpuDescribeDevice(int device) {
-  int count = 0;
-  // Without a GPU (or with too old a driver) this fails: that is "no usable GPU", not a crash.
-  RETURN_IF_ERROR(FromCuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount"));
-  if (device < 0 || device >= count) {
-    return absl::FailedPreconditionError(absl::StrCat("CUDA device ", device, " does not exist (", count, " visible)"));
+absl::Status CudaExpertBackend::BackToBack(int64_t lo, int64_t hi) {
+  const float one = 1.0f, zero = 0.0f;
+  for (const Step& s : steps_) {
+    // x [m, H]·w13 [2I, H]ᵀ → h [m, 2I]
+    CUBLAS_RETURN_IF_ERROR(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, 2 * s.expert->inter, s.num_rows, hidden_,
+                                        &one, s.expert->w13.get(), type_, hidden_, X(s.row_begin), type_, ld_x_,
+                                        &zero, H(s.row_begin), type_, ld_h_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (!uniform_inter_) RETURN_IF_ERROR(SiluMul(s.row_begin, s.num_rows, s.expert->inter));
   }
-  cudaDeviceProp p;
-  RETURN_IF_ERROR(FromCuda(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties"));
-  return absl::StrFormat("%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor, p.totalGlobalMem / double(1 << 30));
+  // One launch for every row; rows no group covers are computed and never read.
+  if (uniform_inter_) RETURN_IF_ERROR(SiluMul(lo, hi - lo, intermediate_));
+  for (const Step& s : steps_) {
+    // act [m, I]·w2 [H, I]ᵀ → y [m, H], written in f32
+    CUBLAS_RETURN_IF_ERROR(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, hidden_, s.num_rows, s.expert->inter,
+                                        &one, s.expert->w2.get(), type_, s.expert->inter, Act(s.row_begin), type_,
+                                        ld_act_, &zero, Y32(s.row_begin), CUDA_R_32F, hidden_, CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaExpertBackend::Grouped(int64_t lo, int64_t hi) {
+  // Grouped GEMM writes C in the inputs' dtype: y goes through a padded buffer unless it is f32.
+  const bool f32 = options_.dtype == DType::kF32;
+  if (!f32) RETURN_IF_ERROR(y_.Reserve(hi * ld_x_ * elem_));
+  const size_t g = steps_.size();
+  RETURN_IF_ERROR(host_ptrs_.Reserve(6 * g * sizeof(void*)));
+  RETURN_IF_ERROR(ptrs_.Reserve(6 * g * sizeof(void*)));
+  void** p = host_ptrs_.get<void*>();  // A, B, C of the up projections, then of the down ones
+  up_.Clear();
+  down_.Clear();
+  for (size_t i = 0; i < g; ++i) {
+    const Step& s = steps_[i];
+    const int64_t inter = s.expert->inter;
+    p[i] = s.expert->w13.get();
+    p[g + i] = X(s.row_begin);
+    p[2 * g + i] = H(s.row_begin);
+    up_.Add(2 * inter, s.num_rows, hidden_, hidden_, ld_x_, ld_h_);
+    p[3 * g + i] = s.expert->w2.get();
+    p[4 * g + i] = Act(s.row_begin);
+    p[5 * g + i] = f32 ? static_cast<void*>(Y32(s.row_begin)) : Y(s.row_begin);
+    down_.Add(hidden_, s.num_rows, inter, inter, ld_act_, f32 ? hidden_ : ld_x_);
+  }
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ptrs_.get(), p, 6 * g * sizeof(void*), cudaMemcpyHostToDevice, stream_));
+  void** d = ptrs_.get<void*>();
+  RETURN_IF_ERROR(up_.Run(cublas_, type_, d, d + g, d + 2 * g));
+  if (uniform_inter_) {  // as in BackToBack
+    RETURN_IF_ERROR(SiluMul(lo, hi - lo, intermediate_));
+  } else {
+    for (const Step& s : steps_) RETURN_IF_ERROR(SiluMul(s.row_begin, s.num_rows, s.expert->inter));
+  }
+  RETURN_IF_ERROR(down_.Run(cublas_, type_, d + 3 * g, d + 4 * g, d + 5 * g));
+  if (!f32) {
+    CUDA_RETURN_IF_ERROR(
+        internal::LaunchToF32(Y(lo), KernelDType(options_.dtype), ld_x_, Y32(lo), hi - lo, hidden_, stream_));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<ExpertBackend>> GpuCreateBackend(absl::Span<const ExpertWeights> weights,
@@ -317,57 +307,10 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> GpuCreateBackend(absl::Span<const
   return std::unique_ptr<ExpertBackend>(std::move(backend));
 }
 
-
-absl::StatusOr<double> GpuDenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, DType dtype, int repeats) {
-  RETURN_IF_ERROR(GpuDescribeDevice(device).status());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
-  cudaStream_t stream;
-  CUDA_RETURN_IF_ERROR(cudaStreamCreate(&stream));
-  cublasHandle_t handle;
-  CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle));
-  CUBLAS_RETURN_IF_ERROR(cublasSetStream(handle, stream));
-  DeviceBuffer a, b, c;
-  const size_t elem = DTypeSize(dtype);
-  RETURN_IF_ERROR(a.Reserve(m * k * elem));
-  RETURN_IF_ERROR(b.Reserve(n * k * elem));
-  RETURN_IF_ERROR(c.Reserve(m * n * elem));
-  CUDA_RETURN_IF_ERROR(internal::LaunchFillPattern(a.get(), DTypeCode(dtype), m * k, 1, stream));
-  CUDA_RETURN_IF_ERROR(internal::LaunchFillPattern(b.get(), DTypeCode(dtype), n * k, 2, stream));
-  const float one = 1.0f, zero = 0.0f;
-  const cudaDataType_t t = CudaType(dtype);
-  auto ms = TimeMs(stream, repeats, [&]() {
-    return FromCublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, b.get(), t, k, a.get(), t, k,
-                                   &zero, c.get(), t, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                      "cublasGemmEx");
-  });
-  cublasDestroy(handle);
-  cudaStreamDestroy(stream);
-  if (!ms.ok()) return ms.status();
-  return 2.0 * m * n * k / (*ms * 1e-3) / 1e12;
-}
-
-absl::StatusOr<double> GpuDeviceCopyGBps(int device, int64_t bytes, int repeats) {
-  RETURN_IF_ERROR(GpuDescribeDevice(device).status());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
-  cudaStream_t stream;
-  CUDA_RETURN_IF_ERROR(cudaStreamCreate(&stream));
-  DeviceBuffer src, dst;
-  RETURN_IF_ERROR(src.Reserve(bytes));
-  RETURN_IF_ERROR(dst.Reserve(bytes));
-  CUDA_RETURN_IF_ERROR(internal::LaunchFillPattern(src.get(), 0, bytes / 4, 3, stream));
-  auto ms = TimeMs(stream, repeats, [&]() {
-    return FromCuda(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
-  });
-  cudaStreamDestroy(stream);
-  if (!ms.ok()) return ms.status();
-  return 2.0 * bytes / (*ms * 1e-3) / 1e9;  // read + write traffic
-}
-
 }  // namespace
 
 const internal::PluginApi* PluginApiTable() {
-  static const internal::PluginApi api = {&GpuDescribeDevice, &GpuCreateBackend, &GpuDenseGemmTflops,
-                                          &GpuDeviceCopyGBps};
+  static const internal::PluginApi api = {&DescribeGpu, &GpuCreateBackend, &GpuDenseGemmTflops, &GpuDeviceCopyGBps};
   return &api;
 }
 

@@ -1,8 +1,8 @@
 // experts/cuda/cuda_backend.h
 // The CUDA expert backend: weights resident on one GPU (bf16, f16 or f32), activations in the
 // same dtype with f32 accumulation, the projections on cuBLAS, silu(gate)⊙up fused in one kernel,
-// all groups of a step back to back on one stream, pinned staging and device workspaces reused
-// across calls. A plain header (no CUDA types). The implementation is the plugin libmoe_cuda.so
+// all groups of a step issued back to back or as one grouped GEMM on one stream (CudaOptions),
+// pinned staging and device workspaces reused across calls. A plain header (no CUDA types). The implementation is the plugin libmoe_cuda.so
 // (built where nvcc is found; cuda_plugin_api.h says why a plugin); these functions load it on
 // first use and say why when it is absent. Chosen by experts/backend_factory.cc. Thread-safe.
 #pragma once
@@ -22,6 +22,10 @@ namespace moe::experts::cuda {
 struct CudaOptions {
   int device = 0;
   DType dtype = DType::kBF16;  // weights and activations on the GPU
+  // How the per-expert products of one step are issued: false = back to back on the stream (one
+  // cublasGemmEx each, down projection written in f32); true = one cublasGemmGroupedBatchedEx per
+  // projection (its output is in `dtype`, so y is rounded to bf16/f16 once before it returns).
+  bool grouped_gemm = false;
 };
 
 // Whether the CUDA plugin could be loaded.

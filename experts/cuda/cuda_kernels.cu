@@ -2,6 +2,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <type_traits>
+
 #include "experts/cuda/cuda_kernels.h"
 
 namespace moe::experts::cuda::internal {
@@ -22,27 +25,39 @@ __device__ float ToFloat(float v) { return v; }
 __device__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ float ToFloat(__half v) { return __half2float(v); }
 
+// Grid-stride loops: element idx of a row-major rows × cols matrix is (idx / cols, idx % cols).
+__device__ int64_t FirstIndex() { return blockIdx.x * int64_t{blockDim.x} + threadIdx.x; }
+__device__ int64_t GridStride() { return int64_t{gridDim.x} * blockDim.x; }
+
 template <typename T>
-__global__ void FromF32Kernel(const float* in, T* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    out[i] = FromFloat<T>(in[i]);
+__global__ void FromF32Kernel(const float* in, T* out, int64_t rows, int64_t cols, int64_t ld_out) {
+  for (int64_t idx = FirstIndex(); idx < rows * cols; idx += GridStride()) {
+    const int64_t r = idx / cols, c = idx - r * cols;
+    out[r * ld_out + c] = FromFloat<T>(in[idx]);
   }
 }
 
 template <typename T>
-__global__ void SiluMulKernel(const T* h, T* act, int64_t rows, int64_t inter) {
-  const int64_t n = rows * inter;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n; idx += int64_t{gridDim.x} * blockDim.x) {
+__global__ void ToF32Kernel(const T* in, int64_t ld_in, float* out, int64_t rows, int64_t cols) {
+  for (int64_t idx = FirstIndex(); idx < rows * cols; idx += GridStride()) {
+    const int64_t r = idx / cols, c = idx - r * cols;
+    out[idx] = ToFloat(in[r * ld_in + c]);
+  }
+}
+
+template <typename T>
+__global__ void SiluMulKernel(const T* h, int64_t ld_h, T* act, int64_t ld_act, int64_t rows, int64_t inter) {
+  for (int64_t idx = FirstIndex(); idx < rows * inter; idx += GridStride()) {
     const int64_t r = idx / inter, i = idx - r * inter;
-    const float g = ToFloat(h[r * 2 * inter + i]);
-    const float u = ToFloat(h[r * 2 * inter + inter + i]);
-    act[idx] = FromFloat<T>(g / (1.0f + __expf(-g)) * u);
+    const float g = ToFloat(h[r * ld_h + i]);
+    const float u = ToFloat(h[r * ld_h + inter + i]);
+    act[r * ld_act + i] = FromFloat<T>(g / (1.0f + __expf(-g)) * u);
   }
 }
 
 template <typename T>
 __global__ void FillKernel(T* out, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i = FirstIndex(); i < n; i += GridStride()) {
     uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
     x ^= x >> 16;
     x *= 0x7feb352du;
@@ -53,43 +68,57 @@ __global__ void FillKernel(T* out, int64_t n, uint32_t seed) {
 
 int Blocks(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
 
+// Calls f with a typed null pointer of `dtype`'s element type.
+template <typename F>
+void WithType(int dtype, F&& f) {
+  if (dtype == 1) {
+    f(static_cast<__nv_bfloat16*>(nullptr));
+  } else if (dtype == 2) {
+    f(static_cast<__half*>(nullptr));
+  } else {
+    f(static_cast<float*>(nullptr));
+  }
+}
+
 }  // namespace
 
-cudaError_t LaunchFromF32(const float* in, void* out, int dtype, int64_t n, cudaStream_t stream) {
-  if (n == 0) return cudaSuccess;
-  if (dtype == 1) {
-    FromF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(in, static_cast<__nv_bfloat16*>(out), n);
-  } else if (dtype == 2) {
-    FromF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(in, static_cast<__half*>(out), n);
-  } else {
-    FromF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(in, static_cast<float*>(out), n);
-  }
+cudaError_t LaunchFromF32(const float* in, void* out, int dtype, int64_t rows, int64_t cols, int64_t ld_out,
+                          cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  WithType(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    FromF32Kernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(in, static_cast<T*>(out), rows, cols, ld_out);
+  });
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSiluMul(const void* h, void* act, int dtype, int64_t rows, int64_t inter, cudaStream_t stream) {
-  const int64_t n = rows * inter;
-  if (n == 0) return cudaSuccess;
-  if (dtype == 1) {
-    SiluMulKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(h),
-                                                      static_cast<__nv_bfloat16*>(act), rows, inter);
-  } else if (dtype == 2) {
-    SiluMulKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<const __half*>(h), static_cast<__half*>(act), rows, inter);
-  } else {
-    SiluMulKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<const float*>(h), static_cast<float*>(act), rows, inter);
-  }
+cudaError_t LaunchToF32(const void* in, int dtype, int64_t ld_in, float* out, int64_t rows, int64_t cols,
+                        cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  WithType(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    ToF32Kernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(static_cast<const T*>(in), ld_in, out, rows, cols);
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSiluMul(const void* h, int64_t ld_h, void* act, int64_t ld_act, int dtype, int64_t rows,
+                          int64_t inter, cudaStream_t stream) {
+  if (rows * inter == 0) return cudaSuccess;
+  WithType(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    SiluMulKernel<<<Blocks(rows * inter), kThreads, 0, stream>>>(static_cast<const T*>(h), ld_h, static_cast<T*>(act),
+                                                                 ld_act, rows, inter);
+  });
   return cudaGetLastError();
 }
 
 cudaError_t LaunchFillPattern(void* out, int dtype, int64_t n, uint32_t seed, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  if (dtype == 1) {
-    FillKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(out), n, seed);
-  } else if (dtype == 2) {
-    FillKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<__half*>(out), n, seed);
-  } else {
-    FillKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<float*>(out), n, seed);
-  }
+  WithType(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    FillKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<T*>(out), n, seed);
+  });
   return cudaGetLastError();
 }
 

@@ -1,6 +1,7 @@
 // tests/integration/cuda_cluster_test.cc
 // moe-expert --backend=cuda: without a usable GPU it must refuse to start with a clear message;
-// with one, a cluster of CUDA workers must match the in-process CPU path (bf16 tolerance).
+// with one, a cluster of CUDA workers must match the in-process CPU path (bf16 tolerance), with
+// either way of issuing the GEMMs (--cuda_gemm).
 #include <signal.h>
 
 #include "absl/strings/str_cat.h"
@@ -24,12 +25,23 @@ TEST(CudaClusterTest, WorkerWithoutAGpuRefusesToStart) {
               StatusIs(absl::StatusCode::kUnavailable, "moe-expert exited with code 1"));
 }
 
-TEST(CudaClusterTest, CudaWorkersMatchTheInProcessCpuPath) {
+TEST(CudaClusterTest, WorkerRefusesAnUnknownGemmMode) {
+  const std::string ckpt = WriteCheckpoint(SmallConfig(32, 16, 4, 2, 1), experts::DType::kBF16, 1);
+  EXPECT_THAT(server::SpawnServer({BinDir() + "/moe-expert", "--checkpoint=" + ckpt, "--cuda_gemm=fastest",
+                                   "--listen=127.0.0.1:0", "--metrics_port=-1"},
+                                  absl::Seconds(60)),
+              StatusIs(absl::StatusCode::kUnavailable, "moe-expert exited with code 2"));
+}
+
+class CudaWorkersTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaWorkersTest, MatchTheInProcessCpuPath) {
   absl::StatusOr<std::string> device = experts::CudaDevice(0);
   if (!device.ok()) GTEST_SKIP() << "no usable GPU: " << device.status().message();
   const std::string ckpt = WriteCheckpoint(SmallConfig(256, 512, 8, 2, 2), experts::DType::kBF16, 2);
   server::ClusterOptions options = ClusterFor(ckpt, 2);
   options.worker_flags.push_back("--backend=cuda");
+  options.worker_flags.push_back("--cuda_gemm=" + GetParam());
   ASSERT_OK_AND_ASSIGN(auto cluster, server::LocalCluster::Start(options));
   ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(ckpt));
   auto client = client::MoeClient::Connect(cluster->router_address());
@@ -41,6 +53,8 @@ TEST(CudaClusterTest, CudaWorkersMatchTheInProcessCpuPath) {
   }
   EXPECT_OK(cluster->Stop());
 }
+
+INSTANTIATE_TEST_SUITE_P(Gemms, CudaWorkersTest, ::testing::Values("back_to_back", "grouped"));
 
 }  // namespace
 }  // namespace moe::testing
