@@ -1,13 +1,15 @@
 // server/bench_local_main.cc
-// moe-bench-local: in-process benchmark (performance.md P2). Measures, in one run and on the same
-// machine: OpenBLAS sgemm 2048³ (the practical peak), the CPU expert FFN at several tokens per
-// expert, and the in-process MoE layer at several batch sizes. Prints a table; --json writes one.
+// moe-bench-local: in-process benchmark (performance.md P2; on a GPU the in-process side of H4).
+// Measures, in one run and on the same machine: OpenBLAS sgemm 2048³ (the practical peak), the
+// expert FFN at several tokens per expert, and the in-process MoE layer at several batch sizes, on
+// the CPU backend or (--backend=cuda) the CUDA one. Prints a table; --json writes one.
 #include <cblas.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -20,7 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "experts/cpu_backend.h"
+#include "experts/backend_factory.h"
 #include "router/moe_layer.h"
 
 ABSL_FLAG(int, hidden_size, 1024, "Hidden size H.");
@@ -30,6 +32,8 @@ ABSL_FLAG(int, top_k, 2, "Experts per token.");
 ABSL_FLAG(std::string, tokens, "1,16,256,1024", "Comma-separated token counts to measure.");
 ABSL_FLAG(int, repeats, 7, "Timed repetitions per point (after one warm-up); the median is shown.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; P2 ratios are then not shown).");
+ABSL_FLAG(std::string, cuda_gemm, "back_to_back", "--backend=cuda: back_to_back or grouped.");
 
 namespace {
 
@@ -94,22 +98,33 @@ int main(int argc, char** argv) {
 
   std::vector<moe::experts::ExpertWeights> weights;
   for (int x = 0; x < e; ++x) weights.push_back(RandomExpert({0, x}, h, inter, 100 + 3 * x));
-  auto backend = moe::experts::CpuExpertBackend::FromWeights(weights, {});
+  const std::string kind = absl::GetFlag(FLAGS_backend);
+  auto backend = moe::experts::CreateBackendFromWeights(
+      weights, {.kind = kind, .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"});
   if (!backend.ok()) {
     std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
     return 1;
   }
+  // Stops the benchmark on the first failed call instead of timing errors.
+  auto check = [](const absl::Status& status) {
+    if (status.ok()) return;
+    std::fprintf(stderr, "moe-bench-local: %s\n", status.ToString().c_str());
+    std::exit(1);
+  };
+  // The P2 ratio compares CPU work with the CPU's sgemm; on a GPU it says nothing and is not shown.
+  const bool on_cpu = kind == "cpu";
+  auto ratio = [&](double gflops) { return on_cpu ? absl::StrFormat("%.2f", gflops / gemm_gflops) : "-"; };
   std::vector<std::string> json_rows;
-  std::printf("CPU expert FFN (f32 SwiGLU, one expert)\n");
+  std::printf("Expert FFN on the %s backend (SwiGLU, one expert)\n", kind.c_str());
   std::printf("%8s %12s %12s %12s %10s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "P2 ratio", "spread ms");
   for (int m : tokens) {
     const std::vector<float> in = Random(size_t(m) * h, 7 + m, 1);
     std::vector<float> out(in.size());
     const std::vector<moe::experts::ExpertGroup> groups = {{{0, 0}, 0, m}};
-    const Timing t = Measure(repeats, [&] { (void)(*backend)->Run(groups, in, absl::MakeSpan(out)); });
+    const Timing t = Measure(repeats, [&] { check((*backend)->Run(groups, in, absl::MakeSpan(out))); });
     const double gflops = 6.0 * m * h * inter / t.median / 1e9;
-    std::printf("%8d %12.3f %12.0f %12.1f %10.2f %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median,
-                gflops, gflops / gemm_gflops, t.min * 1e3, t.max * 1e3);
+    std::printf("%8d %12.3f %12.0f %12.1f %10s %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median, gflops,
+                ratio(gflops).c_str(), t.min * 1e3, t.max * 1e3);
     json_rows.push_back(absl::StrFormat(
         R"({"bench":"expert_ffn","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"ratio_to_sgemm":%g})",
         m, t.median, t.min, t.max, gflops, gflops / gemm_gflops));
@@ -126,17 +141,18 @@ int main(int argc, char** argv) {
   std::printf("%8s %12s %12s %12s %10s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "P2 ratio", "spread ms");
   for (int m : tokens) {
     const std::vector<float> x = Random(size_t(m) * h, 17 + m, 1);
-    const Timing t = Measure(repeats, [&] { (void)layer.Forward(x, m, **backend); });
+    const Timing t = Measure(repeats, [&] { check(layer.Forward(x, m, **backend).status()); });
     const double gflops = (6.0 * k * h * inter + 2.0 * h * e) * m / t.median / 1e9;
-    std::printf("%8d %12.3f %12.0f %12.1f %10.2f %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median,
-                gflops, gflops / gemm_gflops, t.min * 1e3, t.max * 1e3);
+    std::printf("%8d %12.3f %12.0f %12.1f %10s %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median, gflops,
+                ratio(gflops).c_str(), t.min * 1e3, t.max * 1e3);
     json_rows.push_back(absl::StrFormat(
         R"({"bench":"moe_layer","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"ratio_to_sgemm":%g})",
         m, t.median, t.min, t.max, gflops, gflops / gemm_gflops));
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
-    std::ofstream(path) << absl::StrFormat(R"({"sgemm_2048_gflops":%g,"results":[%s]})", gemm_gflops,
-                                           absl::StrJoin(json_rows, ",")) << "\n";
+    std::ofstream(path) << absl::StrFormat(R"({"backend":"%s","sgemm_2048_gflops":%g,"results":[%s]})", kind,
+                                           gemm_gflops, absl::StrJoin(json_rows, ","))
+                        << "\n";
   }
   return 0;
 }

@@ -1,18 +1,24 @@
 // server/expert_bench_main.cc
 // moe-expert-bench: one worker step (G experts × m tokens each) on an expert backend, per shape:
-// achieved TFLOP/s (6·G·m·H·I per step, wall time of Run, host staging included), and on a GPU the
-// ratio to one cuBLAS dense GEMM of the same FLOPs (performance.md H1) and, the weight bytes read
-// per second against a device-to-device copy (H3), both measured in the same run.
+// achieved TFLOP/s (6·G·m·H·I per step, wall time of Run, host staging of the f32 activations
+// included), and on a GPU the ratio to one cuBLAS dense GEMM of the same FLOPs (performance.md
+// H1) and the weight bytes read per second against a device-to-device copy (H3), both measured in
+// the same run. On a GPU both ways of issuing a step's products run side by side (back to back,
+// grouped GEMM; cuda::CudaOptions) so the table says which wins where. --json writes the rows.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "experts/backend_factory.h"
 #include "experts/cuda/cuda_backend.h"
@@ -23,12 +29,16 @@ ABSL_FLAG(std::vector<std::string>, dims, std::vector<std::string>({"mixtral", "
 ABSL_FLAG(std::string, tokens, "", "Tokens per expert; default 1..4096 on a GPU, 1,4,16,64 on the CPU.");
 ABSL_FLAG(int, groups, 0, "Experts per step G; default 8 on a GPU, 2 on the CPU.");
 ABSL_FLAG(std::string, dtype, "bf16", "Weights/activations on the GPU: bf16, f16 or f32 (CPU computes f32).");
+ABSL_FLAG(std::vector<std::string>, cuda_gemm, std::vector<std::string>({"back_to_back", "grouped"}),
+          "GPU: the ways of issuing a step's products to compare (back_to_back, grouped).");
 ABSL_FLAG(int, repeats, 10, "Timed repetitions per point (after one warm-up); the median is shown.");
 ABSL_FLAG(int, device, 0, "CUDA device.");
+ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 
 namespace {
 
 using moe::experts::DType;
+using moe::experts::ExpertBackend;
 using moe::experts::ExpertWeights;
 using moe::experts::Tensor;
 
@@ -45,12 +55,38 @@ Tensor Filled(int64_t rows, int64_t cols, uint64_t seed, float scale) {
   return t;
 }
 
+bool ParseDims(const std::string& dims, int64_t& h, int64_t& inter) {
+  if (dims == "mixtral") return h = 4096, inter = 14336, true;
+  if (dims == "deepseek") return h = 7168, inter = 2048, true;
+  std::vector<std::string> parts = absl::StrSplit(dims, 'x');
+  return parts.size() == 2 && absl::SimpleAtoi(parts[0], &h) && absl::SimpleAtoi(parts[1], &inter) && h > 0 &&
+         inter > 0;
+}
+
+struct Timing {
+  double median_ms = 0, min_ms = 0, max_ms = 0;
+};
+
+// Median (and spread) of `repeats` wall times of one Run after a warm-up.
+absl::StatusOr<Timing> TimeRun(ExpertBackend& b, absl::Span<const moe::experts::ExpertGroup> step,
+                               absl::Span<const float> in, absl::Span<float> out, int repeats) {
+  std::vector<double> ms;
+  for (int r = 0; r <= repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    if (absl::Status s = b.Run(step, in, out); !s.ok()) return s;
+    if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return Timing{ms[ms.size() / 2], ms.front(), ms.back()};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Benchmarks an expert backend per shape against the device's own peaks.");
   absl::ParseCommandLine(argc, argv);
   const int device = absl::GetFlag(FLAGS_device);
+  const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
   std::string backend = absl::GetFlag(FLAGS_backend);
   const absl::StatusOr<std::string> gpu = moe::experts::CudaDevice(device);
   if (backend.empty()) backend = gpu.ok() ? "cuda" : "cpu";
@@ -60,78 +96,114 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
-  const DType dtype = dtype_name == "f32" ? DType::kF32 : dtype_name == "f16" ? DType::kF16 : DType::kBF16;
+  const std::optional<DType> dtype = moe::experts::ParseDType(absl::AsciiStrToUpper(dtype_name));
+  if (!dtype.has_value()) {
+    std::fprintf(stderr, "moe-expert-bench: --dtype: '%s' is not bf16, f16 or f32\n", dtype_name.c_str());
+    return 2;
+  }
+  // The variants measured side by side: both GEMM modes on a GPU, the one CPU backend otherwise.
+  std::vector<std::string> modes = on_gpu ? absl::GetFlag(FLAGS_cuda_gemm) : std::vector<std::string>{"cpu"};
+  for (const std::string& mode : modes) {
+    if (on_gpu && mode != "back_to_back" && mode != "grouped") {
+      std::fprintf(stderr, "moe-expert-bench: --cuda_gemm: '%s' is not back_to_back or grouped\n", mode.c_str());
+      return 2;
+    }
+  }
   const int groups = absl::GetFlag(FLAGS_groups) > 0 ? absl::GetFlag(FLAGS_groups) : on_gpu ? 8 : 2;
   std::string tokens_text = absl::GetFlag(FLAGS_tokens);
   if (tokens_text.empty()) tokens_text = on_gpu ? "1,4,16,64,256,512,1024,4096" : "1,4,16,64";
   std::vector<int64_t> tokens;
   for (absl::string_view t : absl::StrSplit(tokens_text, ',')) {
     int64_t v = 0;
-    if (absl::SimpleAtoi(t, &v) && v > 0) tokens.push_back(v);
+    if (!absl::SimpleAtoi(t, &v) || v <= 0) {
+      std::fprintf(stderr, "moe-expert-bench: --tokens: '%s' is not a positive count\n", std::string(t).c_str());
+      return 2;
+    }
+    tokens.push_back(v);
   }
   std::printf("moe-expert-bench: backend %s on %s, %d experts per step, %s\n", backend.c_str(),
               on_gpu ? gpu->c_str() : "CPU (OpenBLAS, f32 compute)", groups, on_gpu ? dtype_name.c_str() : "f32");
   if (!on_gpu) std::printf("  (GPU: %s)\n", gpu.ok() ? gpu->c_str() : std::string(gpu.status().message()).c_str());
   double copy_gbps = 0;
   if (on_gpu) {
-    auto copy = moe::experts::cuda::DeviceCopyGBps(device, int64_t{1} << 30, absl::GetFlag(FLAGS_repeats));
-    if (copy.ok()) copy_gbps = *copy;
+    auto copy = moe::experts::cuda::DeviceCopyGBps(device, int64_t{1} << 30, repeats);
+    if (!copy.ok()) {
+      std::fprintf(stderr, "moe-expert-bench: device copy: %s\n", copy.status().ToString().c_str());
+      return 1;
+    }
+    copy_gbps = *copy;
     std::printf("  device-to-device copy: %.0f GB/s (read + write)\n", copy_gbps);
   }
+  std::vector<std::string> json_rows;
   for (const std::string& dims : absl::GetFlag(FLAGS_dims)) {
     int64_t h = 0, inter = 0;
-    if (dims == "mixtral") {
-      h = 4096, inter = 14336;
-    } else if (dims == "deepseek") {
-      h = 7168, inter = 2048;
-    } else {
-      std::vector<std::string> parts = absl::StrSplit(dims, 'x');
-      if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &h) || !absl::SimpleAtoi(parts[1], &inter)) {
-        std::fprintf(stderr, "moe-expert-bench: --dims: '%s' is not mixtral, deepseek or HxI\n", dims.c_str());
-        return 2;
-      }
+    if (!ParseDims(dims, h, inter)) {
+      std::fprintf(stderr, "moe-expert-bench: --dims: '%s' is not mixtral, deepseek or HxI\n", dims.c_str());
+      return 2;
     }
     std::vector<ExpertWeights> weights;
     for (int e = 0; e < groups; ++e) {
       weights.push_back({{0, e}, Filled(inter, h, 3 * e + 1, 0.02f), Filled(inter, h, 3 * e + 2, 0.02f),
                          Filled(h, inter, 3 * e + 3, 0.02f)});
     }
-    auto b = moe::experts::CreateBackendFromWeights(weights, {.kind = backend, .device = device, .cuda_dtype = dtype});
-    if (!b.ok()) {
-      std::fprintf(stderr, "moe-expert-bench: %s\n", b.status().ToString().c_str());
-      return 1;
+    std::vector<std::unique_ptr<ExpertBackend>> backends;
+    for (const std::string& mode : modes) {
+      auto b = moe::experts::CreateBackendFromWeights(
+          weights, {.kind = backend, .device = device, .cuda_dtype = *dtype, .cuda_grouped_gemm = mode == "grouped"});
+      if (!b.ok()) {
+        std::fprintf(stderr, "moe-expert-bench: %s\n", b.status().ToString().c_str());
+        return 1;
+      }
+      backends.push_back(*std::move(b));
     }
     weights.clear();
-    std::printf("\n%s: H=%ld I=%ld\n%8s %10s %10s %10s %12s %12s %10s\n", dims.c_str(), static_cast<long>(h),
-                static_cast<long>(inter), "tokens", "median ms", "TFLOP/s", "dense TF/s", "H1 ratio", "weight GB/s",
-                "H3 ratio");
-    const double weight_bytes = double(groups) * 3 * h * inter * (on_gpu ? moe::experts::DTypeSize(dtype) : 4);
+    std::printf("\n%s: H=%ld I=%ld\n%-13s %8s %10s %14s %10s %10s %12s %10s\n", dims.c_str(), static_cast<long>(h),
+                static_cast<long>(inter), "mode", "tokens", "median ms", "spread ms", "TFLOP/s", "H1 ratio",
+                "weight GB/s", "H3 ratio");
+    const double weight_bytes = double(groups) * 3 * h * inter * (on_gpu ? moe::experts::DTypeSize(*dtype) : 4);
     for (int64_t m : tokens) {
       const Tensor in = Filled(groups * m, h, 99 + m, 1.0f);
       std::vector<float> out(in.num_elements());
       std::vector<moe::experts::ExpertGroup> step;
       for (int e = 0; e < groups; ++e) step.push_back({{0, e}, e * m, m});
-      std::vector<double> ms;
-      for (int r = 0; r <= absl::GetFlag(FLAGS_repeats); ++r) {
-        const auto start = std::chrono::steady_clock::now();
-        if (absl::Status s = (*b)->Run(step, in.f32(), absl::MakeSpan(out)); !s.ok()) {
-          std::fprintf(stderr, "moe-expert-bench: %s\n", s.ToString().c_str());
+      double dense = 0;  // TFLOP/s of one dense GEMM of the same FLOPs (H1's denominator)
+      if (on_gpu) {
+        auto d = moe::experts::cuda::DenseGemmTflops(device, groups * m, 3 * inter, h, *dtype, repeats);
+        if (!d.ok()) {
+          std::fprintf(stderr, "moe-expert-bench: dense GEMM: %s\n", d.status().ToString().c_str());
           return 1;
         }
-        if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+        dense = *d;
       }
-      std::sort(ms.begin(), ms.end());
-      const double t = ms[ms.size() / 2];
-      const double tflops = 6.0 * groups * m * h * inter / (t * 1e-3) / 1e12;
-      double dense = 0;
-      if (on_gpu) {
-        auto d = moe::experts::cuda::DenseGemmTflops(device, groups * m, 3 * inter, h, dtype, absl::GetFlag(FLAGS_repeats));
-        if (d.ok()) dense = *d;
+      for (size_t i = 0; i < modes.size(); ++i) {
+        auto t = TimeRun(*backends[i], step, in.f32(), absl::MakeSpan(out), repeats);
+        if (!t.ok()) {
+          std::fprintf(stderr, "moe-expert-bench: %s\n", t.status().ToString().c_str());
+          return 1;
+        }
+        const double tflops = 6.0 * groups * m * h * inter / (t->median_ms * 1e-3) / 1e12;
+        const double gbps = weight_bytes / (t->median_ms * 1e-3) / 1e9;
+        const double h1 = dense > 0 ? tflops / dense : 0, h3 = copy_gbps > 0 ? gbps / copy_gbps : 0;
+        // H1 and H3 are GPU ratios; the CPU has its own (P2, moe-bench-local).
+        const std::string h1_text = on_gpu ? absl::StrFormat("%.2f", h1) : "-";
+        const std::string h3_text = on_gpu ? absl::StrFormat("%.2f", h3) : "-";
+        std::printf("%-13s %8ld %10.3f %6.3f-%-7.3f %10.3f %10s %12.0f %10s\n", modes[i].c_str(),
+                    static_cast<long>(m), t->median_ms, t->min_ms, t->max_ms, tflops, h1_text.c_str(), gbps,
+                    h3_text.c_str());
+        json_rows.push_back(absl::StrFormat(
+            R"({"dims":"%s","hidden":%d,"intermediate":%d,"mode":"%s","tokens_per_expert":%d,"median_ms":%g,)"
+            R"("min_ms":%g,"max_ms":%g,"tflops":%g,"dense_tflops":%g,"h1":%g,"weight_gbps":%g,"h3":%g})",
+            dims, h, inter, modes[i], m, t->median_ms, t->min_ms, t->max_ms, tflops, dense, h1, gbps, h3));
       }
-      const double gbps = weight_bytes / (t * 1e-3) / 1e9;
-      std::printf("%8ld %10.3f %10.2f %10.1f %12.2f %12.0f %10.2f\n", static_cast<long>(m), t, tflops, dense,
-                  dense > 0 ? tflops / dense : 0.0, gbps, copy_gbps > 0 ? gbps / copy_gbps : 0.0);
+      if (on_gpu) std::printf("%-13s %8ld %10s %14s %10.3f\n", "dense GEMM", static_cast<long>(m), "", "", dense);
     }
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+    std::ofstream(path) << absl::StrFormat(
+        R"({"backend":"%s","device":"%s","dtype":"%s","experts_per_step":%d,"device_copy_gbps":%g,"results":[%s]})",
+        backend, on_gpu ? *gpu : std::string("cpu"), on_gpu ? dtype_name : "f32", groups, copy_gbps,
+        absl::StrJoin(json_rows, ","))
+                        << "\n";
   }
   return 0;
 }
