@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/bundle.sh OUT [BINARY...] — copies moe-serve binaries (default: all of build/bin) and
+# scripts/bundle.sh OUT [BINARY...] — copies moe-serve binaries (names in build/bin, or paths such
+# as build/tests/cuda_backend_test; default: the serving and benchmark programs) and
 # every non-system shared library they load into OUT/bin and OUT/lib, so they run on a machine
 # without Debian's gRPC/Abseil/protobuf/OpenBLAS packages (the GPU machine, the container image).
 # The binaries carry RPATH $ORIGIN/../lib. Kept out: glibc (the target's own) and the CUDA
@@ -16,8 +17,9 @@ fi
 mkdir -p "$OUT/bin" "$OUT/lib"
 objects=()
 for b in "$@"; do
-  cp "$BUILD/bin/$b" "$OUT/bin/"
-  objects+=("$BUILD/bin/$b")
+  [[ "$b" == */* ]] || b="$BUILD/bin/$b"
+  cp "$b" "$OUT/bin/"
+  objects+=("$b")
 done
 if [ -f "$BUILD/lib/libmoe_cuda.so" ]; then
   cp "$BUILD/lib/libmoe_cuda.so" "$OUT/lib/"

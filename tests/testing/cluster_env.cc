@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "experts/checkpoint_generator.h"
 #include "experts/expert_weights.h"
@@ -11,7 +12,11 @@
 
 namespace moe::testing {
 
-std::string BinDir() { return MOE_BIN_DIR; }
+std::string BinDir() {
+  // A bundle (scripts/gpu-check.sh) runs the tests away from the build tree and says where.
+  const char* dir = std::getenv("MOE_BIN_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : MOE_BIN_DIR;
+}
 
 std::string WriteCheckpoint(const experts::ModelConfig& config, experts::DType dtype, uint64_t seed) {
   const std::string dir = MakeTempDir("model");

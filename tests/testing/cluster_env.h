@@ -19,7 +19,7 @@
 
 namespace moe::testing {
 
-// build/bin, where moe-expert, moe-router and moe-cluster are.
+// Where moe-expert, moe-router and moe-cluster are: $MOE_BIN_DIR if set (a bundle), else build/bin.
 std::string BinDir();
 
 // Writes a seeded random checkpoint of `config` in a fresh temp folder and returns the folder.

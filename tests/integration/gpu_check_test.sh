@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh, the one command that runs the CUDA checks on a GPU machine, must not rot
+# while no GPU runs it: pack a bundle, then dry-run every step on the CPU backend from the bundle
+# (MOE_GPU_CHECK_BACKEND=cpu) and check each step reported. Without a GPU, a real run must stop
+# with exit 77 and the driver's reason. Args: <repo> <build dir> <tmp dir>.
+set -euo pipefail
+repo="$1"; build="$2"; tmp="$3/gpu-check-test"
+rm -rf "$tmp" && mkdir -p "$tmp"
+MOE_BUILD_DIR="$build" bash "$repo/scripts/gpu-check.sh" pack "$tmp/pack" >/dev/null
+[ -f "$tmp/pack.tar.gz" ] || { echo "FAIL: pack wrote no pack.tar.gz"; exit 1; }
+echo "ok   packed: $(ls "$tmp/pack/bin" | wc -l) binaries, $(du -sh "$tmp/pack.tar.gz" | cut -f1) compressed"
+
+rc=0
+MOE_GPU_CHECK_BACKEND=cpu "$tmp/pack/gpu-check.sh" run "$tmp/pack" "$tmp/out" >"$tmp/dry.txt" 2>&1 || rc=$?
+if [ $rc != 0 ]; then cat "$tmp/dry.txt"; echo "FAIL: dry run exited $rc"; exit 1; fi
+for want in "ok   cuda_backend_test" "ok   cuda_cluster_test" "== 2. moe-expert-bench" \
+            "-- the CPU backend" "== 3. H4" "gpu-check: every step ran"; do
+  grep -qF -- "$want" "$tmp/dry.txt" || { cat "$tmp/dry.txt"; echo "FAIL: no '$want'"; exit 1; }
+done
+python3 - "$tmp/out" <<'PY'
+import json, sys
+out = sys.argv[1]
+bench = json.load(open(f"{out}/expert_bench.json"))
+assert [r["tokens_per_expert"] for r in bench["results"]] == [1, 8], bench
+assert all(r["median_ms"] > 0 and r["tflops"] > 0 for r in bench["results"]), bench
+net = json.load(open(f"{out}/h4_networked.json"))["results"]
+assert sorted(r["tokens"] for r in net) == [1, 16] and all(r["tokens_per_s"] > 0 for r in net), net
+PY
+echo "ok   the dry run ran every step from the bundle and wrote its JSON"
+
+if command -v nvidia-smi >/dev/null; then
+  echo "ok   (a GPU driver is present: the no-GPU exit is not checked here)"
+else
+  rc=0
+  "$tmp/pack/gpu-check.sh" run "$tmp/pack" "$tmp/out-gpu" >"$tmp/gpu.txt" 2>&1 || rc=$?
+  if [ $rc != 77 ] || ! grep -q "no usable GPU: .*CUDA" "$tmp/gpu.txt"; then
+    cat "$tmp/gpu.txt"; echo "FAIL: without a GPU, expected exit 77 with the reason, got $rc"; exit 1
+  fi
+  echo "ok   without a GPU a real run stops with 77 and says why"
+fi
+echo "3 passed, 0 failed"
