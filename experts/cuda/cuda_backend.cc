@@ -190,6 +190,8 @@ absl::Status CudaExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::
   absl::MutexLock lock(&mu_);
   if (!sticky_.ok()) return sticky_;
   absl::Status status = RunLocked(groups, in, out);
+  // After a failure, let what was already queued finish before the staging buffers are reused.
+  if (!status.ok()) cudaStreamSynchronize(stream_);
   // A sticky error poisons the context: remember it, never compute again.
   const cudaError_t last = cudaPeekAtLastError();
   if (IsSticky(last)) sticky_ = FromCuda(last, "device is in an unrecoverable state");
