@@ -10,11 +10,15 @@ BUILD_PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-comp
   protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libopenblas-dev
   nlohmann-json3-dev)
 TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2)
+# Only scripts/bench.sh: PyTorch, the CPU peer of performance.md P1/P3 (large; not for tests).
+BENCH_PACKAGES=(python3-torch)
 
-# moe_install_packages [build]: everything, or only what building needs (the container image).
+# moe_install_packages [build|bench]: what building needs (the container image); everything the
+# tests need (default); or that plus the benchmarks' peers.
 moe_install_packages() {
   local wanted=("${BUILD_PACKAGES[@]}")
   [ "${1:-all}" = build ] || wanted+=("${TEST_PACKAGES[@]}")
+  [ "${1:-all}" = bench ] && wanted+=("${BENCH_PACKAGES[@]}")
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
