@@ -3,6 +3,7 @@
 #include "experts/cpu_backend.h"
 
 #include <cmath>
+#include <limits>
 
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
@@ -36,6 +37,7 @@ std::vector<double> NaiveExpert(const ExpertWeights& w, const float* x) {
 double MaxRelError(const std::vector<double>& expected, const float* got) {
   double num = 0, den = 0;
   for (size_t j = 0; j < expected.size(); ++j) {
+    if (std::isnan(got[j])) return std::numeric_limits<double>::infinity();  // an unwritten element
     num = std::max(num, std::abs(expected[j] - got[j]));
     den = std::max(den, std::abs(expected[j]));
   }
@@ -76,6 +78,22 @@ TEST_P(CpuBackendTest, MatchesNaiveLoopOnUnevenGroups) {
   std::vector<float> again(rows * hidden, 0.0f);
   ASSERT_OK(backend->Run({{{{1, 1}, 1, 5}}}, in, absl::MakeSpan(again)));
   for (int j = hidden; j < 6 * hidden; ++j) EXPECT_NEAR(again[j], out[j], 1e-5f * std::abs(out[j]) + 1e-6f);
+}
+
+// Few rows stream the weights block by block (several blocks here, the last one partial), more
+// rows go to sgemm: every row count on both sides of the switch matches the naive loop.
+TEST(CpuBackendRowCountsTest, SmallAndLargeGroupsMatchNaiveLoop) {
+  const int hidden = 1024, inter = 640;
+  const ExpertWeights w = testing::RandomExpert({0, 0}, hidden, inter, 77);
+  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, {}));
+  for (int rows : {1, 2, 5, 8, 12, 13, 20}) {
+    const std::vector<float> in = testing::RandomVector(rows * hidden, 300 + rows);
+    std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
+    for (int r = 0; r < rows; ++r) {
+      EXPECT_LE(MaxRelError(NaiveExpert(w, &in[r * hidden]), &out[r * hidden]), 1e-5) << rows << " rows, row " << r;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(WeightDtypes, CpuBackendTest,
