@@ -1,8 +1,9 @@
 // experts/cpu_backend.h
-// The CPU expert backend: f32 SwiGLU experts on OpenBLAS sgemm. The reference every other
-// backend is tested against. Weights are converted to f32 once at load (w1 and w3 stacked into
-// one [2I, H] matrix so the gate and up projections are one GEMM); scratch is reused across
-// calls. Thread-safe: Run calls are serialised, since each GEMM already uses every core.
+// The CPU expert backend: f32 SwiGLU experts on OpenBLAS (sgemm; groups of up to 12 rows stream
+// the weights block-wise through sgemv instead, so they are read once, not packed). The reference
+// every other backend is tested against. Weights are converted to f32 once at load (w1 and w3
+// stacked into one [2I, H] matrix so the gate and up projections are one product); scratch is
+// reused across calls. Thread-safe: Run calls are serialised, since each GEMM already uses every core.
 #pragma once
 
 #include <memory>
