@@ -1,12 +1,14 @@
 // client/bench_main.cc
 // moe-bench: drives a running router with C concurrent clients for T seconds or N requests per
 // point, printing a progress line, then tokens/s, p50/p90/p99 latency and errors by code per
-// token count; --json writes the same as JSON.
+// token count; --json writes the same as JSON. --ping first measures an empty round trip on the
+// same channel (a grpc.health.v1 Check): performance.md P6's denominator.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -34,6 +36,7 @@ ABSL_FLAG(std::string, dtype, "f32", "Wire dtype: f32, bf16 or f16.");
 ABSL_FLAG(int, warmup, 3, "Untimed requests per client before each point.");
 ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(bool, ping, false, "First time empty round trips (health Check) on the same channel, shown as tokens 0.");
 
 namespace {
 
@@ -53,20 +56,17 @@ double Percentile(std::vector<double>& v, double q) {
   return v[i];
 }
 
-Point RunPoint(moe::client::MoeClient& client, int64_t tokens, int64_t hidden, DType dtype) {
+// One request of client `c` (of --concurrency): its latency in seconds, or its error.
+using Request = std::function<absl::StatusOr<double>(int c)>;
+
+// Runs `request` from --concurrency threads for --duration_s or --requests, after --warmup
+// untimed requests per client, with a progress line; `tokens` is what one request carries.
+Point Drive(int64_t tokens, const Request& request) {
   const int concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
   const int64_t total = absl::GetFlag(FLAGS_requests);
   const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
-  std::vector<Tensor> inputs;
   for (int c = 0; c < concurrency; ++c) {
-    std::mt19937_64 rng(1000 + c);
-    std::normal_distribution<float> normal;
-    std::vector<float> v(static_cast<size_t>(tokens * hidden));
-    for (float& x : v) x = normal(rng);
-    inputs.push_back(Tensor::FromF32(v, {tokens, hidden}).ConvertTo(dtype));
-  }
-  for (int c = 0; c < concurrency; ++c) {
-    for (int w = 0; w < absl::GetFlag(FLAGS_warmup); ++w) (void)client.Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
+    for (int w = 0; w < absl::GetFlag(FLAGS_warmup); ++w) (void)request(c);
   }
   absl::Mutex mu;
   std::vector<double> latencies;
@@ -81,11 +81,11 @@ Point RunPoint(moe::client::MoeClient& client, int64_t tokens, int64_t hidden, D
       while (!stop.load()) {
         if (total > 0 && issued.fetch_add(1) >= total) break;
         if (total == 0 && absl::Now() - start >= duration) break;
-        auto r = client.Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
+        absl::StatusOr<double> r = request(c);
         absl::MutexLock lock(&mu);
         if (r.ok()) {
           ++point.ok;
-          latencies.push_back(absl::ToDoubleSeconds(r->latency));
+          latencies.push_back(*r);
         } else {
           ++point.errors[absl::StatusCodeToString(r.status().code())];
         }
@@ -110,6 +110,34 @@ Point RunPoint(moe::client::MoeClient& client, int64_t tokens, int64_t hidden, D
   point.p90 = Percentile(latencies, 0.90);
   point.p99 = Percentile(latencies, 0.99);
   return point;
+}
+
+// Forward of `tokens` fresh random rows (seeded per client) to --layer.
+Point ForwardPoint(moe::client::MoeClient& client, int64_t tokens, int64_t hidden, DType dtype) {
+  std::vector<Tensor> inputs;
+  for (int c = 0; c < std::max(1, absl::GetFlag(FLAGS_concurrency)); ++c) {
+    std::mt19937_64 rng(1000 + c);
+    std::normal_distribution<float> normal;
+    std::vector<float> v(static_cast<size_t>(tokens * hidden));
+    for (float& x : v) x = normal(rng);
+    inputs.push_back(Tensor::FromF32(v, {tokens, hidden}).ConvertTo(dtype));
+  }
+  return Drive(tokens, [&](int c) -> absl::StatusOr<double> {
+    auto r = client.Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
+    if (!r.ok()) return r.status();
+    return absl::ToDoubleSeconds(r->latency);
+  });
+}
+
+// An empty unary round trip on the same channel: the health Check of the whole server.
+Point PingPoint(moe::client::MoeClient& client) {
+  return Drive(0, [&](int) -> absl::StatusOr<double> {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<bool> serving = client.IsServing();
+    if (!serving.ok()) return serving.status();
+    if (!*serving) return absl::UnavailableError("not SERVING");
+    return absl::ToDoubleSeconds(absl::Now() - start);
+  });
 }
 
 }  // namespace
@@ -137,16 +165,20 @@ int main(int argc, char** argv) {
   std::printf("%8s %9s %12s %10s %10s %10s  %s\n", "tokens", "requests", "tokens/s", "p50 ms", "p90 ms", "p99 ms", "errors");
   std::vector<std::string> json;
   int64_t failures = 0;
+  std::vector<int64_t> points;  // 0 = the ping
+  if (absl::GetFlag(FLAGS_ping)) points.push_back(0);
   for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_tokens), ',')) {
     int64_t tokens = 0;
-    if (!absl::SimpleAtoi(t, &tokens) || tokens < 1) continue;
-    Point p = RunPoint(*client, tokens, info->hidden_size(), dtype);
+    if (absl::SimpleAtoi(t, &tokens) && tokens >= 1) points.push_back(tokens);
+  }
+  for (int64_t tokens : points) {
+    Point p = tokens == 0 ? PingPoint(*client) : ForwardPoint(*client, tokens, info->hidden_size(), dtype);
     std::vector<std::string> errs;
     for (const auto& [code, count] : p.errors) {
       errs.push_back(absl::StrCat(code, "=", count));
       failures += count;
     }
-    const double tps = p.ok * tokens / std::max(p.seconds, 1e-9);
+    const double tps = p.ok * tokens / std::max(p.seconds, 1e-9);  // 0 for the ping
     std::printf("%8ld %9ld %12.0f %10.3f %10.3f %10.3f  %s\n", static_cast<long>(tokens), static_cast<long>(p.ok), tps,
                 p.p50 * 1e3, p.p90 * 1e3, p.p99 * 1e3, errs.empty() ? "none" : absl::StrJoin(errs, " ").c_str());
     json.push_back(absl::StrFormat(

@@ -4,7 +4,10 @@
 #   2. moe-bench against a --local router (the same layer behind one gRPC hop);
 #   3. moe-bench against a cluster of 4 workers + router (networked), and the P4 ratio;
 #   4. scripts/torch_peers.py: the same FFN and a Mixtral block in eager PyTorch (Debian's
-#      python3-torch, 2 threads), and the P1 and P3 ratios.
+#      python3-torch, 2 threads), and the P1 and P3 ratios;
+#   5. P6: on a tiny model (compute negligible), the 1-token round trip through router + 4
+#      workers against an empty round trip (health Check) on the same channel;
+#   6. P7: 16 concurrent clients against 1, networked, at 1 and 16 tokens per request.
 # Uses the demo checkpoint shape (hidden 1024, intermediate 3584, 8 experts, top-2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +34,15 @@ echo; echo "== 3. networked: router + 4 workers, each its own process"
   moe-bench --router={router} --tokens="$TOKENS" --duration_s="$DURATION" --json="$OUT/networked.json" 2>/dev/null
 echo; echo "== 4. PyTorch peers (same shapes and threads)"
 /usr/bin/python3 "$ROOT/scripts/torch_peers.py" --tokens="$TOKENS" --threads="$(nproc)" --json="$OUT/torch.json"
+echo; echo "== 5. P6: round trip on a tiny model (H 64, I 128) vs an empty round trip"
+TINY="$BUILD/bench-tiny-model"
+[ -f "$TINY/config.json" ] || "$B/moe-make-checkpoint" --out="$TINY" --hidden_size=64 --intermediate_size=128 \
+  --num_experts=8 --top_k=2 --num_layers=1 --dtype=f32 --seed=2026 >/dev/null
+"$B/moe-cluster" --checkpoint="$TINY" --workers=4 --worker_flags="--threads=1" -- \
+  moe-bench --router={router} --ping --tokens=1 --duration_s="$DURATION" --json="$OUT/p6.json" 2>/dev/null
+echo; echo "== 6. P7: 16 concurrent clients vs 1 (networked, demo model)"
+"$B/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
+  moe-bench --router={router} --concurrency=16 --tokens=1,16 --duration_s="$DURATION" --json="$OUT/p7_16.json" 2>/dev/null
 echo
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, sys
@@ -58,4 +70,14 @@ for t in sorted(ffn):
     ours_tps, torch_tps = t / local[t]["median_s"], t_block[t]["tokens_per_s"]
     print(f"{t:>8} {ffn[t]['gflops']:>10.1f} {t_ffn[t]['gflops']:>11.1f} {ffn[t]['gflops'] / t_ffn[t]['gflops']:>6.2f}"
           f" {ours_tps:>11.0f} {torch_tps:>12.0f} {ours_tps / torch_tps:>6.2f}")
+p6 = {r["tokens"]: r for r in json.load(open(f"{out}/p6.json"))["results"]}
+print()
+print(f"P6: 1-token round trip p50 {p6[1]['p50_s'] * 1e3:.3f} ms / empty round trip p50 {p6[0]['p50_s'] * 1e3:.3f} ms"
+      f" = {p6[1]['p50_s'] / p6[0]['p50_s']:.2f} (target <= 1.5);"
+      f" p99/p50 = {p6[1]['p99_s'] / p6[1]['p50_s']:.2f} (target <= 2)")
+p7 = {r["tokens"]: r for r in json.load(open(f"{out}/p7_16.json"))["results"]}
+for t in (1, 16):
+    if t in p7 and t in net:
+        print(f"P7 at {t:>2} tokens/request: 16 clients {p7[t]['tokens_per_s']:.0f} tokens/s / 1 client "
+              f"{net[t]['tokens_per_s']:.0f} = {p7[t]['tokens_per_s'] / net[t]['tokens_per_s']:.2f} (target >= 3)")
 PY
