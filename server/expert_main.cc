@@ -18,7 +18,6 @@
 #include "experts/backend_factory.h"
 #include "experts/checkpoint.h"
 #include "experts/expert_weights.h"
-#include "server/compute_queue.h"
 #include "server/expert_list.h"
 #include "server/expert_metrics.h"
 #include "server/expert_service.h"
@@ -42,6 +41,9 @@ ABSL_FLAG(std::string, cuda_gemm, "back_to_back",
 ABSL_FLAG(int, threads, 0, "BLAS threads for the CPU backend; 0 = every core.");
 ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_batch_rows, 65536,
+          "Dynamic batching: requests waiting while a step computes are merged into the next step, up to this "
+          "many rows; 0 = one request per step.");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
 ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
 ABSL_FLAG(int, metrics_port, 9092, "Serve Prometheus metrics at http://<listen host>:<port>/metrics; 0 picks a port, -1 turns metrics off.");
@@ -96,8 +98,10 @@ int main(int argc, char** argv) {
   }
 
   const int64_t max_rows = absl::GetFlag(FLAGS_max_rows);
-  moe::server::ComputeQueue queue(1, absl::GetFlag(FLAGS_queue_capacity));
-  moe::server::ExpertServiceImpl service(&queue, max_rows);
+  moe::server::ExpertServiceImpl service(
+      {.max_rows = max_rows,
+       .queue_capacity = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_queue_capacity))),
+       .max_batch_rows = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_batch_rows))});
   int port = 0;
   auto server = moe::server::StartServer(
       {&service}, {.listen = absl::GetFlag(FLAGS_listen),

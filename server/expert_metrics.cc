@@ -29,9 +29,14 @@ ExpertMetrics::ExpertMetrics(prometheus::Registry& registry, const std::vector<e
   }
   compute_ = &prometheus::BuildHistogram()
                   .Name("moe_worker_compute_duration_seconds")
-                  .Help("Time to compute one ExpertService.Forward (all its expert groups).")
+                  .Help("Time to compute one step: the expert groups of every request batched into it.")
                   .Register(registry)
                   .Add({}, LatencyBuckets());
+  batch_ = &prometheus::BuildHistogram()
+                .Name("moe_worker_batch_requests")
+                .Help("ExpertService.Forward requests merged into one compute step (dynamic batching).")
+                .Register(registry)
+                .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128});
   queue_depth_ = &prometheus::BuildGauge()
                       .Name("moe_worker_queue_depth")
                       .Help("Requests waiting for this worker's compute queue.")
@@ -50,7 +55,10 @@ void ExpertMetrics::RecordRows(int expert, int64_t rows) {
   if (it != tokens_.end()) it->second->Increment(double(rows));
 }
 
-void ExpertMetrics::RecordCompute(absl::Duration duration) { compute_->Observe(absl::ToDoubleSeconds(duration)); }
+void ExpertMetrics::RecordStep(absl::Duration duration, size_t requests) {
+  compute_->Observe(absl::ToDoubleSeconds(duration));
+  batch_->Observe(double(requests));
+}
 
 void ExpertMetrics::SetQueueDepth(size_t depth) { queue_depth_->Set(double(depth)); }
 

@@ -1,6 +1,7 @@
 // server/expert_metrics.h
 // A worker's Prometheus metrics: requests by code, token rows processed per hosted expert
-// (expert="shared" for the always-on MLPs), compute duration, compute queue depth, build info.
+// (expert="shared" for the always-on MLPs), compute duration and requests per compute step,
+// compute queue depth, build info.
 // Series for every hosted expert exist at 0 from start-up; handles resolved once. Owned by
 // moe-expert's main; used by ExpertServiceImpl. Thread-safe.
 #pragma once
@@ -25,13 +26,15 @@ class ExpertMetrics {
 
   void RecordRequest(grpc::StatusCode code);
   void RecordRows(int expert, int64_t rows);
-  void RecordCompute(absl::Duration duration);
+  // One compute step of `requests` batched requests that took `duration`.
+  void RecordStep(absl::Duration duration, size_t requests);
   void SetQueueDepth(size_t depth);
 
  private:
   std::vector<prometheus::Counter*> requests_;  // [code]
   absl::flat_hash_map<int, prometheus::Counter*> tokens_;  // expert id → counter
   prometheus::Histogram* compute_;
+  prometheus::Histogram* batch_;
   prometheus::Gauge* queue_depth_;
 };
 

@@ -4,11 +4,18 @@
 #include <chrono>
 
 #include "absl/time/clock.h"
-
 #include "proto/status_convert.h"
-#include "server/expert_compute.h"
 
 namespace moe::server {
+
+ExpertServiceImpl::ExpertServiceImpl(ExpertServiceOptions options)
+    : options_(options),
+      queue_(
+          options.queue_capacity, std::max<int64_t>(options.max_batch_rows, 1),
+          // With batching off every request is a step of its own: each counts as the whole budget.
+          [batching = options.max_batch_rows > 0, max = std::max<int64_t>(options.max_batch_rows, 1)](
+              const std::unique_ptr<Pending>& p) { return batching ? p->decoded.rows : max; },
+          [this](std::vector<std::unique_ptr<Pending>>& batch) { Step(batch); }) {}
 
 void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backend,
                                    moe::v1::GetWorkerInfoResponse info, ExpertMetrics* metrics) {
@@ -22,7 +29,7 @@ void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backe
   info.set_device(backend->device());
   info.set_hidden_size(backend->hidden_size());
   info.set_intermediate_size(backend->intermediate_size());
-  info.set_max_tokens(max_rows_);
+  info.set_max_tokens(options_.max_rows);
   absl::MutexLock lock(&mu_);
   backend_ = std::move(backend);
   info_ = std::move(info);
@@ -33,53 +40,82 @@ grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext
                                                      const moe::v1::ExpertRequest* request,
                                                      moe::v1::ExpertResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::shared_ptr<experts::ExpertBackend> backend;
+  auto pending = std::make_unique<Pending>();
   ExpertMetrics* metrics = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    backend = backend_;
+    pending->backend = backend_;
     metrics = metrics_;
   }
-  auto finish = [reactor, metrics](const grpc::Status& status) {
+  pending->context = context;
+  pending->response = response;
+  pending->finish = [reactor, metrics](const grpc::Status& status) {
     if (metrics != nullptr) metrics->RecordRequest(status.error_code());
     reactor->Finish(status);
   };
-  if (backend == nullptr) {
-    finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its experts"));
+  if (pending->backend == nullptr) {
+    pending->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its experts"));
     return reactor;
   }
-  absl::Status queued = queue_->Submit([this, context, request, response, finish, backend, metrics] {
-    if (metrics != nullptr) metrics->SetQueueDepth(queue_->depth());
-    if (context->IsCancelled()) {
-      finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before compute"));
-      return;
-    }
-    if (context->deadline() < std::chrono::system_clock::now()) {
-      finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed in the worker's queue"));
-      return;
-    }
-    if (fatal_.load()) {
-      finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is shutting down after a device failure"));
-      return;
-    }
-    const absl::Time start = absl::Now();
-    absl::Status status = RunExpertRequest(*backend, max_rows_, *request, response);
-    if (status.code() == absl::StatusCode::kInternal) {
-      if (absl::Status health = backend->Health(); !health.ok() && !fatal_.exchange(true)) {
-        response->Clear();  // never send what a poisoned device produced
-        status = health;
-        if (on_fatal_) on_fatal_(health);
-      }
-    }
-    if (metrics != nullptr && status.ok()) {
-      metrics->RecordCompute(absl::Now() - start);
-      for (const moe::v1::ExpertGroup& g : request->groups()) metrics->RecordRows(g.expert(), g.num_rows());
-    }
-    finish(proto::ToGrpcStatus(status));
-  });
-  if (metrics != nullptr) metrics->SetQueueDepth(queue_->depth());
-  if (!queued.ok()) finish(proto::ToGrpcStatus(queued));
+  // Decoding here, on the gRPC thread, keeps it off the compute thread and lets a malformed
+  // request fail alone instead of failing the step it would have joined.
+  absl::StatusOr<DecodedExpertRequest> decoded = DecodeExpertRequest(*pending->backend, options_.max_rows, *request);
+  if (!decoded.ok()) {
+    pending->finish(proto::ToGrpcStatus(decoded.status()));
+    return reactor;
+  }
+  pending->decoded = *std::move(decoded);
+  if (absl::Status queued = queue_.Submit(pending); !queued.ok()) {
+    pending->finish(proto::ToGrpcStatus(queued));  // Submit left `pending` with us
+    return reactor;
+  }
+  if (metrics != nullptr) metrics->SetQueueDepth(queue_.depth());
   return reactor;
+}
+
+void ExpertServiceImpl::Step(std::vector<std::unique_ptr<Pending>>& batch) {
+  ExpertMetrics* metrics = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    metrics = metrics_;
+  }
+  if (metrics != nullptr) metrics->SetQueueDepth(queue_.depth());
+  std::vector<Pending*> live;
+  const auto now = std::chrono::system_clock::now();
+  for (std::unique_ptr<Pending>& p : batch) {
+    if (p->context->IsCancelled()) {
+      p->finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before compute"));
+    } else if (p->context->deadline() < now) {
+      p->finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed in the worker's queue"));
+    } else if (fatal_.load()) {
+      p->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is shutting down after a device failure"));
+    } else {
+      live.push_back(p.get());
+    }
+  }
+  if (live.empty()) return;
+  // Every request of a step uses the backend that was current when the first one arrived.
+  experts::ExpertBackend& backend = *live.front()->backend;
+  std::vector<DecodedExpertRequest*> decoded;
+  for (Pending* p : live) decoded.push_back(&p->decoded);
+  const absl::Time start = absl::Now();
+  absl::Status status = RunExpertBatch(backend, decoded);
+  if (status.code() == absl::StatusCode::kInternal) {
+    if (absl::Status health = backend.Health(); !health.ok()) {
+      status = health;  // never send what a poisoned device produced
+      if (!fatal_.exchange(true) && on_fatal_) on_fatal_(health);
+    }
+  }
+  if (metrics != nullptr && status.ok()) {
+    metrics->RecordStep(absl::Now() - start, live.size());
+    for (const Pending* p : live) {
+      for (const experts::ExpertGroup& g : p->decoded.groups) metrics->RecordRows(g.key.expert, g.num_rows);
+    }
+  }
+  for (Pending* p : live) {
+    if (status.ok()) EncodeExpertResponse(p->decoded, backend.hidden_size(), p->response);
+    p->finish(proto::ToGrpcStatus(status));
+  }
 }
 
 grpc::ServerUnaryReactor* ExpertServiceImpl::GetWorkerInfo(

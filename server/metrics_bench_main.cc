@@ -43,7 +43,7 @@ int main() {
   per_forward += 2 * measure("router RecordDispatch (per worker)", [&] { router.RecordDispatch(0, absl::Microseconds(100)); });
   per_forward += 4 * measure("router SetInflight (2 per worker)", [&] { router.SetInflight(0, 1); });
   per_forward += 2 * measure("worker RecordRows (per group)", [&] { worker.RecordRows(3, 1); });
-  per_forward += 2 * measure("worker RecordCompute", [&] { worker.RecordCompute(absl::Microseconds(50)); });
+  per_forward += 2 * measure("worker RecordStep", [&] { worker.RecordStep(absl::Microseconds(50), 1); });
   per_forward += 2 * measure("worker RecordRequest", [&] { worker.RecordRequest(grpc::StatusCode::OK); });
   per_forward += 4 * measure("worker SetQueueDepth", [&] { worker.SetQueueDepth(1); });
   std::printf("%-34s %8.1f ns\n", "one top-2 Forward over 2 workers", per_forward);

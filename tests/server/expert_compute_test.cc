@@ -1,0 +1,102 @@
+// tests/server/expert_compute_test.cc
+// Decoding and batched compute of ExpertService requests: requests merged into one backend step
+// (shared experts, different layers, empty groups) give what each gives alone; the decoder
+// refuses what the backend does not host, so one bad request cannot fail a step.
+#include "server/expert_compute.h"
+
+#include <cmath>
+
+#include "experts/cpu_backend.h"
+#include "gtest/gtest.h"
+#include "proto/tensor_codec.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::server {
+namespace {
+
+using experts::DType;
+using experts::ExpertKey;
+
+constexpr int kHidden = 48;
+
+// A request for `layer` whose groups are (expert, rows) in order, with seeded random tokens.
+moe::v1::ExpertRequest MakeRequest(int layer, std::vector<std::pair<int, int>> groups, uint64_t seed, DType dtype) {
+  moe::v1::ExpertRequest r;
+  r.set_layer(layer);
+  int64_t rows = 0;
+  for (auto [expert, n] : groups) {
+    moe::v1::ExpertGroup* g = r.add_groups();
+    g->set_expert(expert);
+    g->set_num_rows(n);
+    rows += n;
+  }
+  proto::EncodeF32(testing::RandomVector(rows * kHidden, seed), {rows, kHidden}, dtype, r.mutable_tokens());
+  return r;
+}
+
+class ExpertComputeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<experts::ExpertWeights> weights;
+    for (int layer : {0, 1}) {
+      for (int e = 0; e < 3; ++e) weights.push_back(testing::RandomExpert({layer, e}, kHidden, 40, 10 * layer + e));
+    }
+    auto b = experts::CpuExpertBackend::FromWeights(weights, {});
+    ASSERT_TRUE(b.ok()) << b.status();
+    backend_ = *std::move(b);
+  }
+  std::unique_ptr<experts::CpuExpertBackend> backend_;
+};
+
+TEST_F(ExpertComputeTest, ABatchGivesWhatEachRequestGivesAlone) {
+  const std::vector<moe::v1::ExpertRequest> requests = {
+      MakeRequest(0, {{0, 3}, {2, 1}}, 1, DType::kF32),
+      MakeRequest(0, {{2, 4}, {1, 0}, {0, 2}}, 2, DType::kF32),  // expert 2 before 0; an empty group
+      MakeRequest(1, {{0, 5}}, 3, DType::kBF16),                  // another layer, another dtype
+      MakeRequest(0, {{1, 1}}, 4, DType::kF32),
+  };
+  std::vector<DecodedExpertRequest> alone, batched;
+  for (const auto& r : requests) {
+    ASSERT_OK_AND_ASSIGN(DecodedExpertRequest d, DecodeExpertRequest(*backend_, 1000, r));
+    batched.push_back(d);
+    DecodedExpertRequest* one = &d;
+    ASSERT_OK(RunExpertBatch(*backend_, absl::MakeConstSpan(&one, 1)));
+    alone.push_back(std::move(d));
+  }
+  std::vector<DecodedExpertRequest*> batch;
+  for (DecodedExpertRequest& d : batched) {
+    std::fill(d.out.begin(), d.out.end(), std::nanf(""));  // poison: every row must be written
+    batch.push_back(&d);
+  }
+  ASSERT_OK(RunExpertBatch(*backend_, batch));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_EQ(batched[i].out.size(), alone[i].out.size());
+    for (size_t j = 0; j < alone[i].out.size(); ++j) {
+      ASSERT_FALSE(std::isnan(batched[i].out[j])) << "request " << i << " element " << j;
+      EXPECT_NEAR(batched[i].out[j], alone[i].out[j], 1e-5f * (1 + std::abs(alone[i].out[j]))) << i << "/" << j;
+    }
+  }
+  // And the response carries the request's dtype.
+  moe::v1::ExpertResponse response;
+  EncodeExpertResponse(batched[2], kHidden, &response);
+  ASSERT_OK_AND_ASSIGN(experts::Tensor out, proto::ViewTensor(response.outputs(), "outputs"));
+  EXPECT_EQ(out.dtype(), DType::kBF16);
+  EXPECT_EQ(out.shape(), (std::vector<int64_t>{5, kHidden}));
+}
+
+TEST_F(ExpertComputeTest, TheDecoderRefusesWhatABatchCouldNotRun) {
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, MakeRequest(0, {{7, 1}}, 5, DType::kF32)),
+              testing::StatusIs(absl::StatusCode::kNotFound, "expert 7 of layer 0 is not hosted"));
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, MakeRequest(4, {{0, 1}}, 5, DType::kF32)),
+              testing::StatusIs(absl::StatusCode::kNotFound, "expert 0 of layer 4 is not hosted"));
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 2, MakeRequest(0, {{0, 3}}, 5, DType::kF32)),
+              testing::StatusIs(absl::StatusCode::kResourceExhausted, "at most 2"));
+  moe::v1::ExpertRequest short_groups = MakeRequest(0, {{0, 3}}, 5, DType::kF32);
+  short_groups.mutable_groups(0)->set_num_rows(2);
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, short_groups),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "groups cover 2 rows; expected all 3"));
+}
+
+}  // namespace
+}  // namespace moe::server
