@@ -69,32 +69,18 @@ absl::StatusOr<std::string> DescribeGpu(int device) {
   return absl::StrFormat("%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor, p.totalGlobalMem / double(1 << 30));
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  if (ptr_ != nullptr) cudaFree(ptr_);
+absl::Status AllocateCuda(bool pinned_host, size_t bytes, void** ptr) {
+  if (pinned_host) return FromCuda(cudaMallocHost(ptr, bytes), "cudaMallocHost");
+  return FromCuda(cudaMalloc(ptr, bytes), "cudaMalloc");
 }
 
-absl::Status DeviceBuffer::Reserve(size_t bytes) {
-  if (bytes <= bytes_) return absl::OkStatus();
-  if (ptr_ != nullptr) cudaFree(ptr_);
-  ptr_ = nullptr;
-  bytes_ = 0;
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, bytes));
-  bytes_ = bytes;
-  return absl::OkStatus();
-}
-
-PinnedBuffer::~PinnedBuffer() {
-  if (ptr_ != nullptr) cudaFreeHost(ptr_);
-}
-
-absl::Status PinnedBuffer::Reserve(size_t bytes) {
-  if (bytes <= bytes_) return absl::OkStatus();
-  if (ptr_ != nullptr) cudaFreeHost(ptr_);
-  ptr_ = nullptr;
-  bytes_ = 0;
-  CUDA_RETURN_IF_ERROR(cudaMallocHost(&ptr_, bytes));
-  bytes_ = bytes;
-  return absl::OkStatus();
+void FreeCuda(bool pinned_host, void* ptr) {
+  if (ptr == nullptr) return;
+  if (pinned_host) {
+    cudaFreeHost(ptr);
+  } else {
+    cudaFree(ptr);
+  }
 }
 
 }  // namespace moe::experts::cuda

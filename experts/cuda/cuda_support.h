@@ -35,14 +35,28 @@ cudaDataType_t CublasDType(DType d);
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.2 GiB)", or FAILED_PRECONDITION saying why not.
 absl::StatusOr<std::string> DescribeGpu(int device);
 
-// A device allocation that only grows.
-class DeviceBuffer {
+// cudaMalloc / cudaMallocHost (page-locked host memory) and their frees, for GrowOnlyBuffer.
+absl::Status AllocateCuda(bool pinned_host, size_t bytes, void** ptr);
+void FreeCuda(bool pinned_host, void* ptr);
+
+// An allocation that only grows (no allocation per call in steady state): device memory, or
+// page-locked host memory for asynchronous copies.
+template <bool kPinnedHost>
+class GrowOnlyBuffer {
  public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer();
-  absl::Status Reserve(size_t bytes);
+  GrowOnlyBuffer() = default;
+  GrowOnlyBuffer(const GrowOnlyBuffer&) = delete;
+  GrowOnlyBuffer& operator=(const GrowOnlyBuffer&) = delete;
+  ~GrowOnlyBuffer() { FreeCuda(kPinnedHost, ptr_); }
+  absl::Status Reserve(size_t bytes) {
+    if (bytes <= bytes_) return absl::OkStatus();
+    FreeCuda(kPinnedHost, ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+    RETURN_IF_ERROR(AllocateCuda(kPinnedHost, bytes, &ptr_));
+    bytes_ = bytes;
+    return absl::OkStatus();
+  }
   template <typename T = void>
   T* get() const {
     return static_cast<T*>(ptr_);
@@ -52,23 +66,7 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
-
-// Page-locked host memory for asynchronous copies, grow-only.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  ~PinnedBuffer();
-  absl::Status Reserve(size_t bytes);
-  template <typename T = void>
-  T* get() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceBuffer = GrowOnlyBuffer<false>;
+using PinnedBuffer = GrowOnlyBuffer<true>;
 
 }  // namespace moe::experts::cuda
