@@ -5,7 +5,7 @@
 // always-on MLP (shared experts or a dense layer), when it has one. Also what the policy did:
 // pairs dropped or rerouted per expert, and the gate scores summed per expert (for the auxiliary
 // load-balance statistic). Built by Gate; read by DispatchPlan, metrics and callers
-// who ask for the routing. A plain value; thread-compatible.
+// who ask for the routing; concatenated by the router's batcher. A plain value; thread-compatible.
 #pragma once
 
 #include <cstdint>
@@ -35,5 +35,9 @@ struct Routing {
                                                 token_offsets[token + 1] - token_offsets[token]);
   }
 };
+
+// The routings of several batches of one layer as one: tokens renumbered in order, per-expert
+// statistics summed. All parts must have the same num_experts.
+Routing Concatenate(absl::Span<const Routing* const> parts);
 
 }  // namespace moe::router

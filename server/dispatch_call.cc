@@ -8,10 +8,9 @@
 
 namespace moe::server {
 
-void DispatchCall::Start(WorkerPool* pool, DispatchInput input,
-                         grpc::CallbackServerContext* server_context,
-                         moe::v1::ForwardResponse* response, Finish finish) {
-  auto* call = new DispatchCall(pool, std::move(input), server_context, response, std::move(finish));
+void DispatchCall::Start(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
+                         Done done) {
+  auto* call = new DispatchCall(pool, std::move(input), server_context, std::move(done));
   call->BuildCalls();
   const bool local = !call->local_experts_.empty();
   const int parts = static_cast<int>(call->calls_.size()) + (local ? 1 : 0);
@@ -43,11 +42,9 @@ void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* respon
   }
 }
 
-DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input,
-                           grpc::CallbackServerContext* server_context,
-                           moe::v1::ForwardResponse* response, Finish finish)
-    : pool_(pool), in_(std::move(input)), server_context_(server_context), response_(response),
-      finish_(std::move(finish)) {}
+DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
+                           Done done)
+    : pool_(pool), in_(std::move(input)), server_context_(server_context), done_(std::move(done)) {}
 
 void DispatchCall::BuildCalls() {
   const router::DispatchPlan& plan = in_.plan;
@@ -124,7 +121,8 @@ void DispatchCall::PartDone() {
 }
 
 void DispatchCall::Issue(WorkerCall& call) {
-  call.context = grpc::ClientContext::FromCallbackServerContext(*server_context_);
+  call.context = server_context_ != nullptr ? grpc::ClientContext::FromCallbackServerContext(*server_context_)
+                                            : std::make_unique<grpc::ClientContext>();
   call.context->set_deadline(in_.deadline);
   WorkerPool::Worker& worker = pool_->worker(call.worker);
   const int inflight = worker.inflight.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -198,13 +196,16 @@ void DispatchCall::Complete() {
       break;
     }
   }
-  if (status.ok()) status = CombineInto();
-  Finish finish = std::move(finish_);
+  std::vector<float> out;
+  if (status.ok()) status = Combine(out);
+  if (!status.ok()) out.clear();
+  Done done = std::move(done_);
+  router::Routing routing = std::move(in_.routing);
   delete this;
-  finish(status);
+  done(status, out, routing);
 }
 
-grpc::Status DispatchCall::CombineInto() {
+grpc::Status DispatchCall::Combine(std::vector<float>& out) {
   const router::DispatchPlan& plan = in_.plan;
   const int64_t n = plan.num_tokens(), h = in_.hidden;
   for (const auto& c : calls_) {
@@ -216,7 +217,7 @@ grpc::Status DispatchCall::CombineInto() {
                                        experts::DTypeName(in_.wire_dtype), "[", c->rows, ", ", h, "])"));
     }
   }
-  std::vector<float> out(static_cast<size_t>(n * h), 0.0f);
+  out.assign(static_cast<size_t>(n * h), 0.0f);
   std::vector<float> rows;
   const size_t elem = experts::DTypeSize(in_.wire_dtype);
   for (int e = 0; e < plan.num_experts(); ++e) {
@@ -233,8 +234,6 @@ grpc::Status DispatchCall::CombineInto() {
     experts::ConvertToF32(in_.wire_dtype, src, rows.data(), rows.size());
     router::AccumulateRows(plan, plan.ExpertBegin(e), count, rows.data(), h, absl::MakeSpan(out));
   }
-  proto::EncodeF32(out, {n, h}, in_.wire_dtype, response_->mutable_output());
-  if (in_.return_routing) AddRouting(in_.routing, response_);
   return grpc::Status::OK;
 }
 

@@ -1,11 +1,11 @@
 // server/dispatch_call.h
-// One networked Forward in flight: gate and plan are done by the caller; this sends one
-// ExpertService.Forward per involved worker (all at once, callback API, the caller's deadline
-// and cancellation propagated), runs the experts the router hosts itself (the always-on MLPs by
-// default) on its compute queue meanwhile, retries a failed worker once on another replica, and
-// when the last part is done combines the outputs (in expert order, so the sum is
-// deterministic) and finishes the server call. Owns itself: deleted after finishing.
-// Used by MoeServiceImpl.
+// One networked dispatch in flight — one Forward, or several batched into one: gate and plan are
+// done by the caller; this sends one ExpertService.Forward per involved worker (all at once,
+// callback API, the deadline and — for a single Forward — the caller's cancellation propagated),
+// runs the experts the router hosts itself (the always-on MLPs by default) on its compute queue
+// meanwhile, retries a failed worker once on another replica, and when the last part is done
+// combines the outputs (in expert order, so the sum is deterministic) and hands them to `done`.
+// Owns itself: deleted before `done` runs. Used by MoeServiceImpl and ForwardBatcher.
 #pragma once
 
 #include <atomic>
@@ -31,10 +31,9 @@ struct DispatchInput {
   int layer = 0;
   int64_t hidden = 0;
   std::vector<float> x;  // [tokens, hidden] f32
-  experts::DType wire_dtype = experts::DType::kF32;  // of the request; used to and from workers
+  experts::DType wire_dtype = experts::DType::kF32;  // of the request(s); used to and from workers
   router::Routing routing;
   router::DispatchPlan plan;
-  bool return_routing = false;
   std::chrono::system_clock::time_point deadline;
   // Experts this backend hosts run in the router, on `local_queue` (both may be null).
   experts::ExpertBackend* local_backend = nullptr;
@@ -49,11 +48,14 @@ void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* respon
 
 class DispatchCall {
  public:
-  // Starts the worker calls. `finish` is called exactly once with the Forward's status, from a
-  // gRPC or compute thread (or from here when no expert is involved).
-  using Finish = std::function<void(const grpc::Status&)>;
-  static void Start(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
-                    moe::v1::ForwardResponse* response, Finish finish);
+  // Called exactly once, from a gRPC or compute thread (or from Start when no expert is
+  // involved): the status, the combined output [tokens, hidden] in f32 (empty on failure), and
+  // the routing the dispatch was made for.
+  using Done = std::function<void(const grpc::Status& status, std::vector<float>& output,
+                                  const router::Routing& routing)>;
+  // Starts the worker calls. Worker calls are children of `server_context` (deadline and
+  // cancellation propagate) when it is not null, else plain calls with `input.deadline`.
+  static void Start(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context, Done done);
 
  private:
   struct WorkerCall {
@@ -68,22 +70,20 @@ class DispatchCall {
     absl::Time issued;
   };
 
-  DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
-               moe::v1::ForwardResponse* response, Finish finish);
+  DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context, Done done);
   void BuildCalls();
   void StartLocal();
   void Issue(WorkerCall& call);
   void OnReply(WorkerCall& call, grpc::Status status);
   void PartDone();
   void Complete();
-  grpc::Status CombineInto();
+  grpc::Status Combine(std::vector<float>& out);
   grpc::Status DescribeFailure(const WorkerCall& call) const;
 
   WorkerPool* const pool_;
   DispatchInput in_;
-  grpc::CallbackServerContext* const server_context_;
-  moe::v1::ForwardResponse* const response_;
-  Finish finish_;
+  grpc::CallbackServerContext* const server_context_;  // may be null (a batch)
+  Done done_;
   std::vector<std::unique_ptr<WorkerCall>> calls_;
   std::vector<int> call_of_expert_;        // expert → index into calls_; kLocal; -1 if no rows
   std::vector<int64_t> offset_of_expert_;  // expert → first row within its call / local block

@@ -116,7 +116,6 @@ void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc
   in.wire_dtype = v.dtype;
   in.routing = std::move(routing);
   in.plan = *std::move(plan);
-  in.return_routing = request->return_routing();
   in.local_backend = backend_;
   in.local_queue = queue_;
   in.metrics = metrics_;
@@ -126,7 +125,17 @@ void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc
   in.deadline = std::min(context->deadline(),
                          std::chrono::system_clock::now() +
                              std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
-  DispatchCall::Start(workers_, std::move(in), context, response, std::move(finish));
+  const int64_t tokens = v.tokens, hidden = in.hidden;
+  const experts::DType dtype = v.dtype;
+  DispatchCall::Start(workers_, std::move(in), context,
+                      [request, response, finish = std::move(finish), tokens, hidden, dtype](
+                          const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
+                        if (status.ok()) {
+                          proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
+                          if (request->return_routing()) AddRouting(routing, response);
+                        }
+                        finish(status);
+                      });
 }
 
 namespace {

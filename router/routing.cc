@@ -1,0 +1,32 @@
+// router/routing.cc
+#include "router/routing.h"
+
+namespace moe::router {
+namespace {
+
+template <typename T>
+void AddInto(std::vector<T>& sum, const std::vector<T>& part) {
+  if (sum.size() < part.size()) sum.resize(part.size(), T{0});
+  for (size_t i = 0; i < part.size(); ++i) sum[i] += part[i];
+}
+
+}  // namespace
+
+Routing Concatenate(absl::Span<const Routing* const> parts) {
+  Routing all;
+  all.token_offsets.push_back(0);
+  for (const Routing* r : parts) {
+    all.num_experts = r->num_experts;
+    const int64_t base = all.token_offsets.back();
+    for (int64_t t = 1; t <= r->num_tokens; ++t) all.token_offsets.push_back(base + r->token_offsets[t]);
+    all.num_tokens += r->num_tokens;
+    all.experts.insert(all.experts.end(), r->experts.begin(), r->experts.end());
+    all.weights.insert(all.weights.end(), r->weights.begin(), r->weights.end());
+    AddInto(all.dropped, r->dropped);
+    AddInto(all.rerouted, r->rerouted);
+    AddInto(all.score_sums, r->score_sums);
+  }
+  return all;
+}
+
+}  // namespace moe::router
