@@ -31,6 +31,15 @@ std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Networked(MoeServiceOptions opti
   s->workers_ = workers;
   s->backend_ = local_backend;
   s->queue_ = queue;
+  if (s->options_.max_batches_in_flight > 0) {
+    s->batcher_ = std::make_unique<ForwardBatcher>(
+        [workers](DispatchInput in, grpc::CallbackServerContext* context, DispatchCall::Done done) {
+          DispatchCall::Start(workers, std::move(in), context, std::move(done));
+        },
+        [raw = s.get()](DispatchInput& in) { raw->FillCommon(in); },
+        ForwardBatcherOptions{.max_in_flight = s->options_.max_batches_in_flight,
+                              .max_tokens = s->options_.max_tokens});
+  }
   return s;
 }
 
@@ -101,41 +110,63 @@ void MoeServiceImpl::ForwardLocal(Validated v, router::Routing routing, const mo
   if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) finish(proto::ToGrpcStatus(s));
 }
 
-void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
-                                      const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
-                                      Finish finish) {
-  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(routing, v.layer->gate().num_slots());
-  if (!plan.ok()) {
-    finish(proto::ToGrpcStatus(plan.status()));
-    return;
-  }
-  DispatchInput in;
-  in.layer = v.layer->layer();
+void MoeServiceImpl::FillCommon(DispatchInput& in) const {
   in.hidden = model_->config().hidden_size;
-  in.x = std::move(v.x);
-  in.wire_dtype = v.dtype;
-  in.routing = std::move(routing);
-  in.plan = *std::move(plan);
   in.local_backend = backend_;
   in.local_queue = queue_;
   in.metrics = metrics_;
   in.config = &model_->config();
   in.log = log_;
-  // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
-  in.deadline = std::min(context->deadline(),
-                         std::chrono::system_clock::now() +
-                             std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
-  const int64_t tokens = v.tokens, hidden = in.hidden;
+}
+
+void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+                                      const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
+                                      Finish finish) {
+  const int64_t tokens = v.tokens, hidden = model_->config().hidden_size;
   const experts::DType dtype = v.dtype;
-  DispatchCall::Start(workers_, std::move(in), context,
-                      [request, response, finish = std::move(finish), tokens, hidden, dtype](
-                          const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
-                        if (status.ok()) {
-                          proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
-                          if (request->return_routing()) AddRouting(routing, response);
-                        }
-                        finish(status);
-                      });
+  DispatchCall::Done done = [request, response, finish = std::move(finish), tokens, hidden, dtype](
+                                const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
+    if (status.ok()) {
+      proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
+      if (request->return_routing()) AddRouting(routing, response);
+    }
+    finish(status);
+  };
+  // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
+  const auto deadline = std::min(context->deadline(),
+                                 std::chrono::system_clock::now() +
+                                     std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
+  if (batcher_ != nullptr) {
+    ForwardBatcher::Forward f{.layer = v.layer->layer(),
+                              .num_slots = v.layer->gate().num_slots(),
+                              .dtype = dtype,
+                              .tokens = tokens,
+                              .x = std::move(v.x),
+                              .routing = std::move(routing),
+                              .deadline = deadline,
+                              .context = context,
+                              .done = std::move(done)};
+    if (absl::Status s = batcher_->Submit(f); !s.ok()) {
+      std::vector<float> none;
+      f.done(proto::ToGrpcStatus(s), none, f.routing);
+    }
+    return;
+  }
+  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(routing, v.layer->gate().num_slots());
+  if (!plan.ok()) {
+    std::vector<float> none;
+    done(proto::ToGrpcStatus(plan.status()), none, routing);
+    return;
+  }
+  DispatchInput in;
+  FillCommon(in);
+  in.layer = v.layer->layer();
+  in.x = std::move(v.x);
+  in.wire_dtype = dtype;
+  in.routing = std::move(routing);
+  in.plan = *std::move(plan);
+  in.deadline = deadline;
+  DispatchCall::Start(workers_, std::move(in), context, std::move(done));
 }
 
 namespace {

@@ -15,6 +15,7 @@
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/moe_model.h"
 #include "server/compute_queue.h"
+#include "server/forward_batcher.h"
 #include "server/rate_limited_log.h"
 #include "server/router_metrics.h"
 #include "server/worker_pool.h"
@@ -25,6 +26,9 @@ struct MoeServiceOptions {
   std::string model_name = "default";
   int64_t max_tokens = 8192;
   absl::Duration default_deadline = absl::Seconds(30);  // when the caller sets none
+  // Networked: dispatches per layer before concurrent Forwards wait and leave together as one
+  // dispatch (ForwardBatcher); 0 = every Forward is dispatched on its own at once.
+  int max_batches_in_flight = 1;
 };
 
 class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
@@ -70,12 +74,15 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
                     moe::v1::ForwardResponse* response, Finish finish);
   void ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
                         const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response, Finish finish);
+  // What every networked dispatch shares.
+  void FillCommon(DispatchInput& in) const;
 
   const MoeServiceOptions options_;
   const std::shared_ptr<const router::MoeModel> model_;
   experts::ExpertBackend* backend_ = nullptr;  // every expert (--local) or the router-hosted ones
   ComputeQueue* queue_ = nullptr;
   WorkerPool* workers_ = nullptr;              // networked
+  std::unique_ptr<ForwardBatcher> batcher_;    // networked, unless max_batches_in_flight is 0
   RouterMetrics* metrics_ = nullptr;
   RateLimitedLog* log_ = nullptr;
 };

@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port;
 ABSL_FLAG(std::string, model_name, "", "Name clients may put in requests; default: the checkpoint folder's name.");
 ABSL_FLAG(int64_t, deadline_ms, 30000, "Deadline of a Forward whose caller sets none (and the cap on any).");
 ABSL_FLAG(int64_t, max_tokens, 8192, "Most tokens in one Forward; more is RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_batches_in_flight, 1,
+          "Networked dynamic batching: dispatches per layer before concurrent Forwards wait and then leave "
+          "together as one dispatch (up to --max_tokens tokens); 0 = dispatch every Forward on its own.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "BLAS threads in --local mode; 0 = every core.");
@@ -122,6 +125,7 @@ int main(int argc, char** argv) {
   }
   options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
   options.default_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  options.max_batches_in_flight = std::max(0, absl::GetFlag(FLAGS_max_batches_in_flight));
   const int64_t row_bytes = int64_t{config.hidden_size} * 4;
 
   std::unique_ptr<moe::experts::ExpertBackend> backend;

@@ -51,6 +51,11 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::Mode
                           .Help("Time to compute the gate (logits, scores, selection) of one Forward.")
                           .Register(registry)
                           .Add({}, LatencyBuckets());
+  batch_ = &prometheus::BuildHistogram()
+                .Name("moe_router_batch_requests")
+                .Help("Forward requests sent to the workers as one dispatch (dynamic batching; 1 when idle).")
+                .Register(registry)
+                .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128});
   auto& routed = prometheus::BuildCounter()
                      .Name("moe_expert_tokens_routed_total")
                      .Help("(token, expert) pairs sent to each routed expert, over all MoE layers.")
@@ -124,6 +129,8 @@ void RouterMetrics::RecordRequest(RpcMethod method, grpc::StatusCode code, absl:
   if (c >= 0 && c < static_cast<int>(std::size(kCodes))) requests_[m][c]->Increment();
   request_duration_[m]->Observe(absl::ToDoubleSeconds(duration));
 }
+
+void RouterMetrics::RecordBatch(size_t requests) { batch_->Observe(double(requests)); }
 
 void RouterMetrics::RecordGating(absl::Duration duration) {
   gating_duration_->Observe(absl::ToDoubleSeconds(duration));

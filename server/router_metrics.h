@@ -1,6 +1,6 @@
 // server/router_metrics.h
 // The router's Prometheus metrics (conventions.md names): requests by method and code, request
-// and gating durations, tokens routed / dropped / rerouted per expert (and per layer × expert),
+// and gating durations, Forwards per dispatch, tokens routed / dropped / rerouted per expert (and per layer × expert),
 // dispatch duration, in-flight calls and up state per worker, balancedness and aux loss over a
 // sliding window, build info. Every series that can exist is created at 0 at construction and
 // its handle kept, so recording never looks a metric up by name. Owned by the router's main;
@@ -32,6 +32,8 @@ class RouterMetrics {
 
   void RecordRequest(RpcMethod method, grpc::StatusCode code, absl::Duration duration);
   void RecordGating(absl::Duration duration);
+  // One networked dispatch carrying `requests` Forwards (ForwardBatcher).
+  void RecordBatch(size_t requests);
   // Tokens routed/dropped/rerouted per expert of `layer`, and the load window.
   void RecordRouting(int layer, const router::Routing& routing);
 
@@ -46,6 +48,7 @@ class RouterMetrics {
   std::vector<std::vector<prometheus::Counter*>> requests_;  // [method][code]
   std::vector<prometheus::Histogram*> request_duration_;     // [method]
   prometheus::Histogram* gating_duration_;
+  prometheus::Histogram* batch_;
   std::vector<prometheus::Counter*> routed_;                 // [expert]
   std::vector<std::vector<prometheus::Counter*>> layer_routed_;  // [layer][expert], MoE layers only
   std::vector<prometheus::Counter*> dropped_;                // [expert], reason="capacity"

@@ -94,6 +94,8 @@ TEST_F(ParityTest, ReplicasGiveTheSameResult) {
 }
 
 TEST_F(ParityTest, ConcurrentClientsEachGetTheirOwnAnswer) {
+  // Concurrent Forwards may be batched twice: in the router (same layer and dtype) and in the
+  // workers. Each must still get its own rows, its own routing, in its own dtype.
   ASSERT_OK_AND_ASSIGN(auto cluster, server::LocalCluster::Start(ClusterFor(*checkpoint_, 2)));
   ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(*checkpoint_));
   auto client = client::MoeClient::Connect(cluster->router_address());
@@ -105,22 +107,39 @@ TEST_F(ParityTest, ConcurrentClientsEachGetTheirOwnAnswer) {
     tokens.push_back(1 + c % 5);
     inputs.push_back(RandomVector(tokens.back() * 256, 5000 + c));
   }
+  auto bf16 = [](size_t i) { return i % 4 == 1; };
+  auto with_routing = [](size_t i) { return i % 3 == 0; };
   std::vector<absl::StatusOr<client::ForwardResult>> got(inputs.size(), absl::UnknownError("not run"));
   std::vector<std::thread> threads;
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
       for (int r = 0; r < kRounds; ++r) {
-        const int i = r * kClients + c;
-        got[i] = client->Forward(i % 2, Tensor::FromF32(inputs[i], {tokens[i], 256}));
+        const size_t i = r * kClients + c;
+        Tensor x = Tensor::FromF32(inputs[i], {tokens[i], 256});
+        if (bf16(i)) x = x.ConvertTo(DType::kBF16);
+        got[i] = client->Forward(i % 2, x, with_routing(i));
       }
     });
   }
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < inputs.size(); ++i) {
     ASSERT_OK(got[i].status()) << "request " << i;
-    ASSERT_OK_AND_ASSIGN(std::vector<float> expected, ref->Forward(i % 2, inputs[i], tokens[i]));
-    const std::vector<float> out(got[i]->output.f32().begin(), got[i]->output.f32().end());
-    EXPECT_LE(MaxRelError(out, expected), 1e-5) << "request " << i;
+    std::vector<float> x = inputs[i];
+    if (bf16(i)) {  // the reference sees what the router saw
+      const Tensor rounded = Tensor::FromF32(x, {tokens[i], 256}).ConvertTo(DType::kBF16).ToF32();
+      x.assign(rounded.f32().begin(), rounded.f32().end());
+    }
+    router::Routing routing;
+    ASSERT_OK_AND_ASSIGN(std::vector<float> expected, ref->Forward(i % 2, x, tokens[i], &routing));
+    ASSERT_EQ(got[i]->output.dtype(), bf16(i) ? DType::kBF16 : DType::kF32) << "request " << i;
+    const Tensor out32 = got[i]->output.ToF32();
+    const std::vector<float> out(out32.f32().begin(), out32.f32().end());
+    EXPECT_LE(MaxRelError(out, expected), bf16(i) ? 1e-2 : 1e-5) << "request " << i;
+    ASSERT_EQ(got[i]->experts.size(), with_routing(i) ? static_cast<size_t>(tokens[i]) : 0u) << "request " << i;
+    for (size_t t = 0; t < got[i]->experts.size(); ++t) {
+      const auto chosen = routing.ExpertsOf(t);
+      EXPECT_EQ(got[i]->experts[t], std::vector<int>(chosen.begin(), chosen.end())) << i << "/" << t;
+    }
   }
   EXPECT_OK(cluster->Stop());
 }

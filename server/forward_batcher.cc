@@ -1,0 +1,151 @@
+// server/forward_batcher.cc
+#include "server/forward_batcher.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "router/dispatch_plan.h"
+
+namespace moe::server {
+
+ForwardBatcher::ForwardBatcher(Start start, std::function<void(DispatchInput&)> fill_common,
+                               ForwardBatcherOptions options)
+    : start_(std::move(start)), fill_common_(std::move(fill_common)), options_(options) {}
+
+absl::Status ForwardBatcher::Submit(Forward& f) {
+  const Lane lane{f.layer, f.dtype};
+  {
+    absl::MutexLock lock(&mu_);
+    LaneState& state = lanes_[lane];
+    if (state.in_flight >= std::max(1, options_.max_in_flight)) {
+      if (waiting_ >= options_.max_waiting) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("router queue full (", options_.max_waiting, " requests waiting for a dispatch)"));
+      }
+      state.waiting.push_back(std::move(f));
+      ++waiting_;
+      return absl::OkStatus();
+    }
+    ++state.in_flight;
+  }
+  std::vector<Forward> alone;
+  alone.push_back(std::move(f));
+  Dispatch(lane, std::move(alone));
+  return absl::OkStatus();
+}
+
+void ForwardBatcher::Finished(Lane lane) {
+  std::vector<Forward> next;
+  {
+    absl::MutexLock lock(&mu_);
+    LaneState& state = lanes_[lane];
+    int64_t tokens = 0;
+    while (!state.waiting.empty() &&
+           (next.empty() || tokens + state.waiting.front().tokens <= options_.max_tokens)) {
+      tokens += state.waiting.front().tokens;
+      next.push_back(std::move(state.waiting.front()));
+      state.waiting.pop_front();
+      --waiting_;
+    }
+    if (next.empty()) {
+      --state.in_flight;
+      return;
+    }
+  }
+  Dispatch(lane, std::move(next));  // keeps the lane's slot
+}
+
+void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
+  // Whoever was cancelled or ran out of time while waiting leaves now, without a dispatch.
+  const auto now = std::chrono::system_clock::now();
+  std::vector<Forward> live;
+  for (Forward& f : batch) {
+    if (batch.size() > 1 && f.context != nullptr && f.context->IsCancelled()) {
+      std::vector<float> none;
+      f.done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while waiting for a dispatch"), none, f.routing);
+    } else if (batch.size() > 1 && f.deadline < now) {
+      std::vector<float> none;
+      f.done(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed while waiting for a dispatch"), none,
+             f.routing);
+    } else {
+      live.push_back(std::move(f));
+    }
+  }
+  if (live.empty()) {
+    Finished(lane);
+    return;
+  }
+  DispatchInput in;
+  fill_common_(in);
+  in.layer = lane.first;
+  in.wire_dtype = lane.second;
+  if (in.metrics != nullptr) in.metrics->RecordBatch(live.size());
+  const int num_slots = live.front().num_slots;
+  if (live.size() == 1) {
+    Forward& f = live.front();
+    in.x = std::move(f.x);
+    in.routing = std::move(f.routing);
+    in.deadline = f.deadline;
+    absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, num_slots);
+    if (!plan.ok()) {
+      std::vector<float> none;
+      f.done(grpc::Status(static_cast<grpc::StatusCode>(plan.status().code()), std::string(plan.status().message())),
+             none, in.routing);
+      Finished(lane);
+      return;
+    }
+    in.plan = *std::move(plan);
+    start_(std::move(in), f.context,
+           [this, lane, done = std::move(f.done)](const grpc::Status& status, std::vector<float>& out,
+                                                  const router::Routing& routing) {
+             done(status, out, routing);
+             Finished(lane);
+           });
+    return;
+  }
+  // Several: one input, one routing (tokens renumbered), one dispatch; the members keep their
+  // own routings for their answers.
+  auto members = std::make_shared<std::vector<Forward>>(std::move(live));
+  std::vector<const router::Routing*> routings;
+  int64_t tokens = 0;
+  in.deadline = members->front().deadline;
+  for (const Forward& f : *members) {
+    routings.push_back(&f.routing);
+    tokens += f.tokens;
+    in.deadline = std::max(in.deadline, f.deadline);
+  }
+  in.x.resize(static_cast<size_t>(tokens * in.hidden));
+  float* at = in.x.data();
+  for (Forward& f : *members) {
+    at = std::copy(f.x.begin(), f.x.end(), at);
+    std::vector<float>().swap(f.x);  // no longer needed
+  }
+  in.routing = router::Concatenate(routings);
+  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, num_slots);
+  if (!plan.ok()) {
+    const grpc::Status status(static_cast<grpc::StatusCode>(plan.status().code()), std::string(plan.status().message()));
+    for (Forward& f : *members) {
+      std::vector<float> none;
+      f.done(status, none, f.routing);
+    }
+    Finished(lane);
+    return;
+  }
+  in.plan = *std::move(plan);
+  const int64_t hidden = in.hidden;
+  start_(std::move(in), /*context=*/nullptr,
+         [this, lane, members, hidden](const grpc::Status& status, std::vector<float>& out, const router::Routing&) {
+           int64_t row = 0;
+           for (Forward& f : *members) {
+             std::vector<float> mine;
+             if (status.ok()) mine.assign(out.begin() + row * hidden, out.begin() + (row + f.tokens) * hidden);
+             row += f.tokens;
+             f.done(status, mine, f.routing);
+           }
+           Finished(lane);
+         });
+}
+
+}  // namespace moe::server

@@ -1,0 +1,78 @@
+// server/forward_batcher.h
+// The router's dynamic batching of networked Forwards. Each Forward is validated and gated on its
+// own (so no routing policy ever sees another request's tokens); then, per (layer, wire dtype), at
+// most `max_in_flight` dispatches are out at once. A Forward that finds a free slot is dispatched
+// alone and at once, as before (its cancellation still reaches the workers); one that finds none
+// waits, and when a dispatch of its layer finishes, everything waiting for that layer — up to
+// `max_tokens` — leaves as one dispatch: inputs and routings concatenated, one call per worker
+// for all of them, outputs split back. Under load this turns many small RPCs into few large ones;
+// idle, it adds nothing (no timer). Used by MoeServiceImpl. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "experts/dtype.h"
+#include "router/routing.h"
+#include "server/dispatch_call.h"
+
+namespace moe::server {
+
+struct ForwardBatcherOptions {
+  int max_in_flight = 1;        // dispatches per (layer, dtype) before Forwards wait (>= 1)
+  int64_t max_tokens = 8192;    // most tokens merged into one dispatch
+  size_t max_waiting = 1024;    // Forwards that may wait in all; more is RESOURCE_EXHAUSTED
+};
+
+class ForwardBatcher {
+ public:
+  // One gated Forward.
+  struct Forward {
+    int layer = 0;
+    int num_slots = 0;  // the layer gate's experts + always-on (DispatchPlan::Build)
+    experts::DType dtype = experts::DType::kF32;
+    int64_t tokens = 0;
+    std::vector<float> x;  // [tokens, hidden]
+    router::Routing routing;
+    std::chrono::system_clock::time_point deadline;
+    grpc::CallbackServerContext* context = nullptr;
+    DispatchCall::Done done;  // gets this Forward's rows of the output and its own routing
+  };
+
+  // Sends one dispatch: DispatchCall::Start on the worker pool (a fake in tests).
+  using Start = std::function<void(DispatchInput in, grpc::CallbackServerContext* context, DispatchCall::Done done)>;
+
+  // `fill_common` sets what every dispatch shares (hidden, local backend and queue, metrics,
+  // config, log) on each DispatchInput.
+  ForwardBatcher(Start start, std::function<void(DispatchInput&)> fill_common, ForwardBatcherOptions options);
+
+  // Dispatches `f` now or queues it. RESOURCE_EXHAUSTED (f untouched, done not called) when
+  // max_waiting Forwards already wait; otherwise f.done is called exactly once.
+  absl::Status Submit(Forward& f);
+
+ private:
+  using Lane = std::pair<int, experts::DType>;
+  struct LaneState {
+    int in_flight = 0;
+    std::deque<Forward> waiting;
+  };
+  void Dispatch(Lane lane, std::vector<Forward> batch);
+  void Finished(Lane lane);
+
+  const Start start_;
+  const std::function<void(DispatchInput&)> fill_common_;
+  const ForwardBatcherOptions options_;
+  absl::Mutex mu_;
+  std::map<Lane, LaneState> lanes_ ABSL_GUARDED_BY(mu_);
+  size_t waiting_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace moe::server

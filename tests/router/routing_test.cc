@@ -1,0 +1,33 @@
+// tests/router/routing_test.cc
+// router::Concatenate: tokens renumbered in order, pairs kept, per-expert statistics summed.
+#include "router/routing.h"
+
+#include "gtest/gtest.h"
+
+namespace moe::router {
+namespace {
+
+TEST(ConcatenateTest, RenumbersTokensAndSumsStatistics) {
+  Routing a{.num_tokens = 2, .num_experts = 3, .token_offsets = {0, 2, 3}, .experts = {0, 2, 1},
+            .weights = {0.5f, 0.5f, 1.0f}, .dropped = {1, 0, 0}, .rerouted = {0, 1, 0},
+            .score_sums = {0.25, 0.5, 0.25}};
+  Routing b{.num_tokens = 1, .num_experts = 3, .token_offsets = {0, 1}, .experts = {3},  // always-on only
+            .weights = {1.0f}, .dropped = {0, 0, 2}, .rerouted = {0, 0, 0}, .score_sums = {0.1, 0.2, 0.7}};
+  Routing empty{.num_tokens = 0, .num_experts = 3, .token_offsets = {0}};
+  const Routing* parts[] = {&a, &empty, &b};
+  const Routing all = Concatenate(parts);
+  EXPECT_EQ(all.num_tokens, 3);
+  EXPECT_EQ(all.num_experts, 3);
+  EXPECT_EQ(all.token_offsets, (std::vector<int64_t>{0, 2, 3, 4}));
+  EXPECT_EQ(all.experts, (std::vector<int32_t>{0, 2, 1, 3}));
+  EXPECT_EQ(all.weights, (std::vector<float>{0.5f, 0.5f, 1.0f, 1.0f}));
+  EXPECT_EQ(all.dropped, (std::vector<int64_t>{1, 0, 2}));
+  EXPECT_EQ(all.rerouted, (std::vector<int64_t>{0, 1, 0}));
+  ASSERT_EQ(all.score_sums.size(), 3u);
+  EXPECT_DOUBLE_EQ(all.score_sums[2], 0.95);
+  EXPECT_EQ(all.ExpertsOf(2).size(), 1u);
+  EXPECT_EQ(all.ExpertsOf(2)[0], 3);
+}
+
+}  // namespace
+}  // namespace moe::router
