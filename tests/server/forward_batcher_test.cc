@@ -91,6 +91,8 @@ std::vector<float> Times10(int64_t tokens, float base) {
   return v;
 }
 
+absl::Status Submit(ForwardBatcher& batcher, ForwardBatcher::Forward f) { return batcher.Submit(f); }
+
 std::unique_ptr<ForwardBatcher> MakeBatcher(FakeDispatcher& d, int64_t max_tokens = 100, size_t max_waiting = 16) {
   return std::make_unique<ForwardBatcher>(
       d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
@@ -144,14 +146,10 @@ TEST(ForwardBatcherTest, TheTokenBudgetSplitsWhatWaits) {
   FakeDispatcher d;
   auto batcher = MakeBatcher(d, /*max_tokens=*/4);
   Answer a, b, c, e;
-  auto fa = MakeForward(0, DType::kF32, 1, 0, 0, &a);
-  auto fb = MakeForward(0, DType::kF32, 2, 10, 0, &b);
-  auto fc = MakeForward(0, DType::kF32, 3, 20, 0, &c);
-  auto fe = MakeForward(0, DType::kF32, 1, 30, 0, &e);
-  ASSERT_OK(batcher->Submit(fa));
-  ASSERT_OK(batcher->Submit(fb));
-  ASSERT_OK(batcher->Submit(fc));
-  ASSERT_OK(batcher->Submit(fe));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 2, 10, 0, &b)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 3, 20, 0, &c)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 30, 0, &e)));
   d.Complete(0);
   ASSERT_EQ(d.pending.size(), 1u);
   EXPECT_EQ(d.pending[0].in.routing.num_tokens, 2);  // b alone: b + c would be 5 > 4
@@ -166,12 +164,9 @@ TEST(ForwardBatcherTest, OtherLayersAndDtypesDoNotWait) {
   FakeDispatcher d;
   auto batcher = MakeBatcher(d);
   Answer a, b, c;
-  auto fa = MakeForward(0, DType::kF32, 1, 0, 0, &a);
-  auto fb = MakeForward(1, DType::kF32, 1, 0, 0, &b);
-  auto fc = MakeForward(0, DType::kBF16, 1, 0, 0, &c);
-  ASSERT_OK(batcher->Submit(fa));
-  ASSERT_OK(batcher->Submit(fb));
-  ASSERT_OK(batcher->Submit(fc));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
+  ASSERT_OK(Submit(*batcher, MakeForward(1, DType::kF32, 1, 0, 0, &b)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kBF16, 1, 0, 0, &c)));
   ASSERT_EQ(d.pending.size(), 3u);
   EXPECT_EQ(d.pending[1].in.layer, 1);
   EXPECT_EQ(d.pending[2].in.wire_dtype, DType::kBF16);
