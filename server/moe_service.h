@@ -1,7 +1,8 @@
 // server/moe_service.h
-// MoeService (moe.v1), the router's public API. Forward validates the request, gates, plans,
-// and either runs the experts in-process on the compute queue (--local) or dispatches them to
-// the workers (DispatchCall); GetModelInfo describes the model, routing and placement.
+// MoeService (moe.v1), the router's public API. Forward validates the request and gates it,
+// then either runs the experts in-process on the compute queue (--local) or dispatches them to
+// the workers — through ForwardBatcher, which merges concurrent Forwards of a layer, and
+// DispatchCall; GetModelInfo describes the model, routing and placement.
 // Thin: the work lives in router/ and DispatchCall. Thread-safe.
 #pragma once
 
