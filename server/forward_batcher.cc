@@ -19,7 +19,7 @@ absl::Status ForwardBatcher::Submit(Forward& f) {
   {
     absl::MutexLock lock(&mu_);
     LaneState& state = lanes_[lane];
-    if (state.in_flight >= std::max(1, options_.max_in_flight)) {
+    if (options_.max_in_flight > 0 && state.in_flight >= options_.max_in_flight) {
       if (waiting_ >= options_.max_waiting) {
         return absl::ResourceExhaustedError(
             absl::StrCat("router queue full (", options_.max_waiting, " requests waiting for a dispatch)"));

@@ -1,12 +1,14 @@
 // server/forward_batcher.h
-// The router's dynamic batching of networked Forwards. Each Forward is validated and gated on its
+// The router's dynamic batching of Forwards. Each Forward is validated and gated on its
 // own (so no routing policy ever sees another request's tokens); then, per (layer, wire dtype), at
 // most `max_in_flight` dispatches are out at once. A Forward that finds a free slot is dispatched
 // alone and at once, as before (its cancellation still reaches the workers); one that finds none
 // waits, and when a dispatch of its layer finishes, everything waiting for that layer — up to
 // `max_tokens` — leaves as one dispatch: inputs and routings concatenated, one call per worker
 // for all of them, outputs split back. Under load this turns many small RPCs into few large ones;
-// idle, it adds nothing (no timer). Used by MoeServiceImpl. Thread-safe.
+// idle, it adds nothing (no timer). Dispatching is injected (Start): to the workers through
+// DispatchCall, or in-process on the router's compute queue (--local). Used by MoeServiceImpl.
+// Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -27,7 +29,7 @@
 namespace moe::server {
 
 struct ForwardBatcherOptions {
-  int max_in_flight = 1;        // dispatches per (layer, dtype) before Forwards wait (>= 1)
+  int max_in_flight = 1;        // dispatches per (layer, dtype) before Forwards wait; 0 = never wait
   int64_t max_tokens = 8192;    // most tokens merged into one dispatch
   size_t max_waiting = 1024;    // Forwards that may wait in all; more is RESOURCE_EXHAUSTED
 };

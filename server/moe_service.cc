@@ -20,6 +20,10 @@ std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Local(MoeServiceOptions options,
   std::unique_ptr<MoeServiceImpl> s(new MoeServiceImpl(std::move(options), std::move(model)));
   s->backend_ = backend;
   s->queue_ = queue;
+  MoeServiceImpl* raw = s.get();
+  s->MakeBatcher([raw](DispatchInput in, grpc::CallbackServerContext*, DispatchCall::Done done) {
+    raw->RunLocal(std::move(in), std::move(done));
+  });
   return s;
 }
 
@@ -31,16 +35,16 @@ std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Networked(MoeServiceOptions opti
   s->workers_ = workers;
   s->backend_ = local_backend;
   s->queue_ = queue;
-  if (s->options_.max_batches_in_flight > 0) {
-    s->batcher_ = std::make_unique<ForwardBatcher>(
-        [workers](DispatchInput in, grpc::CallbackServerContext* context, DispatchCall::Done done) {
-          DispatchCall::Start(workers, std::move(in), context, std::move(done));
-        },
-        [raw = s.get()](DispatchInput& in) { raw->FillCommon(in); },
-        ForwardBatcherOptions{.max_in_flight = s->options_.max_batches_in_flight,
-                              .max_tokens = s->options_.max_tokens});
-  }
+  s->MakeBatcher([workers](DispatchInput in, grpc::CallbackServerContext* context, DispatchCall::Done done) {
+    DispatchCall::Start(workers, std::move(in), context, std::move(done));
+  });
   return s;
+}
+
+void MoeServiceImpl::MakeBatcher(ForwardBatcher::Start start) {
+  batcher_ = std::make_unique<ForwardBatcher>(
+      std::move(start), [this](DispatchInput& in) { FillCommon(in); },
+      ForwardBatcherOptions{.max_in_flight = options_.max_batches_in_flight, .max_tokens = options_.max_tokens});
 }
 
 absl::StatusOr<MoeServiceImpl::Validated> MoeServiceImpl::Validate(
@@ -87,27 +91,23 @@ grpc::ServerUnaryReactor* MoeServiceImpl::Forward(grpc::CallbackServerContext* c
     return reactor;
   }
   if (metrics_ != nullptr) metrics_->RecordRouting(v->layer->layer(), *routing);
-  if (workers_ != nullptr) {
-    ForwardNetworked(*std::move(v), *std::move(routing), context, request, response, std::move(finish));
-  } else {
-    ForwardLocal(*std::move(v), *std::move(routing), request, response, std::move(finish));
-  }
+  Dispatch(*std::move(v), *std::move(routing), context, request, response, std::move(finish));
   return reactor;
 }
 
-void MoeServiceImpl::ForwardLocal(Validated v, router::Routing routing, const moe::v1::ForwardRequest* request,
-                                  moe::v1::ForwardResponse* response, Finish finish) {
-  auto task = [this, v = std::move(v), routing = std::move(routing), request, response, finish]() {
-    absl::StatusOr<std::vector<float>> out = v.layer->Run(v.x, v.tokens, routing, *backend_);
-    if (!out.ok()) {
-      finish(proto::ToGrpcStatus(out.status()));
-      return;
-    }
-    proto::EncodeF32(*out, {v.tokens, model_->config().hidden_size}, v.dtype, response->mutable_output());
-    if (request->return_routing()) AddRouting(routing, response);
-    finish(grpc::Status::OK);
+void MoeServiceImpl::RunLocal(DispatchInput in, DispatchCall::Done done) {
+  DispatchCall::Done on_refusal = done;
+  auto task = [this, in = std::move(in), done = std::move(done)]() {
+    const router::MoeLayer* layer = *model_->layer(in.layer);  // validated before gating
+    absl::StatusOr<std::vector<float>> out = layer->Run(in.x, in.routing.num_tokens, in.routing, *backend_);
+    std::vector<float> result;
+    if (out.ok()) result = *std::move(out);
+    done(proto::ToGrpcStatus(out.status()), result, in.routing);
   };
-  if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) finish(proto::ToGrpcStatus(s));
+  if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) {
+    std::vector<float> none;
+    on_refusal(proto::ToGrpcStatus(s), none, router::Routing());  // the routing went with the task
+  }
 }
 
 void MoeServiceImpl::FillCommon(DispatchInput& in) const {
@@ -119,54 +119,36 @@ void MoeServiceImpl::FillCommon(DispatchInput& in) const {
   in.log = log_;
 }
 
-void MoeServiceImpl::ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
-                                      const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
-                                      Finish finish) {
+void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+                              const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
+                              Finish finish) {
   const int64_t tokens = v.tokens, hidden = model_->config().hidden_size;
   const experts::DType dtype = v.dtype;
-  DispatchCall::Done done = [request, response, finish = std::move(finish), tokens, hidden, dtype](
-                                const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
-    if (status.ok()) {
-      proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
-      if (request->return_routing()) AddRouting(routing, response);
-    }
-    finish(status);
-  };
   // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
   const auto deadline = std::min(context->deadline(),
                                  std::chrono::system_clock::now() +
                                      std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
-  if (batcher_ != nullptr) {
-    ForwardBatcher::Forward f{.layer = v.layer->layer(),
-                              .num_slots = v.layer->gate().num_slots(),
-                              .dtype = dtype,
-                              .tokens = tokens,
-                              .x = std::move(v.x),
-                              .routing = std::move(routing),
-                              .deadline = deadline,
-                              .context = context,
-                              .done = std::move(done)};
-    if (absl::Status s = batcher_->Submit(f); !s.ok()) {
-      std::vector<float> none;
-      f.done(proto::ToGrpcStatus(s), none, f.routing);
-    }
-    return;
-  }
-  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(routing, v.layer->gate().num_slots());
-  if (!plan.ok()) {
+  ForwardBatcher::Forward f{
+      .layer = v.layer->layer(),
+      .num_slots = v.layer->gate().num_slots(),
+      .dtype = dtype,
+      .tokens = tokens,
+      .x = std::move(v.x),
+      .routing = std::move(routing),
+      .deadline = deadline,
+      .context = context,
+      .done = [request, response, finish = std::move(finish), tokens, hidden, dtype](
+                  const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
+        if (status.ok()) {
+          proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
+          if (request->return_routing()) AddRouting(routing, response);
+        }
+        finish(status);
+      }};
+  if (absl::Status s = batcher_->Submit(f); !s.ok()) {
     std::vector<float> none;
-    done(proto::ToGrpcStatus(plan.status()), none, routing);
-    return;
+    f.done(proto::ToGrpcStatus(s), none, f.routing);
   }
-  DispatchInput in;
-  FillCommon(in);
-  in.layer = v.layer->layer();
-  in.x = std::move(v.x);
-  in.wire_dtype = dtype;
-  in.routing = std::move(routing);
-  in.plan = *std::move(plan);
-  in.deadline = deadline;
-  DispatchCall::Start(workers_, std::move(in), context, std::move(done));
 }
 
 namespace {

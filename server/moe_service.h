@@ -1,8 +1,8 @@
 // server/moe_service.h
 // MoeService (moe.v1), the router's public API. Forward validates the request and gates it,
-// then either runs the experts in-process on the compute queue (--local) or dispatches them to
-// the workers — through ForwardBatcher, which merges concurrent Forwards of a layer, and
-// DispatchCall; GetModelInfo describes the model, routing and placement.
+// then hands it to ForwardBatcher, which merges concurrent Forwards of a layer and either runs
+// the experts in-process on the compute queue (--local) or dispatches them to the workers
+// (DispatchCall); GetModelInfo describes the model, routing and placement.
 // Thin: the work lives in router/ and DispatchCall. Thread-safe.
 #pragma once
 
@@ -27,8 +27,8 @@ struct MoeServiceOptions {
   std::string model_name = "default";
   int64_t max_tokens = 8192;
   absl::Duration default_deadline = absl::Seconds(30);  // when the caller sets none
-  // Networked: dispatches per layer before concurrent Forwards wait and leave together as one
-  // dispatch (ForwardBatcher); 0 = every Forward is dispatched on its own at once.
+  // Dispatches (to the workers, or to the local compute queue) per layer before concurrent
+  // Forwards wait and leave together as one (ForwardBatcher); 0 = each on its own at once.
   int max_batches_in_flight = 1;
 };
 
@@ -71,11 +71,13 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
   // INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED per conventions.md.
   absl::StatusOr<Validated> Validate(const moe::v1::ForwardRequest& request) const;
   using Finish = std::function<void(const grpc::Status&)>;
-  void ForwardLocal(Validated v, router::Routing routing, const moe::v1::ForwardRequest* request,
-                    moe::v1::ForwardResponse* response, Finish finish);
-  void ForwardNetworked(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
-                        const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response, Finish finish);
-  // What every networked dispatch shares.
+  // Hands a gated Forward to the batcher; `finish` gets its status once its output is encoded.
+  void Dispatch(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+                const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response, Finish finish);
+  void MakeBatcher(ForwardBatcher::Start start);
+  // --local: one (possibly batched) dispatch as a task on the compute queue.
+  void RunLocal(DispatchInput in, DispatchCall::Done done);
+  // What every dispatch shares.
   void FillCommon(DispatchInput& in) const;
 
   const MoeServiceOptions options_;
@@ -83,7 +85,7 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
   experts::ExpertBackend* backend_ = nullptr;  // every expert (--local) or the router-hosted ones
   ComputeQueue* queue_ = nullptr;
   WorkerPool* workers_ = nullptr;              // networked
-  std::unique_ptr<ForwardBatcher> batcher_;    // networked, unless max_batches_in_flight is 0
+  std::unique_ptr<ForwardBatcher> batcher_;    // every Forward goes through it
   RouterMetrics* metrics_ = nullptr;
   RateLimitedLog* log_ = nullptr;
 };

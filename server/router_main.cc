@@ -34,8 +34,8 @@ ABSL_FLAG(std::string, model_name, "", "Name clients may put in requests; defaul
 ABSL_FLAG(int64_t, deadline_ms, 30000, "Deadline of a Forward whose caller sets none (and the cap on any).");
 ABSL_FLAG(int64_t, max_tokens, 8192, "Most tokens in one Forward; more is RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_batches_in_flight, 1,
-          "Networked dynamic batching: dispatches per layer before concurrent Forwards wait and then leave "
-          "together as one dispatch (up to --max_tokens tokens); 0 = dispatch every Forward on its own.");
+          "Dynamic batching: dispatches per layer (to the workers, or to the --local backend) before concurrent "
+          "Forwards wait and then leave together as one (up to --max_tokens tokens); 0 = each on its own.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "BLAS threads in --local mode; 0 = every core.");

@@ -93,11 +93,12 @@ TEST_F(ParityTest, ReplicasGiveTheSameResult) {
   }
 }
 
-TEST_F(ParityTest, ConcurrentClientsEachGetTheirOwnAnswer) {
-  // Concurrent Forwards may be batched twice: in the router (same layer and dtype) and in the
-  // workers. Each must still get its own rows, its own routing, in its own dtype.
-  ASSERT_OK_AND_ASSIGN(auto cluster, server::LocalCluster::Start(ClusterFor(*checkpoint_, 2)));
-  ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(*checkpoint_));
+// Concurrent Forwards may be batched twice: in the router (same layer and dtype) and in the
+// workers (or, with no workers, on the router's own backend). Each must still get its own rows,
+// its own routing, in its own dtype.
+void ExpectConcurrentClientsGetTheirOwnAnswers(const std::string& checkpoint, int workers) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, server::LocalCluster::Start(ClusterFor(checkpoint, workers)));
+  ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(checkpoint));
   auto client = client::MoeClient::Connect(cluster->router_address());
   constexpr int kClients = 12;
   constexpr int kRounds = 4;
@@ -142,6 +143,14 @@ TEST_F(ParityTest, ConcurrentClientsEachGetTheirOwnAnswer) {
     }
   }
   EXPECT_OK(cluster->Stop());
+}
+
+TEST_F(ParityTest, ConcurrentClientsEachGetTheirOwnAnswerNetworked) {
+  ExpectConcurrentClientsGetTheirOwnAnswers(*checkpoint_, 2);
+}
+
+TEST_F(ParityTest, ConcurrentClientsEachGetTheirOwnAnswerLocal) {
+  ExpectConcurrentClientsGetTheirOwnAnswers(*checkpoint_, 0);
 }
 
 }  // namespace
