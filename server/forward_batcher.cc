@@ -63,12 +63,9 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
   std::vector<Forward> live;
   for (Forward& f : batch) {
     if (batch.size() > 1 && f.context != nullptr && f.context->IsCancelled()) {
-      std::vector<float> none;
-      f.done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while waiting for a dispatch"), none, f.routing);
+      Fail(f, grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while waiting for a dispatch"));
     } else if (batch.size() > 1 && f.deadline < now) {
-      std::vector<float> none;
-      f.done(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed while waiting for a dispatch"), none,
-             f.routing);
+      Fail(f, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed while waiting for a dispatch"));
     } else {
       live.push_back(std::move(f));
     }
@@ -79,37 +76,18 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
   }
   DispatchInput in;
   fill_common_(in);
-  in.layer = lane.first;
-  in.wire_dtype = lane.second;
   if (in.metrics != nullptr) in.metrics->RecordBatch(live.size());
-  const int num_slots = live.front().num_slots;
   if (live.size() == 1) {
-    Forward& f = live.front();
-    in.x = std::move(f.x);
-    in.routing = std::move(f.routing);
-    in.deadline = f.deadline;
-    absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, num_slots);
-    if (!plan.ok()) {
-      std::vector<float> none;
-      f.done(grpc::Status(static_cast<grpc::StatusCode>(plan.status().code()), std::string(plan.status().message())),
-             none, in.routing);
-      Finished(lane);
-      return;
-    }
-    in.plan = *std::move(plan);
-    start_(std::move(in), f.context,
-           [this, lane, done = std::move(f.done)](const grpc::Status& status, std::vector<float>& out,
-                                                  const router::Routing& routing) {
-             done(status, out, routing);
-             Finished(lane);
-           });
+    DispatchAlone(lane, std::move(live.front()), /*holds_slot=*/true);
     return;
   }
   // Several: one input, one routing (tokens renumbered), one dispatch; the members keep their
-  // own routings for their answers.
+  // own inputs and routings, for their answers and for a retry.
   auto members = std::make_shared<std::vector<Forward>>(std::move(live));
   std::vector<const router::Routing*> routings;
   int64_t tokens = 0;
+  in.layer = lane.first;
+  in.wire_dtype = lane.second;
   in.deadline = members->front().deadline;
   for (const Forward& f : *members) {
     routings.push_back(&f.routing);
@@ -118,18 +96,11 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
   }
   in.x.resize(static_cast<size_t>(tokens * in.hidden));
   float* at = in.x.data();
-  for (Forward& f : *members) {
-    at = std::copy(f.x.begin(), f.x.end(), at);
-    std::vector<float>().swap(f.x);  // no longer needed
-  }
+  for (const Forward& f : *members) at = std::copy(f.x.begin(), f.x.end(), at);
   in.routing = router::Concatenate(routings);
-  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, num_slots);
+  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, members->front().num_slots);
   if (!plan.ok()) {
-    const grpc::Status status(static_cast<grpc::StatusCode>(plan.status().code()), std::string(plan.status().message()));
-    for (Forward& f : *members) {
-      std::vector<float> none;
-      f.done(status, none, f.routing);
-    }
+    for (Forward& f : *members) Fail(f, FromAbsl(plan.status()));
     Finished(lane);
     return;
   }
@@ -137,6 +108,14 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
   const int64_t hidden = in.hidden;
   start_(std::move(in), /*context=*/nullptr,
          [this, lane, members, hidden](const grpc::Status& status, std::vector<float>& out, const router::Routing&) {
+           if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
+               status.error_code() != grpc::StatusCode::CANCELLED) {
+             // A Forward must not fail for what it was batched with (say, a token needing an
+             // expert whose worker is down): each goes again alone and gets its own answer.
+             for (Forward& f : *members) DispatchAlone(lane, std::move(f), /*holds_slot=*/false);
+             Finished(lane);
+             return;
+           }
            int64_t row = 0;
            for (Forward& f : *members) {
              std::vector<float> mine;
@@ -146,6 +125,39 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
            }
            Finished(lane);
          });
+}
+
+void ForwardBatcher::DispatchAlone(Lane lane, Forward f, bool holds_slot) {
+  DispatchInput in;
+  fill_common_(in);
+  in.layer = lane.first;
+  in.wire_dtype = lane.second;
+  in.x = std::move(f.x);
+  in.routing = std::move(f.routing);
+  in.deadline = f.deadline;
+  absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, f.num_slots);
+  if (!plan.ok()) {
+    std::vector<float> none;
+    f.done(FromAbsl(plan.status()), none, in.routing);
+    if (holds_slot) Finished(lane);
+    return;
+  }
+  in.plan = *std::move(plan);
+  start_(std::move(in), f.context,
+         [this, lane, holds_slot, done = std::move(f.done)](const grpc::Status& status, std::vector<float>& out,
+                                                            const router::Routing& routing) {
+           done(status, out, routing);
+           if (holds_slot) Finished(lane);
+         });
+}
+
+void ForwardBatcher::Fail(Forward& f, const grpc::Status& status) {
+  std::vector<float> none;
+  f.done(status, none, f.routing);
+}
+
+grpc::Status ForwardBatcher::FromAbsl(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 }  // namespace moe::server

@@ -5,7 +5,9 @@
 // alone and at once, as before (its cancellation still reaches the workers); one that finds none
 // waits, and when a dispatch of its layer finishes, everything waiting for that layer — up to
 // `max_tokens` — leaves as one dispatch: inputs and routings concatenated, one call per worker
-// for all of them, outputs split back. Under load this turns many small RPCs into few large ones;
+// for all of them, outputs split back. If such a dispatch fails (other than by deadline or
+// cancellation), each Forward is sent again alone, so none fails for what it was batched with.
+// Under load this turns many small RPCs into few large ones;
 // idle, it adds nothing (no timer). Dispatching is injected (Start): to the workers through
 // DispatchCall, or in-process on the router's compute queue (--local). Used by MoeServiceImpl.
 // Thread-safe.
@@ -66,8 +68,14 @@ class ForwardBatcher {
     int in_flight = 0;
     std::deque<Forward> waiting;
   };
+  // Sends `batch` (which holds one of the lane's slots) as one dispatch.
   void Dispatch(Lane lane, std::vector<Forward> batch);
+  // Sends `f` on its own; gives the lane's slot back when done if it holds one.
+  void DispatchAlone(Lane lane, Forward f, bool holds_slot);
+  // Gives a slot back and sends what waits, if anything.
   void Finished(Lane lane);
+  static void Fail(Forward& f, const grpc::Status& status);
+  static grpc::Status FromAbsl(const absl::Status& status);
 
   const Start start_;
   const std::function<void(DispatchInput&)> fill_common_;

@@ -1,10 +1,13 @@
 // tests/integration/failure_test.cc
-// Failures with real processes: a killed worker, replica failover, a router refusing to serve
+// Failures with real processes: a killed worker (with one client, and with many whose Forwards
+// are batched together), replica failover, a router refusing to serve
 // without every expert, deadline propagation, and SIGTERM while a request is in flight. "In
 // flight" is observed, not guessed: a held test worker tells when the router's call reached it.
 #include <signal.h>
 
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -84,6 +87,42 @@ TEST_F(FailureTest, KilledWorkerIsUnavailableNamingItAndTheRestKeepsServing) {
   ASSERT_EQ(info.workers_size(), 4);
   EXPECT_FALSE(info.workers(3).up());
   EXPECT_TRUE(info.workers(0).up());
+}
+
+// With concurrent clients the router batches Forwards together; one needing the dead worker's
+// experts must not take down those batched with it.
+TEST_F(FailureTest, ConcurrentForwardsAcrossAKilledWorkerEachGetTheirOwnAnswer) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, server::LocalCluster::Start(ClusterFor(*checkpoint_, 4)));
+  const std::string dead = cluster->worker_addresses()[3];
+  cluster->KillWorker(3);
+  ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(*checkpoint_));
+  auto client = client::MoeClient::Connect(cluster->router_address(), {.deadline = absl::Seconds(20)});
+  const Split split = SplitTokens(*ref, 0, {0, 1, 2, 3, 4, 5});
+  const int64_t n = split.ok_tokens.size() / kHidden;
+  ASSERT_GT(n, 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<float> expected, ref->Forward(0, split.ok_tokens, n));
+  constexpr int kClients = 8, kRounds = 6;
+  std::vector<absl::StatusOr<client::ForwardResult>> got(kClients * kRounds, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int r = 0; r < kRounds; ++r) {
+        const int i = r * kClients + c;
+        got[i] = i % 2 == 0 ? client->Forward(0, Tensor::FromF32(split.ok_tokens, {n, kHidden}))
+                            : client->Forward(0, Tensor::FromF32(split.needs_missing, {1, kHidden}));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (i % 2 == 1) {
+      EXPECT_THAT(got[i], StatusIs(absl::StatusCode::kUnavailable, "on worker " + dead)) << "request " << i;
+      continue;
+    }
+    ASSERT_OK(got[i].status()) << "request " << i << " needs only live workers";
+    EXPECT_LE(MaxRelError(std::vector<float>(got[i]->output.f32().begin(), got[i]->output.f32().end()), expected),
+              1e-5);
+  }
 }
 
 TEST_F(FailureTest, AReplicaTakesOverWhenItsTwinDies) {

@@ -4,7 +4,8 @@
 // when it finishes (inputs concatenated, routing renumbered, the latest deadline), within the
 // token budget; each gets its own rows and its own routing back; other layers and dtypes do not
 // wait; the waiting room is bounded; a Forward whose deadline passed while waiting is answered
-// without a dispatch. No sleeps, no threads: everything happens in the test's own calls.
+// without a dispatch; a batch that fails is retried member by member (but not past a deadline).
+// No sleeps, no threads: everything happens in the test's own calls.
 #include "server/forward_batcher.h"
 
 #include <memory>
@@ -49,6 +50,13 @@ struct FakeDispatcher {
     std::vector<float> out = p.in.x;
     for (float& v : out) v *= 10;
     p.done(grpc::Status::OK, out, p.in.routing);
+  }
+  // Fails dispatch `i` with `code`.
+  void Fail(size_t i, grpc::StatusCode code) {
+    Pending p = std::move(pending[i]);
+    pending.erase(pending.begin() + static_cast<long>(i));
+    std::vector<float> none;
+    p.done(grpc::Status(code, "injected"), none, p.in.routing);
   }
 };
 
@@ -193,6 +201,42 @@ TEST(ForwardBatcherTest, TheWaitingRoomIsBoundedAndExpiredForwardsAreAnsweredWit
   EXPECT_EQ(d.pending[0].in.routing.num_tokens, 1);  // c only
   d.Complete(0);
   EXPECT_EQ(c.out, Times10(1, 20));
+}
+
+TEST(ForwardBatcherTest, AFailedBatchIsRetriedMemberByMember) {
+  FakeDispatcher d;
+  auto batcher = MakeBatcher(d);
+  Answer a, b, c;
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 2, 10, 1, &b)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 40, 2, &c)));
+  d.Complete(0);
+  ASSERT_EQ(d.pending.size(), 1u);  // b + c
+  d.Fail(0, grpc::StatusCode::UNAVAILABLE);
+  EXPECT_FALSE(b.code.has_value());  // not failed: sent again, alone
+  ASSERT_EQ(d.pending.size(), 2u);
+  EXPECT_EQ(d.pending[0].in.routing.num_tokens, 2);
+  EXPECT_EQ(d.pending[1].in.routing.num_tokens, 1);
+  d.Fail(1, grpc::StatusCode::UNAVAILABLE);  // c really needs what is down
+  EXPECT_EQ(c.code, grpc::StatusCode::UNAVAILABLE);
+  d.Complete(0);  // b did not
+  EXPECT_EQ(b.code, grpc::StatusCode::OK);
+  EXPECT_EQ(b.out, Times10(2, 10));
+  EXPECT_EQ(b.first_expert, 1);
+}
+
+TEST(ForwardBatcherTest, ABatchPastItsDeadlineIsNotRetried) {
+  FakeDispatcher d;
+  auto batcher = MakeBatcher(d);
+  Answer a, b, c;
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 10, 0, &b)));
+  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 20, 0, &c)));
+  d.Complete(0);
+  d.Fail(0, grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(b.code, grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(c.code, grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(d.pending.empty());
 }
 
 }  // namespace
