@@ -95,6 +95,16 @@ absl::Status RunExpertBatch(experts::ExpertBackend& backend, absl::Span<DecodedE
   return absl::OkStatus();
 }
 
+std::vector<absl::Status> RunExpertBatchOrEach(experts::ExpertBackend& backend,
+                                               absl::Span<DecodedExpertRequest* const> batch) {
+  const absl::Status status = RunExpertBatch(backend, batch);
+  std::vector<absl::Status> statuses(batch.size(), status);
+  if (!status.ok() && batch.size() > 1 && backend.Health().ok()) {
+    for (size_t i = 0; i < batch.size(); ++i) statuses[i] = RunExpertBatch(backend, batch.subspan(i, 1));
+  }
+  return statuses;
+}
+
 void EncodeExpertResponse(const DecodedExpertRequest& decoded, int64_t hidden, moe::v1::ExpertResponse* response) {
   proto::EncodeF32(decoded.out, {decoded.rows, hidden}, decoded.dtype, response->mutable_outputs());
 }

@@ -37,6 +37,12 @@ absl::StatusOr<DecodedExpertRequest> DecodeExpertRequest(const experts::ExpertBa
 // each request alone up to f32 rounding (BLAS may sum a 40-row group differently from a 5-row one).
 absl::Status RunExpertBatch(experts::ExpertBackend& backend, absl::Span<DecodedExpertRequest* const> batch);
 
+// RunExpertBatch, and if the merged step fails while the backend stays healthy, each request
+// again alone — a merged step can fail where its parts would not (say, out of device memory), and
+// no request should fail for what it was batched with. One status per request.
+std::vector<absl::Status> RunExpertBatchOrEach(experts::ExpertBackend& backend,
+                                               absl::Span<DecodedExpertRequest* const> batch);
+
 // Writes `decoded.out` into `response` in the request's dtype.
 void EncodeExpertResponse(const DecodedExpertRequest& decoded, int64_t hidden, moe::v1::ExpertResponse* response);
 

@@ -99,22 +99,21 @@ void ExpertServiceImpl::Step(std::vector<std::unique_ptr<Pending>>& batch) {
   std::vector<DecodedExpertRequest*> decoded;
   for (Pending* p : live) decoded.push_back(&p->decoded);
   const absl::Time start = absl::Now();
-  absl::Status status = RunExpertBatch(backend, decoded);
-  if (status.code() == absl::StatusCode::kInternal) {
-    if (absl::Status health = backend.Health(); !health.ok()) {
-      status = health;  // never send what a poisoned device produced
-      if (!fatal_.exchange(true) && on_fatal_) on_fatal_(health);
-    }
+  std::vector<absl::Status> statuses = RunExpertBatchOrEach(backend, decoded);
+  if (absl::Status health = backend.Health(); !health.ok()) {
+    for (absl::Status& s : statuses) s = health;  // never send what a poisoned device produced
+    if (!fatal_.exchange(true) && on_fatal_) on_fatal_(health);
   }
-  if (metrics != nullptr && status.ok()) {
-    metrics->RecordStep(absl::Now() - start, live.size());
-    for (const Pending* p : live) {
-      for (const experts::ExpertGroup& g : p->decoded.groups) metrics->RecordRows(g.key.expert, g.num_rows);
+  if (metrics != nullptr) metrics->RecordStep(absl::Now() - start, live.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    Pending* p = live[i];
+    if (statuses[i].ok()) {
+      EncodeExpertResponse(p->decoded, backend.hidden_size(), p->response);
+      if (metrics != nullptr) {
+        for (const experts::ExpertGroup& g : p->decoded.groups) metrics->RecordRows(g.key.expert, g.num_rows);
+      }
     }
-  }
-  for (Pending* p : live) {
-    if (status.ok()) EncodeExpertResponse(p->decoded, backend.hidden_size(), p->response);
-    p->finish(proto::ToGrpcStatus(status));
+    p->finish(proto::ToGrpcStatus(statuses[i]));
   }
 }
 

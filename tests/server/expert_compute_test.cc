@@ -1,7 +1,8 @@
 // tests/server/expert_compute_test.cc
 // Decoding and batched compute of ExpertService requests: requests merged into one backend step
 // (shared experts, different layers, empty groups) give what each gives alone; the decoder
-// refuses what the backend does not host, so one bad request cannot fail a step.
+// refuses what the backend does not host, so one bad request cannot fail a step; a merged step
+// that fails is retried request by request.
 #include "server/expert_compute.h"
 
 #include <cmath>
@@ -96,6 +97,49 @@ TEST_F(ExpertComputeTest, TheDecoderRefusesWhatABatchCouldNotRun) {
   short_groups.mutable_groups(0)->set_num_rows(2);
   EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, short_groups),
               testing::StatusIs(absl::StatusCode::kInvalidArgument, "groups cover 2 rows; expected all 3"));
+}
+
+// The CPU backend, refusing any step of more than `max_rows` rows (as a GPU out of memory would).
+class SmallStepsOnly final : public experts::ExpertBackend {
+ public:
+  SmallStepsOnly(experts::ExpertBackend& inner, int64_t max_rows) : inner_(inner), max_rows_(max_rows) {}
+  std::string name() const override { return "small"; }
+  std::string device() const override { return "test"; }
+  int hidden_size() const override { return inner_.hidden_size(); }
+  int intermediate_size() const override { return inner_.intermediate_size(); }
+  const std::vector<ExpertKey>& hosted() const override { return inner_.hosted(); }
+  bool Hosts(const ExpertKey& key) const override { return inner_.Hosts(key); }
+  absl::Status Run(absl::Span<const experts::ExpertGroup> groups, absl::Span<const float> in,
+                   absl::Span<float> out) override {
+    if (static_cast<int64_t>(in.size()) > max_rows_ * hidden_size()) return absl::ResourceExhaustedError("too big");
+    return inner_.Run(groups, in, out);
+  }
+
+ private:
+  experts::ExpertBackend& inner_;
+  const int64_t max_rows_;
+};
+
+TEST_F(ExpertComputeTest, AFailedMergedStepIsRetriedRequestByRequest) {
+  SmallStepsOnly small(*backend_, 4);
+  std::vector<DecodedExpertRequest> decoded;
+  for (auto [rows, seed] : {std::pair{3, 7}, std::pair{2, 8}, std::pair{5, 9}}) {
+    ASSERT_OK_AND_ASSIGN(DecodedExpertRequest d,
+                         DecodeExpertRequest(small, 1000, MakeRequest(0, {{1, rows}}, seed, DType::kF32)));
+    decoded.push_back(std::move(d));
+  }
+  std::vector<DecodedExpertRequest*> batch = {&decoded[0], &decoded[1], &decoded[2]};
+  const std::vector<absl::Status> statuses = RunExpertBatchOrEach(small, batch);  // 10 rows: too big merged
+  ASSERT_EQ(statuses.size(), 3u);
+  EXPECT_OK(statuses[0]);
+  EXPECT_OK(statuses[1]);
+  EXPECT_THAT(statuses[2], testing::StatusIs(absl::StatusCode::kResourceExhausted, "too big"));  // 5 rows alone
+  for (int i : {0, 1}) {
+    DecodedExpertRequest* one = &decoded[i];
+    std::vector<float> got = decoded[i].out;
+    ASSERT_OK(RunExpertBatch(*backend_, absl::MakeConstSpan(&one, 1)));
+    EXPECT_EQ(got, decoded[i].out) << i;
+  }
 }
 
 }  // namespace
