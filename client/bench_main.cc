@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "client/moe_client.h"
+#include "proto/message_memory.h"
 
 ABSL_FLAG(std::string, router, "", "Router address (default: $MOE_ROUTER, else localhost:50051).");
 ABSL_FLAG(int, concurrency, 1, "Concurrent clients, each with one request in flight.");
@@ -143,6 +144,7 @@ Point PingPoint(moe::client::MoeClient& client) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   absl::SetProgramUsageMessage(
       "moe-bench: load generator for a moe-router.\n"
       "  moe-bench --router=localhost:50051 --concurrency=4 --tokens=1,16,256 --duration_s=10");

@@ -23,6 +23,7 @@
 #include "experts/checkpoint.h"
 #include "experts/cpu_backend.h"
 #include "experts/expert_weights.h"
+#include "proto/message_memory.h"
 #include "router/moe_model.h"
 
 ABSL_FLAG(std::string, router, "", "Router address host:port (default: $MOE_ROUTER, else localhost:50051).");
@@ -70,6 +71,7 @@ Errors Compare(absl::Span<const float> got, absl::Span<const float> ref) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   absl::SetProgramUsageMessage(
       "moe-client: run tokens through a moe-router.\n"
       "  moe-client --router=localhost:50051 --tokens=512 --all_layers --check --checkpoint=/tmp/model");

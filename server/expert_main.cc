@@ -18,6 +18,7 @@
 #include "experts/backend_factory.h"
 #include "experts/checkpoint.h"
 #include "experts/expert_weights.h"
+#include "proto/message_memory.h"
 #include "server/expert_list.h"
 #include "server/expert_metrics.h"
 #include "server/expert_service.h"
@@ -49,6 +50,7 @@ ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once 
 ABSL_FLAG(int, metrics_port, 9092, "Serve Prometheus metrics at http://<listen host>:<port>/metrics; 0 picks a port, -1 turns metrics off.");
 
 int main(int argc, char** argv) {
+  moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   moe::server::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
       "moe-expert: serves the experts it hosts over gRPC.\n"

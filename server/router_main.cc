@@ -16,6 +16,7 @@
 #include "experts/backend_factory.h"
 #include "experts/checkpoint.h"
 #include "experts/expert_weights.h"
+#include "proto/message_memory.h"
 #include "router/moe_model.h"
 #include "server/compute_queue.h"
 #include "server/metrics_server.h"
@@ -91,6 +92,7 @@ absl::StatusOr<moe::router::RoutingOverrides> OverridesFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   moe::server::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
       "moe-router: routes tokens to expert workers and combines their outputs.\n"
