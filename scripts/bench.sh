@@ -7,7 +7,8 @@
 #      python3-torch, 2 threads), and the P1 and P3 ratios;
 #   5. P6: on a tiny model (compute negligible), the 1-token round trip through router + 4
 #      workers against an empty round trip (health Check) on the same channel;
-#   6. P7: 16 concurrent clients against 1, networked, at 1 and 16 tokens per request.
+#   6. P7: 16 concurrent clients against 1, networked, at 1 and 16 tokens per request;
+#   7. P5: moe-bench-codec, serializing + parsing a request against memcpy (own table).
 # Uses the demo checkpoint shape (hidden 1024, intermediate 3584, 8 experts, top-2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,6 +44,8 @@ TINY="$BUILD/bench-tiny-model"
 echo; echo "== 6. P7: 16 concurrent clients vs 1 (networked, demo model)"
 "$B/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
   moe-bench --router={router} --concurrency=16 --tokens=1,16 --duration_s="$DURATION" --json="$OUT/p7_16.json" 2>/dev/null
+echo; echo "== 7. P5: one hop's serialize + parse vs memcpy"
+"$B/moe-bench-codec"
 echo
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, sys
