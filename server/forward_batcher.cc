@@ -16,10 +16,15 @@ ForwardBatcher::ForwardBatcher(Start start, std::function<void(DispatchInput&)> 
 
 absl::Status ForwardBatcher::Submit(Forward& f) {
   const Lane lane{f.layer, f.dtype};
+  std::vector<Forward> batch;
+  absl::Time slot;
   {
     absl::MutexLock lock(&mu_);
     LaneState& state = lanes_[lane];
-    if (options_.max_in_flight > 0 && state.in_flight >= options_.max_in_flight) {
+    slot = options_.clock();
+    // Dispatches out for longer than `stall` do not count: a hung worker must not hold the layer.
+    const auto busy = std::distance(state.in_flight.upper_bound(slot - options_.stall), state.in_flight.end());
+    if (options_.max_in_flight > 0 && busy >= options_.max_in_flight) {
       if (waiting_ >= options_.max_waiting) {
         return absl::ResourceExhaustedError(
             absl::StrCat("router queue full (", options_.max_waiting, " requests waiting for a dispatch)"));
@@ -28,36 +33,44 @@ absl::Status ForwardBatcher::Submit(Forward& f) {
       ++waiting_;
       return absl::OkStatus();
     }
-    ++state.in_flight;
+    // A slot is free. Whatever still waits (behind a stalled dispatch) is older: it goes first.
+    state.waiting.push_back(std::move(f));
+    ++waiting_;
+    batch = TakeWaiting(state);
+    state.in_flight.insert(slot);
   }
-  std::vector<Forward> alone;
-  alone.push_back(std::move(f));
-  Dispatch(lane, std::move(alone));
+  Dispatch(lane, std::move(batch), slot);
   return absl::OkStatus();
 }
 
-void ForwardBatcher::Finished(Lane lane) {
+std::vector<ForwardBatcher::Forward> ForwardBatcher::TakeWaiting(LaneState& state) {
+  std::vector<Forward> batch;
+  int64_t tokens = 0;
+  while (!state.waiting.empty() && (batch.empty() || tokens + state.waiting.front().tokens <= options_.max_tokens)) {
+    tokens += state.waiting.front().tokens;
+    batch.push_back(std::move(state.waiting.front()));
+    state.waiting.pop_front();
+    --waiting_;
+  }
+  return batch;
+}
+
+void ForwardBatcher::Finished(Lane lane, absl::Time slot) {
   std::vector<Forward> next;
+  absl::Time next_slot;
   {
     absl::MutexLock lock(&mu_);
     LaneState& state = lanes_[lane];
-    int64_t tokens = 0;
-    while (!state.waiting.empty() &&
-           (next.empty() || tokens + state.waiting.front().tokens <= options_.max_tokens)) {
-      tokens += state.waiting.front().tokens;
-      next.push_back(std::move(state.waiting.front()));
-      state.waiting.pop_front();
-      --waiting_;
-    }
-    if (next.empty()) {
-      --state.in_flight;
-      return;
-    }
+    state.in_flight.erase(state.in_flight.find(slot));
+    next = TakeWaiting(state);
+    if (next.empty()) return;
+    next_slot = options_.clock();
+    state.in_flight.insert(next_slot);
   }
-  Dispatch(lane, std::move(next));  // keeps the lane's slot
+  Dispatch(lane, std::move(next), next_slot);
 }
 
-void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
+void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time slot) {
   // Whoever was cancelled or ran out of time while waiting leaves now, without a dispatch.
   const auto now = std::chrono::system_clock::now();
   std::vector<Forward> live;
@@ -71,14 +84,14 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
     }
   }
   if (live.empty()) {
-    Finished(lane);
+    Finished(lane, slot);
     return;
   }
   DispatchInput in;
   fill_common_(in);
   if (in.metrics != nullptr) in.metrics->RecordBatch(live.size());
   if (live.size() == 1) {
-    DispatchAlone(lane, std::move(live.front()), /*holds_slot=*/true);
+    DispatchAlone(lane, std::move(live.front()), slot);
     return;
   }
   // Several: one input, one routing (tokens renumbered), one dispatch; the members keep their
@@ -101,19 +114,20 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
   absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, members->front().num_slots);
   if (!plan.ok()) {
     for (Forward& f : *members) Fail(f, FromAbsl(plan.status()));
-    Finished(lane);
+    Finished(lane, slot);
     return;
   }
   in.plan = *std::move(plan);
   const int64_t hidden = in.hidden;
   start_(std::move(in), /*context=*/nullptr,
-         [this, lane, members, hidden](const grpc::Status& status, std::vector<float>& out, const router::Routing&) {
+         [this, lane, slot, members, hidden](const grpc::Status& status, std::vector<float>& out,
+                                             const router::Routing&) {
            if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
                status.error_code() != grpc::StatusCode::CANCELLED) {
              // A Forward must not fail for what it was batched with (say, a token needing an
              // expert whose worker is down): each goes again alone and gets its own answer.
-             for (Forward& f : *members) DispatchAlone(lane, std::move(f), /*holds_slot=*/false);
-             Finished(lane);
+             for (Forward& f : *members) DispatchAlone(lane, std::move(f), std::nullopt);
+             Finished(lane, slot);
              return;
            }
            int64_t row = 0;
@@ -123,11 +137,11 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch) {
              row += f.tokens;
              f.done(status, mine, f.routing);
            }
-           Finished(lane);
+           Finished(lane, slot);
          });
 }
 
-void ForwardBatcher::DispatchAlone(Lane lane, Forward f, bool holds_slot) {
+void ForwardBatcher::DispatchAlone(Lane lane, Forward f, std::optional<absl::Time> slot) {
   DispatchInput in;
   fill_common_(in);
   in.layer = lane.first;
@@ -139,15 +153,15 @@ void ForwardBatcher::DispatchAlone(Lane lane, Forward f, bool holds_slot) {
   if (!plan.ok()) {
     std::vector<float> none;
     f.done(FromAbsl(plan.status()), none, in.routing);
-    if (holds_slot) Finished(lane);
+    if (slot.has_value()) Finished(lane, *slot);
     return;
   }
   in.plan = *std::move(plan);
   start_(std::move(in), f.context,
-         [this, lane, holds_slot, done = std::move(f.done)](const grpc::Status& status, std::vector<float>& out,
-                                                            const router::Routing& routing) {
+         [this, lane, slot, done = std::move(f.done)](const grpc::Status& status, std::vector<float>& out,
+                                                      const router::Routing& routing) {
            done(status, out, routing);
-           if (holds_slot) Finished(lane);
+           if (slot.has_value()) Finished(lane, *slot);
          });
 }
 

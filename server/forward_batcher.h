@@ -3,7 +3,8 @@
 // own (so no routing policy ever sees another request's tokens); then, per (layer, wire dtype), at
 // most `max_in_flight` dispatches are out at once. A Forward that finds a free slot is dispatched
 // alone and at once, as before (its cancellation still reaches the workers); one that finds none
-// waits, and when a dispatch of its layer finishes, everything waiting for that layer — up to
+// waits (at most `stall`, while Forwards keep arriving), and when a dispatch of its layer
+// finishes, everything waiting for that layer — up to
 // `max_tokens` — leaves as one dispatch: inputs and routings concatenated, one call per worker
 // for all of them, outputs split back. If such a dispatch fails (other than by deadline or
 // cancellation), each Forward is sent again alone, so none fails for what it was batched with.
@@ -18,12 +19,15 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "experts/dtype.h"
 #include "router/routing.h"
 #include "server/dispatch_call.h"
@@ -34,6 +38,10 @@ struct ForwardBatcherOptions {
   int max_in_flight = 1;        // dispatches per (layer, dtype) before Forwards wait; 0 = never wait
   int64_t max_tokens = 8192;    // most tokens merged into one dispatch
   size_t max_waiting = 1024;    // Forwards that may wait in all; more is RESOURCE_EXHAUSTED
+  // A dispatch out for longer than this no longer holds its slot (a hung worker must not hold up
+  // the whole layer): the next Forward goes at once, with whatever waits.
+  absl::Duration stall = absl::Milliseconds(250);
+  std::function<absl::Time()> clock = [] { return absl::Now(); };  // tests substitute their own
 };
 
 class ForwardBatcher {
@@ -65,15 +73,17 @@ class ForwardBatcher {
  private:
   using Lane = std::pair<int, experts::DType>;
   struct LaneState {
-    int in_flight = 0;
+    std::multiset<absl::Time> in_flight;  // when each dispatch holding a slot left
     std::deque<Forward> waiting;
   };
-  // Sends `batch` (which holds one of the lane's slots) as one dispatch.
-  void Dispatch(Lane lane, std::vector<Forward> batch);
-  // Sends `f` on its own; gives the lane's slot back when done if it holds one.
-  void DispatchAlone(Lane lane, Forward f, bool holds_slot);
-  // Gives a slot back and sends what waits, if anything.
-  void Finished(Lane lane);
+  // Under mu_: what waits in `state`, oldest first, within max_tokens (at least one).
+  std::vector<Forward> TakeWaiting(LaneState& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends `batch`, which holds the lane's slot `slot`, as one dispatch.
+  void Dispatch(Lane lane, std::vector<Forward> batch, absl::Time slot);
+  // Sends `f` on its own; gives back `slot` when done, if it holds one.
+  void DispatchAlone(Lane lane, Forward f, std::optional<absl::Time> slot);
+  // Gives `slot` back and sends what waits, if anything.
+  void Finished(Lane lane, absl::Time slot);
   static void Fail(Forward& f, const grpc::Status& status);
   static grpc::Status FromAbsl(const absl::Status& status);
 

@@ -44,7 +44,9 @@ std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Networked(MoeServiceOptions opti
 void MoeServiceImpl::MakeBatcher(ForwardBatcher::Start start) {
   batcher_ = std::make_unique<ForwardBatcher>(
       std::move(start), [this](DispatchInput& in) { FillCommon(in); },
-      ForwardBatcherOptions{.max_in_flight = options_.max_batches_in_flight, .max_tokens = options_.max_tokens});
+      ForwardBatcherOptions{.max_in_flight = options_.max_batches_in_flight,
+                            .max_tokens = options_.max_tokens,
+                            .stall = options_.batch_stall});
 }
 
 absl::StatusOr<MoeServiceImpl::Validated> MoeServiceImpl::Validate(

@@ -30,6 +30,8 @@ struct MoeServiceOptions {
   // Dispatches (to the workers, or to the local compute queue) per layer before concurrent
   // Forwards wait and leave together as one (ForwardBatcher); 0 = each on its own at once.
   int max_batches_in_flight = 1;
+  // A dispatch out longer than this stops holding up its layer's waiting Forwards.
+  absl::Duration batch_stall = absl::Milliseconds(250);
 };
 
 class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {

@@ -37,6 +37,9 @@ ABSL_FLAG(int64_t, max_tokens, 8192, "Most tokens in one Forward; more is RESOUR
 ABSL_FLAG(int, max_batches_in_flight, 1,
           "Dynamic batching: dispatches per layer (to the workers, or to the --local backend) before concurrent "
           "Forwards wait and then leave together as one (up to --max_tokens tokens); 0 = each on its own.");
+ABSL_FLAG(int64_t, batch_stall_ms, 250,
+          "A dispatch out longer than this stops holding up the Forwards waiting behind it (a hung worker "
+          "must not stall a layer).");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "BLAS threads in --local mode; 0 = every core.");
@@ -128,6 +131,7 @@ int main(int argc, char** argv) {
   options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
   options.default_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
   options.max_batches_in_flight = std::max(0, absl::GetFlag(FLAGS_max_batches_in_flight));
+  options.batch_stall = absl::Milliseconds(std::max<int64_t>(1, absl::GetFlag(FLAGS_batch_stall_ms)));
   const int64_t row_bytes = int64_t{config.hidden_size} * 4;
 
   std::unique_ptr<moe::experts::ExpertBackend> backend;

@@ -4,7 +4,8 @@
 // when it finishes (inputs concatenated, routing renumbered, the latest deadline), within the
 // token budget; each gets its own rows and its own routing back; other layers and dtypes do not
 // wait; the waiting room is bounded; a Forward whose deadline passed while waiting is answered
-// without a dispatch; a batch that fails is retried member by member (but not past a deadline).
+// without a dispatch; a batch that fails is retried member by member (but not past a deadline); a
+// dispatch out for longer than `stall` stops holding up the layer (a fake clock, not a sleep).
 // No sleeps, no threads: everything happens in the test's own calls.
 #include "server/forward_batcher.h"
 
@@ -236,6 +237,34 @@ TEST(ForwardBatcherTest, ABatchPastItsDeadlineIsNotRetried) {
   d.Fail(0, grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(b.code, grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(c.code, grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(d.pending.empty());
+}
+
+TEST(ForwardBatcherTest, AStalledDispatchStopsHoldingUpItsLayer) {
+  FakeDispatcher d;
+  absl::Time now = absl::FromUnixSeconds(1000);
+  ForwardBatcher batcher(d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
+                         {.max_in_flight = 1, .stall = absl::Milliseconds(250), .clock = [&now] { return now; }});
+  Answer a, b, c, e;
+  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));  // goes out, then hangs
+  now += absl::Milliseconds(100);
+  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 10, 0, &b)));
+  EXPECT_EQ(d.pending.size(), 1u);  // a is young: b waits
+  now += absl::Milliseconds(200);    // a has been out 300 ms > 250
+  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 2, 20, 0, &c)));
+  ASSERT_EQ(d.pending.size(), 2u);  // b (older) and c leave together, without waiting for a
+  EXPECT_EQ(d.pending[1].in.routing.num_tokens, 3);
+  EXPECT_EQ(d.pending[1].in.x[0], 10.0f);
+  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 30, 0, &e)));
+  EXPECT_EQ(d.pending.size(), 2u);  // the b + c dispatch is young: e waits for it
+  d.Complete(1);
+  EXPECT_EQ(b.out, Times10(1, 10));
+  EXPECT_EQ(c.out, Times10(2, 20));
+  ASSERT_EQ(d.pending.size(), 2u);  // e took the freed slot
+  d.Complete(0);                    // a finally returns
+  EXPECT_EQ(a.out, Times10(1, 0));
+  d.Complete(0);
+  EXPECT_EQ(e.out, Times10(1, 30));
   EXPECT_TRUE(d.pending.empty());
 }
 
