@@ -12,7 +12,65 @@ namespace moe::server {
 
 ForwardBatcher::ForwardBatcher(Start start, std::function<void(DispatchInput&)> fill_common,
                                ForwardBatcherOptions options)
-    : start_(std::move(start)), fill_common_(std::move(fill_common)), options_(options) {}
+    : start_(std::move(start)), fill_common_(std::move(fill_common)), options_(std::move(options)) {
+  if (options_.watch_stalls && options_.max_in_flight > 0) watcher_ = std::thread([this] { WatchStalls(); });
+}
+
+ForwardBatcher::~ForwardBatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (watcher_.joinable()) watcher_.join();
+}
+
+int64_t ForwardBatcher::Busy(const LaneState& state, absl::Time now) const {
+  return std::distance(state.in_flight.upper_bound(now - options_.stall), state.in_flight.end());
+}
+
+void ForwardBatcher::WatchStalls() {
+  struct Ready {
+    Lane lane;
+    std::vector<Forward> batch;
+    absl::Time slot;
+  };
+  mu_.Lock();
+  while (!stopping_) {
+    // Send what waits where the dispatches ahead have stalled; else sleep until the first will.
+    const absl::Time now = options_.clock();
+    absl::Time wake = absl::InfiniteFuture();
+    std::vector<Ready> ready;
+    for (auto& [lane, state] : lanes_) {
+      if (state.waiting.empty()) continue;
+      if (Busy(state, now) < options_.max_in_flight) {
+        ready.push_back({lane, TakeWaiting(state), now});
+        state.in_flight.insert(now);
+        continue;
+      }
+      // Blocked by its max_in_flight youngest dispatches: free when the oldest of them stalls.
+      auto oldest_blocking = std::prev(state.in_flight.end(), options_.max_in_flight);
+      wake = std::min(wake, *oldest_blocking + options_.stall);
+    }
+    if (!ready.empty()) {
+      mu_.Unlock();
+      for (Ready& r : ready) Dispatch(r.lane, std::move(r.batch), r.slot);
+      mu_.Lock();
+      continue;
+    }
+    const uint64_t seen = queued_;
+    struct Wake {
+      const ForwardBatcher* b;
+      uint64_t seen;
+    } w{this, seen};
+    mu_.AwaitWithDeadline(absl::Condition(
+                              +[](Wake* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                return w->b->stopping_ || w->b->queued_ != w->seen;
+                              },
+                              &w),
+                          wake);
+  }
+  mu_.Unlock();
+}
 
 absl::Status ForwardBatcher::Submit(Forward& f) {
   const Lane lane{f.layer, f.dtype};
@@ -23,14 +81,14 @@ absl::Status ForwardBatcher::Submit(Forward& f) {
     LaneState& state = lanes_[lane];
     slot = options_.clock();
     // Dispatches out for longer than `stall` do not count: a hung worker must not hold the layer.
-    const auto busy = std::distance(state.in_flight.upper_bound(slot - options_.stall), state.in_flight.end());
-    if (options_.max_in_flight > 0 && busy >= options_.max_in_flight) {
+    if (options_.max_in_flight > 0 && Busy(state, slot) >= options_.max_in_flight) {
       if (waiting_ >= options_.max_waiting) {
         return absl::ResourceExhaustedError(
             absl::StrCat("router queue full (", options_.max_waiting, " requests waiting for a dispatch)"));
       }
       state.waiting.push_back(std::move(f));
       ++waiting_;
+      ++queued_;
       return absl::OkStatus();
     }
     // A slot is free. Whatever still waits (behind a stalled dispatch) is older: it goes first.

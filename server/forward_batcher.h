@@ -21,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct ForwardBatcherOptions {
   // the whole layer): the next Forward goes at once, with whatever waits.
   absl::Duration stall = absl::Milliseconds(250);
   std::function<absl::Time()> clock = [] { return absl::Now(); };  // tests substitute their own
+  // A thread that sends what waits once the dispatches ahead of it stall, even when no new
+  // Forward arrives to notice. Unit tests with a substituted clock turn it off.
+  bool watch_stalls = true;
 };
 
 class ForwardBatcher {
@@ -65,6 +69,11 @@ class ForwardBatcher {
   // `fill_common` sets what every dispatch shares (hidden, local backend and queue, metrics,
   // config, log) on each DispatchInput.
   ForwardBatcher(Start start, std::function<void(DispatchInput&)> fill_common, ForwardBatcherOptions options);
+  // Stops the stall watcher; dispatches still out call back into a destroyed batcher, so the
+  // owner destroys it only after the server has finished every call.
+  ~ForwardBatcher();
+  ForwardBatcher(const ForwardBatcher&) = delete;
+  ForwardBatcher& operator=(const ForwardBatcher&) = delete;
 
   // Dispatches `f` now or queues it. RESOURCE_EXHAUSTED (f untouched, done not called) when
   // max_waiting Forwards already wait; otherwise f.done is called exactly once.
@@ -84,6 +93,10 @@ class ForwardBatcher {
   void DispatchAlone(Lane lane, Forward f, std::optional<absl::Time> slot);
   // Gives `slot` back and sends what waits, if anything.
   void Finished(Lane lane, absl::Time slot);
+  // Under mu_: the lane's dispatches that still hold a slot at `now` (out for less than stall).
+  int64_t Busy(const LaneState& state, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stall watcher's loop.
+  void WatchStalls();
   static void Fail(Forward& f, const grpc::Status& status);
   static grpc::Status FromAbsl(const absl::Status& status);
 
@@ -93,6 +106,9 @@ class ForwardBatcher {
   absl::Mutex mu_;
   std::map<Lane, LaneState> lanes_ ABSL_GUARDED_BY(mu_);
   size_t waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;  // Forwards ever queued: wakes the watcher
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread watcher_;  // last: started once everything above exists
 };
 
 }  // namespace moe::server

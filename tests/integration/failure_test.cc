@@ -125,6 +125,50 @@ TEST_F(FailureTest, ConcurrentForwardsAcrossAKilledWorkerEachGetTheirOwnAnswer) 
   }
 }
 
+// A hung worker (its calls held, not failed) must not hold up Forwards that do not need it, even
+// when they arrive while a dispatch to it is out and no other Forward follows: the router's
+// batcher sends them once that dispatch has been out for --batch_stall_ms.
+TEST_F(FailureTest, AHungWorkerDoesNotHoldUpForwardsThatDoNotNeedIt) {
+  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
+  ASSERT_OK_AND_ASSIGN(auto backend,
+                       experts::CpuExpertBackend::Create(*ckpt, experts::ExpertRange(ckpt->config(), 6, 7), {}));
+  HeldExpertService held(std::move(backend), ckpt->config());
+  int held_port = 0;
+  ASSERT_OK_AND_ASSIGN(auto held_server, server::StartServer({&held}, {.listen = "127.0.0.1:0"}, &held_port));
+  ASSERT_OK_AND_ASSIGN(server::ChildProcess worker,
+                       server::SpawnServer({BinDir() + "/moe-expert", "--checkpoint=" + *checkpoint_,
+                                            "--experts=0-5", "--listen=127.0.0.1:0", "--metrics_port=-1"},
+                                           absl::Seconds(120)));
+  ASSERT_OK_AND_ASSIGN(server::ChildProcess router,
+                       server::SpawnServer({BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_,
+                                            absl::StrCat("--workers=127.0.0.1:", held_port, ",127.0.0.1:", worker.port),
+                                            "--listen=127.0.0.1:0", "--metrics_port=-1", "--batch_stall_ms=100"},
+                                           absl::Seconds(120)));
+  ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(*checkpoint_));
+  const Split split = SplitTokens(*ref, 0, {0, 1, 2, 3, 4, 5});
+  const int64_t n = split.ok_tokens.size() / kHidden;
+  auto client = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router.port), {.deadline = absl::Seconds(20)});
+  absl::Notification hung_done;
+  absl::StatusOr<client::ForwardResult> hung;
+  std::thread hung_caller([&] {
+    hung = client->Forward(0, Tensor::FromF32(split.needs_missing, {1, kHidden}));
+    hung_done.Notify();
+  });
+  held.WaitForArrivals(1);  // its dispatch is out and held
+  // Same layer, same dtype: without the stall rule this would wait behind the held dispatch.
+  absl::StatusOr<client::ForwardResult> got = client->Forward(0, Tensor::FromF32(split.ok_tokens, {n, kHidden}));
+  ASSERT_OK(got.status());
+  ASSERT_OK_AND_ASSIGN(std::vector<float> expected, ref->Forward(0, split.ok_tokens, n));
+  EXPECT_LE(MaxRelError(std::vector<float>(got->output.f32().begin(), got->output.f32().end()), expected), 1e-5);
+  EXPECT_FALSE(hung_done.HasBeenNotified());  // the hung one is still out
+  held.ReleaseAll();
+  hung_caller.join();
+  EXPECT_OK(hung.status());
+  server::StopChild(router, SIGKILL);
+  server::StopChild(worker, SIGKILL);
+  held_server->Shutdown();
+}
+
 TEST_F(FailureTest, AReplicaTakesOverWhenItsTwinDies) {
   ASSERT_OK_AND_ASSIGN(auto cluster, server::LocalCluster::Start(ClusterFor(*checkpoint_, 2, 2)));
   cluster->KillWorker(0);  // experts 0-3, first copy; worker 2 hosts the same experts

@@ -5,7 +5,8 @@
 // token budget; each gets its own rows and its own routing back; other layers and dtypes do not
 // wait; the waiting room is bounded; a Forward whose deadline passed while waiting is answered
 // without a dispatch; a batch that fails is retried member by member (but not past a deadline); a
-// dispatch out for longer than `stall` stops holding up the layer (a fake clock, not a sleep).
+// dispatch out for longer than `stall` stops holding up the layer (a fake clock, not a sleep). The
+// background stall watcher is off here (it runs on the real clock); failure_test covers it.
 // No sleeps, no threads: everything happens in the test's own calls.
 #include "server/forward_batcher.h"
 
@@ -105,7 +106,8 @@ absl::Status Submit(ForwardBatcher& batcher, ForwardBatcher::Forward f) { return
 std::unique_ptr<ForwardBatcher> MakeBatcher(FakeDispatcher& d, int64_t max_tokens = 100, size_t max_waiting = 16) {
   return std::make_unique<ForwardBatcher>(
       d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
-      ForwardBatcherOptions{.max_in_flight = 1, .max_tokens = max_tokens, .max_waiting = max_waiting});
+      ForwardBatcherOptions{
+          .max_in_flight = 1, .max_tokens = max_tokens, .max_waiting = max_waiting, .watch_stalls = false});
 }
 
 TEST(ForwardBatcherTest, WhatWaitsLeavesTogetherAndEachGetsItsOwnRows) {
@@ -244,7 +246,10 @@ TEST(ForwardBatcherTest, AStalledDispatchStopsHoldingUpItsLayer) {
   FakeDispatcher d;
   absl::Time now = absl::FromUnixSeconds(1000);
   ForwardBatcher batcher(d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
-                         {.max_in_flight = 1, .stall = absl::Milliseconds(250), .clock = [&now] { return now; }});
+                         {.max_in_flight = 1,
+                          .stall = absl::Milliseconds(250),
+                          .clock = [&now] { return now; },
+                          .watch_stalls = false});
   Answer a, b, c, e;
   ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));  // goes out, then hangs
   now += absl::Milliseconds(100);
