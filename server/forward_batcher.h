@@ -1,17 +1,17 @@
 // server/forward_batcher.h
-// The router's dynamic batching of Forwards. Each Forward is validated and gated on its
-// own (so no routing policy ever sees another request's tokens); then, per (layer, wire dtype), at
-// most `max_in_flight` dispatches are out at once. A Forward that finds a free slot is dispatched
+// The router's dynamic batching of Forwards. Each Forward is validated and gated on its own (so
+// no routing policy ever sees another request's tokens); then, per (layer, wire dtype), at most
+// `max_in_flight` dispatches are out at once. A Forward that finds a free slot is dispatched
 // alone and at once, as before (its cancellation still reaches the workers); one that finds none
-// waits (at most `stall`, while Forwards keep arriving), and when a dispatch of its layer
-// finishes, everything waiting for that layer — up to
+// waits, and when a dispatch of its layer finishes, everything waiting for that layer — up to
 // `max_tokens` — leaves as one dispatch: inputs and routings concatenated, one call per worker
-// for all of them, outputs split back. If such a dispatch fails (other than by deadline or
-// cancellation), each Forward is sent again alone, so none fails for what it was batched with.
-// Under load this turns many small RPCs into few large ones;
-// idle, it adds nothing (no timer). Dispatching is injected (Start): to the workers through
-// DispatchCall, or in-process on the router's compute queue (--local). Used by MoeServiceImpl.
-// Thread-safe.
+// for all of them, outputs split back. A dispatch out longer than `stall` stops holding its slot
+// (a background watcher then sends what waits), so a hung worker cannot hold up a layer. If a
+// batched dispatch fails (other than by deadline or cancellation), each Forward is sent again
+// alone, so none fails for what it was batched with. Under load this turns many small RPCs into
+// few large ones; idle, it adds nothing (no batching window). Dispatching is injected (Start): to
+// the workers through DispatchCall, or in-process on the router's compute queue (--local). Used
+// by MoeServiceImpl. Thread-safe.
 #pragma once
 
 #include <chrono>
