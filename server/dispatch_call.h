@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "experts/dtype.h"
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/dispatch_plan.h"
@@ -49,9 +50,9 @@ void AddRouting(const router::Routing& routing, moe::v1::ForwardResponse* respon
 class DispatchCall {
  public:
   // Called exactly once, from a gRPC or compute thread (or from Start when no expert is
-  // involved): the status, the combined output [tokens, hidden] in f32 (empty on failure), and
-  // the routing the dispatch was made for.
-  using Done = std::function<void(const grpc::Status& status, std::vector<float>& output,
+  // involved): the status, the combined output [tokens, hidden] in f32 (empty on failure; valid
+  // during the call only), and the routing the dispatch was made for.
+  using Done = std::function<void(const grpc::Status& status, absl::Span<const float> output,
                                   const router::Routing& routing)>;
   // Starts the worker calls. Worker calls are children of `server_context` (deadline and
   // cancellation propagate) when it is not null, else plain calls with `input.deadline`.

@@ -178,7 +178,7 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time 
   in.plan = *std::move(plan);
   const int64_t hidden = in.hidden;
   start_(std::move(in), /*context=*/nullptr,
-         [this, lane, slot, members, hidden](const grpc::Status& status, std::vector<float>& out,
+         [this, lane, slot, members, hidden](const grpc::Status& status, absl::Span<const float> out,
                                              const router::Routing&) {
            if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
                status.error_code() != grpc::StatusCode::CANCELLED) {
@@ -190,8 +190,9 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time 
            }
            int64_t row = 0;
            for (Forward& f : *members) {
-             std::vector<float> mine;
-             if (status.ok()) mine.assign(out.begin() + row * hidden, out.begin() + (row + f.tokens) * hidden);
+             // Each member's rows, in place: no copy.
+             const absl::Span<const float> mine =
+                 status.ok() ? out.subspan(row * hidden, f.tokens * hidden) : absl::Span<const float>();
              row += f.tokens;
              f.done(status, mine, f.routing);
            }
@@ -209,14 +210,13 @@ void ForwardBatcher::DispatchAlone(Lane lane, Forward f, std::optional<absl::Tim
   in.deadline = f.deadline;
   absl::StatusOr<router::DispatchPlan> plan = router::DispatchPlan::Build(in.routing, f.num_slots);
   if (!plan.ok()) {
-    std::vector<float> none;
-    f.done(FromAbsl(plan.status()), none, in.routing);
+    f.done(FromAbsl(plan.status()), {}, in.routing);
     if (slot.has_value()) Finished(lane, *slot);
     return;
   }
   in.plan = *std::move(plan);
   start_(std::move(in), f.context,
-         [this, lane, slot, done = std::move(f.done)](const grpc::Status& status, std::vector<float>& out,
+         [this, lane, slot, done = std::move(f.done)](const grpc::Status& status, absl::Span<const float> out,
                                                       const router::Routing& routing) {
            done(status, out, routing);
            if (slot.has_value()) Finished(lane, *slot);
@@ -224,8 +224,7 @@ void ForwardBatcher::DispatchAlone(Lane lane, Forward f, std::optional<absl::Tim
 }
 
 void ForwardBatcher::Fail(Forward& f, const grpc::Status& status) {
-  std::vector<float> none;
-  f.done(status, none, f.routing);
+  f.done(status, {}, f.routing);
 }
 
 grpc::Status ForwardBatcher::FromAbsl(const absl::Status& status) {

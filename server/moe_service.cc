@@ -107,8 +107,7 @@ void MoeServiceImpl::RunLocal(DispatchInput in, DispatchCall::Done done) {
     done(proto::ToGrpcStatus(out.status()), result, in.routing);
   };
   if (absl::Status s = queue_->Submit(std::move(task)); !s.ok()) {
-    std::vector<float> none;
-    on_refusal(proto::ToGrpcStatus(s), none, router::Routing());  // the routing went with the task
+    on_refusal(proto::ToGrpcStatus(s), {}, router::Routing());  // the routing went with the task
   }
 }
 
@@ -140,7 +139,7 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::Callba
       .deadline = deadline,
       .context = context,
       .done = [request, response, finish = std::move(finish), tokens, hidden, dtype](
-                  const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
+                  const grpc::Status& status, absl::Span<const float> out, const router::Routing& routing) {
         if (status.ok()) {
           proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
           if (request->return_routing()) AddRouting(routing, response);
@@ -148,8 +147,7 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::Callba
         finish(status);
       }};
   if (absl::Status s = batcher_->Submit(f); !s.ok()) {
-    std::vector<float> none;
-    f.done(proto::ToGrpcStatus(s), none, f.routing);
+    f.done(proto::ToGrpcStatus(s), {}, f.routing);
   }
 }
 

@@ -57,8 +57,7 @@ struct FakeDispatcher {
   void Fail(size_t i, grpc::StatusCode code) {
     Pending p = std::move(pending[i]);
     pending.erase(pending.begin() + static_cast<long>(i));
-    std::vector<float> none;
-    p.done(grpc::Status(code, "injected"), none, p.in.routing);
+    p.done(grpc::Status(code, "injected"), {}, p.in.routing);
   }
 };
 
@@ -86,9 +85,9 @@ ForwardBatcher::Forward MakeForward(int layer, DType dtype, int64_t tokens, floa
   f.routing.rerouted.assign(kExperts, 0);
   f.routing.score_sums.assign(kExperts, 0.0);
   f.deadline = deadline;
-  f.done = [answer](const grpc::Status& status, std::vector<float>& out, const router::Routing& routing) {
+  f.done = [answer](const grpc::Status& status, absl::Span<const float> out, const router::Routing& routing) {
     answer->code = status.error_code();
-    answer->out = out;
+    answer->out.assign(out.begin(), out.end());
     answer->routed_tokens = routing.num_tokens;
     answer->first_expert = routing.experts.empty() ? -1 : routing.experts[0];
   };
