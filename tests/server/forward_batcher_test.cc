@@ -10,6 +10,7 @@
 // No sleeps, no threads: everything happens in the test's own calls.
 #include "server/forward_batcher.h"
 
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -102,6 +103,19 @@ std::vector<float> Times10(int64_t tokens, float base) {
 
 absl::Status Submit(ForwardBatcher& batcher, ForwardBatcher::Forward f) { return batcher.Submit(f); }
 
+// One layer-0 f32 Forward: its tokens, first value, first expert, and where its answer goes.
+struct Spec {
+  int64_t tokens;
+  float base;
+  int first_expert;
+  Answer* answer;
+};
+void SubmitAll(ForwardBatcher& batcher, std::initializer_list<Spec> specs) {
+  for (const Spec& s : specs) {
+    ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, s.tokens, s.base, s.first_expert, s.answer)));
+  }
+}
+
 std::unique_ptr<ForwardBatcher> MakeBatcher(FakeDispatcher& d, int64_t max_tokens = 100, size_t max_waiting = 16) {
   return std::make_unique<ForwardBatcher>(
       d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
@@ -109,10 +123,15 @@ std::unique_ptr<ForwardBatcher> MakeBatcher(FakeDispatcher& d, int64_t max_token
           .max_in_flight = 1, .max_tokens = max_tokens, .max_waiting = max_waiting, .watch_stalls = false});
 }
 
-TEST(ForwardBatcherTest, WhatWaitsLeavesTogetherAndEachGetsItsOwnRows) {
+// Each test: a fake dispatcher, a batcher on it (a test may replace it), and answers to fill.
+class ForwardBatcherTest : public ::testing::Test {
+ protected:
   FakeDispatcher d;
-  auto batcher = MakeBatcher(d);
+  std::unique_ptr<ForwardBatcher> batcher = MakeBatcher(d);
   Answer a, b, c, e;
+};
+
+TEST_F(ForwardBatcherTest, WhatWaitsLeavesTogetherAndEachGetsItsOwnRows) {
   auto fa = MakeForward(0, DType::kF32, 1, 100, 0, &a);
   ASSERT_OK(batcher->Submit(fa));
   ASSERT_EQ(d.pending.size(), 1u);  // idle: dispatched at once, alone
@@ -152,14 +171,9 @@ TEST(ForwardBatcherTest, WhatWaitsLeavesTogetherAndEachGetsItsOwnRows) {
   EXPECT_EQ(d.pending.size(), 1u);
 }
 
-TEST(ForwardBatcherTest, TheTokenBudgetSplitsWhatWaits) {
-  FakeDispatcher d;
-  auto batcher = MakeBatcher(d, /*max_tokens=*/4);
-  Answer a, b, c, e;
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 2, 10, 0, &b)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 3, 20, 0, &c)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 30, 0, &e)));
+TEST_F(ForwardBatcherTest, TheTokenBudgetSplitsWhatWaits) {
+  batcher = MakeBatcher(d, /*max_tokens=*/4);
+  SubmitAll(*batcher, {{1, 0, 0, &a}, {2, 10, 0, &b}, {3, 20, 0, &c}, {1, 30, 0, &e}});
   d.Complete(0);
   ASSERT_EQ(d.pending.size(), 1u);
   EXPECT_EQ(d.pending[0].in.routing.num_tokens, 2);  // b alone: b + c would be 5 > 4
@@ -170,10 +184,7 @@ TEST(ForwardBatcherTest, TheTokenBudgetSplitsWhatWaits) {
   EXPECT_EQ(e.out, Times10(1, 30));
 }
 
-TEST(ForwardBatcherTest, OtherLayersAndDtypesDoNotWait) {
-  FakeDispatcher d;
-  auto batcher = MakeBatcher(d);
-  Answer a, b, c;
+TEST_F(ForwardBatcherTest, OtherLayersAndDtypesDoNotWait) {
   ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
   ASSERT_OK(Submit(*batcher, MakeForward(1, DType::kF32, 1, 0, 0, &b)));
   ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kBF16, 1, 0, 0, &c)));
@@ -182,10 +193,8 @@ TEST(ForwardBatcherTest, OtherLayersAndDtypesDoNotWait) {
   EXPECT_EQ(d.pending[2].in.wire_dtype, DType::kBF16);
 }
 
-TEST(ForwardBatcherTest, TheWaitingRoomIsBoundedAndExpiredForwardsAreAnsweredWithoutADispatch) {
-  FakeDispatcher d;
-  auto batcher = MakeBatcher(d, 100, /*max_waiting=*/2);
-  Answer a, b, c, e;
+TEST_F(ForwardBatcherTest, TheWaitingRoomIsBoundedAndExpiredForwardsAreAnsweredWithoutADispatch) {
+  batcher = MakeBatcher(d, 100, /*max_waiting=*/2);
   auto fa = MakeForward(0, DType::kF32, 1, 0, 0, &a);
   auto fb = MakeForward(0, DType::kF32, 1, 10, 0, &b, std::chrono::system_clock::now() - std::chrono::seconds(1));
   auto fc = MakeForward(0, DType::kF32, 1, 20, 0, &c);
@@ -205,13 +214,8 @@ TEST(ForwardBatcherTest, TheWaitingRoomIsBoundedAndExpiredForwardsAreAnsweredWit
   EXPECT_EQ(c.out, Times10(1, 20));
 }
 
-TEST(ForwardBatcherTest, AFailedBatchIsRetriedMemberByMember) {
-  FakeDispatcher d;
-  auto batcher = MakeBatcher(d);
-  Answer a, b, c;
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 2, 10, 1, &b)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 40, 2, &c)));
+TEST_F(ForwardBatcherTest, AFailedBatchIsRetriedMemberByMember) {
+  SubmitAll(*batcher, {{1, 0, 0, &a}, {2, 10, 1, &b}, {1, 40, 2, &c}});
   d.Complete(0);
   ASSERT_EQ(d.pending.size(), 1u);  // b + c
   d.Fail(0, grpc::StatusCode::UNAVAILABLE);
@@ -227,13 +231,8 @@ TEST(ForwardBatcherTest, AFailedBatchIsRetriedMemberByMember) {
   EXPECT_EQ(b.first_expert, 1);
 }
 
-TEST(ForwardBatcherTest, ABatchPastItsDeadlineIsNotRetried) {
-  FakeDispatcher d;
-  auto batcher = MakeBatcher(d);
-  Answer a, b, c;
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 10, 0, &b)));
-  ASSERT_OK(Submit(*batcher, MakeForward(0, DType::kF32, 1, 20, 0, &c)));
+TEST_F(ForwardBatcherTest, ABatchPastItsDeadlineIsNotRetried) {
+  SubmitAll(*batcher, {{1, 0, 0, &a}, {1, 10, 0, &b}, {1, 20, 0, &c}});
   d.Complete(0);
   d.Fail(0, grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(b.code, grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -241,25 +240,23 @@ TEST(ForwardBatcherTest, ABatchPastItsDeadlineIsNotRetried) {
   EXPECT_TRUE(d.pending.empty());
 }
 
-TEST(ForwardBatcherTest, AStalledDispatchStopsHoldingUpItsLayer) {
-  FakeDispatcher d;
+TEST_F(ForwardBatcherTest, AStalledDispatchStopsHoldingUpItsLayer) {
   absl::Time now = absl::FromUnixSeconds(1000);
-  ForwardBatcher batcher(d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
-                         {.max_in_flight = 1,
-                          .stall = absl::Milliseconds(250),
-                          .clock = [&now] { return now; },
-                          .watch_stalls = false});
-  Answer a, b, c, e;
-  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 0, 0, &a)));  // goes out, then hangs
+  ForwardBatcher stalling(d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
+                          {.max_in_flight = 1,
+                           .stall = absl::Milliseconds(250),
+                           .clock = [&now] { return now; },
+                           .watch_stalls = false});
+  ASSERT_OK(Submit(stalling, MakeForward(0, DType::kF32, 1, 0, 0, &a)));  // goes out, then hangs
   now += absl::Milliseconds(100);
-  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 10, 0, &b)));
+  ASSERT_OK(Submit(stalling, MakeForward(0, DType::kF32, 1, 10, 0, &b)));
   EXPECT_EQ(d.pending.size(), 1u);  // a is young: b waits
   now += absl::Milliseconds(200);    // a has been out 300 ms > 250
-  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 2, 20, 0, &c)));
+  ASSERT_OK(Submit(stalling, MakeForward(0, DType::kF32, 2, 20, 0, &c)));
   ASSERT_EQ(d.pending.size(), 2u);  // b (older) and c leave together, without waiting for a
   EXPECT_EQ(d.pending[1].in.routing.num_tokens, 3);
   EXPECT_EQ(d.pending[1].in.x[0], 10.0f);
-  ASSERT_OK(Submit(batcher, MakeForward(0, DType::kF32, 1, 30, 0, &e)));
+  ASSERT_OK(Submit(stalling, MakeForward(0, DType::kF32, 1, 30, 0, &e)));
   EXPECT_EQ(d.pending.size(), 2u);  // the b + c dispatch is young: e waits for it
   d.Complete(1);
   EXPECT_EQ(b.out, Times10(1, 10));
