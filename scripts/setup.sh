@@ -46,6 +46,25 @@ moe_python_env() {
   echo "$PY_REQUIREMENTS" >"$venv/.requirements"
 }
 
+# PyTorch and transformers from PyPI (the peers of scripts/bench.sh and the HF references): large
+# (~6 GB with the CUDA wheels torch pulls in), so cached outside the clone, keyed by the pins, so
+# CI on the same machine reuses it and a fresh machine builds it once. Prints the venv's python.
+TORCH_REQUIREMENTS="torch==2.15.0 transformers==5.24.0 numpy==2.2.6 safetensors==0.8.0"
+moe_torch_env() {
+  local key
+  key="$(echo "$TORCH_REQUIREMENTS" | tr " " "-" | tr -d "=")"
+  local venv="${MOE_CACHE_DIR:-/var/cache/moe-serve}/venv-$key"
+  if [ ! -f "$venv/.complete" ]; then
+    echo "setup: creating $venv with $TORCH_REQUIREMENTS (once per machine)" >&2
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check $TORCH_REQUIREMENTS >&2
+    touch "$venv/.complete"
+  fi
+  echo "$venv/bin/python"
+}
+
 moe_build() {
   if [ ! -f "$BUILD/build.ninja" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_PYTHON="$BUILD/venv/bin/python" >/dev/null
