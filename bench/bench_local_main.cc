@@ -1,4 +1,4 @@
-// server/bench_local_main.cc
+// bench/bench_local_main.cc
 // moe-bench-local: in-process benchmark (performance.md P2; on a GPU the in-process side of H4).
 // Measures, in one run and on the same machine: OpenBLAS sgemm 2048³ (the practical peak), the
 // expert FFN at several tokens per expert, and the in-process MoE layer at several batch sizes, on

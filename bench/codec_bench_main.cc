@@ -1,4 +1,4 @@
-// server/codec_bench_main.cc
+// bench/codec_bench_main.cc
 // moe-bench-codec: what one hop costs in copies (performance.md P5). For payloads of 1–64 MB of
 // f32 tokens it times, as gRPC does them, serializing an ExpertRequest into a ByteBuffer and
 // parsing it back (grpc::SerializationTraits), and next to it a plain memcpy of the same bytes;

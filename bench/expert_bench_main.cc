@@ -1,4 +1,4 @@
-// server/expert_bench_main.cc
+// bench/expert_bench_main.cc
 // moe-expert-bench: one worker step (G experts × m tokens each) on an expert backend, per shape:
 // achieved TFLOP/s (6·G·m·H·I per step, wall time of Run, host staging of the f32 activations
 // included), and on a GPU the ratio to one cuBLAS dense GEMM of the same FLOPs (performance.md

@@ -1,4 +1,4 @@
-// server/metrics_bench_main.cc
+// bench/metrics_bench_main.cc
 // moe-bench-metrics: the cost of recording metrics on the hot path, per call, measured on the
 // real RouterMetrics / ExpertMetrics (prometheus-cpp) with a Mixtral-like routing result.
 // Complements `moe-cluster --nometrics` + moe-bench (end to end); see docs/BENCHMARKS.md.
@@ -8,8 +8,8 @@
 
 #include "experts/expert_weights.h"
 #include "experts/model_config.h"
-#include "server/expert_metrics.h"
-#include "server/router_metrics.h"
+#include "server/router/router_metrics.h"
+#include "server/worker/expert_metrics.h"
 
 int main() {
   const auto config = moe::experts::DefaultConfig(moe::experts::Family::kMixtral, 4096, 14336, 8, 2, 32);

@@ -1,6 +1,6 @@
 // proto/channel.h
 // Channels for moe-serve's own clients (router → worker, client → router), with message limits
-// and keepalive that match the servers' (server/server_runtime.h). Thread-safe.
+// and keepalive that match the servers' (server/common/server_runtime.h). Thread-safe.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// server/make_checkpoint_main.cc
+// tools/make_checkpoint_main.cc
 // moe-make-checkpoint: writes a seeded random checkpoint of any supported family (config.json +
 // safetensors, one file or N shards) that moe-expert, moe-router and the tests load like a real one.
 #include <cstdio>

@@ -1,4 +1,4 @@
-// server/routing_study_main.cc
+// tools/routing_study_main.cc
 // moe-routing-study: on skewed synthetic traffic (a few hot experts), how each routing policy
 // balances load, how much it drops, and how much of the token-choice top-k gate affinity it
 // keeps. Prints the table of docs/ROUTING.md. Uses only the router library (no servers).

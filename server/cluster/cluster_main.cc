@@ -1,4 +1,4 @@
-// server/cluster_main.cc
+// server/cluster/cluster_main.cc
 // moe-cluster: a local cluster on loopback — W expert workers (× replicas) and a router, each a
 // separate process on an ephemeral port. Prints the addresses once every process is SERVING,
 // then either runs the command after `--` (with MOE_ROUTER set and "{router}" replaced by the
@@ -19,7 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "server/local_cluster.h"
+#include "server/cluster/local_cluster.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder. Required.");
 ABSL_FLAG(int, workers, 2, "Worker processes; the experts are split evenly between them. 0: one --local router.");

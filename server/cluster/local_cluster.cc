@@ -1,5 +1,5 @@
-// server/local_cluster.cc
-#include "server/local_cluster.h"
+// server/cluster/local_cluster.cc
+#include "server/cluster/local_cluster.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-// server/local_cluster.h
+// server/cluster/local_cluster.h
 // Starts a router and W expert workers as child processes on loopback (ephemeral ports), waits
 // until each reports SERVING through a ready pipe, and stops them with SIGTERM. Used by
 // moe-cluster, scripts/demo.sh and the integration tests. Not thread-safe: one owner.

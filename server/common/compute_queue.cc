@@ -1,5 +1,5 @@
-// server/compute_queue.cc
-#include "server/compute_queue.h"
+// server/common/compute_queue.cc
+#include "server/common/compute_queue.h"
 
 #include "absl/strings/str_cat.h"
 

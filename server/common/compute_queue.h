@@ -1,4 +1,4 @@
-// server/compute_queue.h
+// server/common/compute_queue.h
 // A bounded FIFO of compute tasks run by a few dedicated threads, so gRPC callback threads
 // never block on expert or gate compute. Used by the worker service and the router's --local
 // mode. Thread-safe.

@@ -1,5 +1,5 @@
-// server/metrics_server.cc
-#include "server/metrics_server.h"
+// server/common/metrics_server.cc
+#include "server/common/metrics_server.h"
 
 #include <exception>
 

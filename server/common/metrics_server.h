@@ -1,4 +1,4 @@
-// server/metrics_server.h
+// server/common/metrics_server.h
 // Serves a registry at http://<address>/metrics (prometheus-cpp's civetweb exposer) for
 // Prometheus to scrape. Owned by a binary's main for its whole life. Thread-safe.
 #pragma once

@@ -1,5 +1,5 @@
-// server/rate_limited_log.cc
-#include "server/rate_limited_log.h"
+// server/common/rate_limited_log.cc
+#include "server/common/rate_limited_log.h"
 
 #include <cstdio>
 

@@ -1,4 +1,4 @@
-// server/rate_limited_log.h
+// server/common/rate_limited_log.h
 // Warnings that may fire on every request (failed dispatches) are printed at most once per
 // interval per key, with the count of those suppressed meanwhile. Thread-safe.
 #pragma once

@@ -1,5 +1,5 @@
-// server/server_runtime.cc
-#include "server/server_runtime.h"
+// server/common/server_runtime.cc
+#include "server/common/server_runtime.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-// server/server_runtime.h
+// server/common/server_runtime.h
 // What every moe-serve server process does around its services: start a gRPC server with the
 // health service, raised message limits and keepalive; report readiness (health + an optional
 // ready file descriptor for launchers); on SIGTERM/SIGINT turn NOT_SERVING, stop accepting and

@@ -1,5 +1,5 @@
-// server/dispatch_call.cc
-#include "server/dispatch_call.h"
+// server/router/dispatch_call.cc
+#include "server/router/dispatch_call.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"

@@ -1,4 +1,4 @@
-// server/dispatch_call.h
+// server/router/dispatch_call.h
 // One networked dispatch in flight — one Forward, or several batched into one: gate and plan are
 // done by the caller; this sends one ExpertService.Forward per involved worker (all at once,
 // callback API, the deadline and — for a single Forward — the caller's cancellation propagated),
@@ -21,10 +21,10 @@
 #include "router/dispatch_plan.h"
 #include "router/routing.h"
 #include "experts/expert_backend.h"
-#include "server/compute_queue.h"
-#include "server/rate_limited_log.h"
-#include "server/router_metrics.h"
-#include "server/worker_pool.h"
+#include "server/common/compute_queue.h"
+#include "server/common/rate_limited_log.h"
+#include "server/router/router_metrics.h"
+#include "server/router/worker_pool.h"
 
 namespace moe::server {
 

@@ -1,5 +1,5 @@
-// server/forward_batcher.cc
-#include "server/forward_batcher.h"
+// server/router/forward_batcher.cc
+#include "server/router/forward_batcher.h"
 
 #include <algorithm>
 #include <cstring>

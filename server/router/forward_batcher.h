@@ -1,4 +1,4 @@
-// server/forward_batcher.h
+// server/router/forward_batcher.h
 // The router's dynamic batching of Forwards. Each Forward is validated and gated on its own (so
 // no routing policy ever sees another request's tokens); then, per (layer, wire dtype), at most
 // `max_in_flight` dispatches are out at once. A Forward that finds a free slot is dispatched
@@ -31,7 +31,7 @@
 #include "absl/time/time.h"
 #include "experts/dtype.h"
 #include "router/routing.h"
-#include "server/dispatch_call.h"
+#include "server/router/dispatch_call.h"
 
 namespace moe::server {
 

@@ -1,5 +1,5 @@
-// server/load_window.cc
-#include "server/load_window.h"
+// server/router/load_window.cc
+#include "server/router/load_window.h"
 
 #include <algorithm>
 

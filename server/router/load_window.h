@@ -1,4 +1,4 @@
-// server/load_window.h
+// server/router/load_window.h
 // Per-expert load over a sliding time window (one-second buckets): pairs routed per expert, gate
 // scores summed per expert and tokens seen, from which the router exports balancedness
 // (mean/max pairs per expert; 1 = perfect) and the Switch auxiliary load-balance loss

@@ -1,5 +1,5 @@
-// server/moe_service.cc
-#include "server/moe_service.h"
+// server/router/moe_service.cc
+#include "server/router/moe_service.h"
 
 #include <chrono>
 
@@ -9,7 +9,7 @@
 #include "proto/tensor_codec.h"
 #include "router/dispatch_plan.h"
 #include "router/hidden_states_check.h"
-#include "server/dispatch_call.h"
+#include "server/router/dispatch_call.h"
 
 namespace moe::server {
 

@@ -1,4 +1,4 @@
-// server/moe_service.h
+// server/router/moe_service.h
 // MoeService (moe.v1), the router's public API. Forward validates the request and gates it,
 // then hands it to ForwardBatcher, which merges concurrent Forwards of a layer and either runs
 // the experts in-process on the compute queue (--local) or dispatches them to the workers
@@ -15,11 +15,11 @@
 #include "experts/expert_backend.h"
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/moe_model.h"
-#include "server/compute_queue.h"
-#include "server/forward_batcher.h"
-#include "server/rate_limited_log.h"
-#include "server/router_metrics.h"
-#include "server/worker_pool.h"
+#include "server/common/compute_queue.h"
+#include "server/common/rate_limited_log.h"
+#include "server/router/forward_batcher.h"
+#include "server/router/router_metrics.h"
+#include "server/router/worker_pool.h"
 
 namespace moe::server {
 

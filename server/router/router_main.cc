@@ -1,4 +1,4 @@
-// server/router_main.cc
+// server/router/router_main.cc
 // moe-router: the public MoE endpoint. Loads the gates from the checkpoint, learns the placement
 // from its workers (or runs every expert in-process with --local) and serves moe.v1.MoeService
 // plus grpc.health.v1.
@@ -18,13 +18,13 @@
 #include "experts/expert_weights.h"
 #include "proto/message_memory.h"
 #include "router/moe_model.h"
-#include "server/compute_queue.h"
-#include "server/metrics_server.h"
-#include "server/moe_service.h"
-#include "server/rate_limited_log.h"
-#include "server/router_metrics.h"
-#include "server/server_runtime.h"
-#include "server/worker_pool.h"
+#include "server/common/compute_queue.h"
+#include "server/common/metrics_server.h"
+#include "server/common/rate_limited_log.h"
+#include "server/common/server_runtime.h"
+#include "server/router/moe_service.h"
+#include "server/router/router_metrics.h"
+#include "server/router/worker_pool.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
 ABSL_FLAG(std::vector<std::string>, workers, {},

@@ -1,7 +1,9 @@
-// server/router_metrics.cc
-#include "server/router_metrics.h"
+// server/router/router_metrics.cc
+#include "server/router/router_metrics.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/common/build_info.h"
+#include "server/common/latency_buckets.h"
 
 namespace moe::server {
 namespace {
@@ -13,21 +15,6 @@ constexpr const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMEN
 constexpr const char* kMethods[] = {"Forward", "GetModelInfo"};
 
 }  // namespace
-
-prometheus::Histogram::BucketBoundaries LatencyBuckets() {
-  prometheus::Histogram::BucketBoundaries b;
-  for (double v = 1e-4; v < 120; v *= 2) b.push_back(v);
-  return b;
-}
-
-void RegisterBuildInfo(prometheus::Registry& registry) {
-  prometheus::BuildGauge()
-      .Name("moe_build_info")
-      .Help("Build of this moe-serve binary (always 1).")
-      .Register(registry)
-      .Add({{"version", MOE_VERSION}, {"git_sha", MOE_GIT_SHA}})
-      .Set(1);
-}
 
 RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::ModelConfig& config,
                              const std::vector<std::string>& workers, absl::Duration window)

@@ -1,4 +1,4 @@
-// server/router_metrics.h
+// server/router/router_metrics.h
 // The router's Prometheus metrics (conventions.md names): requests by method and code, request
 // and gating durations, Forwards per dispatch, tokens routed / dropped / rerouted per expert (and per layer × expert),
 // dispatch duration, in-flight calls and up state per worker, balancedness and aux loss over a
@@ -19,7 +19,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "router/routing.h"
-#include "server/load_window.h"
+#include "server/router/load_window.h"
 
 namespace moe::server {
 
@@ -61,11 +61,5 @@ class RouterMetrics {
   prometheus::Gauge* aux_loss_;
   LoadWindow window_;
 };
-
-// moe_build_info{version, git_sha} = 1, on any registry.
-void RegisterBuildInfo(prometheus::Registry& registry);
-
-// Buckets for latency histograms: 100 µs … ~100 s, ×2.
-prometheus::Histogram::BucketBoundaries LatencyBuckets();
 
 }  // namespace moe::server

@@ -1,5 +1,5 @@
-// server/worker_pool.cc
-#include "server/worker_pool.h"
+// server/router/worker_pool.cc
+#include "server/router/worker_pool.h"
 
 #include <algorithm>
 #include <chrono>

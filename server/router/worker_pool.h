@@ -1,4 +1,4 @@
-// server/worker_pool.h
+// server/router/worker_pool.h
 // The router's view of its expert workers: one long-lived channel each, what each hosts (asked
 // once with GetWorkerInfo at start), the placement of every (layer, expert) on its replicas, and
 // the choice of a replica per call (connectable first, then fewest calls in flight). Built once

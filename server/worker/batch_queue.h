@@ -1,4 +1,4 @@
-// server/batch_queue.h
+// server/worker/batch_queue.h
 // A bounded FIFO of work items and one thread that takes every item waiting when it becomes free
 // — as many as fit in a row budget, at least one — and hands them to `step` together. This is
 // the worker's dynamic batching: requests that arrive while a step computes are merged into the

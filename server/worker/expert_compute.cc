@@ -1,5 +1,5 @@
-// server/expert_compute.cc
-#include "server/expert_compute.h"
+// server/worker/expert_compute.cc
+#include "server/worker/expert_compute.h"
 
 #include <algorithm>
 #include <cstring>

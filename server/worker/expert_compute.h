@@ -1,4 +1,4 @@
-// server/expert_compute.h
+// server/worker/expert_compute.h
 // The work of ExpertService.Forward, apart from gRPC: decode and validate a request against what
 // the backend hosts, run one or several decoded requests as one backend step, encode the outputs
 // in each request's dtype. Called by the worker service on its batch thread (and by test fakes

@@ -1,5 +1,5 @@
-// server/expert_list.cc
-#include "server/expert_list.h"
+// server/worker/expert_list.cc
+#include "server/worker/expert_list.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-// server/expert_list.h
+// server/worker/expert_list.h
 // Parses moe-expert's --experts flag: "all", "3", "0-3", or a comma list of those ("0-1,6"),
 // optionally with "shared" (the always-on MLPs: shared experts and dense layers). Pure; thread-safe.
 #pragma once

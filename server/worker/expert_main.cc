@@ -1,4 +1,4 @@
-// server/expert_main.cc
+// server/worker/expert_main.cc
 // moe-expert: an expert worker. Loads only the experts it hosts from the checkpoint, runs them
 // on a backend and serves moe.v1.ExpertService plus grpc.health.v1 (NOT_SERVING until loaded).
 #include <signal.h>
@@ -19,11 +19,11 @@
 #include "experts/checkpoint.h"
 #include "experts/expert_weights.h"
 #include "proto/message_memory.h"
-#include "server/expert_list.h"
-#include "server/expert_metrics.h"
-#include "server/expert_service.h"
-#include "server/metrics_server.h"
-#include "server/server_runtime.h"
+#include "server/common/metrics_server.h"
+#include "server/common/server_runtime.h"
+#include "server/worker/expert_list.h"
+#include "server/worker/expert_metrics.h"
+#include "server/worker/expert_service.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
 ABSL_FLAG(std::string, experts, "all",

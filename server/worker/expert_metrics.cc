@@ -1,8 +1,9 @@
-// server/expert_metrics.cc
-#include "server/expert_metrics.h"
+// server/worker/expert_metrics.cc
+#include "server/worker/expert_metrics.h"
 
 #include "absl/strings/str_cat.h"
-#include "server/router_metrics.h"
+#include "server/common/build_info.h"
+#include "server/common/latency_buckets.h"
 
 namespace moe::server {
 

@@ -1,4 +1,4 @@
-// server/expert_metrics.h
+// server/worker/expert_metrics.h
 // A worker's Prometheus metrics: requests by code, token rows processed per hosted expert
 // (expert="shared" for the always-on MLPs), compute duration and requests per compute step,
 // compute queue depth, build info.

@@ -1,5 +1,5 @@
-// server/expert_service.cc
-#include "server/expert_service.h"
+// server/worker/expert_service.cc
+#include "server/worker/expert_service.h"
 
 #include <chrono>
 

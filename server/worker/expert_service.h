@@ -1,4 +1,4 @@
-// server/expert_service.h
+// server/worker/expert_service.h
 // ExpertService (moe.v1) served by every moe-expert: Forward decodes a router's token groups on
 // the gRPC thread and queues them; one compute thread runs every request waiting as one backend
 // step (dynamic batching, BatchQueue), so a worker under load reads each expert's weights once
@@ -16,9 +16,9 @@
 #include "absl/time/time.h"
 #include "experts/expert_backend.h"
 #include "moe/v1/moe.grpc.pb.h"
-#include "server/batch_queue.h"
-#include "server/expert_compute.h"
-#include "server/expert_metrics.h"
+#include "server/worker/batch_queue.h"
+#include "server/worker/expert_compute.h"
+#include "server/worker/expert_metrics.h"
 
 namespace moe::server {
 

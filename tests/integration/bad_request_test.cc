@@ -10,7 +10,7 @@
 #include "proto/channel.h"
 #include "proto/status_convert.h"
 #include "proto/tensor_codec.h"
-#include "server/local_cluster.h"
+#include "server/cluster/local_cluster.h"
 #include "tests/testing/cluster_env.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"

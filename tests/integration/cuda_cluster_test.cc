@@ -8,7 +8,7 @@
 #include "client/moe_client.h"
 #include "experts/backend_factory.h"
 #include "gtest/gtest.h"
-#include "server/local_cluster.h"
+#include "server/cluster/local_cluster.h"
 #include "tests/testing/cluster_env.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"

@@ -15,7 +15,7 @@
 #include "experts/model_config.h"
 #include "router/moe_model.h"
 #include "router/routing.h"
-#include "server/local_cluster.h"
+#include "server/cluster/local_cluster.h"
 
 namespace moe::testing {
 

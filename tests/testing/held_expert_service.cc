@@ -2,7 +2,7 @@
 #include "tests/testing/held_expert_service.h"
 
 #include "proto/status_convert.h"
-#include "server/expert_compute.h"
+#include "server/worker/expert_compute.h"
 
 namespace moe::testing {
 

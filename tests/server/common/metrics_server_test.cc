@@ -1,7 +1,7 @@
-// tests/server/metrics_server_test.cc
+// tests/server/common/metrics_server_test.cc
 // The metrics endpoint answers real HTTP requests — also after the CUDA plugin was loaded into
 // the process, which once made civetweb's threads overflow their stacks (cuda_plugin_api.h).
-#include "server/metrics_server.h"
+#include "server/common/metrics_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-// tests/server/forward_batcher_test.cc
+// tests/server/router/forward_batcher_test.cc
 // ForwardBatcher with a fake dispatcher that holds every dispatch until the test completes it:
 // an idle layer dispatches at once and alone; Forwards arriving while it is busy leave together
 // when it finishes (inputs concatenated, routing renumbered, the latest deadline), within the
@@ -8,7 +8,7 @@
 // dispatch out for longer than `stall` stops holding up the layer (a fake clock, not a sleep). The
 // background stall watcher is off here (it runs on the real clock); failure_test covers it.
 // No sleeps, no threads: everything happens in the test's own calls.
-#include "server/forward_batcher.h"
+#include "server/router/forward_batcher.h"
 
 #include <initializer_list>
 #include <memory>

@@ -1,8 +1,8 @@
-// tests/server/batch_queue_test.cc
+// tests/server/worker/batch_queue_test.cc
 // BatchQueue: items that wait while a step runs are taken together by the next step, within the
 // row budget, in FIFO order; a full queue refuses and leaves the item with the caller; the
 // destructor runs what is queued. The step is held on a Notification, never on a sleep.
-#include "server/batch_queue.h"
+#include "server/worker/batch_queue.h"
 
 #include <memory>
 #include <vector>

@@ -1,9 +1,9 @@
-// tests/server/expert_compute_test.cc
+// tests/server/worker/expert_compute_test.cc
 // Decoding and batched compute of ExpertService requests: requests merged into one backend step
 // (shared experts, different layers, empty groups) give what each gives alone; the decoder
 // refuses what the backend does not host, so one bad request cannot fail a step; a merged step
 // that fails is retried request by request.
-#include "server/expert_compute.h"
+#include "server/worker/expert_compute.h"
 
 #include <cmath>
 

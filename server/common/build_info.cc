@@ -1,0 +1,17 @@
+// server/common/build_info.cc
+#include "server/common/build_info.h"
+
+#include "prometheus/gauge.h"
+
+namespace moe::server {
+
+void RegisterBuildInfo(prometheus::Registry& registry) {
+  prometheus::BuildGauge()
+      .Name("moe_build_info")
+      .Help("Build of this moe-serve binary (always 1).")
+      .Register(registry)
+      .Add({{"version", MOE_VERSION}, {"git_sha", MOE_GIT_SHA}})
+      .Set(1);
+}
+
+}  // namespace moe::server
