@@ -1,0 +1,79 @@
+// experts/cpu_packed_weight.cc
+#include "experts/cpu_packed_weight.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::experts {
+namespace {
+
+int64_t RoundUp(int64_t value, int64_t to) { return (value + to - 1) / to * to; }
+
+}  // namespace
+
+dnnl::memory::desc PackedWeight::desc() const {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  if (layout_ == PackedLayout::kPlainKN) return dnnl::memory::desc({k_, n_}, dt::f32, {n_pad_, 1});
+  return dtype_ == DType::kBF16 ? dnnl::memory::desc({k_, n_}, dt::bf16, tag::BA16a64b2a)
+                                : dnnl::memory::desc({k_, n_}, dt::f32, tag::BA16a64b);
+}
+
+absl::StatusOr<PackedWeight> PackedWeight::Pack(const void* src, DType src_dtype, int64_t n, int64_t k, DType dtype,
+                                                PackedLayout layout) {
+  if (n <= 0 || k <= 0) return absl::InvalidArgumentError(absl::StrCat("cannot pack a [", n, ", ", k, "] weight"));
+  if (dtype == DType::kF16) return absl::InvalidArgumentError("the CPU kernels keep weights as bf16 or f32, not f16");
+  if (dtype == DType::kBF16 && layout != PackedLayout::kBlocked) {
+    return absl::InvalidArgumentError("bf16 weights are packed blocked only");
+  }
+  PackedWeight w;
+  w.dtype_ = dtype;
+  w.layout_ = layout;
+  w.n_ = n;
+  w.k_ = k;
+  w.n_pad_ = RoundUp(n, kTile);
+  w.k_pad_ = k;
+  dnnl::memory::desc packed = w.desc();
+  // oneDNN's padding of the blocked formats (bf16 blocks K by 32, f32 by 16).
+  if (layout == PackedLayout::kBlocked) {
+    w.k_pad_ = packed.data.padded_dims[0];
+    if (packed.data.padded_dims[1] != w.n_pad_) {
+      return absl::InternalError(absl::StrCat("oneDNN pads N=", n, " to ", packed.data.padded_dims[1], ", not ", w.n_pad_));
+    }
+  }
+  w.bytes_ = packed.get_size();
+  w.data_.reset(std::aligned_alloc(64, RoundUp(static_cast<int64_t>(w.bytes_), 64)));
+  if (w.data_ == nullptr) return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", w.bytes_, " bytes"));
+  std::memset(w.data_.get(), 0, w.bytes_);
+
+  // The source as oneDNN sees it: W [n, k] row-major is the K×N matrix with strides {1, k}.
+  // f16 (and f32 → bf16) go through an f32 copy; bf16 → bf16 and f32 → f32 are reordered as is.
+  std::vector<float> widened;
+  const void* plain = src;
+  DType plain_dtype = src_dtype;
+  if (src_dtype == DType::kF16 || src_dtype != dtype) {
+    widened.resize(static_cast<size_t>(n * k));
+    ConvertToF32(src_dtype, src, widened.data(), widened.size());
+    plain = widened.data();
+    plain_dtype = DType::kF32;
+  }
+  const auto dt_of = [](DType d) {
+    return d == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+  };
+  try {
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    dnnl::stream stream(engine);
+    dnnl::memory from(dnnl::memory::desc({k, n}, dt_of(plain_dtype), {1, k}), engine, const_cast<void*>(plain));
+    dnnl::memory to(packed, engine, w.data_.get());
+    dnnl::reorder(from, to).execute(stream, from, to);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("oneDNN could not pack a [", n, ", ", k, "] weight: ", e.what()));
+  }
+  return w;
+}
+
+}  // namespace moe::experts

@@ -1,0 +1,61 @@
+// experts/cpu_packed_weight.h
+// One weight matrix of a CPU expert, packed once at load into the layout both the oneDNN
+// matmul and our small-row kernels read: bf16 as oneDNN's VNNI-blocked BA16a64b2a (64 output
+// columns per tile, K in pairs); f32 as BA16a64b where oneDNN's brgemm takes it (AVX-512) or
+// plain K×N rows otherwise (AVX2's jit gemm). Built by the CPU backend; immutable afterwards and
+// safe to read from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "dnnl.hpp"
+#include "experts/dtype.h"
+
+namespace moe::experts {
+
+enum class PackedLayout {
+  kBlocked,  // tiles of 64 columns, each K rows deep (bf16: k pairs interleaved)
+  kPlainKN,  // f32 only: row k holds columns 0..n_pad-1
+};
+
+class PackedWeight {
+ public:
+  static constexpr int64_t kTile = 64;  // output columns per tile
+
+  // Packs W, row-major [n, k] of `src_dtype` (F32, BF16 or F16), into `dtype` (F32 or BF16) in
+  // `layout`. The padding (n to 64; k to oneDNN's block, 32 for bf16, 16 for f32) is zero. INVALID_ARGUMENT for bf16 in kPlainKN or
+  // non-positive sizes.
+  static absl::StatusOr<PackedWeight> Pack(const void* src, DType src_dtype, int64_t n, int64_t k, DType dtype,
+                                           PackedLayout layout);
+
+  DType dtype() const { return dtype_; }
+  PackedLayout layout() const { return layout_; }
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+  int64_t n_pad() const { return n_pad_; }
+  int64_t k_pad() const { return k_pad_; }
+  size_t bytes() const { return bytes_; }
+  const void* data() const { return data_.get(); }
+  // oneDNN's description of this matrix as the K×N weights of a matmul.
+  dnnl::memory::desc desc() const;
+
+  // Elements from the start of tile `t` to the next (f32 and bf16 alike).
+  int64_t tile_stride() const { return layout_ == PackedLayout::kBlocked ? k_pad_ * kTile : kTile; }
+  // Elements from row k to row k+1 inside a tile (f32); bf16 steps by pairs of rows of 128.
+  int64_t row_stride() const { return layout_ == PackedLayout::kBlocked ? kTile : n_pad_; }
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  DType dtype_ = DType::kF32;
+  PackedLayout layout_ = PackedLayout::kBlocked;
+  int64_t n_ = 0, k_ = 0, n_pad_ = 0, k_pad_ = 0;
+  size_t bytes_ = 0;
+  std::unique_ptr<void, Free> data_;
+};
+
+}  // namespace moe::experts

@@ -1,0 +1,247 @@
+// experts/cpu_small_rows.cc
+// Each variant walks tile t (64 columns) down the K rows and keeps the running sums of up to
+// kRowTile rows in registers. The kernels are compiled for their ISA with target attributes, so
+// this file needs no -m flags and the binary runs on any x86-64; callers pass an ISA the CPU has.
+#include "experts/cpu_small_rows.h"
+
+#include <immintrin.h>
+
+
+#include <algorithm>
+#include <cstring>
+
+// GCC 12 warns inside its own intrinsics headers (_mm512_slli_epi32 uses an undefined value).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace moe::experts {
+namespace {
+
+constexpr int64_t kTile = PackedWeight::kTile;
+
+// Writes the 64 sums of one row of tile t (`sums`), or the columns of it that exist.
+inline void StoreTile(const float* sums, float* y_row, int64_t t, int64_t n) {
+  const int64_t begin = t * kTile;
+  const int64_t count = std::min<int64_t>(kTile, n - begin);
+  std::memcpy(y_row + begin, sums, static_cast<size_t>(count) * sizeof(float));
+}
+
+// --- bf16, blocked (pairs of k interleaved: pair p of tile t at tile + p*128) -----------------
+
+void Bf16Scalar(const PackedWeight& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y, int64_t ldy,
+                int64_t t) {
+  const uint16_t* tile = static_cast<const uint16_t*>(w.data()) + t * w.tile_stride();
+  for (int64_t r = 0; r < rows; ++r) {
+    float sums[kTile] = {};
+    for (int64_t p = 0; p < w.k_pad() / 2; ++p) {
+      const float x0 = BF16ToF32(x[r * ldx + 2 * p]), x1 = BF16ToF32(x[r * ldx + 2 * p + 1]);
+      const uint16_t* b = tile + p * 2 * kTile;
+      for (int64_t j = 0; j < kTile; ++j) sums[j] += x0 * BF16ToF32(b[2 * j]) + x1 * BF16ToF32(b[2 * j + 1]);
+    }
+    StoreTile(sums, y + r * ldy, t, w.n());
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void Bf16Avx512Bf16(
+    const PackedWeight& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y, int64_t ldy, int64_t t) {
+  constexpr int kRowTile = 4;
+  const uint16_t* tile = static_cast<const uint16_t*>(w.data()) + t * w.tile_stride();
+  const int64_t pairs = w.k_pad() / 2;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int nr = static_cast<int>(std::min<int64_t>(kRowTile, rows - r0));
+    __m512 acc[kRowTile][4];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_ps();
+    for (int64_t p = 0; p < pairs; ++p) {
+      const __m512i* b = reinterpret_cast<const __m512i*>(tile + p * 2 * kTile);
+      const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 1);
+      const __m512bh b2 = (__m512bh)_mm512_load_si512(b + 2), b3 = (__m512bh)_mm512_load_si512(b + 3);
+      for (int r = 0; r < nr; ++r) {
+        uint32_t pair;
+        std::memcpy(&pair, x + (r0 + r) * ldx + 2 * p, sizeof(pair));
+        const __m512bh xb = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], xb, b0);
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], xb, b1);
+        acc[r][2] = _mm512_dpbf16_ps(acc[r][2], xb, b2);
+        acc[r][3] = _mm512_dpbf16_ps(acc[r][3], xb, b3);
+      }
+    }
+    for (int r = 0; r < nr; ++r) {
+      alignas(64) float sums[kTile];
+      for (int j = 0; j < 4; ++j) _mm512_store_ps(sums + 16 * j, acc[r][j]);
+      StoreTile(sums, y + (r0 + r) * ldy, t, w.n());
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void Bf16Avx512(const PackedWeight& w, const uint16_t* x,
+                                                                    int64_t ldx, int64_t rows, float* y,
+                                                                    int64_t ldy, int64_t t) {
+  constexpr int kRowTile = 4;
+  const uint16_t* tile = static_cast<const uint16_t*>(w.data()) + t * w.tile_stride();
+  const int64_t pairs = w.k_pad() / 2;
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int nr = static_cast<int>(std::min<int64_t>(kRowTile, rows - r0));
+    __m512 acc[kRowTile][4];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_ps();
+    for (int64_t p = 0; p < pairs; ++p) {
+      const __m512i* b = reinterpret_cast<const __m512i*>(tile + p * 2 * kTile);
+      __m512 even[4], odd[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m512i v = _mm512_load_si512(b + j);
+        even[j] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        odd[j] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+      }
+      for (int r = 0; r < nr; ++r) {
+        const uint16_t* xr = x + (r0 + r) * ldx + 2 * p;
+        const __m512 x0 = _mm512_set1_ps(BF16ToF32(xr[0])), x1 = _mm512_set1_ps(BF16ToF32(xr[1]));
+        for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_fmadd_ps(x1, odd[j], _mm512_fmadd_ps(x0, even[j], acc[r][j]));
+      }
+    }
+    for (int r = 0; r < nr; ++r) {
+      alignas(64) float sums[kTile];
+      for (int j = 0; j < 4; ++j) _mm512_store_ps(sums + 16 * j, acc[r][j]);
+      StoreTile(sums, y + (r0 + r) * ldy, t, w.n());
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void Bf16Avx2(const PackedWeight& w, const uint16_t* x, int64_t ldx,
+                                                  int64_t rows, float* y, int64_t ldy, int64_t t) {
+  const uint16_t* tile = static_cast<const uint16_t*>(w.data()) + t * w.tile_stride();
+  const int64_t pairs = w.k_pad() / 2;
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t r = 0; r < rows; ++r) {
+    __m256 acc[8];
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    const uint16_t* xr = x + r * ldx;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const __m256i* b = reinterpret_cast<const __m256i*>(tile + p * 2 * kTile);
+      const __m256 x0 = _mm256_set1_ps(BF16ToF32(xr[2 * p])), x1 = _mm256_set1_ps(BF16ToF32(xr[2 * p + 1]));
+      for (int j = 0; j < 8; ++j) {
+        const __m256i v = _mm256_load_si256(b + j);
+        const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+        acc[j] = _mm256_fmadd_ps(x1, odd, _mm256_fmadd_ps(x0, even, acc[j]));
+      }
+    }
+    alignas(32) float sums[kTile];
+    for (int j = 0; j < 8; ++j) _mm256_store_ps(sums + 8 * j, acc[j]);
+    StoreTile(sums, y + r * ldy, t, w.n());
+  }
+}
+
+// --- f32 (row k of tile t at tile + k*row_stride; blocked and plain alike) --------------------
+
+void F32Scalar(const PackedWeight& w, const float* x, int64_t ldx, int64_t rows, float* y, int64_t ldy, int64_t t) {
+  const float* tile = static_cast<const float*>(w.data()) + t * w.tile_stride();
+  const int64_t cols = std::min<int64_t>(kTile, w.n_pad() - t * kTile);
+  for (int64_t r = 0; r < rows; ++r) {
+    float sums[kTile] = {};
+    for (int64_t k = 0; k < w.k(); ++k) {
+      const float xk = x[r * ldx + k];
+      const float* b = tile + k * w.row_stride();
+      for (int64_t j = 0; j < cols; ++j) sums[j] += xk * b[j];
+    }
+    StoreTile(sums, y + r * ldy, t, w.n());
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void F32Avx512(const PackedWeight& w, const float* x,
+                                                                   int64_t ldx, int64_t rows, float* y,
+                                                                   int64_t ldy, int64_t t) {
+  constexpr int kRowTile = 4;
+  const float* tile = static_cast<const float*>(w.data()) + t * w.tile_stride();
+  const int64_t stride = w.row_stride();
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int nr = static_cast<int>(std::min<int64_t>(kRowTile, rows - r0));
+    __m512 acc[kRowTile][4];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_ps();
+    for (int64_t k = 0; k < w.k(); ++k) {
+      const float* b = tile + k * stride;
+      const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+      const __m512 b2 = _mm512_loadu_ps(b + 32), b3 = _mm512_loadu_ps(b + 48);
+      for (int r = 0; r < nr; ++r) {
+        const __m512 xk = _mm512_set1_ps(x[(r0 + r) * ldx + k]);
+        acc[r][0] = _mm512_fmadd_ps(xk, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(xk, b1, acc[r][1]);
+        acc[r][2] = _mm512_fmadd_ps(xk, b2, acc[r][2]);
+        acc[r][3] = _mm512_fmadd_ps(xk, b3, acc[r][3]);
+      }
+    }
+    for (int r = 0; r < nr; ++r) {
+      alignas(64) float sums[kTile];
+      for (int j = 0; j < 4; ++j) _mm512_store_ps(sums + 16 * j, acc[r][j]);
+      StoreTile(sums, y + (r0 + r) * ldy, t, w.n());
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void F32Avx2(const PackedWeight& w, const float* x, int64_t ldx, int64_t rows,
+                                                 float* y, int64_t ldy, int64_t t) {
+  const float* tile = static_cast<const float*>(w.data()) + t * w.tile_stride();
+  const int64_t stride = w.row_stride();
+  for (int64_t r = 0; r < rows; ++r) {
+    __m256 acc[8];
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    const float* xr = x + r * ldx;
+    for (int64_t k = 0; k < w.k(); ++k) {
+      const float* b = tile + k * stride;
+      const __m256 xk = _mm256_set1_ps(xr[k]);
+      for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(b + 8 * j), acc[j]);
+    }
+    alignas(32) float sums[kTile];
+    for (int j = 0; j < 8; ++j) _mm256_store_ps(sums + 8 * j, acc[j]);
+    StoreTile(sums, y + r * ldy, t, w.n());
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void RoundToBf16Avx512(const float* src, uint16_t* dst,
+                                                                           int64_t count) {
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m512i x = _mm512_loadu_si512(src + i);
+    const __m512i high = _mm512_srli_epi32(x, 16);
+    const __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(x, _mm512_add_epi32(half, _mm512_and_si512(high, one))), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, abs_mask), inf);
+    const __m512i bits = _mm512_mask_or_epi32(rounded, nan, high, quiet);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(bits));
+  }
+  for (; i < count; ++i) dst[i] = F32ToBF16(src[i]);
+}
+
+}  // namespace
+
+void RoundToBf16(CpuIsa isa, const float* src, uint16_t* dst, int64_t count) {
+  if (isa >= CpuIsa::kAvx512) {
+    RoundToBf16Avx512(src, dst, count);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) dst[i] = F32ToBF16(src[i]);
+}
+
+void SmallRowsProduct(CpuIsa isa, const PackedWeight& w, const void* x, int64_t ldx, int64_t rows, float* y,
+                      int64_t ldy, int threads) {
+  const int64_t tiles = w.n_pad() / kTile;
+  if (w.dtype() == DType::kBF16) {
+    const auto* xb = static_cast<const uint16_t*>(x);
+    auto* kernel = isa >= CpuIsa::kAvx512Bf16 ? Bf16Avx512Bf16
+                   : isa == CpuIsa::kAvx512   ? Bf16Avx512
+                   : isa == CpuIsa::kAvx2     ? Bf16Avx2
+                                              : Bf16Scalar;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) kernel(w, xb, ldx, rows, y, ldy, t);
+    return;
+  }
+  const auto* xf = static_cast<const float*>(x);
+  auto* kernel = isa >= CpuIsa::kAvx512 ? F32Avx512 : isa == CpuIsa::kAvx2 ? F32Avx2 : F32Scalar;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t t = 0; t < tiles; ++t) kernel(w, xf, ldx, rows, y, ldy, t);
+}
+
+}  // namespace moe::experts
