@@ -29,7 +29,10 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const Checkpoint& c
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Span<const ExpertWeights> weights,
                                                                         const BackendOptions& options) {
   if (options.kind == "cpu") {
-    ASSIGN_OR_RETURN(auto backend, CpuExpertBackend::FromWeights(weights, {.threads = options.threads}));
+    ASSIGN_OR_RETURN(auto backend, CpuExpertBackend::FromWeights(
+                                       weights, {.threads = options.threads,
+                                                 .f32_compute = options.cpu_f32_compute,
+                                                 .small_rows = options.cpu_small_rows}));
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {

@@ -1,47 +1,39 @@
 // experts/cpu_backend.cc
 #include "experts/cpu_backend.h"
 
-#include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "experts/cpu_small_rows.h"
 #include "experts/status_macros.h"
 
 namespace moe::experts {
 namespace {
 
-// silu(gate) ⊙ up for `rows` rows of [gate | up] (each `width` wide), written over gate.
-void SiluMulInPlace(float* h, int64_t rows, int64_t width) {
+// Up to this many rows per expert our streaming kernels beat oneDNN's (measured 2026-12-01 on
+// a 2-core Xeon with AMX, docs/BENCHMARKS.md "crossover"): there the product is bound by
+// reading the weights, and oneDNN's AMX/brgemm setup per call costs more than it saves.
+constexpr int kSmallRowsBf16 = 4;
+constexpr int kSmallRowsF32 = 4;
+
+void ToBf16Rows(CpuIsa isa, const float* in, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
+  if (ld == width) {
+    RoundToBf16(isa, in, out, rows * width);
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
-    float* gate = h + r * 2 * width;
-    const float* up = gate + width;
-    for (int64_t i = 0; i < width; ++i) {
-      const float g = gate[i];
-      gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
+    RoundToBf16(isa, in + r * width, out + r * ld, width);
+    std::fill(out + r * ld + width, out + (r + 1) * ld, uint16_t{0});
   }
 }
 
-// Up to this many rows, a product streams the weights (see StreamedProduct) instead of calling
-// sgemm: measured on 2026-11-22 (2-core EPYC, OpenBLAS 0.3.21, docs/BENCHMARKS.md), sgemm takes
-// ~3.4 ms for 2–8 rows of a [7168, 1024] weight (it packs all of it first), block-wise sgemv
-// 0.8–2.0 ms; from ~12 rows on sgemm wins.
-constexpr int64_t kStreamedRows = 12;
-
-// y[r, :n] = w[n, k] · x[r, :k] for r < rows, with w read from memory once: it is walked in
-// blocks of about 1 MiB, and each block serves every row (OpenBLAS sgemv) while it is in cache.
-void StreamedProduct(const float* x, int64_t rows, int64_t ldx, const float* w, int64_t n, int64_t k, float* y,
-                     int64_t ldy) {
-  const int64_t block = rows == 1 ? n : std::max<int64_t>(1, (int64_t{1} << 20) / (k * int64_t{sizeof(float)}));
-  for (int64_t j = 0; j < n; j += block) {
-    const int64_t nb = std::min(block, n - j);
-    for (int64_t r = 0; r < rows; ++r) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, k, 1.0f, w + j * k, k, x + r * ldx, 1, 0.0f, y + r * ldy + j, 1);
-    }
-  }
-}
+float Silu(float g) { return g / (1.0f + std::exp(-g)); }
 
 }  // namespace
 
@@ -56,12 +48,20 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::Create(
   return FromWeights(weights, options);
 }
 
+bool CpuExpertBackend::OneDnnServes(DType dtype) const {
+  return !onednn_is_reference_ && (dtype == DType::kF32 || isa_ >= CpuIsa::kAvx512Bf16);
+}
+
 absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     absl::Span<const ExpertWeights> weights, Options options) {
   if (weights.empty()) return absl::InvalidArgumentError("a CPU backend needs at least one expert");
+  ASSIGN_OR_RETURN(const CpuKernelConfig config, ConfigureCpuKernels());
   std::unique_ptr<CpuExpertBackend> backend(new CpuExpertBackend());
+  backend->isa_ = config.choice.isa;
+  backend->threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
   const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
   backend->hidden_ = static_cast<int>(hidden);
+  bool any_bf16 = false, any_f32 = false;
   for (const ExpertWeights& w : weights) {
     const int64_t inter = w.w1.rank() == 2 ? w.w1.dim(0) : 0;
     const std::vector<int64_t> up_shape = {inter, hidden};
@@ -73,63 +73,146 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
           " w3 ", ShapeString(w.w3.shape()), " w2 ", ShapeString(w.w2.shape()), "; expected w1/w3 [I, ",
           hidden, "] and w2 [", hidden, ", I]"));
     }
-    if (backend->weights_.contains(w.key)) {
+    if (backend->experts_.contains(w.key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer, " given twice"));
     }
-    Packed packed;
-    packed.inter = inter;
-    const size_t block = static_cast<size_t>(inter * hidden);
-    packed.w13.resize(2 * block);
-    packed.w2.resize(block);
-    ConvertToF32(w.w1.dtype(), w.w1.raw_data(), packed.w13.data(), block);
-    ConvertToF32(w.w3.dtype(), w.w3.raw_data(), packed.w13.data() + block, block);
-    ConvertToF32(w.w2.dtype(), w.w2.raw_data(), packed.w2.data(), block);
-    backend->weights_.emplace(w.key, std::move(packed));
+    // bf16 stays bf16 (unless f32 compute is asked for); f16 has no kernels and is widened.
+    const bool keep_bf16 = w.w1.dtype() == DType::kBF16 && w.w3.dtype() == DType::kBF16 &&
+                           w.w2.dtype() == DType::kBF16 && !options.f32_compute;
+    const DType dtype = keep_bf16 ? DType::kBF16 : DType::kF32;
+    // oneDNN's f32 brgemm reads the blocked layout; its AVX2 jit gemm wants plain rows.
+    const PackedLayout layout =
+        keep_bf16 || backend->isa_ >= CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
+    Expert e;
+    e.inter = inter;
+    ASSIGN_OR_RETURN(e.w1, PackedWeight::Pack(w.w1.raw_data(), w.w1.dtype(), inter, hidden, dtype, layout));
+    ASSIGN_OR_RETURN(e.w3, PackedWeight::Pack(w.w3.raw_data(), w.w3.dtype(), inter, hidden, dtype, layout));
+    ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
+    backend->resident_.bytes += static_cast<int64_t>(e.w1.bytes() + e.w3.bytes() + e.w2.bytes());
+    (keep_bf16 ? any_bf16 : any_f32) = true;
+    backend->experts_.emplace(w.key, std::move(e));
     backend->hosted_.push_back(w.key);
     backend->intermediate_ = std::max<int>(backend->intermediate_, static_cast<int>(inter));
   }
   std::sort(backend->hosted_.begin(), backend->hosted_.end());
-  if (options.threads > 0) openblas_set_num_threads(options.threads);
+  backend->resident_.dtype = any_bf16 && any_f32 ? "mixed" : any_bf16 ? "bf16" : "f32";
+  const DType main_dtype = any_bf16 ? DType::kBF16 : DType::kF32;
+  backend->small_rows_ = options.small_rows >= 0 ? options.small_rows
+                         : main_dtype == DType::kBF16 ? kSmallRowsBf16
+                                                      : kSmallRowsF32;
+
+  // Build one primitive now, so that the startup line names the kernel oneDNN chose.
+  const std::string own = std::string(CpuIsaName(std::min(backend->isa_, CpuIsa::kAvx512Bf16)));
+  if (backend->OneDnnServes(main_dtype)) {
+    std::vector<float> in(static_cast<size_t>(16 * hidden), 0.0f), out(in.size());
+    absl::MutexLock lock(&backend->mu_);
+    const int saved = backend->small_rows_;
+    backend->small_rows_ = 0;
+    const Expert& first = backend->experts_.find(backend->hosted_[0])->second;
+    omp_set_num_threads(backend->threads_);
+    RETURN_IF_ERROR(backend->RunChunk(first, in.data(), out.data(), 16));
+    backend->small_rows_ = saved;
+    backend->kernels_ = absl::StrCat("oneDNN ", backend->matmuls_.last_impl(), " for > ", saved, " rows, own ",
+                                     own, " for <= ", saved);
+    // oneDNN's reference kernels are loops for checking, 10-100x slower than ours.
+    if (absl::StartsWith(backend->matmuls_.last_impl(), "ref")) {
+      backend->onednn_is_reference_ = true;
+      backend->kernels_ = absl::StrCat("own ", own, " for every row count (oneDNN offers only its reference ",
+                                       backend->matmuls_.last_impl(), " here)");
+    }
+  } else {
+    backend->kernels_ = absl::StrCat("own ", own, " for every row count (oneDNN has no ",
+                                     DTypeName(main_dtype), " matmul at ", CpuIsaName(backend->isa_), ")");
+  }
+  backend->kernels_ = absl::StrCat(config.line, ": ", backend->kernels_);
   return backend;
 }
 
 std::string CpuExpertBackend::device() const {
-  return absl::StrCat(openblas_get_num_threads(), " CPU threads (OpenBLAS ", openblas_get_corename(),
-                      ")");
+  return absl::StrFormat("%d threads; %s; weights %s %.1f MiB", threads_, kernels_, resident_.dtype,
+                         static_cast<double>(resident_.bytes) / (1 << 20));
 }
 
-absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups,
-                                   absl::Span<const float> in, absl::Span<float> out) {
+template <typename T>
+T* CpuExpertBackend::Scratch(std::vector<T>& buffer, size_t size) {
+  if (buffer.size() < size) buffer.resize(size, T{});  // grow-only: steady state allocates nothing
+  return buffer.data();
+}
+
+absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
+                                   absl::Span<float> out) {
   RETURN_IF_ERROR(ValidateGroups(*this, groups, in.size(), out.size()));
   absl::MutexLock lock(&mu_);
+  omp_set_num_threads(threads_);  // per calling thread: oneDNN's OpenMP regions follow it
   for (const ExpertGroup& g : groups) {
-    if (g.num_rows == 0) continue;
-    const Packed& w = weights_.find(g.key)->second;
-    RunOne(w, in.data() + g.row_begin * hidden_, out.data() + g.row_begin * hidden_, g.num_rows);
+    const Expert& e = experts_.find(g.key)->second;
+    for (int64_t done = 0; done < g.num_rows; done += MatmulCache::kMaxRows) {
+      const int64_t rows = std::min<int64_t>(MatmulCache::kMaxRows, g.num_rows - done);
+      const int64_t offset = (g.row_begin + done) * hidden_;
+      RETURN_IF_ERROR(RunChunk(e, in.data() + offset, out.data() + offset, rows));
+    }
   }
   return absl::OkStatus();
 }
 
-void CpuExpertBackend::RunOne(const Packed& w, const float* in, float* out, int64_t rows) {
-  const int64_t h = hidden_;
-  const int64_t i = w.inter;
-  const size_t needed = static_cast<size_t>(rows * 2 * i);
-  if (scratch_.size() < needed) scratch_.resize(needed);
-  float* act = scratch_.data();
-  if (rows <= kStreamedRows) {  // few rows: read each weight once, not pack it for sgemm
-    StreamedProduct(in, rows, h, w.w13.data(), 2 * i, h, act, 2 * i);
-    SiluMulInPlace(act, rows, i);
-    StreamedProduct(act, rows, 2 * i, w.w2.data(), h, i, out, h);
-    return;
+absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float* out, int64_t rows) {
+  const DType dtype = e.w1.dtype();
+  const bool bf16 = dtype == DType::kBF16;
+  const bool own = rows <= small_rows_ || !OneDnnServes(dtype);
+  const int64_t m = own ? rows : MatmulCache::Bucket(rows);
+  const int64_t h = hidden_, inter = e.inter;
+  // Our kernels read bf16 rows padded with zeros to the packed K; oneDNN's brgemm wants them
+  // dense (a leading dimension past K sends it to its reference kernel).
+  const int64_t ldx = own && bf16 ? e.w1.k_pad() : h;
+  const int64_t ld_act = own && bf16 ? e.w2.k_pad() : inter;
+
+  // The input as the products read it: bf16 rounded once (padded to k_pad), or f32 as given.
+  const void* x = in;
+  int64_t x_ld = h;
+  if (bf16) {
+    uint16_t* xb = Scratch(x_bf16_, static_cast<size_t>(m * ldx));
+    ToBf16Rows(isa_, in, rows, h, ldx, xb);
+    x = xb;
+    x_ld = ldx;
+  } else if (m != rows) {
+    float* xf = Scratch(x_f32_, static_cast<size_t>(m * h));
+    std::memcpy(xf, in, static_cast<size_t>(rows * h) * sizeof(float));
+    x = xf;
   }
-  // [rows, H] · [2I, H]ᵀ → [rows, 2I]; then silu(gate) ⊙ up into the first I columns.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, 2 * i, h, 1.0f, in, h, w.w13.data(), h,
-              0.0f, act, 2 * i);
-  SiluMulInPlace(act, rows, i);
-  // [rows, I] (stride 2I) · [H, I]ᵀ → [rows, H].
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, h, i, 1.0f, act, 2 * i, w.w2.data(), i,
-              0.0f, out, h);
+  void* act = bf16 ? static_cast<void*>(Scratch(act_bf16_, static_cast<size_t>(m * ld_act)))
+                   : static_cast<void*>(Scratch(act_f32_, static_cast<size_t>(m * ld_act)));
+  float* gate = Scratch(gate_, static_cast<size_t>(m * inter));
+
+  if (own) {
+    float* up = Scratch(up_, static_cast<size_t>(m * inter));
+    SmallRowsProduct(isa_, e.w1, x, x_ld, rows, gate, inter, threads_);
+    SmallRowsProduct(isa_, e.w3, x, x_ld, rows, up, inter, threads_);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* g = gate + r * inter;
+      const float* u = up + r * inter;  // NOLINT: read before written below
+      if (bf16) {
+        float* product = up + r * inter;  // silu(g)·u over u, then rounded once
+        for (int64_t i = 0; i < inter; ++i) product[i] = Silu(g[i]) * u[i];
+        uint16_t* a = static_cast<uint16_t*>(act) + r * ld_act;
+        RoundToBf16(isa_, product, a, inter);
+        std::fill(a + inter, a + ld_act, uint16_t{0});
+      } else {
+        float* a = static_cast<float*>(act) + r * ld_act;
+        for (int64_t i = 0; i < inter; ++i) a[i] = Silu(g[i]) * u[i];
+      }
+    }
+    SmallRowsProduct(isa_, e.w2, act, ld_act, rows, out, h, threads_);
+    return absl::OkStatus();
+  }
+
+  RETURN_IF_ERROR(matmuls_.Run(e.w1, MatmulCache::PostOp::kSilu, x, x_ld, m, gate, DType::kF32, inter));
+  RETURN_IF_ERROR(
+      matmuls_.Run(e.w3, MatmulCache::PostOp::kMulBy, x, x_ld, m, act, dtype, ld_act, gate, inter));
+  float* y = m == rows ? out : Scratch(y_, static_cast<size_t>(m * h));
+  RETURN_IF_ERROR(matmuls_.Run(e.w2, MatmulCache::PostOp::kNone, act, ld_act, m, y, DType::kF32, h));
+  if (y != out) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));
+  return absl::OkStatus();
 }
 
 }  // namespace moe::experts

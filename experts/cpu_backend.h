@@ -1,9 +1,12 @@
 // experts/cpu_backend.h
-// The CPU expert backend: f32 SwiGLU experts on OpenBLAS (sgemm; groups of up to 12 rows stream
-// the weights block-wise through sgemv instead, so they are read once, not packed). The reference
-// every other backend is tested against. Weights are converted to f32 once at load (w1 and w3
-// stacked into one [2I, H] matrix so the gate and up projections are one product); scratch is
-// reused across calls. Thread-safe: Run calls are serialised, since each GEMM already uses every core.
+// The CPU expert backend: SwiGLU experts with weights kept in the checkpoint's dtype (bf16 stays
+// bf16; f16 is widened to f32, there being no f16 kernels), packed once at load (PackedWeight).
+// Groups of more than `small_rows` rows run on oneDNN matmuls (AMX or AVX512-BF16 for bf16,
+// AVX-512/AVX2 for f32) with silu and ⊙up fused as post-ops; fewer rows, and bf16 on CPUs where
+// oneDNN has no bf16 kernel, run on our streaming kernels (cpu_small_rows.h). bf16 numerics:
+// activations rounded once to bf16 before each product, f32 accumulation, f32 output. The
+// reference every other backend is tested against. Thread-safe: Run calls are serialised, since
+// each product already uses every thread.
 #pragma once
 
 #include <memory>
@@ -15,6 +18,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "experts/checkpoint.h"
+#include "experts/cpu_features.h"
+#include "experts/cpu_matmul.h"
+#include "experts/cpu_packed_weight.h"
 #include "experts/expert_backend.h"
 #include "experts/expert_weights.h"
 
@@ -23,10 +29,13 @@ namespace moe::experts {
 class CpuExpertBackend : public ExpertBackend {
  public:
   struct Options {
-    int threads = 0;  // OpenBLAS threads; 0 keeps OpenBLAS's default (every core)
+    int threads = 0;           // compute threads (OpenMP, oneDNN's too); 0 = every core
+    bool f32_compute = false;  // widen bf16 weights to f32 and compute in f32
+    int small_rows = -1;       // groups of up to this many rows use our kernels; -1 = measured default
   };
 
-  // Loads `hosted` from `checkpoint`. Errors as LoadExpertWeights.
+  // Loads `hosted` from `checkpoint`. Errors as LoadExpertWeights; INVALID_ARGUMENT for a bad
+  // MOE_CPU_ISA.
   static absl::StatusOr<std::unique_ptr<CpuExpertBackend>> Create(
       const Checkpoint& checkpoint, absl::Span<const ExpertKey> hosted, Options options);
   // Builds from weights already in memory (any dtype; each expert may have its own
@@ -36,30 +45,54 @@ class CpuExpertBackend : public ExpertBackend {
       absl::Span<const ExpertWeights> weights, Options options);
 
   std::string name() const override { return "cpu"; }
+  // e.g. "2 threads; CPU Intel(R) Xeon(R) ...; kernels amx: oneDNN brg:avx512_core_amx_bf16 for
+  // > 4 rows, own avx512_bf16 for <= 4; weights bf16 336.0 MiB".
   std::string device() const override;
+  ResidentWeights resident() const override { return resident_; }
   int hidden_size() const override { return hidden_; }
   // The largest intermediate size hosted.
   int intermediate_size() const override { return intermediate_; }
   const std::vector<ExpertKey>& hosted() const override { return hosted_; }
-  bool Hosts(const ExpertKey& key) const override { return weights_.contains(key); }
+  bool Hosts(const ExpertKey& key) const override { return experts_.contains(key); }
   absl::Status Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
                    absl::Span<float> out) override;
 
+  CpuIsa isa() const { return isa_; }
+  int small_rows() const { return small_rows_; }
+
  private:
-  struct Packed {
+  struct Expert {
     int64_t inter = 0;
-    std::vector<float> w13;  // [2I, H]: rows 0..I-1 = w1, rows I..2I-1 = w3
-    std::vector<float> w2;   // [H, I]
+    PackedWeight w1, w3, w2;  // gate [I, H], up [I, H], down [H, I]
   };
   CpuExpertBackend() = default;
-  void RunOne(const Packed& w, const float* in, float* out, int64_t rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
+  bool OneDnnServes(DType dtype) const;
+  absl::Status RunChunk(const Expert& e, const float* in, float* out, int64_t rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  template <typename T>
+  T* Scratch(std::vector<T>& buffer, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   int hidden_ = 0;
   int intermediate_ = 0;
+  int threads_ = 1;
+  int small_rows_ = 4;
+  bool onednn_is_reference_ = false;
+  CpuIsa isa_ = CpuIsa::kScalar;
+  std::string kernels_;  // what device() says of the kernels
+  ResidentWeights resident_;
   std::vector<ExpertKey> hosted_;
-  absl::flat_hash_map<ExpertKey, Packed> weights_;
+  absl::flat_hash_map<ExpertKey, Expert> experts_;
   absl::Mutex mu_;
-  std::vector<float> scratch_ ABSL_GUARDED_BY(mu_);  // [rows, 2I], grows to the largest group
+  MatmulCache matmuls_ ABSL_GUARDED_BY(mu_);
+  // Grow-only scratch, reused across calls.
+  std::vector<uint16_t> x_bf16_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> x_f32_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> gate_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> up_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint16_t> act_bf16_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> act_f32_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> y_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moe::experts

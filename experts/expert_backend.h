@@ -33,6 +33,12 @@ struct ExpertGroup {
   int64_t num_rows = 0;
 };
 
+// What a backend keeps of the weights: their dtype ("bf16", "f32", or "mixed") and bytes.
+struct ResidentWeights {
+  std::string dtype;
+  int64_t bytes = 0;
+};
+
 class ExpertBackend {
  public:
   virtual ~ExpertBackend() = default;
@@ -41,6 +47,8 @@ class ExpertBackend {
   virtual std::string name() const = 0;
   // A human description of the device, e.g. "2 CPU threads (OpenBLAS)".
   virtual std::string device() const = 0;
+  // The dtype and bytes of the weights as held; empty where a backend does not say.
+  virtual ResidentWeights resident() const { return {}; }
   virtual int hidden_size() const = 0;
   virtual int intermediate_size() const = 0;
   // The experts this backend holds weights for, sorted.

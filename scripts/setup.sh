@@ -8,17 +8,14 @@ BUILD="${MOE_BUILD_DIR:-$ROOT/build}"
 # What building needs, and what the tests need on top (servers, tools, Python).
 BUILD_PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
   protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libopenblas-dev
-  nlohmann-json3-dev)
+  libdnnl-dev nlohmann-json3-dev)
 TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2)
-# Only scripts/bench.sh: PyTorch, the CPU peer of performance.md P1/P3 (large; not for tests).
-BENCH_PACKAGES=(python3-torch)
 
-# moe_install_packages [build|bench]: what building needs (the container image); everything the
-# tests need (default); or that plus the benchmarks' peers.
+# moe_install_packages [build]: what building needs (the container image), or everything the
+# tests need (default). The benchmarks' peers come from PyPI (moe_torch_env).
 moe_install_packages() {
   local wanted=("${BUILD_PACKAGES[@]}")
   [ "${1:-all}" = build ] || wanted+=("${TEST_PACKAGES[@]}")
-  [ "${1:-all}" = bench ] && wanted+=("${BENCH_PACKAGES[@]}")
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -42,7 +42,9 @@ ABSL_FLAG(int64_t, batch_stall_ms, 250,
           "must not stall a layer).");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
-ABSL_FLAG(int, threads, 0, "BLAS threads in --local mode; 0 = every core.");
+ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
+ABSL_FLAG(std::string, cpu_compute, "auto",
+          "CPU backend: auto (bf16 weights computed in bf16, f32 accumulation) or f32 (bf16 widened at load).");
 ABSL_FLAG(int, queue_capacity, 256, "--local: requests that may wait for compute.");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
 ABSL_FLAG(std::string, shared_experts, "router",
@@ -145,7 +147,9 @@ int main(int argc, char** argv) {
   if (local || shared_on == "router") in_router.insert(in_router.end(), always_on.begin(), always_on.end());
   if (!in_router.empty()) {
     auto created = moe::experts::CreateBackend(
-        **checkpoint, in_router, {.kind = absl::GetFlag(FLAGS_backend), .threads = absl::GetFlag(FLAGS_threads)});
+        **checkpoint, in_router, {.kind = absl::GetFlag(FLAGS_backend),
+         .threads = absl::GetFlag(FLAGS_threads),
+         .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32"});
     if (!created.ok()) return Fail(created.status());
     backend = std::move(*created);
     queue = std::make_unique<moe::server::ComputeQueue>(1, absl::GetFlag(FLAGS_queue_capacity));

@@ -39,7 +39,10 @@ ABSL_FLAG(std::string, cuda_dtype, "bf16", "Weights and activations on the GPU: 
 ABSL_FLAG(std::string, cuda_gemm, "back_to_back",
           "How a step's per-expert products are issued on the GPU: back_to_back (one cuBLAS GEMM each) or "
           "grouped (one grouped GEMM per projection; the output is rounded to --cuda_dtype once).");
-ABSL_FLAG(int, threads, 0, "BLAS threads for the CPU backend; 0 = every core.");
+ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend (oneDNN and our kernels); 0 = every core.");
+ABSL_FLAG(std::string, cpu_compute, "auto",
+          "CPU backend: auto (bf16 weights computed in bf16 with f32 accumulation, f32 in f32) or f32 "
+          "(bf16 weights widened to f32 at load: twice the memory, f32 numerics).");
 ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_batch_rows, 65536,
@@ -119,6 +122,11 @@ int main(int argc, char** argv) {
     (*server)->Shutdown();
     return 2;
   }
+  if (absl::GetFlag(FLAGS_cpu_compute) != "auto" && absl::GetFlag(FLAGS_cpu_compute) != "f32") {
+    std::fprintf(stderr, "moe-expert: --cpu_compute must be auto or f32\n");
+    (*server)->Shutdown();
+    return 2;
+  }
   const std::string cuda_gemm = absl::GetFlag(FLAGS_cuda_gemm);
   if (cuda_gemm != "back_to_back" && cuda_gemm != "grouped") {
     std::fprintf(stderr, "moe-expert: --cuda_gemm must be back_to_back or grouped\n");
@@ -128,6 +136,7 @@ int main(int argc, char** argv) {
   moe::experts::BackendOptions backend_options{
       .kind = absl::GetFlag(FLAGS_backend),
       .threads = absl::GetFlag(FLAGS_threads),
+      .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32",
       .device = absl::GetFlag(FLAGS_device),
       .cuda_dtype = cuda_dtype == "bf16"  ? moe::experts::DType::kBF16
                     : cuda_dtype == "f16" ? moe::experts::DType::kF16

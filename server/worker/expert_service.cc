@@ -27,6 +27,8 @@ void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backe
   }
   info.set_backend(backend->name());
   info.set_device(backend->device());
+  info.set_resident_dtype(backend->resident().dtype);
+  info.set_resident_bytes(backend->resident().bytes);
   info.set_hidden_size(backend->hidden_size());
   info.set_intermediate_size(backend->intermediate_size());
   info.set_max_tokens(options_.max_rows);

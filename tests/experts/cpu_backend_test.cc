@@ -1,9 +1,14 @@
 // tests/experts/cpu_backend_test.cc
-// The CPU backend against a naive triple loop in double precision.
+// The CPU backend against a naive loop in double precision, on every kernel path: oneDNN for
+// every row count, our streaming kernels for every row count, and the default split between
+// them; f32, bf16 and f16 weights; row counts across every crossover. ctest runs this binary
+// once per MOE_CPU_ISA level (tests/CMakeLists.txt); a level this CPU lacks skips, saying so.
 #include "experts/cpu_backend.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <map>
 
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
@@ -37,67 +42,135 @@ std::vector<double> NaiveExpert(const ExpertWeights& w, const float* x) {
 double MaxRelError(const std::vector<double>& expected, const float* got) {
   double num = 0, den = 0;
   for (size_t j = 0; j < expected.size(); ++j) {
-    if (std::isnan(got[j])) return std::numeric_limits<double>::infinity();  // an unwritten element
+    if (!std::isfinite(got[j])) return std::numeric_limits<double>::infinity();  // unwritten (poison)
     num = std::max(num, std::abs(expected[j] - got[j]));
     den = std::max(den, std::abs(expected[j]));
   }
   return num / den;
 }
 
-class CpuBackendTest : public ::testing::TestWithParam<DType> {};
+double Tolerance(DType weights) { return weights == DType::kBF16 ? 1e-2 : 1e-5; }
 
-TEST_P(CpuBackendTest, MatchesNaiveLoopOnUnevenGroups) {
-  const int hidden = 64, inter = 96;
-  std::vector<ExpertWeights> weights;
-  for (int e = 0; e < 3; ++e) {
-    ExpertWeights w = testing::RandomExpert({1, e}, hidden, inter, 100 + e);
-    w.w1 = w.w1.ConvertTo(GetParam());
-    w.w3 = w.w3.ConvertTo(GetParam());
-    w.w2 = w.w2.ConvertTo(GetParam());
-    weights.push_back(std::move(w));
-  }
-  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights(weights, {}));
-  EXPECT_EQ(backend->hidden_size(), hidden);
-  EXPECT_EQ(backend->intermediate_size(), inter);
-  EXPECT_EQ(backend->hosted().size(), 3u);
-
-  // Rows: 1 for expert 2, none for expert 0, 37 for expert 1, then 2 rows no group covers.
-  const int rows = 40;
-  const std::vector<float> in = testing::RandomVector(rows * hidden, 9);
-  std::vector<float> out(rows * hidden, 12345.0f);  // poison: unwritten rows stay so
-  const std::vector<ExpertGroup> groups = {{{1, 2}, 0, 1}, {{1, 0}, 1, 0}, {{1, 1}, 1, 37}};
-  ASSERT_OK(backend->Run(groups, in, absl::MakeSpan(out)));
-  for (int r = 0; r < 38; ++r) {
-    const ExpertWeights& w = weights[r == 0 ? 2 : 1];
-    EXPECT_LE(MaxRelError(NaiveExpert(w, &in[r * hidden]), &out[r * hidden]), 1e-5) << "row " << r;
-  }
-  for (int r = 38; r < rows; ++r) EXPECT_EQ(out[r * hidden], 12345.0f);
-
-  // Steady state: a second, smaller call reuses the scratch and gives the same rows (to f32
-  // rounding: BLAS may block a 5-row product differently from a 37-row one).
-  std::vector<float> again(rows * hidden, 0.0f);
-  ASSERT_OK(backend->Run({{{{1, 1}, 1, 5}}}, in, absl::MakeSpan(again)));
-  for (int j = hidden; j < 6 * hidden; ++j) EXPECT_NEAR(again[j], out[j], 1e-5f * std::abs(out[j]) + 1e-6f);
+ExpertWeights ExpertIn(DType dtype, ExpertKey key, int hidden, int inter, uint64_t seed) {
+  ExpertWeights w = testing::RandomExpert(key, hidden, inter, seed);
+  w.w1 = w.w1.ConvertTo(dtype);
+  w.w3 = w.w3.ConvertTo(dtype);
+  w.w2 = w.w2.ConvertTo(dtype);
+  return w;
 }
 
-// Few rows stream the weights block by block (several blocks here, the last one partial), more
-// rows go to sgemm: every row count on both sides of the switch matches the naive loop.
-TEST(CpuBackendRowCountsTest, SmallAndLargeGroupsMatchNaiveLoop) {
-  const int hidden = 1024, inter = 640;
-  const ExpertWeights w = testing::RandomExpert({0, 0}, hidden, inter, 77);
-  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, {}));
-  for (int rows : {1, 2, 5, 8, 12, 13, 20}) {
-    const std::vector<float> in = testing::RandomVector(rows * hidden, 300 + rows);
-    std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+// The ISA this process was asked to test (ctest sets MOE_CPU_ISA), or "" for the CPU's best.
+std::string RequestedIsa() {
+  const char* isa = std::getenv("MOE_CPU_ISA");
+  return isa == nullptr ? "" : isa;
+}
+
+// Skips unless the backend runs the ISA this process is meant to test.
+#define SKIP_UNLESS_REQUESTED_ISA(backend)                                                              \
+  do {                                                                                                  \
+    const std::string wanted = RequestedIsa();                                                          \
+    if (!wanted.empty() && CpuIsaName((backend)->isa()) != wanted) {                                    \
+      GTEST_SKIP() << "MOE_CPU_ISA=" << wanted << " is not available here: " << (backend)->device();    \
+    }                                                                                                   \
+  } while (0)
+
+enum class Path { kOneDnn, kOwn, kDefault };
+constexpr int kOwnEverywhere = 1 << 30;
+
+struct Case {
+  DType dtype;
+  Path path;
+};
+
+class CpuBackendPathTest : public ::testing::TestWithParam<Case> {
+ protected:
+  CpuExpertBackend::Options OptionsFor(Path path) {
+    CpuExpertBackend::Options options;
+    options.small_rows = path == Path::kOneDnn ? 0 : path == Path::kOwn ? kOwnEverywhere : -1;
+    return options;
+  }
+};
+
+// H and I not multiples of 16, 32 or 64: every tile and pair has a tail.
+constexpr int kHidden = 100, kInter = 84;
+
+TEST_P(CpuBackendPathTest, EveryRowCountMatchesNaiveLoop) {
+  const auto [dtype, path] = GetParam();
+  const ExpertWeights w = ExpertIn(dtype, {0, 0}, kHidden, kInter, 77);
+  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, OptionsFor(path)));
+  SKIP_UNLESS_REQUESTED_ISA(backend);
+  const int small = backend->small_rows();
+  // Crossovers ±1: our kernels' row tile (4), the default split, the bucket steps (16, 256),
+  // and the chunk size (1024) is passed by 1000 + the 1025 of the grouped test below.
+  std::vector<int> counts = {1, 2, 3, 4, 5, 8, 15, 16, 17, 33, 255, 256, 257, 321, 1000};
+  if (small > 0 && small < kOwnEverywhere) counts.insert(counts.end(), {small - 1, small, small + 1});
+  for (int rows : counts) {
+    if (rows <= 0) continue;
+    const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * kHidden, 300 + rows);
+    std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());  // poison
     ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
+    double worst = 0;
     for (int r = 0; r < rows; ++r) {
-      EXPECT_LE(MaxRelError(NaiveExpert(w, &in[r * hidden]), &out[r * hidden]), 1e-5) << rows << " rows, row " << r;
+      worst = std::max(worst, MaxRelError(NaiveExpert(w, &in[r * kHidden]), &out[r * kHidden]));
+    }
+    EXPECT_LE(worst, Tolerance(dtype)) << rows << " rows on " << backend->device();
+  }
+}
+
+TEST_P(CpuBackendPathTest, UnevenAndEmptyGroupsOfSeveralExperts) {
+  const auto [dtype, path] = GetParam();
+  std::vector<ExpertWeights> weights;
+  // Two intermediate sizes in one backend: the scratch layouts change between groups.
+  for (int e = 0; e < 4; ++e) weights.push_back(ExpertIn(dtype, {1, e}, kHidden, e % 2 ? 52 : kInter, 100 + e));
+  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights(weights, OptionsFor(path)));
+  SKIP_UNLESS_REQUESTED_ISA(backend);
+  // expert 2: 1 row, expert 0: none, expert 1: 37, expert 3: 1025 (past one chunk), expert 2
+  // again: 3; then 2 rows no group covers.
+  const std::vector<ExpertGroup> groups = {
+      {{1, 2}, 0, 1}, {{1, 0}, 1, 0}, {{1, 1}, 1, 37}, {{1, 3}, 38, 1025}, {{1, 2}, 1063, 3}};
+  const int rows = 1068;
+  const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * kHidden, 9);
+  std::vector<float> out(in.size(), 12345.0f);  // poison: unwritten rows stay so
+  ASSERT_OK(backend->Run(groups, in, absl::MakeSpan(out)));
+  for (const ExpertGroup& g : groups) {
+    for (int64_t r = g.row_begin; r < g.row_begin + g.num_rows; ++r) {
+      ASSERT_LE(MaxRelError(NaiveExpert(weights[g.key.expert], &in[r * kHidden]), &out[r * kHidden]),
+                Tolerance(dtype))
+          << "expert " << g.key.expert << " row " << r;
     }
   }
+  for (int r = 1066; r < rows; ++r) EXPECT_EQ(out[r * kHidden], 12345.0f);
 }
 
-INSTANTIATE_TEST_SUITE_P(WeightDtypes, CpuBackendTest,
-                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16));
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  const char* path = info.param.path == Path::kOneDnn ? "OneDnn" : info.param.path == Path::kOwn ? "Own" : "Default";
+  return absl::StrCat(DTypeName(info.param.dtype), "_", path);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    DtypesAndPaths, CpuBackendPathTest,
+    ::testing::Values(Case{DType::kF32, Path::kOneDnn}, Case{DType::kF32, Path::kOwn}, Case{DType::kF32, Path::kDefault},
+                      Case{DType::kBF16, Path::kOneDnn}, Case{DType::kBF16, Path::kOwn},
+                      Case{DType::kBF16, Path::kDefault}, Case{DType::kF16, Path::kDefault}),
+    CaseName);
+
+TEST(CpuBackendResidentTest, Bf16StaysBf16AndF32ComputeWidens) {
+  const int hidden = 1024, inter = 640;  // multiples of the tiles: no padding
+  const ExpertWeights w = ExpertIn(DType::kBF16, {0, 0}, hidden, inter, 5);
+  ASSERT_OK_AND_ASSIGN(auto bf16, CpuExpertBackend::FromWeights({w}, {}));
+  EXPECT_EQ(bf16->resident().dtype, "bf16");
+  EXPECT_EQ(bf16->resident().bytes, int64_t{3} * hidden * inter * 2);
+  ASSERT_OK_AND_ASSIGN(auto f32, CpuExpertBackend::FromWeights({w}, {.f32_compute = true}));
+  EXPECT_EQ(f32->resident().dtype, "f32");
+  EXPECT_EQ(f32->resident().bytes, int64_t{3} * hidden * inter * 4);
+  // f32 compute on bf16 weights is the f32 path: within 1e-5 of the double loop.
+  const std::vector<float> in = testing::RandomVector(3 * hidden, 6);
+  std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+  ASSERT_OK(f32->Run({{{0, 0}, 0, 3}}, in, absl::MakeSpan(out)));
+  for (int r = 0; r < 3; ++r) EXPECT_LE(MaxRelError(NaiveExpert(w, &in[r * hidden]), &out[r * hidden]), 1e-5);
+  EXPECT_NE(bf16->device().find("weights bf16"), std::string::npos) << bf16->device();
+  EXPECT_NE(bf16->device().find("kernels"), std::string::npos) << bf16->device();
+}
 
 TEST(CpuBackendErrorsTest, RefusesBadGroupsAndUnknownExperts) {
   ASSERT_OK_AND_ASSIGN(auto backend,

@@ -128,11 +128,17 @@ TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
   EXPECT_EQ(model->num_layers(), 3);
   EXPECT_THAT(model->layer(3), StatusIs(absl::StatusCode::kNotFound, "layer 3 not found"));
   EXPECT_THAT(model->layer(-1), StatusIs(absl::StatusCode::kNotFound, "layer -1"));
-  ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
+  // The checkpoint is bf16: f32 compute matches the f32 reference to 1e-5, bf16 compute (the
+  // default: activations rounded to bf16) to bf16's precision.
+  ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()),
+                                                                       {.f32_compute = true}));
+  ASSERT_OK_AND_ASSIGN(auto bf16_backend,
+                       experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
   const std::vector<float> x = testing::RandomVector(5 * 32, 9);
   for (int layer = 0; layer < 3; ++layer) {
     ASSERT_OK_AND_ASSIGN(const MoeLayer* moe, model->layer(layer));
     ASSERT_OK_AND_ASSIGN(std::vector<float> out, moe->Forward(x, 5, *backend));
+    ASSERT_OK_AND_ASSIGN(std::vector<float> out_bf16, moe->Forward(x, 5, *bf16_backend));
     std::vector<experts::ExpertWeights> weights;
     for (int i = 0; i < 4; ++i) {
       ASSERT_OK_AND_ASSIGN(auto w, experts::LoadExpertWeights(*ckpt, {layer, i}));
@@ -140,6 +146,7 @@ TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
     }
     ASSERT_OK_AND_ASSIGN(Tensor gate_w, ckpt->Get(experts::GateWeightName(ckpt->config(), layer)));
     EXPECT_LE(MaxRelError(MixtralBlock(gate_w, weights, x, 5, 2).out, out), 1e-5);
+    EXPECT_LE(MaxRelError(MixtralBlock(gate_w, weights, x, 5, 2).out, out_bf16), 1e-2);
   }
 }
 
