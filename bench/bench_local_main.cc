@@ -1,9 +1,13 @@
 // bench/bench_local_main.cc
-// moe-bench-local: in-process benchmark (performance.md P2; on a GPU the in-process side of H4).
-// Measures, in one run and on the same machine: OpenBLAS sgemm 2048³ (the practical peak), the
-// expert FFN at several tokens per expert, and the in-process MoE layer at several batch sizes, on
-// the CPU backend or (--backend=cuda) the CUDA one. Prints a table; --json writes one.
-#include <cblas.h>
+// moe-bench-local: in-process benchmark of the CPU expert FFN and MoE layer (performance.md
+// C1-C4; on a GPU the in-process side of H4). Measures in one run, on the same machine and
+// threads: the kernels line; a streaming-read bandwidth loop over more bytes than the caches
+// hold; the expert FFN at several tokens per expert beside one oneDNN dense matmul of the same
+// FLOPs and dtype; the FFN at 1 token with cold weights (cycling through experts that do not fit
+// in cache) against weight bytes ÷ bandwidth; the in-process MoE layer; resident ÷ checkpoint
+// bytes. Prints tables; --json writes them.
+#include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -22,6 +26,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/dense_peers.h"
 #include "experts/backend_factory.h"
 #include "router/moe_layer.h"
 
@@ -29,10 +34,13 @@ ABSL_FLAG(int, hidden_size, 1024, "Hidden size H.");
 ABSL_FLAG(int, intermediate_size, 3584, "Expert intermediate size I.");
 ABSL_FLAG(int, num_experts, 8, "Experts in the layer.");
 ABSL_FLAG(int, top_k, 2, "Experts per token.");
-ABSL_FLAG(std::string, tokens, "1,16,256,1024", "Comma-separated token counts to measure.");
+ABSL_FLAG(std::string, tokens, "1,4,16,64,256,1024", "Comma-separated token counts to measure.");
 ABSL_FLAG(int, repeats, 7, "Timed repetitions per point (after one warm-up); the median is shown.");
+ABSL_FLAG(std::string, dtype, "bf16", "Weights: bf16 (kept as bf16, computed in bf16) or f32.");
+ABSL_FLAG(int, threads, 0, "Compute threads; 0 = every core.");
+ABSL_FLAG(int, small_rows, -1, "Rows per expert up to which our kernels run instead of oneDNN; -1 = default.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
-ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; P2 ratios are then not shown).");
+ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
 ABSL_FLAG(std::string, cuda_gemm, "back_to_back", "--backend=cuda: back_to_back or grouped.");
 
 namespace {
@@ -72,62 +80,116 @@ moe::experts::ExpertWeights RandomExpert(moe::experts::ExpertKey key, int h, int
 
 }  // namespace
 
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("In-process benchmark of the CPU expert FFN and MoE layer.");
+  absl::SetProgramUsageMessage(
+      "In-process benchmark of the CPU expert FFN and MoE layer against oneDNN's dense matmul and the\n"
+      "memory bandwidth, measured in the same run.\n"
+      "  moe-bench-local --dtype=bf16 --tokens=1,16,256 --json=/tmp/local.json");
   absl::ParseCommandLine(argc, argv);
   const int h = absl::GetFlag(FLAGS_hidden_size), inter = absl::GetFlag(FLAGS_intermediate_size);
   const int e = absl::GetFlag(FLAGS_num_experts), k = absl::GetFlag(FLAGS_top_k);
   const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
+  const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
+  if (dtype_name != "bf16" && dtype_name != "f32") {
+    std::fprintf(stderr, "moe-bench-local: --dtype must be bf16 or f32\n");
+    return 2;
+  }
+  const bool bf16 = dtype_name == "bf16";
+  const moe::experts::DType dtype = bf16 ? moe::experts::DType::kBF16 : moe::experts::DType::kF32;
+  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : omp_get_num_procs();
   std::vector<int> tokens;
   for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_tokens), ',')) {
     int v = 0;
     if (absl::SimpleAtoi(t, &v) && v > 0) tokens.push_back(v);
   }
-  std::printf("moe-bench-local: H=%d I=%d E=%d top-%d, OpenBLAS %s, %d threads\n", h, inter, e, k,
-              openblas_get_corename(), openblas_get_num_threads());
-
-  // The ceiling: sgemm 2048³.
-  const int n = 2048;
-  std::vector<float> a = Random(size_t(n) * n, 1, 1), b = Random(size_t(n) * n, 2, 1), c(size_t(n) * n);
-  const Timing gemm = Measure(std::max(3, repeats / 2), [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a.data(), n, b.data(), n, 0, c.data(), n);
-  });
-  const double gemm_gflops = 2.0 * n * n * n / gemm.median / 1e9;
-  std::printf("\nOpenBLAS sgemm 2048^3: %.1f GFLOP/s (median of %d, %.3f-%.3f s)\n\n", gemm_gflops,
-              std::max(3, repeats / 2), gemm.min, gemm.max);
-
-  std::vector<moe::experts::ExpertWeights> weights;
-  for (int x = 0; x < e; ++x) weights.push_back(RandomExpert({0, x}, h, inter, 100 + 3 * x));
   const std::string kind = absl::GetFlag(FLAGS_backend);
-  auto backend = moe::experts::CreateBackendFromWeights(
-      weights, {.kind = kind, .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"});
+  const moe::experts::BackendOptions options{.kind = kind,
+                                             .threads = threads,
+                                             .cpu_small_rows = absl::GetFlag(FLAGS_small_rows),
+                                             .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"};
+  auto make_expert = [&](moe::experts::ExpertKey key, uint64_t seed) {
+    moe::experts::ExpertWeights w = RandomExpert(key, h, inter, seed);
+    w.w1 = w.w1.ConvertTo(dtype);
+    w.w3 = w.w3.ConvertTo(dtype);
+    w.w2 = w.w2.ConvertTo(dtype);
+    return w;
+  };
+  std::vector<moe::experts::ExpertWeights> weights;
+  for (int x = 0; x < e; ++x) weights.push_back(make_expert({0, x}, 100 + 3 * x));
+  auto backend = moe::experts::CreateBackendFromWeights(weights, options);
   if (!backend.ok()) {
-    std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
+    std::fprintf(stderr, "moe-bench-local: %s\n", backend.status().ToString().c_str());
     return 1;
   }
+  std::printf("moe-bench-local: H=%d I=%d E=%d top-%d, %s weights, %s backend: %s\n", h, inter, e, k,
+              dtype_name.c_str(), kind.c_str(), (*backend)->device().c_str());
   // Stops the benchmark on the first failed call instead of timing errors.
   auto check = [](const absl::Status& status) {
     if (status.ok()) return;
     std::fprintf(stderr, "moe-bench-local: %s\n", status.ToString().c_str());
     std::exit(1);
   };
-  // The P2 ratio compares CPU work with the CPU's sgemm; on a GPU it says nothing and is not shown.
   const bool on_cpu = kind == "cpu";
-  auto ratio = [&](double gflops) { return on_cpu ? absl::StrFormat("%.2f", gflops / gemm_gflops) : "-"; };
   std::vector<std::string> json_rows;
-  std::printf("Expert FFN on the %s backend (SwiGLU, one expert)\n", kind.c_str());
-  std::printf("%8s %12s %12s %12s %10s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "P2 ratio", "spread ms");
+  const double expert_bytes = 3.0 * h * inter * (bf16 ? 2 : 4);
+  const double checkpoint_bytes = expert_bytes * e;
+  const double c4 = (*backend)->resident().bytes / checkpoint_bytes;
+
+  // Memory bandwidth over several times the last-level cache.
+  const long l3 = std::max(sysconf(_SC_LEVEL3_CACHE_SIZE), 32L << 20);
+  const size_t stream_bytes = std::max<size_t>(size_t{1} << 30, 3 * static_cast<size_t>(l3));
+  const double bandwidth = on_cpu ? moe::bench::StreamReadBandwidth(stream_bytes, threads, 5) : 0;
+  if (on_cpu) {
+    std::printf("\nstreaming read: %.1f GB/s over %.0f MiB (%d threads); resident/checkpoint bytes (C4) %.3f\n",
+                bandwidth / 1e9, stream_bytes / 1048576.0, threads, c4);
+  }
+
+  std::printf("\nExpert FFN (SwiGLU, one expert, weights warm) beside a oneDNN dense [m,H]x[H,3I] of the same FLOPs\n");
+  std::printf("%8s %11s %10s %9s %10s %7s  %s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "dense GF/s", "C2",
+              "dense kernel");
   for (int m : tokens) {
     const std::vector<float> in = Random(size_t(m) * h, 7 + m, 1);
     std::vector<float> out(in.size());
     const std::vector<moe::experts::ExpertGroup> groups = {{{0, 0}, 0, m}};
     const Timing t = Measure(repeats, [&] { check((*backend)->Run(groups, in, absl::MakeSpan(out))); });
     const double gflops = 6.0 * m * h * inter / t.median / 1e9;
-    std::printf("%8d %12.3f %12.0f %12.1f %10s %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median, gflops,
-                ratio(gflops).c_str(), t.min * 1e3, t.max * 1e3);
+    moe::bench::DenseResult dense;
+    if (on_cpu) dense = moe::bench::DenseMatmul(m, h, 3 * int64_t{inter}, bf16, repeats);
+    std::printf("%8d %11.3f %10.0f %9.1f %10.1f %7.2f  %s\n", m, t.median * 1e3, m / t.median, gflops, dense.gflops,
+                on_cpu ? gflops / dense.gflops : 0.0, dense.impl);
     json_rows.push_back(absl::StrFormat(
-        R"({"bench":"expert_ffn","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"ratio_to_sgemm":%g})",
-        m, t.median, t.min, t.max, gflops, gflops / gemm_gflops));
+        R"({"bench":"expert_ffn","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"dense_gflops":%g,"dense_impl":"%s"})",
+        m, t.median, t.min, t.max, gflops, dense.gflops, dense.impl));
+  }
+
+  // Decode: 1 token per expert, weights cold — cycle through more experts than the caches hold.
+  if (on_cpu) {
+    const int cold = std::max(4, static_cast<int>(std::ceil(2.0 * l3 / expert_bytes)) + 1);
+    std::vector<moe::experts::ExpertWeights> many;
+    for (int x = 0; x < cold; ++x) many.push_back(make_expert({1, x}, 900 + 3 * x));
+    auto cold_backend = moe::experts::CreateBackendFromWeights(many, options);
+    check(cold_backend.status());
+    many.clear();
+    const std::vector<float> in = Random(h, 3, 1);
+    std::vector<float> out(h);
+    int next = 0;
+    std::vector<double> s;
+    for (int i = 0; i < 3 * cold; ++i) {
+      const auto t0 = Clock::now();
+      check((*cold_backend)->Run({{{1, next}, 0, 1}}, in, absl::MakeSpan(out)));
+      if (i >= cold) s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      next = (next + 1) % cold;
+    }
+    std::sort(s.begin(), s.end());
+    const double median = s[s.size() / 2], floor = expert_bytes / bandwidth;
+    std::printf("\n1 token per expert, weights cold (%d experts, %.0f MiB cycled): %.3f ms; weight bytes / bandwidth "
+                "%.3f ms; C3 = %.2f (%.1f GB/s)\n",
+                cold, cold * expert_bytes / 1048576.0, median * 1e3, floor * 1e3, median / floor,
+                expert_bytes / median / 1e9);
+    json_rows.push_back(absl::StrFormat(
+        R"({"bench":"ffn_cold_1","experts":%d,"median_s":%g,"floor_s":%g,"c3":%g,"bandwidth_gbs":%g})", cold,
+        median, floor, median / floor, bandwidth / 1e9));
   }
 
   moe::router::RoutingSpec spec;
@@ -138,20 +200,22 @@ int main(int argc, char** argv) {
   auto gate = moe::router::Gate::Create(spec, h, {.weight = &gate_weight});
   moe::router::MoeLayer layer(0, std::move(gate).value());
   std::printf("\nIn-process MoE layer (gate + plan + %d experts + combine)\n", e);
-  std::printf("%8s %12s %12s %12s %10s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "P2 ratio", "spread ms");
+  std::printf("%8s %11s %10s %9s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "spread ms");
   for (int m : tokens) {
     const std::vector<float> x = Random(size_t(m) * h, 17 + m, 1);
     const Timing t = Measure(repeats, [&] { check(layer.Forward(x, m, **backend).status()); });
     const double gflops = (6.0 * k * h * inter + 2.0 * h * e) * m / t.median / 1e9;
-    std::printf("%8d %12.3f %12.0f %12.1f %10s %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median, gflops,
-                ratio(gflops).c_str(), t.min * 1e3, t.max * 1e3);
+    std::printf("%8d %11.3f %10.0f %9.1f %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median, gflops, t.min * 1e3,
+                t.max * 1e3);
     json_rows.push_back(absl::StrFormat(
-        R"({"bench":"moe_layer","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"ratio_to_sgemm":%g})",
-        m, t.median, t.min, t.max, gflops, gflops / gemm_gflops));
+        R"({"bench":"moe_layer","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g})", m, t.median, t.min,
+        t.max, gflops));
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
-    std::ofstream(path) << absl::StrFormat(R"({"backend":"%s","sgemm_2048_gflops":%g,"results":[%s]})", kind,
-                                           gemm_gflops, absl::StrJoin(json_rows, ","))
+    std::ofstream(path) << absl::StrFormat(
+                               R"({"backend":"%s","dtype":"%s","device":"%s","bandwidth_gbs":%g,"c4":%g,"results":[%s]})",
+                               kind, dtype_name, (*backend)->device(), bandwidth / 1e9, c4,
+                               absl::StrJoin(json_rows, ","))
                         << "\n";
   }
   return 0;

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — the benchmarks of docs/BENCHMARKS.md, side by side in one run:
-#   1. moe-bench-local: OpenBLAS sgemm 2048³, the CPU expert FFN and the in-process MoE layer (P2);
+#   1. moe-bench-local in bf16 and f32: the kernels line, streaming-read bandwidth, the CPU expert
+#      FFN beside a oneDNN dense matmul of the same FLOPs (C2), 1 token with cold weights (C3),
+#      resident/checkpoint bytes (C4), the in-process MoE layer;
 #   2. moe-bench against a --local router (the same layer behind one gRPC hop);
 #   3. moe-bench against a cluster of 4 workers + router (networked), and the P4 ratio;
-#   4. scripts/torch_peers.py: the same FFN and a Mixtral block in eager PyTorch (Debian's
-#      python3-torch, 2 threads), and the P1 and P3 ratios;
+#   4. scripts/hf_peers.py: Hugging Face transformers' own MixtralSparseMoeBlock (and one expert
+#      the way it computes it) in bf16 and f32, PyTorch + transformers from PyPI in the cached
+#      venv (setup.sh moe_torch_env), same threads; the C1 ratios;
 #   5. P6: on a tiny model (compute negligible), the 1-token round trip through router + 4
 #      workers against an empty round trip (health Check) on the same channel;
 #   6. P7: 16 concurrent clients against 1, networked, at 1 and 16 tokens per request;
@@ -13,28 +16,34 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
-moe_install_packages bench
+moe_install_packages
 moe_build
+TORCH_PYTHON="$(moe_torch_env)"
 B="$BUILD/bin"
 MODEL="${MOE_DEMO_MODEL:-$BUILD/demo-model}"
 OUT="${MOE_BENCH_OUT:-$BUILD/bench}"
-TOKENS="${MOE_BENCH_TOKENS:-1,16,256,1024}"
+TOKENS="${MOE_BENCH_TOKENS:-1,4,16,64,256,1024}"
 DURATION="${MOE_BENCH_SECONDS:-4}"
 mkdir -p "$OUT"
 if [ ! -f "$MODEL/config.json" ]; then
   "$B/moe-make-checkpoint" --out="$MODEL" --hidden_size=1024 --intermediate_size=3584 --num_experts=8 \
     --top_k=2 --num_layers=4 --dtype=bf16 --shards=2 --seed=2026
 fi
-echo "== 1. in-process (no gRPC)"
-"$B/moe-bench-local" --tokens="$TOKENS" --json="$OUT/local.json"
+echo "== 1. in-process (no gRPC), bf16 and f32 weights"
+"$B/moe-bench-local" --dtype=bf16 --tokens="$TOKENS" --json="$OUT/local.json"
+echo
+"$B/moe-bench-local" --dtype=f32 --tokens="$TOKENS" --json="$OUT/local_f32.json"
 echo; echo "== 2. router --local (one gRPC hop, experts in the router)"
 "$B/moe-cluster" --checkpoint="$MODEL" --workers=0 -- \
   moe-bench --router={router} --tokens="$TOKENS" --duration_s="$DURATION" --json="$OUT/router_local.json" 2>/dev/null
 echo; echo "== 3. networked: router + 4 workers, each its own process"
 "$B/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
   moe-bench --router={router} --tokens="$TOKENS" --duration_s="$DURATION" --json="$OUT/networked.json" 2>/dev/null
-echo; echo "== 4. PyTorch peers (same shapes and threads)"
-/usr/bin/python3 "$ROOT/scripts/torch_peers.py" --tokens="$TOKENS" --threads="$(nproc)" --json="$OUT/torch.json"
+echo; echo "== 4. Hugging Face transformers' MoE block, PyTorch from PyPI (same shapes and threads)"
+for dt in bf16 f32; do
+  "$TORCH_PYTHON" "$ROOT/scripts/hf_peers.py" --dtype=$dt --tokens="$TOKENS" --threads="$(nproc)" \
+    --json="$OUT/hf_$dt.json" 2>/dev/null
+done
 echo; echo "== 5. P6: round trip on a tiny model (H 64, I 128) vs an empty round trip"
 TINY="$BUILD/bench-tiny-model"
 [ -f "$TINY/config.json" ] || "$B/moe-make-checkpoint" --out="$TINY" --hidden_size=64 --intermediate_size=128 \
@@ -60,19 +69,37 @@ for t in sorted(local):
     a = rl.get(t, {}).get("tokens_per_s", 0)
     b = net.get(t, {}).get("tokens_per_s", 0)
     print(f"{t:>8} {ip:>12.0f} {a:>15.0f} {b:>12.0f} {b/ip:>15.2f} {a/ip:>16.2f}")
-torch = json.load(open(f"{out}/torch.json"))["results"]
-ffn = {r["tokens"]: r for r in json.load(open(f"{out}/local.json"))["results"] if r["bench"] == "expert_ffn"}
-t_ffn = {r["tokens"]: r for r in torch if r["bench"] == "expert_ffn"}
-t_block = {r["tokens"]: r for r in torch if r["bench"] == "moe_block"}
 print()
-print("P1: expert FFN GFLOP/s, ours / PyTorch;  P3: MoE layer tokens/s, ours in-process / PyTorch eager block")
-print(f"{'tokens':>8} {'ours GF/s':>10} {'torch GF/s':>11} {'P1':>6} {'ours tok/s':>11} {'torch tok/s':>12} {'P3':>6}")
-for t in sorted(ffn):
-    if t not in t_ffn or t not in t_block or t not in local:
-        continue
-    ours_tps, torch_tps = t / local[t]["median_s"], t_block[t]["tokens_per_s"]
-    print(f"{t:>8} {ffn[t]['gflops']:>10.1f} {t_ffn[t]['gflops']:>11.1f} {ffn[t]['gflops'] / t_ffn[t]['gflops']:>6.2f}"
-          f" {ours_tps:>11.0f} {torch_tps:>12.0f} {ours_tps / torch_tps:>6.2f}")
+print("C1: MoE layer tokens/s, ours in-process / HF transformers' block (the faster of its implementations)")
+print("C2: expert FFN GFLOP/s / oneDNN dense matmul of the same FLOPs (target >= 0.9 at >= 256 rows)")
+for dt, name in (("bf16", "local.json"), ("f32", "local_f32.json")):
+    ours = json.load(open(f"{out}/{name}"))
+    hf = json.load(open(f"{out}/hf_{dt}.json"))["results"]
+    layer = {r["tokens"]: r for r in ours["results"] if r["bench"] == "moe_layer"}
+    ffn = {r["tokens"]: r for r in ours["results"] if r["bench"] == "expert_ffn"}
+    block = {}
+    for r in hf:
+        if r["bench"] == "moe_block" and (r["tokens"] not in block or r["median_s"] < block[r["tokens"]]["median_s"]):
+            block[r["tokens"]] = r
+    hf_ffn = {r["tokens"]: r for r in hf if r["bench"] == "expert_ffn"}
+    print(f"-- {dt}: {ours['device']}")
+    print(f"{'tokens':>8} {'ours tok/s':>11} {'HF tok/s':>9} {'HF impl':>11} {'C1':>6} {'target':>7}"
+          f" {'FFN GF/s':>9} {'HF FFN':>7} {'dense':>7} {'C2':>5}")
+    for t in sorted(layer):
+        if t not in block:
+            continue
+        o = t / layer[t]["median_s"]
+        target = 1.5 if t <= 16 else 1.1 if t >= 256 else 1.0
+        f = ffn.get(t, {})
+        print(f"{t:>8} {o:>11.0f} {block[t]['tokens_per_s']:>9.0f} {block[t]['impl']:>11} "
+              f"{o / block[t]['tokens_per_s']:>6.2f} {target:>7.1f} {f.get('gflops', 0):>9.1f} "
+              f"{hf_ffn.get(t, {}).get('gflops', 0):>7.1f} {f.get('dense_gflops', 0):>7.1f} "
+              f"{f.get('gflops', 0) / max(f.get('dense_gflops', 1), 1e-9):>5.2f}")
+    cold = [r for r in ours["results"] if r["bench"] == "ffn_cold_1"]
+    if cold:
+        c = cold[0]
+        print(f"C3 (1 token, cold weights): {c['median_s'] * 1e3:.3f} ms / (weight bytes / {c['bandwidth_gbs']:.1f} GB/s ="
+              f" {c['floor_s'] * 1e3:.3f} ms) = {c['c3']:.2f} (target <= 1.25);  C4 resident/checkpoint = {ours['c4']:.3f}")
 p6 = {r["tokens"]: r for r in json.load(open(f"{out}/p6.json"))["results"]}
 print()
 print(f"P6: 1-token round trip p50 {p6[1]['p50_s'] * 1e3:.3f} ms / empty round trip p50 {p6[0]['p50_s'] * 1e3:.3f} ms"

@@ -1,0 +1,25 @@
+// bench/dense_peers.h
+// The ceilings moe-bench-local measures beside the expert FFN in the same run: one oneDNN dense
+// matmul (its own best weight layout, reordered once) and a streaming-read loop. Benchmark code
+// only; single-threaded callers (each call uses `threads` OpenMP threads).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moe::bench {
+
+struct DenseResult {
+  double median_s = 0;
+  double gflops = 0;
+  const char* impl = "";  // oneDNN's implementation name
+};
+
+// [m, k] x [k, n] in bf16 (f32 accumulate, f32 out) or f32, median of `repeats` after warm-up.
+DenseResult DenseMatmul(int64_t m, int64_t k, int64_t n, bool bf16, int repeats);
+
+// Bytes per second read by `threads` threads summing a `bytes` buffer (touched first), best of
+// `repeats` passes.
+double StreamReadBandwidth(size_t bytes, int threads, int repeats);
+
+}  // namespace moe::bench
