@@ -64,8 +64,8 @@ TEST(CpuFeaturesTest, ThisCpuIsDescribed) {
   const CpuFeatures f = DetectCpuFeatures();
   EXPECT_FALSE(f.model.empty());
   // Levels imply the ones below them.
-  if (f.amx_bf16) EXPECT_TRUE(f.avx512_bf16);
-  if (f.avx512_bf16) EXPECT_TRUE(f.avx512);
+  EXPECT_TRUE(!f.amx_bf16 || f.avx512_bf16);
+  EXPECT_TRUE(!f.avx512_bf16 || f.avx512);
   ASSERT_OK_AND_ASSIGN(CpuKernelConfig config, ConfigureCpuKernels());
   EXPECT_NE(config.line.find("kernels "), std::string::npos) << config.line;
   EXPECT_LE(config.choice.isa, BestIsa(f));
