@@ -11,16 +11,26 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "experts/cpu_small_rows.h"
+#include "experts/cpu_swiglu.h"
 #include "experts/status_macros.h"
 
 namespace moe::experts {
 namespace {
 
-// Up to this many rows per expert our streaming kernels beat oneDNN's (measured 2026-12-01 on
-// a 2-core Xeon with AMX, docs/BENCHMARKS.md "crossover"): there the product is bound by
-// reading the weights, and oneDNN's AMX/brgemm setup per call costs more than it saves.
-constexpr int kSmallRowsBf16 = 4;
-constexpr int kSmallRowsF32 = 4;
+// Up to this many rows per expert our streaming kernels beat oneDNN's (measured 2026-12-01 on a
+// 2-core Xeon with AMX, docs/BENCHMARKS.md "crossover"): bf16 1-2 rows (from 4 rows AMX wins even
+// though the product is still bound by reading the weights), f32 up to ~8-12 rows.
+constexpr int kSmallRowsBf16 = 2;
+constexpr int kSmallRowsF32 = 8;
+
+// w1 and w3 of one expert stacked into [2I, H] in their own dtype (for packing).
+std::vector<uint8_t> StackRows(const Tensor& top, const Tensor& bottom) {
+  const auto* a = static_cast<const uint8_t*>(top.raw_data());
+  const auto* b = static_cast<const uint8_t*>(bottom.raw_data());
+  std::vector<uint8_t> both(a, a + top.num_bytes());
+  both.insert(both.end(), b, b + bottom.num_bytes());
+  return both;
+}
 
 void ToBf16Rows(CpuIsa isa, const float* in, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
   if (ld == width) {
@@ -32,8 +42,6 @@ void ToBf16Rows(CpuIsa isa, const float* in, int64_t rows, int64_t width, int64_
     std::fill(out + r * ld + width, out + (r + 1) * ld, uint16_t{0});
   }
 }
-
-float Silu(float g) { return g / (1.0f + std::exp(-g)); }
 
 }  // namespace
 
@@ -86,10 +94,13 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
         keep_bf16 || backend->isa_ >= CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
     Expert e;
     e.inter = inter;
-    ASSIGN_OR_RETURN(e.w1, PackedWeight::Pack(w.w1.raw_data(), w.w1.dtype(), inter, hidden, dtype, layout));
-    ASSIGN_OR_RETURN(e.w3, PackedWeight::Pack(w.w3.raw_data(), w.w3.dtype(), inter, hidden, dtype, layout));
+    // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
+    const bool same = w.w1.dtype() == w.w3.dtype();
+    const std::vector<uint8_t> w13 = same ? StackRows(w.w1, w.w3) : StackRows(w.w1.ToF32(), w.w3.ToF32());
+    ASSIGN_OR_RETURN(e.w13, PackedWeight::Pack(w13.data(), same ? w.w1.dtype() : DType::kF32, 2 * inter, hidden,
+                                               dtype, layout));
     ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
-    backend->resident_.bytes += static_cast<int64_t>(e.w1.bytes() + e.w3.bytes() + e.w2.bytes());
+    backend->resident_.bytes += static_cast<int64_t>(e.w13.bytes() + e.w2.bytes());
     (keep_bf16 ? any_bf16 : any_f32) = true;
     backend->experts_.emplace(w.key, std::move(e));
     backend->hosted_.push_back(w.key);
@@ -157,60 +168,42 @@ absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::S
 }
 
 absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float* out, int64_t rows) {
-  const DType dtype = e.w1.dtype();
+  const DType dtype = e.w13.dtype();
   const bool bf16 = dtype == DType::kBF16;
   const bool own = rows <= small_rows_ || !OneDnnServes(dtype);
   const int64_t m = own ? rows : MatmulCache::Bucket(rows);
   const int64_t h = hidden_, inter = e.inter;
   // Our kernels read bf16 rows padded with zeros to the packed K; oneDNN's brgemm wants them
   // dense (a leading dimension past K sends it to its reference kernel).
-  const int64_t ldx = own && bf16 ? e.w1.k_pad() : h;
+  const int64_t ldx = own && bf16 ? e.w13.k_pad() : h;
   const int64_t ld_act = own && bf16 ? e.w2.k_pad() : inter;
 
-  // The input as the products read it: bf16 rounded once (padded to k_pad), or f32 as given.
+  // The input as the products read it: bf16 rounded once, or f32 as given (copied only to pad
+  // the rows up to the bucket).
   const void* x = in;
-  int64_t x_ld = h;
   if (bf16) {
     uint16_t* xb = Scratch(x_bf16_, static_cast<size_t>(m * ldx));
     ToBf16Rows(isa_, in, rows, h, ldx, xb);
     x = xb;
-    x_ld = ldx;
   } else if (m != rows) {
     float* xf = Scratch(x_f32_, static_cast<size_t>(m * h));
     std::memcpy(xf, in, static_cast<size_t>(rows * h) * sizeof(float));
     x = xf;
   }
+  float* gate_up = Scratch(gate_up_, static_cast<size_t>(m * 2 * inter));
   void* act = bf16 ? static_cast<void*>(Scratch(act_bf16_, static_cast<size_t>(m * ld_act)))
                    : static_cast<void*>(Scratch(act_f32_, static_cast<size_t>(m * ld_act)));
-  float* gate = Scratch(gate_, static_cast<size_t>(m * inter));
-
   if (own) {
-    float* up = Scratch(up_, static_cast<size_t>(m * inter));
-    SmallRowsProduct(isa_, e.w1, x, x_ld, rows, gate, inter, threads_);
-    SmallRowsProduct(isa_, e.w3, x, x_ld, rows, up, inter, threads_);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* g = gate + r * inter;
-      const float* u = up + r * inter;  // NOLINT: read before written below
-      if (bf16) {
-        float* product = up + r * inter;  // silu(g)·u over u, then rounded once
-        for (int64_t i = 0; i < inter; ++i) product[i] = Silu(g[i]) * u[i];
-        uint16_t* a = static_cast<uint16_t*>(act) + r * ld_act;
-        RoundToBf16(isa_, product, a, inter);
-        std::fill(a + inter, a + ld_act, uint16_t{0});
-      } else {
-        float* a = static_cast<float*>(act) + r * ld_act;
-        for (int64_t i = 0; i < inter; ++i) a[i] = Silu(g[i]) * u[i];
-      }
-    }
+    SmallRowsProduct(isa_, e.w13, x, ldx, rows, gate_up, 2 * inter, threads_);
+    SiluMulRows(isa_, gate_up, rows, inter, dtype, act, ld_act, threads_);
     SmallRowsProduct(isa_, e.w2, act, ld_act, rows, out, h, threads_);
     return absl::OkStatus();
   }
-
-  RETURN_IF_ERROR(matmuls_.Run(e.w1, MatmulCache::PostOp::kSilu, x, x_ld, m, gate, DType::kF32, inter));
-  RETURN_IF_ERROR(
-      matmuls_.Run(e.w3, MatmulCache::PostOp::kMulBy, x, x_ld, m, act, dtype, ld_act, gate, inter));
+  // Rows past `rows` (bucket padding) are computed from stale scratch and never read.
+  RETURN_IF_ERROR(matmuls_.Run(e.w13, x, m, gate_up));
+  SiluMulRows(isa_, gate_up, rows, inter, dtype, act, ld_act, threads_);
   float* y = m == rows ? out : Scratch(y_, static_cast<size_t>(m * h));
-  RETURN_IF_ERROR(matmuls_.Run(e.w2, MatmulCache::PostOp::kNone, act, ld_act, m, y, DType::kF32, h));
+  RETURN_IF_ERROR(matmuls_.Run(e.w2, act, m, y));
   if (y != out) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));
   return absl::OkStatus();
 }

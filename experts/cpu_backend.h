@@ -1,9 +1,10 @@
 // experts/cpu_backend.h
 // The CPU expert backend: SwiGLU experts with weights kept in the checkpoint's dtype (bf16 stays
 // bf16; f16 is widened to f32, there being no f16 kernels), packed once at load (PackedWeight).
-// Groups of more than `small_rows` rows run on oneDNN matmuls (AMX or AVX512-BF16 for bf16,
-// AVX-512/AVX2 for f32) with silu and ⊙up fused as post-ops; fewer rows, and bf16 on CPUs where
-// oneDNN has no bf16 kernel, run on our streaming kernels (cpu_small_rows.h). bf16 numerics:
+// w1 and w3 are one [2I, H] product. Groups of more than `small_rows` rows run on oneDNN matmuls
+// (AMX or AVX512-BF16 for bf16, AVX-512/AVX2 for f32); fewer rows, and bf16 on CPUs where oneDNN
+// has no bf16 kernel, run on our streaming kernels (cpu_small_rows.h); silu(gate)⊙up between the
+// products is our vectorised pass (cpu_swiglu.h). bf16 numerics:
 // activations rounded once to bf16 before each product, f32 accumulation, f32 output. The
 // reference every other backend is tested against. Thread-safe: Run calls are serialised, since
 // each product already uses every thread.
@@ -63,7 +64,7 @@ class CpuExpertBackend : public ExpertBackend {
  private:
   struct Expert {
     int64_t inter = 0;
-    PackedWeight w1, w3, w2;  // gate [I, H], up [I, H], down [H, I]
+    PackedWeight w13, w2;  // gate|up [2I, H] (rows 0..I-1 = w1), down [H, I]
   };
   CpuExpertBackend() = default;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
@@ -88,8 +89,7 @@ class CpuExpertBackend : public ExpertBackend {
   // Grow-only scratch, reused across calls.
   std::vector<uint16_t> x_bf16_ ABSL_GUARDED_BY(mu_);
   std::vector<float> x_f32_ ABSL_GUARDED_BY(mu_);
-  std::vector<float> gate_ ABSL_GUARDED_BY(mu_);
-  std::vector<float> up_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> gate_up_ ABSL_GUARDED_BY(mu_);
   std::vector<uint16_t> act_bf16_ ABSL_GUARDED_BY(mu_);
   std::vector<float> act_f32_ ABSL_GUARDED_BY(mu_);
   std::vector<float> y_ ABSL_GUARDED_BY(mu_);

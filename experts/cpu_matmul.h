@@ -1,8 +1,8 @@
 // experts/cpu_matmul.h
-// oneDNN matmuls of activations by PackedWeights, with the SwiGLU steps fused as post-ops
-// (silu on the gate product; the up product multiplied by it and written as bf16 or f32). A
-// primitive is created once per (weight shape and dtype, post-op, row bucket) and reused: rows
-// are padded up to the bucket, since a primitive with a runtime row count loses the AMX kernel.
+// oneDNN matmuls of activations by PackedWeights (bf16×bf16 or f32×f32, f32 out). A primitive is
+// created once per (weight shape and dtype, row bucket) and reused: rows are padded up to the
+// bucket, since a primitive with a runtime row count loses the AMX kernel. (No post-ops: a fused
+// swish costs ~40 % of the product on oneDNN 2.6; cpu_swiglu.h does silu⊙up in one pass.)
 // Owned by one CPU backend and called under its lock: not thread-safe.
 #pragma once
 
@@ -22,20 +22,20 @@ namespace moe::experts {
 
 class MatmulCache {
  public:
-  enum class PostOp { kNone = 0, kSilu = 1, kMulBy = 2 };
   // Largest row bucket; callers split larger groups into chunks of at most this many rows.
-  static constexpr int64_t kMaxRows = 1024;
-  // The row count a primitive is built for: `rows` rounded up to 16 (AMX's tile height), or to
-  // 64 past 256 rows. REQUIRES: 0 < rows <= kMaxRows.
+  // Measured on oneDNN 2.6 with AMX (docs/BENCHMARKS.md): up to 256 rows a multiple of 16 runs
+  // at one rate (~18 µs per row of the demo expert); past 256 some row counts fall off it
+  // (272: 27 µs, 304: 27 µs, 640: 25 µs per row), while chunks of 256 keep the rate.
+  static constexpr int64_t kMaxRows = 256;
+  // The row count a primitive is built for: `rows` rounded up to 16, AMX's tile height (finer
+  // buckets cost nothing more in AMX work). REQUIRES: 0 < rows <= kMaxRows.
   static int64_t Bucket(int64_t rows);
 
   MatmulCache();
 
-  // y = x·Wᵀ [rows, w.n()], then the post-op: kSilu y = silu(y); kMulBy y = y ⊙ mul (f32, ld
-  // `ldm`). x is w's dtype with leading dimension `ldx`, y is `y_dtype` with `ldy`; every
-  // buffer has `rows` rows, which must be a Bucket value. INTERNAL if oneDNN refuses.
-  absl::Status Run(const PackedWeight& w, PostOp op, const void* x, int64_t ldx, int64_t rows, void* y,
-                   DType y_dtype, int64_t ldy, const float* mul = nullptr, int64_t ldm = 0);
+  // y = x·Wᵀ, f32 [rows, w.n()] dense; x is w's dtype, dense [rows, w.k()] (oneDNN 2.6's brgemm
+  // takes no leading dimension past K). `rows` must be a Bucket value. INTERNAL if oneDNN refuses.
+  absl::Status Run(const PackedWeight& w, const void* x, int64_t rows, float* y);
 
   // The implementation oneDNN chose for the last primitive created, e.g.
   // "brg:avx512_core_amx_bf16"; empty before the first.
@@ -43,10 +43,10 @@ class MatmulCache {
   size_t primitives() const { return cache_.size(); }
 
  private:
-  using Key = std::tuple<int64_t, int64_t, int, int, int64_t, int64_t, int64_t, int, int64_t>;
+  using Key = std::tuple<int64_t, int64_t, int, int, int64_t>;
   struct Entry {
     dnnl::matmul primitive;
-    dnnl::memory src, weights, dst, mul;  // handles re-pointed per call: no allocation
+    dnnl::memory src, weights, dst;  // handles re-pointed per call: no allocation
     std::unordered_map<int, dnnl::memory> args;
   };
   dnnl::engine engine_;

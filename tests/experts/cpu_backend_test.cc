@@ -101,7 +101,7 @@ TEST_P(CpuBackendPathTest, EveryRowCountMatchesNaiveLoop) {
   SKIP_UNLESS_REQUESTED_ISA(backend);
   const int small = backend->small_rows();
   // Crossovers ±1: our kernels' row tile (4), the default split, the bucket steps (16, 256),
-  // and the chunk size (1024) is passed by 1000 + the 1025 of the grouped test below.
+  // and the chunk size (256: 255, 256, 257, 321 = 256 + 65 and 1000 = 3 chunks + 232).
   std::vector<int> counts = {1, 2, 3, 4, 5, 8, 15, 16, 17, 33, 255, 256, 257, 321, 1000};
   if (small > 0 && small < kOwnEverywhere) counts.insert(counts.end(), {small - 1, small, small + 1});
   for (int rows : counts) {
@@ -124,7 +124,7 @@ TEST_P(CpuBackendPathTest, UnevenAndEmptyGroupsOfSeveralExperts) {
   for (int e = 0; e < 4; ++e) weights.push_back(ExpertIn(dtype, {1, e}, kHidden, e % 2 ? 52 : kInter, 100 + e));
   ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights(weights, OptionsFor(path)));
   SKIP_UNLESS_REQUESTED_ISA(backend);
-  // expert 2: 1 row, expert 0: none, expert 1: 37, expert 3: 1025 (past one chunk), expert 2
+  // expert 2: 1 row, expert 0: none, expert 1: 37, expert 3: 1025 (4 chunks + 1), expert 2
   // again: 3; then 2 rows no group covers.
   const std::vector<ExpertGroup> groups = {
       {{1, 2}, 0, 1}, {{1, 0}, 1, 0}, {{1, 1}, 1, 37}, {{1, 3}, 38, 1025}, {{1, 2}, 1063, 3}};
