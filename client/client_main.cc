@@ -25,6 +25,7 @@
 #include "experts/expert_weights.h"
 #include "proto/message_memory.h"
 #include "router/moe_model.h"
+#include "router/openblas_kernels.h"
 
 ABSL_FLAG(std::string, router, "", "Router address host:port (default: $MOE_ROUTER, else localhost:50051).");
 ABSL_FLAG(int64_t, tokens, 16, "Random tokens to send (ignored with --npy).");
@@ -71,6 +72,7 @@ Errors Compare(absl::Span<const float> got, absl::Span<const float> ref) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::router::EnsureOpenBlasKernels(argv);  // the gate's GEMM off OpenBLAS's SSE3 fallback; may re-exec
   moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   absl::SetProgramUsageMessage(
       "moe-client: run tokens through a moe-router.\n"

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "router/gate.h"
+#include "router/openblas_kernels.h"
 
 ABSL_FLAG(int, experts, 16, "Experts E.");
 ABSL_FLAG(int, top_k, 2, "Experts per token k.");
@@ -38,6 +39,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::router::EnsureOpenBlasKernels(argv);  // the gate's GEMM off OpenBLAS's SSE3 fallback; may re-exec
   absl::SetProgramUsageMessage("Compares routing policies on skewed synthetic traffic.");
   absl::ParseCommandLine(argc, argv);
   const int e = absl::GetFlag(FLAGS_experts), k = absl::GetFlag(FLAGS_top_k), h = absl::GetFlag(FLAGS_hidden);

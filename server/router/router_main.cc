@@ -18,6 +18,7 @@
 #include "experts/expert_weights.h"
 #include "proto/message_memory.h"
 #include "router/moe_model.h"
+#include "router/openblas_kernels.h"
 #include "server/common/compute_queue.h"
 #include "server/common/metrics_server.h"
 #include "server/common/rate_limited_log.h"
@@ -97,6 +98,8 @@ absl::StatusOr<moe::router::RoutingOverrides> OverridesFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread: may re-execute the process with OPENBLAS_CORETYPE set (the gate's GEMM).
+  const std::string blas = moe::router::EnsureOpenBlasKernels(argv);
   moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   moe::server::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -196,11 +199,12 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
                "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
-               "shared_experts=%s workers=[%s] port=%d metrics_port=%d\n",
+               "shared_experts=%s workers=[%s] port=%d metrics_port=%d gate=\"%s\" experts_here=\"%s\"\n",
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
-               absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port);
+               absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port, blas.c_str(),
+               backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
   // The gRPC drain is complete. civetweb's teardown waits out its poll loop (about 2 s) for
