@@ -28,7 +28,9 @@
 #include "absl/strings/str_split.h"
 #include "bench/dense_peers.h"
 #include "experts/backend_factory.h"
+#include "proto/message_memory.h"
 #include "router/moe_layer.h"
+#include "router/openblas_kernels.h"
 
 ABSL_FLAG(int, hidden_size, 1024, "Hidden size H.");
 ABSL_FLAG(int, intermediate_size, 3584, "Expert intermediate size I.");
@@ -82,11 +84,13 @@ moe::experts::ExpertWeights RandomExpert(moe::experts::ExpertKey key, int h, int
 
 
 int main(int argc, char** argv) {
+  const std::string blas = moe::router::EnsureOpenBlasKernels(argv);  // the gate's GEMM; may re-exec
   absl::SetProgramUsageMessage(
       "In-process benchmark of the CPU expert FFN and MoE layer against oneDNN's dense matmul and the\n"
       "memory bandwidth, measured in the same run.\n"
       "  moe-bench-local --dtype=bf16 --tokens=1,16,256 --json=/tmp/local.json");
   absl::ParseCommandLine(argc, argv);
+  moe::proto::KeepFreedMessageMemory();  // as moe-router and moe-expert do: buffers reuse the heap
   const int h = absl::GetFlag(FLAGS_hidden_size), inter = absl::GetFlag(FLAGS_intermediate_size);
   const int e = absl::GetFlag(FLAGS_num_experts), k = absl::GetFlag(FLAGS_top_k);
   const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
@@ -122,8 +126,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-bench-local: %s\n", backend.status().ToString().c_str());
     return 1;
   }
-  std::printf("moe-bench-local: H=%d I=%d E=%d top-%d, %s weights, %s backend: %s\n", h, inter, e, k,
-              dtype_name.c_str(), kind.c_str(), (*backend)->device().c_str());
+  std::printf("moe-bench-local: H=%d I=%d E=%d top-%d, %s weights, %s backend: %s; gate on %s\n", h, inter, e, k,
+              dtype_name.c_str(), kind.c_str(), (*backend)->device().c_str(), blas.c_str());
   // Stops the benchmark on the first failed call instead of timing errors.
   auto check = [](const absl::Status& status) {
     if (status.ok()) return;
