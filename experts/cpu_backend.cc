@@ -114,7 +114,9 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
                                                       : kSmallRowsF32;
 
   // Build one primitive now, so that the startup line names the kernel oneDNN chose.
-  const std::string own = std::string(CpuIsaName(std::min(backend->isa_, CpuIsa::kAvx512Bf16)));
+  // Our kernels' level: vdpbf16ps for bf16 (also on AMX CPUs); f32 needs no more than AVX-512.
+  const std::string own = std::string(
+      CpuIsaName(std::min(backend->isa_, main_dtype == DType::kBF16 ? CpuIsa::kAvx512Bf16 : CpuIsa::kAvx512)));
   if (backend->OneDnnServes(main_dtype)) {
     std::vector<float> in(static_cast<size_t>(16 * hidden), 0.0f), out(in.size());
     absl::MutexLock lock(&backend->mu_);
