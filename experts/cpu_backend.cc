@@ -148,9 +148,18 @@ std::string CpuExpertBackend::device() const {
 }
 
 template <typename T>
-T* CpuExpertBackend::Scratch(std::vector<T>& buffer, size_t size) {
-  if (buffer.size() < size) buffer.resize(size, T{});  // grow-only: steady state allocates nothing
-  return buffer.data();
+T* CpuExpertBackend::Scratch<T>::Get(size_t count) {
+  if (count > capacity_) {  // grow-only: steady state allocates nothing
+    const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+    data_.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
+    if (data_ == nullptr) {
+      capacity_ = 0;
+      return nullptr;
+    }
+    std::memset(data_.get(), 0, bytes);
+    capacity_ = count;
+  }
+  return data_.get();
 }
 
 absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
@@ -182,19 +191,28 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
 
   // The input as the products read it: bf16 rounded once, or f32 as given (copied only to pad
   // the rows up to the bucket).
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
+  const bool copy_f32 = !bf16 && (m != rows || (!own && !aligned(in)));
+  uint16_t* xb = bf16 ? x_bf16_.Get(static_cast<size_t>(m * ldx)) : nullptr;
+  float* xf = copy_f32 ? x_f32_.Get(static_cast<size_t>(m * h)) : nullptr;
+  float* gate_up = gate_up_.Get(static_cast<size_t>(m * 2 * inter));
+  void* act = bf16 ? static_cast<void*>(act_bf16_.Get(static_cast<size_t>(m * ld_act)))
+                   : static_cast<void*>(act_f32_.Get(static_cast<size_t>(m * ld_act)));
+  float* y_scratch = own ? nullptr : y_.Get(static_cast<size_t>(m * h));
+  if ((bf16 && xb == nullptr) || (copy_f32 && xf == nullptr) || gate_up == nullptr || act == nullptr ||
+      (!own && y_scratch == nullptr)) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate scratch for ", rows, " rows"));
+  }
+  // The input as the products read it: bf16 rounded once, or f32 as given (copied only to pad
+  // the rows up to the bucket or onto a cache-line boundary).
   const void* x = in;
   if (bf16) {
-    uint16_t* xb = Scratch(x_bf16_, static_cast<size_t>(m * ldx));
     ToBf16Rows(isa_, in, rows, h, ldx, xb);
     x = xb;
-  } else if (m != rows) {
-    float* xf = Scratch(x_f32_, static_cast<size_t>(m * h));
+  } else if (copy_f32) {
     std::memcpy(xf, in, static_cast<size_t>(rows * h) * sizeof(float));
     x = xf;
   }
-  float* gate_up = Scratch(gate_up_, static_cast<size_t>(m * 2 * inter));
-  void* act = bf16 ? static_cast<void*>(Scratch(act_bf16_, static_cast<size_t>(m * ld_act)))
-                   : static_cast<void*>(Scratch(act_f32_, static_cast<size_t>(m * ld_act)));
   if (own) {
     SmallRowsProduct(isa_, e.w13, x, ldx, rows, gate_up, 2 * inter, threads_);
     SiluMulRows(isa_, gate_up, rows, inter, dtype, act, ld_act, threads_);
@@ -204,7 +222,7 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
   // Rows past `rows` (bucket padding) are computed from stale scratch and never read.
   RETURN_IF_ERROR(matmuls_.Run(e.w13, x, m, gate_up));
   SiluMulRows(isa_, gate_up, rows, inter, dtype, act, ld_act, threads_);
-  float* y = m == rows ? out : Scratch(y_, static_cast<size_t>(m * h));
+  float* y = m == rows && aligned(out) ? out : y_scratch;
   RETURN_IF_ERROR(matmuls_.Run(e.w2, act, m, y));
   if (y != out) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));
   return absl::OkStatus();

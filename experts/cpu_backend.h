@@ -10,6 +10,7 @@
 // each product already uses every thread.
 #pragma once
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,8 +72,20 @@ class CpuExpertBackend : public ExpertBackend {
   bool OneDnnServes(DType dtype) const;
   absl::Status RunChunk(const Expert& e, const float* in, float* out, int64_t rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Grow-only scratch on 64-byte boundaries: oneDNN's AMX kernels ran ~30 % slower on rows that
+  // start mid-cache-line (tile loads and stores then touch two lines each).
   template <typename T>
-  T* Scratch(std::vector<T>& buffer, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  class Scratch {
+   public:
+    T* Get(size_t count);  // zero-filled when it grows; nullptr if memory is exhausted
+
+   private:
+    struct Free {
+      void operator()(T* p) const { std::free(p); }
+    };
+    std::unique_ptr<T, Free> data_;
+    size_t capacity_ = 0;
+  };
 
   int hidden_ = 0;
   int intermediate_ = 0;
@@ -87,12 +100,12 @@ class CpuExpertBackend : public ExpertBackend {
   absl::Mutex mu_;
   MatmulCache matmuls_ ABSL_GUARDED_BY(mu_);
   // Grow-only scratch, reused across calls.
-  std::vector<uint16_t> x_bf16_ ABSL_GUARDED_BY(mu_);
-  std::vector<float> x_f32_ ABSL_GUARDED_BY(mu_);
-  std::vector<float> gate_up_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint16_t> act_bf16_ ABSL_GUARDED_BY(mu_);
-  std::vector<float> act_f32_ ABSL_GUARDED_BY(mu_);
-  std::vector<float> y_ ABSL_GUARDED_BY(mu_);
+  Scratch<uint16_t> x_bf16_ ABSL_GUARDED_BY(mu_);
+  Scratch<float> x_f32_ ABSL_GUARDED_BY(mu_);
+  Scratch<float> gate_up_ ABSL_GUARDED_BY(mu_);
+  Scratch<uint16_t> act_bf16_ ABSL_GUARDED_BY(mu_);
+  Scratch<float> act_f32_ ABSL_GUARDED_BY(mu_);
+  Scratch<float> y_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moe::experts

@@ -45,7 +45,7 @@ class ExpertBackend {
 
   // "cpu", "cuda".
   virtual std::string name() const = 0;
-  // A human description of the device, e.g. "2 CPU threads (OpenBLAS)".
+  // A human description of the device and its kernels, e.g. "2 threads; CPU ...; kernels amx: ...".
   virtual std::string device() const = 0;
   // The dtype and bytes of the weights as held; empty where a backend does not say.
   virtual ResidentWeights resident() const { return {}; }
