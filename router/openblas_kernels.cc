@@ -28,17 +28,18 @@ std::optional<std::string> CorrectedOpenBlasCore(absl::string_view core, const e
 }
 
 std::string EnsureOpenBlasKernels(char** argv, absl::string_view loaded_core) {
+  openblas_set_num_threads(1);
   const char* set = std::getenv("OPENBLAS_CORETYPE");
   if (std::getenv(kReexecMarker) != nullptr) {  // the re-executed process: say what it runs now
     unsetenv(kReexecMarker);                     // (children start from scratch)
-    return absl::StrCat("OpenBLAS ", openblas_get_corename(), " (OPENBLAS_CORETYPE=", set == nullptr ? "" : set,
-                        " set by re-exec)");
+    return absl::StrCat("OpenBLAS ", openblas_get_corename(), " 1 thread (OPENBLAS_CORETYPE=",
+                        set == nullptr ? "" : set, " set by re-exec)");
   }
   const std::string core = loaded_core.empty() ? std::string(openblas_get_corename()) : std::string(loaded_core);
   const std::optional<std::string> wanted = CorrectedOpenBlasCore(core, experts::DetectCpuFeatures());
-  if (!wanted.has_value()) return absl::StrCat("OpenBLAS ", core);
+  if (!wanted.has_value()) return absl::StrCat("OpenBLAS ", core, " 1 thread");
   if (set != nullptr) {
-    return absl::StrCat("OpenBLAS ", core, " (warning: OPENBLAS_CORETYPE=", set, " keeps the SSE3 kernels; this CPU can run ",
+    return absl::StrCat("OpenBLAS ", core, " 1 thread (warning: OPENBLAS_CORETYPE=", set, " keeps the SSE3 kernels; this CPU can run ",
                         *wanted, ")");
   }
   setenv("OPENBLAS_CORETYPE", wanted->c_str(), 1);
@@ -46,7 +47,7 @@ std::string EnsureOpenBlasKernels(char** argv, absl::string_view loaded_core) {
   execv("/proc/self/exe", argv);
   const std::string error = std::strerror(errno);  // only reached if the exec failed
   unsetenv(kReexecMarker);
-  return absl::StrCat("OpenBLAS ", core, " (warning: re-exec with OPENBLAS_CORETYPE=", *wanted, " failed: ", error, ")");
+  return absl::StrCat("OpenBLAS ", core, " 1 thread (warning: re-exec with OPENBLAS_CORETYPE=", *wanted, " failed: ", error, ")");
 }
 
 }  // namespace moe::router

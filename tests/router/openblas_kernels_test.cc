@@ -3,6 +3,8 @@
 // is tested end to end by tests/router/openblas_reexec_test.sh.)
 #include "router/openblas_kernels.h"
 
+#include <cblas.h>
+
 #include "gtest/gtest.h"
 
 namespace moe::router {
@@ -34,10 +36,11 @@ TEST(OpenBlasKernelsTest, UserChoiceIsKeptWithAWarning) {
   setenv("OPENBLAS_CORETYPE", "Prescott", 1);
   const std::string line = EnsureOpenBlasKernels(nullptr, "Prescott");
   unsetenv("OPENBLAS_CORETYPE");
+  EXPECT_EQ(openblas_get_num_threads(), 1) << "the gate's OpenBLAS must not spin beside the expert kernels";
   if (CorrectedOpenBlasCore("Prescott", experts::DetectCpuFeatures()).has_value()) {
     EXPECT_NE(line.find("warning: OPENBLAS_CORETYPE=Prescott keeps the SSE3 kernels"), std::string::npos) << line;
   } else {
-    EXPECT_EQ(line, "OpenBLAS Prescott");
+    EXPECT_EQ(line, "OpenBLAS Prescott 1 thread");
   }
 }
 

@@ -8,10 +8,10 @@ echo "$out"
 expected=$(echo "$out" | sed -n 's/^expected=//p')
 line=$(echo "$out" | head -n 1)
 if [ "$expected" = none ]; then
-  [ "$line" = "OpenBLAS Prescott" ] || { echo "FAIL: no better core, yet: $line"; exit 1; }
+  [ "$line" = "OpenBLAS Prescott 1 thread" ] || { echo "FAIL: no better core, yet: $line"; exit 1; }
 else
   case "$line" in
-    "OpenBLAS $expected (OPENBLAS_CORETYPE=$expected set by re-exec)") ;;
+    "OpenBLAS $expected 1 thread (OPENBLAS_CORETYPE=$expected set by re-exec)") ;;
     *) echo "FAIL: expected a re-exec onto $expected, got: $line"; exit 1 ;;
   esac
 fi
