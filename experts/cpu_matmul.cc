@@ -12,7 +12,10 @@ dnnl::memory::data_type OneDnnType(DType dtype) {
 
 }  // namespace
 
-int64_t MatmulCache::Bucket(int64_t rows) { return (rows + 15) / 16 * 16; }
+int64_t MatmulCache::Bucket(int64_t rows) {
+  const int64_t step = rows <= 256 ? 16 : 32;
+  return (rows + step - 1) / step * step;
+}
 
 MatmulCache::MatmulCache() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
 

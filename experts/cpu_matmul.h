@@ -23,12 +23,11 @@ namespace moe::experts {
 class MatmulCache {
  public:
   // Largest row bucket; callers split larger groups into chunks of at most this many rows.
-  // Measured on oneDNN 2.6 with AMX (docs/BENCHMARKS.md): up to 256 rows a multiple of 16 runs
-  // at one rate (~18 µs per row of the demo expert); past 256 some row counts fall off it
-  // (272: 27 µs, 304: 27 µs, 640: 25 µs per row), while chunks of 256 keep the rate.
-  static constexpr int64_t kMaxRows = 256;
-  // The row count a primitive is built for: `rows` rounded up to 16, AMX's tile height (finer
-  // buckets cost nothing more in AMX work). REQUIRES: 0 < rows <= kMaxRows.
+  static constexpr int64_t kMaxRows = 512;
+  // The row count a primitive is built for: `rows` rounded up to 16 (AMX's tile height) up to 256
+  // rows, to 32 past that. Measured on oneDNN 2.6 with AMX (docs/BENCHMARKS.md): past 256 rows
+  // the odd multiples of 16 fall off the rate (272 rows: 19 µs a row, 288: 13.6; 304: 15.8, 320:
+  // 14.1), below 256 they do not. REQUIRES: 0 < rows <= kMaxRows.
   static int64_t Bucket(int64_t rows);
 
   MatmulCache();
