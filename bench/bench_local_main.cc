@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -85,11 +86,10 @@ moe::experts::ExpertWeights RandomExpert(moe::experts::ExpertKey key, int h, int
 
 int main(int argc, char** argv) {
   const std::string blas = moe::router::EnsureOpenBlasKernels(argv);  // the gate's GEMM; may re-exec
-  absl::SetProgramUsageMessage(
+  moe::base::InitProgram(argc, argv,
       "In-process benchmark of the CPU expert FFN and MoE layer against oneDNN's dense matmul and the\n"
       "memory bandwidth, measured in the same run.\n"
       "  moe-bench-local --dtype=bf16 --tokens=1,16,256 --json=/tmp/local.json");
-  absl::ParseCommandLine(argc, argv);
   moe::proto::KeepFreedMessageMemory();  // as moe-router and moe-expert do: buffers reuse the heap
   const int h = absl::GetFlag(FLAGS_hidden_size), inter = absl::GetFlag(FLAGS_intermediate_size);
   const int e = absl::GetFlag(FLAGS_num_experts), k = absl::GetFlag(FLAGS_top_k);

@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -95,8 +96,9 @@ bool Table(int repeats) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Times one hop's serialization and parsing against memcpy (P5).");
-  absl::ParseCommandLine(argc, argv);
+  moe::base::InitProgram(argc, argv,
+      "Times one hop's serialization and parsing against memcpy (P5).\n"
+      "  moe-bench-codec --repeats=9");
   const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
   std::printf("== glibc's default allocator settings\n");
   if (!Table(repeats)) return 1;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -83,8 +84,9 @@ absl::StatusOr<Timing> TimeRun(ExpertBackend& b, absl::Span<const moe::experts::
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Benchmarks an expert backend per shape against the device's own peaks.");
-  absl::ParseCommandLine(argc, argv);
+  moe::base::InitProgram(argc, argv,
+      "Benchmarks an expert backend per shape against the device's own peaks.\n"
+      "  moe-expert-bench --backend=cuda --json=/tmp/h1.json");
   const int device = absl::GetFlag(FLAGS_device);
   const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
   std::string backend = absl::GetFlag(FLAGS_backend);

@@ -2,16 +2,25 @@
 // moe-bench-metrics: the cost of recording metrics on the hot path, per call, measured on the
 // real RouterMetrics / ExpertMetrics (prometheus-cpp) with a Mixtral-like routing result.
 // Complements `moe-cluster --nometrics` + moe-bench (end to end); see docs/BENCHMARKS.md.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
 
+#include "absl/flags/flag.h"
+#include "base/program.h"
 #include "experts/expert_weights.h"
 #include "experts/model_config.h"
 #include "server/router/router_metrics.h"
 #include "server/worker/expert_metrics.h"
 
-int main() {
+ABSL_FLAG(int, calls, 200000, "Calls timed per metric operation.");
+
+int main(int argc, char** argv) {
+  moe::base::InitProgram(argc, argv,
+                         "The cost per call of recording router and worker metrics.\n"
+                         "  moe-bench-metrics --calls=100000");
+  const int calls = std::max(1, absl::GetFlag(FLAGS_calls));
   const auto config = moe::experts::DefaultConfig(moe::experts::Family::kMixtral, 4096, 14336, 8, 2, 32);
   prometheus::Registry registry;
   moe::server::RouterMetrics router(registry, config, {"expert-0:50061", "expert-1:50061"});
@@ -25,15 +34,14 @@ int main() {
   r.dropped.assign(8, 0);
   r.rerouted.assign(8, 0);
   r.score_sums.assign(8, 0.125);
-  constexpr int kCalls = 200000;
-  auto measure = [](const char* name, const std::function<void()>& fn) {
+  auto measure = [calls](const char* name, const std::function<void()>& fn) {
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < kCalls; ++i) fn();
+    for (int i = 0; i < calls; ++i) fn();
     const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%-34s %8.1f ns/call\n", name, ns / kCalls);
-    return ns / kCalls;
+    std::printf("%-34s %8.1f ns/call\n", name, ns / calls);
+    return ns / calls;
   };
-  std::printf("moe-bench-metrics: %d calls each (prometheus-cpp)\n", kCalls);
+  std::printf("moe-bench-metrics: %d calls each (prometheus-cpp)\n", calls);
   double per_forward = 0;
   per_forward += measure("router RecordRouting (top-2)", [&] { router.RecordRouting(3, r); });
   per_forward += measure("router RecordRequest", [&] {

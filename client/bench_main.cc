@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -145,10 +146,9 @@ Point PingPoint(moe::client::MoeClient& client) {
 
 int main(int argc, char** argv) {
   moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
-  absl::SetProgramUsageMessage(
-      "moe-bench: load generator for a moe-router.\n"
+  moe::base::InitProgram(argc, argv,
+      "Load generator for a moe-router.\n"
       "  moe-bench --router=localhost:50051 --concurrency=4 --tokens=1,16,256 --duration_s=10");
-  absl::ParseCommandLine(argc, argv);
   std::string address = absl::GetFlag(FLAGS_router);
   if (address.empty()) address = std::getenv("MOE_ROUTER") ? std::getenv("MOE_ROUTER") : "localhost:50051";
   const std::string dtype_name = absl::GetFlag(FLAGS_dtype);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -74,10 +75,9 @@ Errors Compare(absl::Span<const float> got, absl::Span<const float> ref) {
 int main(int argc, char** argv) {
   moe::router::EnsureOpenBlasKernels(argv);  // the gate's GEMM off OpenBLAS's SSE3 fallback; may re-exec
   moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
-  absl::SetProgramUsageMessage(
-      "moe-client: run tokens through a moe-router.\n"
+  moe::base::InitProgram(argc, argv,
+      "Run tokens through a moe-router.\n"
       "  moe-client --router=localhost:50051 --tokens=512 --all_layers --check --checkpoint=/tmp/model");
-  absl::ParseCommandLine(argc, argv);
   std::string address = absl::GetFlag(FLAGS_router);
   if (address.empty()) address = std::getenv("MOE_ROUTER") ? std::getenv("MOE_ROUTER") : "localhost:50051";
   const std::string dtype_name = absl::GetFlag(FLAGS_dtype);

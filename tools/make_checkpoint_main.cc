@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -23,11 +24,10 @@ ABSL_FLAG(int, shards, 1, "Number of safetensors shards (>1 writes model.safeten
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same weights.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  moe::base::InitProgram(argc, argv,
       "Writes a seeded random checkpoint in a model family's Hugging Face layout.\n"
       "  moe-make-checkpoint --out=/tmp/model --hidden_size=1024 --intermediate_size=3584 "
       "--num_experts=8 --top_k=2 --num_layers=4");
-  absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     std::fprintf(stderr, "moe-make-checkpoint: --out is required (see --help)\n");

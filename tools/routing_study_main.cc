@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -40,8 +41,9 @@ struct Row {
 
 int main(int argc, char** argv) {
   moe::router::EnsureOpenBlasKernels(argv);  // the gate's GEMM off OpenBLAS's SSE3 fallback; may re-exec
-  absl::SetProgramUsageMessage("Compares routing policies on skewed synthetic traffic.");
-  absl::ParseCommandLine(argc, argv);
+  moe::base::InitProgram(argc, argv,
+      "Compares routing policies on skewed synthetic traffic.\n"
+      "  moe-routing-study --experts=64 --top_k=8 --tokens=4096 --hot=4");
   const int e = absl::GetFlag(FLAGS_experts), k = absl::GetFlag(FLAGS_top_k), h = absl::GetFlag(FLAGS_hidden);
   const int n = absl::GetFlag(FLAGS_tokens), hot = std::min(absl::GetFlag(FLAGS_hot), e);
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -81,10 +82,9 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  absl::SetProgramUsageMessage(
-      "moe-cluster: a router and expert workers on loopback.\n"
+  std::vector<char*> positional = moe::base::InitProgram(argc, argv,
+      "A router and expert workers on loopback.\n"
       "  moe-cluster --checkpoint=/tmp/model --workers=4 -- moe-client --router={router} --all_layers");
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   moe::server::ClusterOptions options;
   options.checkpoint = absl::GetFlag(FLAGS_checkpoint);
   options.workers = absl::GetFlag(FLAGS_workers);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -102,11 +103,10 @@ int main(int argc, char** argv) {
   const std::string blas = moe::router::EnsureOpenBlasKernels(argv);
   moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   moe::server::BlockTerminationSignals();
-  absl::SetProgramUsageMessage(
-      "moe-router: routes tokens to expert workers and combines their outputs.\n"
+  moe::base::InitProgram(argc, argv,
+      "Routes tokens to expert workers and combines their outputs.\n"
       "  moe-router --checkpoint=/models/mixtral --workers=host-a:50061,host-b:50061\n"
       "  moe-router --checkpoint=/models/mixtral --local");
-  absl::ParseCommandLine(argc, argv);
   const std::string dir = absl::GetFlag(FLAGS_checkpoint);
   const std::vector<std::string> addresses = absl::GetFlag(FLAGS_workers);
   const bool local = absl::GetFlag(FLAGS_local);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -55,10 +56,9 @@ ABSL_FLAG(int, metrics_port, 9092, "Serve Prometheus metrics at http://<listen h
 int main(int argc, char** argv) {
   moe::proto::KeepFreedMessageMemory();  // large messages reuse memory instead of page-faulting
   moe::server::BlockTerminationSignals();
-  absl::SetProgramUsageMessage(
-      "moe-expert: serves the experts it hosts over gRPC.\n"
+  moe::base::InitProgram(argc, argv,
+      "Serves the experts it hosts over gRPC.\n"
       "  moe-expert --checkpoint=/models/mixtral --experts=0-3 --listen=0.0.0.0:50061");
-  absl::ParseCommandLine(argc, argv);
   const std::string dir = absl::GetFlag(FLAGS_checkpoint);
   if (dir.empty()) {
     std::fprintf(stderr, "moe-expert: --checkpoint is required (see --help)\n");
