@@ -17,8 +17,24 @@ void AccumulateRows(const DispatchPlan& plan, int64_t first_row, int64_t count,
 
 void Combine(const DispatchPlan& plan, absl::Span<const float> expert_out, int64_t hidden,
              absl::Span<float> out) {
-  std::fill(out.begin(), out.end(), 0.0f);
-  AccumulateRows(plan, 0, plan.num_rows(), expert_out.data(), hidden, out);
+  // Token by token, each output row written once (no zero-fill pass, no read-modify-write of
+  // `out` per expert); the same sums in the same order as AccumulateRows expert by expert.
+  for (int64_t t = 0; t < plan.num_tokens(); ++t) {
+    float* __restrict dst = out.data() + t * hidden;
+    const absl::Span<const int64_t> rows = plan.RowsOfToken(t);
+    if (rows.empty()) {
+      std::fill(dst, dst + hidden, 0.0f);
+      continue;
+    }
+    const float w0 = plan.row_weights()[rows[0]];
+    const float* __restrict src0 = expert_out.data() + rows[0] * hidden;
+    for (int64_t j = 0; j < hidden; ++j) dst[j] = 0.0f + w0 * src0[j];
+    for (size_t i = 1; i < rows.size(); ++i) {
+      const float w = plan.row_weights()[rows[i]];
+      const float* __restrict src = expert_out.data() + rows[i] * hidden;
+      for (int64_t j = 0; j < hidden; ++j) dst[j] += w * src[j];
+    }
+  }
 }
 
 }  // namespace moe::router

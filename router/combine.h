@@ -15,7 +15,9 @@ namespace moe::router {
 void AccumulateRows(const DispatchPlan& plan, int64_t first_row, int64_t count,
                     const float* rows, int64_t hidden, absl::Span<float> out);
 
-// Zeroes `out` and accumulates every dispatch row of `expert_out` ([num_rows, hidden]).
+// out[t] = Σ row_weight(r)·expert_out[r] over the rows of token t (0 for a token with none),
+// summed in the order AccumulateRows would; `expert_out` is [num_rows, hidden]. Writes every
+// value of `out` ([num_tokens, hidden]) once.
 void Combine(const DispatchPlan& plan, absl::Span<const float> expert_out, int64_t hidden,
              absl::Span<float> out);
 

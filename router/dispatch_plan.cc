@@ -1,6 +1,7 @@
 // router/dispatch_plan.cc
 #include "router/dispatch_plan.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,8 @@ absl::StatusOr<DispatchPlan> DispatchPlan::Build(const Routing& routing, int num
   std::vector<int64_t> cursor(plan.expert_offsets_.begin(), plan.expert_offsets_.end() - 1);
   plan.row_tokens_.resize(routing.num_pairs());
   plan.row_weights_.resize(routing.num_pairs());
+  plan.token_offsets_.assign(routing.token_offsets.begin(), routing.token_offsets.end());
+  plan.token_rows_.resize(routing.num_pairs());
   for (int64_t t = 0; t < n; ++t) {
     if (routing.token_offsets[t + 1] < routing.token_offsets[t]) {
       return absl::InvalidArgumentError("routing offsets decrease");
@@ -36,7 +39,11 @@ absl::StatusOr<DispatchPlan> DispatchPlan::Build(const Routing& routing, int num
       const int64_t row = cursor[routing.experts[p]]++;
       plan.row_tokens_[row] = static_cast<int32_t>(t);
       plan.row_weights_[row] = routing.weights[p];
+      plan.token_rows_[p] = row;
     }
+    // Ascending rows = ascending experts: the order AccumulateRows sums in, expert by expert.
+    std::sort(plan.token_rows_.begin() + routing.token_offsets[t],
+              plan.token_rows_.begin() + routing.token_offsets[t + 1]);
   }
   return plan;
 }

@@ -30,6 +30,11 @@ class DispatchPlan {
   // The token each row comes from, and the weight its expert output is combined with.
   absl::Span<const int32_t> row_tokens() const { return row_tokens_; }
   absl::Span<const float> row_weights() const { return row_weights_; }
+  // The dispatch rows of token t, ascending (so in expert order): what Combine sums for it.
+  absl::Span<const int64_t> RowsOfToken(int64_t token) const {
+    return absl::MakeConstSpan(token_rows_).subspan(token_offsets_[token],
+                                                     token_offsets_[token + 1] - token_offsets_[token]);
+  }
 
   // Copies the input row of every dispatch row [first_row, first_row + count) from `x`
   // ([num_tokens, hidden] f32) into `rows` ([count, hidden]).
@@ -41,6 +46,8 @@ class DispatchPlan {
   std::vector<int64_t> expert_offsets_;  // [E + 1]
   std::vector<int32_t> row_tokens_;
   std::vector<float> row_weights_;
+  std::vector<int64_t> token_offsets_;  // [num_tokens + 1], as the Routing's
+  std::vector<int64_t> token_rows_;     // [num_rows], token-major
 };
 
 }  // namespace moe::router

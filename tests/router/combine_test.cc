@@ -44,5 +44,31 @@ TEST(CombineTest, SegmentsAddUpToTheWhole) {
   for (int j = 0; j < 2 * h; ++j) EXPECT_NEAR(parts[j], whole[j], 1e-6);
 }
 
+TEST(CombineTest, TokenMajorIsBitIdenticalToExpertByExpertAccumulation) {
+  // Combine sums token by token; the router service accumulates worker replies expert by expert.
+  // Both must give the same bits: the same products added in the same (expert) order.
+  const int num_tokens = 37, num_experts = 8, k = 3, h = 19;
+  Routing r;
+  r.num_tokens = num_tokens;
+  r.token_offsets.push_back(0);
+  const std::vector<float> u = testing::RandomVector(num_tokens * k, 11);
+  for (int t = 0; t < num_tokens; ++t) {
+    for (int j = 0; j < k; ++j) {
+      r.experts.push_back((t * 5 + j * 3 + (t % 3)) % num_experts);  // rank order is not expert order
+      r.weights.push_back(u[t * k + j]);
+    }
+    r.token_offsets.push_back(static_cast<int64_t>(r.experts.size()));
+  }
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(r, num_experts));
+  const std::vector<float> expert_out = testing::RandomVector(plan.num_rows() * h, 12);
+  std::vector<float> whole(num_tokens * h, -7.0f), by_expert(num_tokens * h, 0.0f);
+  Combine(plan, expert_out, h, absl::MakeSpan(whole));
+  for (int e = 0; e < num_experts; ++e) {
+    AccumulateRows(plan, plan.ExpertBegin(e), plan.RowsOf(e), expert_out.data() + plan.ExpertBegin(e) * h, h,
+                   absl::MakeSpan(by_expert));
+  }
+  for (int i = 0; i < num_tokens * h; ++i) ASSERT_EQ(whole[i], by_expert[i]) << "value " << i;
+}
+
 }  // namespace
 }  // namespace moe::router

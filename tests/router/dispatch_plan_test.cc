@@ -87,5 +87,24 @@ TEST(DispatchPlanTest, EmptyRoutingAndBadExperts) {
               StatusIs(absl::StatusCode::kInvalidArgument, "inconsistent"));
 }
 
+TEST(DispatchPlanTest, RowsOfTokenListsEachTokensRowsAscending) {
+  // Token 0 → experts 2, 0; token 1 → none; token 2 → experts 1, 2, 0.
+  Routing r;
+  r.num_tokens = 3;
+  r.token_offsets = {0, 2, 2, 5};
+  r.experts = {2, 0, 1, 2, 0};
+  r.weights = {0.5f, 0.5f, 0.2f, 0.3f, 0.5f};
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(r, 3));
+  // Rows: expert 0 = {token 0, token 2}, expert 1 = {token 2}, expert 2 = {token 0, token 2}.
+  EXPECT_EQ(std::vector<int64_t>(plan.RowsOfToken(0).begin(), plan.RowsOfToken(0).end()),
+            (std::vector<int64_t>{0, 3}));
+  EXPECT_TRUE(plan.RowsOfToken(1).empty());
+  EXPECT_EQ(std::vector<int64_t>(plan.RowsOfToken(2).begin(), plan.RowsOfToken(2).end()),
+            (std::vector<int64_t>{1, 2, 4}));
+  for (int64_t t = 0; t < 3; ++t) {
+    for (int64_t row : plan.RowsOfToken(t)) EXPECT_EQ(plan.row_tokens()[row], t);
+  }
+}
+
 }  // namespace
 }  // namespace moe::router
