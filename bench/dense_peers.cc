@@ -20,10 +20,18 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-__attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n) {
+// Sums n values 128 bytes at a time; with `prefetch_bytes` > 0 also prefetches that far ahead
+// (as our small-rows kernels do: on the 2-core Xeon of 2026-12-01 that read 26-28 GB/s against
+// 21-25 without).
+__attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n, size_t prefetch_bytes) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   size_t i = 0;
+  const char* ahead = reinterpret_cast<const char*>(p) + prefetch_bytes;
   for (; i + 16 <= n; i += 16) {
+    if (prefetch_bytes > 0) {
+      _mm_prefetch(ahead + i * sizeof(uint64_t), _MM_HINT_T0);
+      _mm_prefetch(ahead + i * sizeof(uint64_t) + 64, _MM_HINT_T0);
+    }
     a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
     a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 4)));
     a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 8)));
@@ -93,7 +101,8 @@ double StreamReadBandwidth(size_t bytes, int threads, int repeats) {
   for (size_t i = 0; i < n; ++i) p[i] = i * 2654435761u;
   double best = 0;
   volatile uint64_t sink = 0;
-  for (int r = 0; r < std::max(1, repeats); ++r) {
+  for (int r = 0; r < 2 * std::max(1, repeats); ++r) {
+    const size_t prefetch = r % 2 == 0 ? 0 : 2048;  // plain loads and prefetched: the better counts
     const double t0 = Now();
     uint64_t total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
@@ -101,7 +110,7 @@ double StreamReadBandwidth(size_t bytes, int threads, int repeats) {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const size_t chunk = (n / nt) & ~size_t{15};
       const size_t begin = t * chunk, end = t == nt - 1 ? n : begin + chunk;
-      total += SumAvx2(p + begin, end - begin);
+      total += SumAvx2(p + begin, end - begin, prefetch);
     }
     sink = sink + total;
     best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / (Now() - t0));

@@ -19,7 +19,7 @@ struct DenseResult {
 DenseResult DenseMatmul(int64_t m, int64_t k, int64_t n, bool bf16, int repeats);
 
 // Bytes per second read by `threads` threads summing a `bytes` buffer (touched first), best of
-// `repeats` passes.
+// `repeats` passes each with plain loads and with software prefetch 2 KiB ahead.
 double StreamReadBandwidth(size_t bytes, int threads, int repeats);
 
 }  // namespace moe::bench

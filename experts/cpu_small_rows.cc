@@ -18,6 +18,23 @@ namespace {
 
 constexpr int64_t kTile = PackedWeight::kTile;
 
+// Software prefetch of the weights this many K steps (pairs for bf16, rows for f32) ahead: 8
+// steps of a blocked tile are 2 KiB. With it one bf16 row reads cold weights at the streaming
+// bandwidth (measured 2026-12-01, 2-core Xeon: 25.6 GB/s, 21 GB/s without; 1, 4 and 32 KiB
+// ahead were no better), since the hardware prefetchers alone stop at the 4 KiB page boundary.
+constexpr int64_t kPrefetchSteps = 8;
+
+// One K step of a tile is 64 values: 4 cache lines (f32 or bf16 pairs), 2 (bf16 AVX2 reads
+// pairs as 256-byte steps too). Prefetches the step `kPrefetchSteps` after `step`, `step_bytes`
+// apart; an address past the buffer's end is harmless for a prefetch.
+__attribute__((always_inline)) inline void PrefetchStep(const void* step, int64_t step_bytes) {
+  const char* ahead = static_cast<const char*>(step) + kPrefetchSteps * step_bytes;
+  _mm_prefetch(ahead, _MM_HINT_T0);
+  _mm_prefetch(ahead + 64, _MM_HINT_T0);
+  _mm_prefetch(ahead + 128, _MM_HINT_T0);
+  _mm_prefetch(ahead + 192, _MM_HINT_T0);
+}
+
 // Writes the 64 sums of one row of tile t (`sums`), or the columns of it that exist.
 inline void StoreTile(const float* sums, float* y_row, int64_t t, int64_t n) {
   const int64_t begin = t * kTile;
@@ -53,6 +70,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void Bf16Avx512B
       for (auto& a : row) a = _mm512_setzero_ps();
     for (int64_t p = 0; p < pairs; ++p) {
       const __m512i* b = reinterpret_cast<const __m512i*>(tile + p * 2 * kTile);
+      PrefetchStep(b, 2 * kTile * sizeof(uint16_t));
       const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 1);
       const __m512bh b2 = (__m512bh)_mm512_load_si512(b + 2), b3 = (__m512bh)_mm512_load_si512(b + 3);
       for (int r = 0; r < nr; ++r) {
@@ -87,6 +105,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void Bf16Avx512(const Packe
       for (auto& a : row) a = _mm512_setzero_ps();
     for (int64_t p = 0; p < pairs; ++p) {
       const __m512i* b = reinterpret_cast<const __m512i*>(tile + p * 2 * kTile);
+      PrefetchStep(b, 2 * kTile * sizeof(uint16_t));
       __m512 even[4], odd[4];
       for (int j = 0; j < 4; ++j) {
         const __m512i v = _mm512_load_si512(b + j);
@@ -118,6 +137,7 @@ __attribute__((target("avx2,fma"))) void Bf16Avx2(const PackedWeight& w, const u
     const uint16_t* xr = x + r * ldx;
     for (int64_t p = 0; p < pairs; ++p) {
       const __m256i* b = reinterpret_cast<const __m256i*>(tile + p * 2 * kTile);
+      PrefetchStep(b, 2 * kTile * sizeof(uint16_t));
       const __m256 x0 = _mm256_set1_ps(BF16ToF32(xr[2 * p])), x1 = _mm256_set1_ps(BF16ToF32(xr[2 * p + 1]));
       for (int j = 0; j < 8; ++j) {
         const __m256i v = _mm256_load_si256(b + j);
@@ -161,6 +181,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void F32Avx512(const Packed
       for (auto& a : row) a = _mm512_setzero_ps();
     for (int64_t k = 0; k < w.k(); ++k) {
       const float* b = tile + k * stride;
+      PrefetchStep(b, stride * sizeof(float));
       const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
       const __m512 b2 = _mm512_loadu_ps(b + 32), b3 = _mm512_loadu_ps(b + 48);
       for (int r = 0; r < nr; ++r) {
@@ -189,6 +210,7 @@ __attribute__((target("avx2,fma"))) void F32Avx2(const PackedWeight& w, const fl
     const float* xr = x + r * ldx;
     for (int64_t k = 0; k < w.k(); ++k) {
       const float* b = tile + k * stride;
+      PrefetchStep(b, stride * sizeof(float));
       const __m256 xk = _mm256_set1_ps(xr[k]);
       for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(b + 8 * j), acc[j]);
     }
