@@ -24,11 +24,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/dense_peers.h"
 #include "experts/backend_factory.h"
+#include "experts/safetensors_writer.h"
 #include "proto/message_memory.h"
 #include "router/moe_layer.h"
 #include "router/openblas_kernels.h"
@@ -44,6 +46,9 @@ ABSL_FLAG(int, threads, 0, "Compute threads; 0 = every core.");
 ABSL_FLAG(int, small_rows, -1, "Rows per expert up to which our kernels run instead of oneDNN; -1 = default.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
+ABSL_FLAG(std::string, inputs_out, "",
+          "Also write the layer's gate weight and inputs (gate.weight, x.<tokens>) to this safetensors file, so "
+          "that a peer (scripts/hf_peers.py --inputs) routes the same tokens to the same experts.");
 ABSL_FLAG(std::string, cuda_gemm, "back_to_back", "--backend=cuda: back_to_back or grouped.");
 
 namespace {
@@ -209,16 +214,31 @@ int main(int argc, char** argv) {
                       tokens.empty() ? 1 : tokens.back(), **backend)
             .status());
   std::printf("\nIn-process MoE layer (gate + plan + %d experts + combine, weights warm)\n", e);
-  std::printf("%8s %11s %10s %9s %16s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "spread ms");
+  std::printf("%8s %11s %10s %9s %16s %8s\n", "tokens", "median ms", "tokens/s", "GFLOP/s", "spread ms", "experts");
+  std::vector<std::vector<float>> inputs;  // kept alive for --inputs_out
   for (int m : tokens) {
-    const std::vector<float> x = Random(size_t(m) * h, 17 + m, 1);
+    const std::vector<float>& x = inputs.emplace_back(Random(size_t(m) * h, 17 + m, 1));
+    // How many experts the batch touches: in the memory-bound sizes, the bytes it reads.
+    moe::router::Routing routing;
+    check(layer.Forward(x, m, **backend, &routing).status());
+    std::vector<bool> used(e, false);
+    for (int32_t expert : routing.experts) used[expert] = true;
+    const int touched = static_cast<int>(std::count(used.begin(), used.end(), true));
     const Timing t = Measure(repeats, [&] { check(layer.Forward(x, m, **backend).status()); });
     const double gflops = (6.0 * k * h * inter + 2.0 * h * e) * m / t.median / 1e9;
-    std::printf("%8d %11.3f %10.0f %9.1f %7.3f-%-8.3f\n", m, t.median * 1e3, m / t.median, gflops, t.min * 1e3,
-                t.max * 1e3);
+    std::printf("%8d %11.3f %10.0f %9.1f %7.3f-%-8.3f %8d\n", m, t.median * 1e3, m / t.median, gflops, t.min * 1e3,
+                t.max * 1e3, touched);
     json_rows.push_back(absl::StrFormat(
-        R"({"bench":"moe_layer","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g})", m, t.median, t.min,
-        t.max, gflops));
+        R"({"bench":"moe_layer","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"experts_touched":%d})",
+        m, t.median, t.min, t.max, gflops, touched));
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_inputs_out); !path.empty()) {
+    moe::experts::SafetensorsWriter writer;
+    writer.Add("gate.weight", gate_weight);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      writer.Add(absl::StrCat("x.", tokens[i]), moe::experts::Tensor::FromF32(inputs[i], {tokens[i], h}));
+    }
+    check(writer.Write(path));
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     std::ofstream(path) << absl::StrFormat(

@@ -30,7 +30,8 @@ if [ ! -f "$MODEL/config.json" ]; then
     --top_k=2 --num_layers=4 --dtype=bf16 --shards=2 --seed=2026
 fi
 echo "== 1. in-process (no gRPC), bf16 and f32 weights"
-"$B/moe-bench-local" --dtype=bf16 --tokens="$TOKENS" --json="$OUT/local.json"
+"$B/moe-bench-local" --dtype=bf16 --tokens="$TOKENS" --json="$OUT/local.json" \
+  --inputs_out="$OUT/layer_inputs.safetensors"  # the gate and inputs HF's block then routes too
 echo
 "$B/moe-bench-local" --dtype=f32 --tokens="$TOKENS" --json="$OUT/local_f32.json"
 echo; echo "== 2. router --local (one gRPC hop, experts in the router)"
@@ -42,7 +43,7 @@ echo; echo "== 3. networked: router + 4 workers, each its own process"
 echo; echo "== 4. Hugging Face transformers' MoE block, PyTorch from PyPI (same shapes and threads)"
 for dt in bf16 f32; do
   "$TORCH_PYTHON" "$ROOT/scripts/hf_peers.py" --dtype=$dt --tokens="$TOKENS" --threads="$(nproc)" \
-    --json="$OUT/hf_$dt.json" 2>/dev/null
+    --inputs="$OUT/layer_inputs.safetensors" --json="$OUT/hf_$dt.json" 2>/dev/null
 done
 echo; echo "== 5. P6: round trip on a tiny model (H 64, I 128) vs an empty round trip"
 TINY="$BUILD/bench-tiny-model"
@@ -84,7 +85,7 @@ for dt, name in (("bf16", "local.json"), ("f32", "local_f32.json")):
     hf_ffn = {r["tokens"]: r for r in hf if r["bench"] == "expert_ffn"}
     print(f"-- {dt}: {ours['device']}")
     print(f"{'tokens':>8} {'ours tok/s':>11} {'HF tok/s':>9} {'HF impl':>11} {'C1':>6} {'target':>7}"
-          f" {'FFN GF/s':>9} {'HF FFN':>7} {'dense':>7} {'C2':>5}")
+          f" {'FFN GF/s':>9} {'HF FFN':>7} {'dense':>7} {'C2':>5} {'experts ours/HF':>16}")
     for t in sorted(layer):
         if t not in block:
             continue
@@ -94,7 +95,8 @@ for dt, name in (("bf16", "local.json"), ("f32", "local_f32.json")):
         print(f"{t:>8} {o:>11.0f} {block[t]['tokens_per_s']:>9.0f} {block[t]['impl']:>11} "
               f"{o / block[t]['tokens_per_s']:>6.2f} {target:>7.1f} {f.get('gflops', 0):>9.1f} "
               f"{hf_ffn.get(t, {}).get('gflops', 0):>7.1f} {f.get('dense_gflops', 0):>7.1f} "
-              f"{f.get('gflops', 0) / max(f.get('dense_gflops', 1), 1e-9):>5.2f}")
+              f"{f.get('gflops', 0) / max(f.get('dense_gflops', 1), 1e-9):>5.2f}"
+              f" {str(layer[t].get('experts_touched', '?')) + '/' + str(block[t].get('experts_touched', '?')):>16}")
     cold = [r for r in ours["results"] if r["bench"] == "ffn_cold_1"]
     if cold:
         c = cold[0]

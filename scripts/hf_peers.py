@@ -9,8 +9,11 @@ venv of scripts/setup.sh (moe_torch_env: torch and transformers pinned there):
               user would otherwise run, with each experts implementation of --impls (a model
               built by transformers 5.x picks grouped_mm; a standalone block eager); the
               comparison in scripts/bench.sh takes the faster of them at each size.
-Both in --dtype (bf16 or f32). Weights and inputs are seeded random normals. Prints a table and
-the kernels PyTorch reports; --json writes the rows.
+Both in --dtype (bf16 or f32). Weights and inputs are seeded random normals; with --inputs (the
+file `moe-bench-local --inputs_out` writes) the block's gate weight and its inputs are moe-serve's,
+so that both route the same tokens to the same experts: at a few tokens the time is the bytes of
+the experts touched, and two random routings can touch 4 or 8. Prints a table (with the experts
+each batch touches) and the kernels PyTorch reports; --json writes the rows.
 """
 import argparse
 import json
@@ -45,6 +48,7 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
     p.add_argument("--impls", default="eager,grouped_mm")
+    p.add_argument("--inputs", default="", help="safetensors with gate.weight and x.<tokens> (moe-bench-local --inputs_out)")
     p.add_argument("--json", default="")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -63,7 +67,23 @@ def main():
             block.experts.gate_up_proj.normal_(0, h**-0.5)
             block.experts.down_proj.normal_(0, i**-0.5)
         blocks[impl] = block.to(dtype)
+    shared = {}
+    if a.inputs:
+        from safetensors.torch import load_file
+        shared = load_file(a.inputs)
+        with torch.no_grad():
+            for block in blocks.values():
+                block.gate.weight.copy_(shared["gate.weight"].to(dtype))
     experts = next(iter(blocks.values())).experts
+    gate = next(iter(blocks.values())).gate
+
+    def block_input(m):
+        x = shared[f"x.{m}"] if f"x.{m}" in shared else torch.randn(m, h)
+        return x.reshape(1, m, h).to(dtype)
+
+    def experts_touched(x):
+        logits = torch.nn.functional.linear(x.reshape(-1, h), gate.weight)
+        return int(torch.unique(torch.topk(logits, k, dim=-1).indices).numel())
 
     def ffn(x):
         gate, up = torch.nn.functional.linear(x, experts.gate_up_proj[0]).chunk(2, dim=-1)
@@ -82,15 +102,15 @@ def main():
                          "gflops": 6.0 * m * h * i / med / 1e9})
         for impl, block in blocks.items():
             for m in tokens:
-                x = torch.randn(1, m, h).to(dtype)
+                x = block_input(m)
                 med, lo, hi = median_seconds(lambda: block(x), a.repeats)
                 rows.append({"bench": "moe_block", "impl": impl, "tokens": m, "median_s": med, "min_s": lo,
-                             "max_s": hi, "tokens_per_s": m / med})
-    print(f"{'bench':>22} {'tokens':>7} {'median ms':>10} {'GFLOP/s':>8} {'tokens/s':>9}")
+                             "max_s": hi, "tokens_per_s": m / med, "experts_touched": experts_touched(x)})
+    print(f"{'bench':>22} {'tokens':>7} {'median ms':>10} {'GFLOP/s':>8} {'tokens/s':>9} {'experts':>8}")
     for r in rows:
         name = r["bench"] + (f" {r['impl']}" if "impl" in r else "")
         print(f"{name:>22} {r['tokens']:>7} {r['median_s'] * 1e3:>10.3f} {r.get('gflops', 0):>8.1f} "
-              f"{r['tokens'] / r['median_s']:>9.0f}")
+              f"{r['tokens'] / r['median_s']:>9.0f} {r.get('experts_touched', ''):>8}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"torch": torch.__version__, "transformers": transformers.__version__, "dtype": a.dtype,
