@@ -23,12 +23,14 @@ namespace {
 constexpr int kSmallRowsBf16 = 2;
 constexpr int kSmallRowsF32 = 8;
 
-// w1 and w3 of one expert stacked into [2I, H] in their own dtype (for packing).
-std::vector<uint8_t> StackRows(const Tensor& top, const Tensor& bottom) {
-  const auto* a = static_cast<const uint8_t*>(top.raw_data());
-  const auto* b = static_cast<const uint8_t*>(bottom.raw_data());
-  std::vector<uint8_t> both(a, a + top.num_bytes());
-  both.insert(both.end(), b, b + bottom.num_bytes());
+// Rows [begin, begin + count) of w1 and then the same rows of w3, in their own dtype (for
+// packing one slice of the w1|w3 product).
+std::vector<uint8_t> StackRows(const Tensor& w1, const Tensor& w3, int64_t begin, int64_t count) {
+  const size_t row_bytes = w1.num_bytes() / static_cast<size_t>(w1.dim(0));
+  const auto* a = static_cast<const uint8_t*>(w1.raw_data()) + begin * row_bytes;
+  const auto* b = static_cast<const uint8_t*>(w3.raw_data()) + begin * row_bytes;
+  std::vector<uint8_t> both(a, a + count * row_bytes);
+  both.insert(both.end(), b, b + count * row_bytes);
   return both;
 }
 
@@ -67,6 +69,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   std::unique_ptr<CpuExpertBackend> backend(new CpuExpertBackend());
   backend->isa_ = config.choice.isa;
   backend->threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
+  backend->gate_up_slice_ = options.gate_up_slice > 0 ? options.gate_up_slice : kGateUpSlice;
   const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
   backend->hidden_ = static_cast<int>(hidden);
   bool any_bf16 = false, any_f32 = false;
@@ -96,11 +99,17 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     e.inter = inter;
     // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
     const bool same = w.w1.dtype() == w.w3.dtype();
-    const std::vector<uint8_t> w13 = same ? StackRows(w.w1, w.w3) : StackRows(w.w1.ToF32(), w.w3.ToF32());
-    ASSIGN_OR_RETURN(e.w13, PackedWeight::Pack(w13.data(), same ? w.w1.dtype() : DType::kF32, 2 * inter, hidden,
-                                               dtype, layout));
+    const Tensor w1 = same ? Tensor() : w.w1.ToF32(), w3 = same ? Tensor() : w.w3.ToF32();
+    for (int64_t begin = 0; begin < inter; begin += backend->gate_up_slice_) {
+      const int64_t count = std::min<int64_t>(backend->gate_up_slice_, inter - begin);
+      const std::vector<uint8_t> rows = same ? StackRows(w.w1, w.w3, begin, count) : StackRows(w1, w3, begin, count);
+      ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : DType::kF32,
+                                                              2 * count, hidden, dtype, layout));
+      backend->resident_.bytes += static_cast<int64_t>(slice.bytes());
+      e.gate_up.push_back(std::move(slice));
+    }
     ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
-    backend->resident_.bytes += static_cast<int64_t>(e.w13.bytes() + e.w2.bytes());
+    backend->resident_.bytes += static_cast<int64_t>(e.w2.bytes());
     (keep_bf16 ? any_bf16 : any_f32) = true;
     backend->experts_.emplace(w.key, std::move(e));
     backend->hosted_.push_back(w.key);
@@ -179,23 +188,24 @@ absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::S
 }
 
 absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float* out, int64_t rows) {
-  const DType dtype = e.w13.dtype();
+  const DType dtype = e.w2.dtype();
   const bool bf16 = dtype == DType::kBF16;
   const bool own = rows <= small_rows_ || !OneDnnServes(dtype);
   const int64_t m = own ? rows : MatmulCache::Bucket(rows);
   const int64_t h = hidden_, inter = e.inter;
   // Our kernels read bf16 rows padded with zeros to the packed K; oneDNN's brgemm wants them
   // dense (a leading dimension past K sends it to its reference kernel).
-  const int64_t ldx = own && bf16 ? e.w13.k_pad() : h;
+  const int64_t ldx = own && bf16 ? e.gate_up[0].k_pad() : h;
   const int64_t ld_act = own && bf16 ? e.w2.k_pad() : inter;
+  // Our kernels write the whole w1|w3 product ([rows, 2I], slice after slice) in one pass over
+  // the weights; oneDNN writes one slice at a time into an L2-sized buffer.
+  const int64_t gate_up_cols = own ? 2 * inter : e.gate_up[0].n();
 
-  // The input as the products read it: bf16 rounded once, or f32 as given (copied only to pad
-  // the rows up to the bucket).
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
   const bool copy_f32 = !bf16 && (m != rows || (!own && !aligned(in)));
   uint16_t* xb = bf16 ? x_bf16_.Get(static_cast<size_t>(m * ldx)) : nullptr;
   float* xf = copy_f32 ? x_f32_.Get(static_cast<size_t>(m * h)) : nullptr;
-  float* gate_up = gate_up_.Get(static_cast<size_t>(m * 2 * inter));
+  float* gate_up = gate_up_.Get(static_cast<size_t>(m * gate_up_cols));
   void* act = bf16 ? static_cast<void*>(act_bf16_.Get(static_cast<size_t>(m * ld_act)))
                    : static_cast<void*>(act_f32_.Get(static_cast<size_t>(m * ld_act)));
   float* y_scratch = own ? nullptr : y_.Get(static_cast<size_t>(m * h));
@@ -213,15 +223,31 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
     std::memcpy(xf, in, static_cast<size_t>(rows * h) * sizeof(float));
     x = xf;
   }
+  const size_t act_size = bf16 ? sizeof(uint16_t) : sizeof(float);
+  const auto act_at = [&](int64_t column) { return static_cast<char*>(act) + column * act_size; };
   if (own) {
-    SmallRowsProduct(isa_, e.w13, x, ldx, rows, gate_up, 2 * inter, threads_);
-    SiluMulRows(isa_, gate_up, rows, inter, dtype, act, ld_act, threads_);
+    SmallRowsProduct(isa_, e.gate_up, x, ldx, rows, gate_up, gate_up_cols, threads_);
+    int64_t first = 0;  // the slice's first column of w1 (and of act)
+    for (const PackedWeight& slice : e.gate_up) {
+      const int64_t cols = slice.n() / 2;
+      const float* g = gate_up + 2 * first;
+      SiluMulRows(isa_, g, g + cols, gate_up_cols, rows, cols, dtype, act_at(first), ld_act, threads_);
+      first += cols;
+    }
+    for (int64_t r = 0; r < rows && ld_act > inter; ++r) {  // the product reads K padding as zeros
+      std::memset(act_at(r * ld_act + inter), 0, static_cast<size_t>(ld_act - inter) * act_size);
+    }
     SmallRowsProduct(isa_, e.w2, act, ld_act, rows, out, h, threads_);
     return absl::OkStatus();
   }
   // Rows past `rows` (bucket padding) are computed from stale scratch and never read.
-  RETURN_IF_ERROR(matmuls_.Run(e.w13, x, m, gate_up));
-  SiluMulRows(isa_, gate_up, rows, inter, dtype, act, ld_act, threads_);
+  int64_t first = 0;
+  for (const PackedWeight& slice : e.gate_up) {
+    const int64_t cols = slice.n() / 2;
+    RETURN_IF_ERROR(matmuls_.Run(slice, x, m, gate_up));
+    SiluMulRows(isa_, gate_up, gate_up + cols, slice.n(), rows, cols, dtype, act_at(first), ld_act, threads_);
+    first += cols;
+  }
   float* y = m == rows && aligned(out) ? out : y_scratch;
   RETURN_IF_ERROR(matmuls_.Run(e.w2, act, m, y));
   if (y != out) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));

@@ -1,7 +1,8 @@
 // experts/cpu_backend.h
 // The CPU expert backend: SwiGLU experts with weights kept in the checkpoint's dtype (bf16 stays
 // bf16; f16 is widened to f32, there being no f16 kernels), packed once at load (PackedWeight).
-// w1 and w3 are one [2I, H] product. Groups of more than `small_rows` rows run on oneDNN matmuls
+// w1 and w3 are one product, in slices of 512 rows of each (the output of a slice is consumed by
+// silu⊙up while it is in L2). Groups of more than `small_rows` rows run on oneDNN matmuls
 // (AMX or AVX512-BF16 for bf16, AVX-512/AVX2 for f32); fewer rows, and bf16 on CPUs where oneDNN
 // has no bf16 kernel, run on our streaming kernels (cpu_small_rows.h); silu(gate)⊙up between the
 // products is our vectorised pass (cpu_swiglu.h). bf16 numerics:
@@ -34,7 +35,13 @@ class CpuExpertBackend : public ExpertBackend {
     int threads = 0;           // compute threads (OpenMP, oneDNN's too); 0 = every core
     bool f32_compute = false;  // widen bf16 weights to f32 and compute in f32
     int small_rows = -1;       // groups of up to this many rows use our kernels; -1 = measured default
+    // Columns of w1 (and of w3) per slice of the w1|w3 product (see Expert); 0 = kGateUpSlice.
+    int gate_up_slice = 0;
   };
+  // 512 gate + 512 up columns a slice: at 256 rows a slice's bf16 weights (2 MiB for H 1024) and
+  // f32 output (1 MiB) stay in L2 while silu⊙up reads it. Measured 2026-12-01 (2-core Xeon,
+  // AMX): the [256, 1024] x [1024, 7168] product in 7 slices 15 % faster warm, 7-10 % cold.
+  static constexpr int kGateUpSlice = 512;
 
   // Loads `hosted` from `checkpoint`. Errors as LoadExpertWeights; INVALID_ARGUMENT for a bad
   // MOE_CPU_ISA.
@@ -65,7 +72,10 @@ class CpuExpertBackend : public ExpertBackend {
  private:
   struct Expert {
     int64_t inter = 0;
-    PackedWeight w13, w2;  // gate|up [2I, H] (rows 0..I-1 = w1), down [H, I]
+    // w1|w3 in slices of `gate_up_slice` rows of each: slice j is [2w, H], w1 rows
+    // [j·slice, j·slice + w) then the same rows of w3 (the last slice may be narrower).
+    std::vector<PackedWeight> gate_up;
+    PackedWeight w2;  // down [H, I]
   };
   CpuExpertBackend() = default;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
@@ -91,6 +101,7 @@ class CpuExpertBackend : public ExpertBackend {
   int intermediate_ = 0;
   int threads_ = 1;
   int small_rows_ = 4;
+  int gate_up_slice_ = kGateUpSlice;
   bool onednn_is_reference_ = false;
   CpuIsa isa_ = CpuIsa::kScalar;
   std::string kernels_;  // what device() says of the kernels

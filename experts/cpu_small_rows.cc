@@ -6,9 +6,10 @@
 
 #include <immintrin.h>
 
-
 #include <algorithm>
 #include <cstring>
+
+#include "absl/container/inlined_vector.h"
 
 // GCC 12 warns inside its own intrinsics headers (_mm512_slli_epi32 uses an undefined value).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -247,23 +248,44 @@ void RoundToBf16(CpuIsa isa, const float* src, uint16_t* dst, int64_t count) {
   for (int64_t i = 0; i < count; ++i) dst[i] = F32ToBF16(src[i]);
 }
 
-void SmallRowsProduct(CpuIsa isa, const PackedWeight& w, const void* x, int64_t ldx, int64_t rows, float* y,
-                      int64_t ldy, int threads) {
-  const int64_t tiles = w.n_pad() / kTile;
-  if (w.dtype() == DType::kBF16) {
+void SmallRowsProduct(CpuIsa isa, absl::Span<const PackedWeight> ws, const void* x, int64_t ldx, int64_t rows,
+                      float* y, int64_t ldy, int threads) {
+  if (ws.empty()) return;
+  // Weight i's tiles follow weight i-1's in one parallel loop; its columns start at col[i].
+  absl::InlinedVector<int64_t, 16> first_tile(ws.size() + 1, 0), col(ws.size(), 0);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    first_tile[i + 1] = first_tile[i] + ws[i].n_pad() / kTile;
+    if (i > 0) col[i] = col[i - 1] + ws[i - 1].n();
+  }
+  const int64_t tiles = first_tile.back();
+  const auto weight_of = [&](int64_t t) {
+    return static_cast<size_t>(std::upper_bound(first_tile.begin(), first_tile.end(), t) - first_tile.begin() - 1);
+  };
+  if (ws[0].dtype() == DType::kBF16) {
     const auto* xb = static_cast<const uint16_t*>(x);
     auto* kernel = isa >= CpuIsa::kAvx512Bf16 ? Bf16Avx512Bf16
                    : isa == CpuIsa::kAvx512   ? Bf16Avx512
                    : isa == CpuIsa::kAvx2     ? Bf16Avx2
                                               : Bf16Scalar;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) kernel(w, xb, ldx, rows, y, ldy, t);
+    for (int64_t t = 0; t < tiles; ++t) {
+      const size_t i = weight_of(t);
+      kernel(ws[i], xb, ldx, rows, y + col[i], ldy, t - first_tile[i]);
+    }
     return;
   }
   const auto* xf = static_cast<const float*>(x);
   auto* kernel = isa >= CpuIsa::kAvx512 ? F32Avx512 : isa == CpuIsa::kAvx2 ? F32Avx2 : F32Scalar;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t t = 0; t < tiles; ++t) kernel(w, xf, ldx, rows, y, ldy, t);
+  for (int64_t t = 0; t < tiles; ++t) {
+    const size_t i = weight_of(t);
+    kernel(ws[i], xf, ldx, rows, y + col[i], ldy, t - first_tile[i]);
+  }
+}
+
+void SmallRowsProduct(CpuIsa isa, const PackedWeight& w, const void* x, int64_t ldx, int64_t rows, float* y,
+                      int64_t ldy, int threads) {
+  SmallRowsProduct(isa, absl::MakeConstSpan(&w, 1), x, ldx, rows, y, ldy, threads);
 }
 
 }  // namespace moe::experts

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "absl/types/span.h"
 #include "experts/cpu_features.h"
 #include "experts/cpu_packed_weight.h"
 
@@ -19,6 +20,11 @@ namespace moe::experts {
 // the CPU supports: kAmx runs the AVX512-BF16 kernel (tiles do not pay at these sizes).
 void SmallRowsProduct(CpuIsa isa, const PackedWeight& w, const void* x, int64_t ldx, int64_t rows, float* y,
                       int64_t ldy, int threads);
+// The same for weights side by side along N (all of one dtype and K, e.g. the slices of an
+// expert's w1|w3): weight i's columns land at y[r, c_i + j], c_i = Σ_{i' < i} ws[i'].n(), all in
+// one parallel loop over their tiles.
+void SmallRowsProduct(CpuIsa isa, absl::Span<const PackedWeight> ws, const void* x, int64_t ldx, int64_t rows,
+                      float* y, int64_t ldy, int threads);
 
 // dst[i] = F32ToBF16(src[i]) for i < count, bit for bit (round to nearest even, NaN quieted),
 // 16 at a time where the CPU has AVX-512.

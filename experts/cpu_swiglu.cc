@@ -96,29 +96,26 @@ void RowScalar(const float* g, const float* u, int64_t inter, float* out) {
 
 }  // namespace
 
-void SiluMulRows(CpuIsa isa, const float* gate_up, int64_t rows, int64_t inter, DType act_dtype, void* act,
-                 int64_t ld_act, int threads) {
+void SiluMulRows(CpuIsa isa, const float* gate, const float* up, int64_t ld_in, int64_t rows, int64_t cols,
+                 DType act_dtype, void* act, int64_t ld_act, int threads) {
   auto* row = isa >= CpuIsa::kAvx512 ? RowAvx512 : isa == CpuIsa::kAvx2 ? RowAvx2 : RowScalar;
   const bool bf16 = act_dtype == DType::kBF16;
   // Below ~64K elements a parallel region costs more than it saves.
-  const int team = rows * inter >= (int64_t{1} << 16) ? threads : 1;
+  const int team = rows * cols >= (int64_t{1} << 16) ? threads : 1;
 #pragma omp parallel num_threads(team)
   {
     // bf16: silu·u lands in a per-thread f32 row, then is rounded once.
     thread_local std::vector<float> product;
-    if (bf16 && product.size() < static_cast<size_t>(inter)) product.resize(static_cast<size_t>(inter));
+    if (bf16 && product.size() < static_cast<size_t>(cols)) product.resize(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      const float* g = gate_up + r * 2 * inter;
+      const float* g = gate + r * ld_in;
+      const float* u = up + r * ld_in;
       if (bf16) {
-        uint16_t* a = static_cast<uint16_t*>(act) + r * ld_act;
-        row(g, g + inter, inter, product.data());
-        RoundToBf16(isa, product.data(), a, inter);
-        std::fill(a + inter, a + ld_act, uint16_t{0});
+        row(g, u, cols, product.data());
+        RoundToBf16(isa, product.data(), static_cast<uint16_t*>(act) + r * ld_act, cols);
       } else {
-        float* a = static_cast<float*>(act) + r * ld_act;
-        row(g, g + inter, inter, a);
-        std::fill(a + inter, a + ld_act, 0.0f);
+        row(g, u, cols, static_cast<float*>(act) + r * ld_act);
       }
     }
   }
