@@ -69,14 +69,14 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   for (int layer = 0; layer < c.num_layers; ++layer) {
     if (c.IsMoeLayer(layer)) {
       plan.push_back({GateWeightName(c, layer), {e, h}, sh, seed++});
-      if (c.family == Family::kDeepseekV3) {
+      if (c.selection_bias) {
         // Selection bias, always f32; spread enough that some biased scores go negative.
-        plan.push_back({GateBiasName(layer), {e}, 0.5f, seed++, /*force_f32=*/true});
+        plan.push_back({GateBiasName(c, layer), {e}, 0.5f, seed++, /*force_f32=*/true});
       }
       for (int x = 0; x < e; ++x) {
         mlp([&](Projection p) { return ExpertWeightName(c, layer, x, p); }, c.moe_intermediate_size);
       }
-      if (c.HasSharedGate(layer)) plan.push_back({SharedGateName(layer), {1, h}, sh, seed++});
+      if (c.HasSharedGate(layer)) plan.push_back({SharedGateName(c, layer), {1, h}, sh, seed++});
     }
     if (c.HasAlwaysOn(layer)) {
       mlp([&](Projection p) { return AlwaysOnWeightName(c, layer, p); }, c.AlwaysOnIntermediate(layer));

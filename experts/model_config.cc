@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "experts/families/family.h"
 #include "experts/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -18,109 +20,19 @@ absl::Status FieldError(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("config.json: field '", field, "' ", what));
 }
 
-absl::Status ReadInt(const Json& j, const char* field, bool required, int min, int* out) {
-  if (!j.contains(field) || j[field].is_null()) {
-    return required ? absl::InvalidArgumentError(absl::StrCat("config.json: missing field '", field, "'"))
-                    : absl::OkStatus();
+absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type) {
+  for (const FamilyDescriptor* f : AllFamilies()) {
+    if (model_type == f->model_type) return f;
+    for (const char* also : f->also_accepts) {
+      if (model_type == also) return f;
+    }
   }
-  const Json& v = j[field];
-  if (!v.is_number_integer() || v.get<int64_t>() < min || v.get<int64_t>() > (1 << 30)) {
-    return FieldError(field, absl::StrCat("must be an integer >= ", min, ", got ", v.dump()));
+  if (model_type == "switch_transformers") {
+    return FieldError("model_type", "is 'switch_transformers' (an encoder-decoder with ReLU experts), which moe-serve "
+                                    "does not serve; 'switch_moe' is a decoder MoE layer with Switch top-1 routing");
   }
-  *out = static_cast<int>(v.get<int64_t>());
-  return absl::OkStatus();
-}
-
-absl::Status ReadBool(const Json& j, const char* field, bool* out) {
-  if (!j.contains(field) || j[field].is_null()) return absl::OkStatus();
-  if (!j[field].is_boolean()) return FieldError(field, absl::StrCat("must be true or false, got ", j[field].dump()));
-  *out = j[field].get<bool>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadFloat(const Json& j, const char* field, float* out) {
-  if (!j.contains(field) || j[field].is_null()) return absl::OkStatus();
-  if (!j[field].is_number() || j[field].get<double>() < 0) {
-    return FieldError(field, absl::StrCat("must be a non-negative number, got ", j[field].dump()));
-  }
-  *out = j[field].get<float>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadString(const Json& j, const char* field, std::string* out) {
-  if (!j.contains(field) || j[field].is_null()) return absl::OkStatus();
-  if (!j[field].is_string()) return FieldError(field, absl::StrCat("must be a string, got ", j[field].dump()));
-  *out = j[field].get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadIntList(const Json& j, const char* field, std::vector<int>* out) {
-  if (!j.contains(field) || j[field].is_null()) return absl::OkStatus();
-  if (!j[field].is_array()) return FieldError(field, "must be a list of layer indices");
-  for (const Json& v : j[field]) {
-    if (!v.is_number_integer()) return FieldError(field, "must be a list of layer indices");
-    out->push_back(v.get<int>());
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ParseFamilyFields(const Json& j, ModelConfig& c) {
-  RETURN_IF_ERROR(ReadInt(j, "hidden_size", true, 1, &c.hidden_size));
-  RETURN_IF_ERROR(ReadInt(j, "num_hidden_layers", true, 1, &c.num_layers));
-  RETURN_IF_ERROR(ReadInt(j, "num_experts_per_tok", c.family != Family::kSwitch, 1, &c.top_k));
-  switch (c.family) {
-    case Family::kMixtral:
-      RETURN_IF_ERROR(ReadInt(j, "num_local_experts", true, 1, &c.num_experts));
-      RETURN_IF_ERROR(ReadInt(j, "intermediate_size", true, 1, &c.moe_intermediate_size));
-      c.norm_topk_prob = true;  // Mixtral always renormalises
-      break;
-    case Family::kOlmoe:
-      RETURN_IF_ERROR(ReadInt(j, "num_experts", true, 1, &c.num_experts));
-      RETURN_IF_ERROR(ReadInt(j, "intermediate_size", true, 1, &c.moe_intermediate_size));
-      c.norm_topk_prob = false;
-      RETURN_IF_ERROR(ReadBool(j, "norm_topk_prob", &c.norm_topk_prob));
-      break;
-    case Family::kSwitch:
-      RETURN_IF_ERROR(ReadInt(j, "num_experts", true, 1, &c.num_experts));
-      RETURN_IF_ERROR(ReadInt(j, "intermediate_size", true, 1, &c.moe_intermediate_size));
-      c.top_k = 1;
-      c.norm_topk_prob = false;  // y = p_max · E(x)
-      c.capacity_factor = 1.0f;
-      RETURN_IF_ERROR(ReadFloat(j, "capacity_factor", &c.capacity_factor));
-      break;
-    case Family::kQwen2Moe:
-    case Family::kQwen3Moe:
-      RETURN_IF_ERROR(ReadInt(j, "num_experts", true, 1, &c.num_experts));
-      RETURN_IF_ERROR(ReadInt(j, "moe_intermediate_size", true, 1, &c.moe_intermediate_size));
-      RETURN_IF_ERROR(ReadInt(j, "intermediate_size", false, 0, &c.intermediate_size));
-      c.norm_topk_prob = false;
-      RETURN_IF_ERROR(ReadBool(j, "norm_topk_prob", &c.norm_topk_prob));
-      RETURN_IF_ERROR(ReadInt(j, "decoder_sparse_step", false, 1, &c.decoder_sparse_step));
-      RETURN_IF_ERROR(ReadIntList(j, "mlp_only_layers", &c.mlp_only_layers));
-      if (c.family == Family::kQwen2Moe) {
-        RETURN_IF_ERROR(ReadInt(j, "shared_expert_intermediate_size", false, 0, &c.shared_expert_intermediate_size));
-      }
-      break;
-    case Family::kDeepseekV2:
-    case Family::kDeepseekV3:
-      RETURN_IF_ERROR(ReadInt(j, "n_routed_experts", true, 1, &c.num_experts));
-      RETURN_IF_ERROR(ReadInt(j, "moe_intermediate_size", true, 1, &c.moe_intermediate_size));
-      RETURN_IF_ERROR(ReadInt(j, "intermediate_size", false, 0, &c.intermediate_size));
-      RETURN_IF_ERROR(ReadInt(j, "n_shared_experts", false, 0, &c.n_shared_experts));
-      RETURN_IF_ERROR(ReadInt(j, "first_k_dense_replace", false, 0, &c.first_k_dense_replace));
-      RETURN_IF_ERROR(ReadInt(j, "moe_layer_freq", false, 1, &c.moe_layer_freq));
-      RETURN_IF_ERROR(ReadInt(j, "n_group", false, 1, &c.n_group));
-      RETURN_IF_ERROR(ReadInt(j, "topk_group", false, 1, &c.topk_group));
-      RETURN_IF_ERROR(ReadFloat(j, "routed_scaling_factor", &c.routed_scaling_factor));
-      c.norm_topk_prob = false;
-      RETURN_IF_ERROR(ReadBool(j, "norm_topk_prob", &c.norm_topk_prob));
-      c.scoring_func = c.family == Family::kDeepseekV3 ? "sigmoid" : "softmax";
-      RETURN_IF_ERROR(ReadString(j, "scoring_func", &c.scoring_func));
-      c.topk_method = c.family == Family::kDeepseekV3 ? "noaux_tc" : "greedy";
-      RETURN_IF_ERROR(ReadString(j, "topk_method", &c.topk_method));
-      break;
-  }
-  return absl::OkStatus();
+  return FieldError("model_type", absl::StrCat("is '", model_type, "'; supported: ",
+                                                absl::StrJoin(ServedModelTypes(), ", ")));
 }
 
 absl::Status Validate(const ModelConfig& c) {
@@ -146,6 +58,13 @@ absl::Status Validate(const ModelConfig& c) {
       return FieldError("n_group", "leaves fewer than 2 experts per group (noaux_tc scores a group by its top 2)");
     }
   }
+  if (!c.mlp_layer_types.empty() && static_cast<int>(c.mlp_layer_types.size()) != c.num_layers) {
+    return FieldError("mlp_layer_types", absl::StrCat("has ", c.mlp_layer_types.size(), " entries for ", c.num_layers,
+                                                      " layers"));
+  }
+  for (const std::string& t : c.mlp_layer_types) {
+    if (t != "dense" && t != "sparse") return FieldError("mlp_layer_types", absl::StrCat("has '", t, "'; expected dense or sparse"));
+  }
   for (int l = 0; l < c.num_layers; ++l) {
     if (!c.IsMoeLayer(l) && c.intermediate_size <= 0) {
       return FieldError("intermediate_size", absl::StrCat("is needed: layer ", l, " is a dense MLP layer"));
@@ -156,58 +75,128 @@ absl::Status Validate(const ModelConfig& c) {
 
 }  // namespace
 
-absl::string_view FamilyModelType(Family family) {
-  switch (family) {
-    case Family::kMixtral: return "mixtral";
-    case Family::kQwen2Moe: return "qwen2_moe";
-    case Family::kQwen3Moe: return "qwen3_moe";
-    case Family::kOlmoe: return "olmoe";
-    case Family::kDeepseekV2: return "deepseek_v2";
-    case Family::kDeepseekV3: return "deepseek_v3";
-    case Family::kSwitch: return "switch_moe";
+// --- ConfigFields -------------------------------------------------------------------------------
+
+const Json* ConfigFields::Find(Names names, const char** found) const {
+  for (const char* name : names) {
+    if (j_.contains(name) && !j_[name].is_null()) {
+      *found = name;
+      return &j_[name];
+    }
   }
-  return "?";
+  *found = *names.begin();
+  return nullptr;
 }
 
-absl::StatusOr<Family> ParseFamily(absl::string_view model_type) {
-  for (Family f : {Family::kMixtral, Family::kQwen2Moe, Family::kQwen3Moe, Family::kOlmoe,
-                   Family::kDeepseekV2, Family::kDeepseekV3, Family::kSwitch}) {
-    if (model_type == FamilyModelType(f)) return f;
-  }
-  if (model_type == "switch_transformers") {
-    return FieldError("model_type", "is 'switch_transformers' (an encoder-decoder with ReLU experts), which moe-serve "
-                                    "does not serve; 'switch_moe' is a decoder MoE layer with Switch top-1 routing");
-  }
-  return FieldError("model_type", absl::StrCat("is '", model_type, "'; supported: mixtral, qwen2_moe, qwen3_moe, "
-                                                "olmoe, deepseek_v2, deepseek_v3, switch_moe"));
+bool ConfigFields::Has(Names names) const {
+  const char* name;
+  return Find(names, &name) != nullptr;
 }
 
-bool ModelConfig::IsMoeLayer(int layer) const {
-  switch (family) {
-    case Family::kQwen2Moe:
-    case Family::kQwen3Moe:
-      return std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end() &&
-             (layer + 1) % decoder_sparse_step == 0;
-    case Family::kDeepseekV2:
-    case Family::kDeepseekV3:
-      return layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
-    default:
-      return true;
+absl::Status ConfigFields::Int(Names names, bool required, int min, int* out) const {
+  const char* name;
+  const Json* v = Find(names, &name);
+  if (v == nullptr) {
+    if (!required) return absl::OkStatus();
+    std::vector<std::string> all(names.begin(), names.end());
+    return absl::InvalidArgumentError(absl::StrCat("config.json: missing field '", all[0], "'",
+                                                   all.size() > 1 ? absl::StrCat(" (or its alias '", absl::StrJoin(
+                                                                        all.begin() + 1, all.end(), "', '"), "')")
+                                                                  : ""));
   }
+  if (v->is_array()) return FieldError(name, "is a per-layer list; moe-serve serves one value for every layer");
+  if (!v->is_number_integer() || v->get<int64_t>() < min || v->get<int64_t>() > (1 << 30)) {
+    return FieldError(name, absl::StrCat("must be an integer >= ", min, ", got ", v->dump()));
+  }
+  *out = static_cast<int>(v->get<int64_t>());
+  return absl::OkStatus();
 }
+
+absl::Status ConfigFields::Bool(Names names, bool* out) const {
+  const char* name;
+  const Json* v = Find(names, &name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_boolean()) return FieldError(name, absl::StrCat("must be true or false, got ", v->dump()));
+  *out = v->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status ConfigFields::Float(Names names, float* out) const {
+  const char* name;
+  const Json* v = Find(names, &name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_number() || v->get<double>() < 0) {
+    return FieldError(name, absl::StrCat("must be a non-negative number, got ", v->dump()));
+  }
+  *out = v->get<float>();
+  return absl::OkStatus();
+}
+
+absl::Status ConfigFields::String(Names names, std::string* out) const {
+  const char* name;
+  const Json* v = Find(names, &name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_string()) return FieldError(name, absl::StrCat("must be a string, got ", v->dump()));
+  *out = v->get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status ConfigFields::IntList(Names names, std::vector<int>* out) const {
+  const char* name;
+  const Json* v = Find(names, &name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_array()) return FieldError(name, "must be a list of layer indices");
+  for (const Json& x : *v) {
+    if (!x.is_number_integer()) return FieldError(name, "must be a list of layer indices");
+    out->push_back(x.get<int>());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConfigFields::StringList(Names names, std::vector<std::string>* out) const {
+  const char* name;
+  const Json* v = Find(names, &name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_array()) return FieldError(name, "must be a list of strings");
+  for (const Json& x : *v) {
+    if (!x.is_string()) return FieldError(name, "must be a list of strings");
+    out->push_back(x.get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
+// --- Layer rules ----------------------------------------------------------------------------------
+
+bool EveryLayerIsMoe(const ModelConfig&, int) { return true; }
+
+bool DeepseekLayerRule(const ModelConfig& c, int layer) {
+  if (!c.mlp_layer_types.empty()) return c.mlp_layer_types[layer] == "sparse";
+  return layer >= c.first_k_dense_replace && layer % c.moe_layer_freq == 0;
+}
+
+bool QwenLayerRule(const ModelConfig& c, int layer) {
+  return std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) == c.mlp_only_layers.end() &&
+         (layer + 1) % c.decoder_sparse_step == 0;
+}
+
+// --- ModelConfig ----------------------------------------------------------------------------------
+
+std::vector<std::string> ServedModelTypes() {
+  std::vector<std::string> types;
+  for (const FamilyDescriptor* f : AllFamilies()) types.push_back(f->model_type);
+  for (const FamilyDescriptor* f : AllFamilies()) types.insert(types.end(), f->also_accepts.begin(), f->also_accepts.end());
+  return types;
+}
+
+bool ModelConfig::IsMoeLayer(int layer) const { return family->is_moe(*this, layer); }
 
 bool ModelConfig::HasAlwaysOn(int layer) const { return AlwaysOnIntermediate(layer) > 0; }
 
 int ModelConfig::AlwaysOnIntermediate(int layer) const {
-  if (!IsMoeLayer(layer)) return intermediate_size;
-  if (family == Family::kQwen2Moe) return shared_expert_intermediate_size;
-  if (family == Family::kDeepseekV2 || family == Family::kDeepseekV3) return n_shared_experts * moe_intermediate_size;
-  return 0;
+  return IsMoeLayer(layer) ? shared_intermediate : intermediate_size;
 }
 
-bool ModelConfig::HasSharedGate(int layer) const {
-  return family == Family::kQwen2Moe && IsMoeLayer(layer) && shared_expert_intermediate_size > 0;
-}
+bool ModelConfig::HasSharedGate(int layer) const { return shared_gate && IsMoeLayer(layer) && shared_intermediate > 0; }
 
 absl::StatusOr<ModelConfig> ModelConfig::Parse(absl::string_view json_text) {
   Json j;
@@ -222,15 +211,19 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(absl::string_view json_text) {
   }
   ModelConfig c;
   c.model_type = j["model_type"].get<std::string>();
-  ASSIGN_OR_RETURN(c.family, ParseFamily(c.model_type));
+  ASSIGN_OR_RETURN(c.family, FindFamily(c.model_type));
+  c.names = c.family->names;
   if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
     return FieldError("quantization_config",
                       absl::StrCat("(", j["quantization_config"].dump(), ") is not supported: moe-serve serves F32, "
                                    "BF16 and F16 weights; dequantise the checkpoint first (e.g. DeepSeek's FP8 to BF16)"));
   }
-  RETURN_IF_ERROR(ParseFamilyFields(j, c));
-  RETURN_IF_ERROR(ReadString(j, "hidden_act", &c.hidden_act));
-  RETURN_IF_ERROR(ReadString(j, "torch_dtype", &c.torch_dtype));
+  const ConfigFields fields(j);
+  RETURN_IF_ERROR(fields.Int({"hidden_size"}, true, 1, &c.hidden_size));
+  RETURN_IF_ERROR(fields.Int({"num_hidden_layers"}, true, 1, &c.num_layers));
+  RETURN_IF_ERROR(fields.String({"hidden_act"}, &c.hidden_act));
+  RETURN_IF_ERROR(fields.String({"torch_dtype", "dtype"}, &c.torch_dtype));
+  RETURN_IF_ERROR(c.family->parse(fields, c));
   RETURN_IF_ERROR(Validate(c));
   return c;
 }
@@ -247,54 +240,13 @@ absl::StatusOr<ModelConfig> ModelConfig::FromFile(const std::string& path) {
 
 std::string ModelConfig::ToJson() const {
   nlohmann::ordered_json j;
-  j["model_type"] = model_type;
+  j["model_type"] = family->model_type;
+  j["architectures"] = {family->architecture};
   j["hidden_size"] = hidden_size;
   j["num_hidden_layers"] = num_layers;
   j["hidden_act"] = hidden_act;
   j["torch_dtype"] = torch_dtype;
-  switch (family) {
-    case Family::kMixtral:
-      j["architectures"] = {"MixtralForCausalLM"};
-      j["num_local_experts"] = num_experts;
-      j["num_experts_per_tok"] = top_k;
-      j["intermediate_size"] = moe_intermediate_size;
-      break;
-    case Family::kOlmoe:
-    case Family::kSwitch:
-      j["num_experts"] = num_experts;
-      j["num_experts_per_tok"] = top_k;
-      j["intermediate_size"] = moe_intermediate_size;
-      if (family == Family::kOlmoe) j["norm_topk_prob"] = norm_topk_prob;
-      if (family == Family::kSwitch) j["capacity_factor"] = capacity_factor;
-      break;
-    case Family::kQwen2Moe:
-    case Family::kQwen3Moe:
-      j["num_experts"] = num_experts;
-      j["num_experts_per_tok"] = top_k;
-      j["moe_intermediate_size"] = moe_intermediate_size;
-      j["intermediate_size"] = intermediate_size;
-      j["norm_topk_prob"] = norm_topk_prob;
-      j["decoder_sparse_step"] = decoder_sparse_step;
-      j["mlp_only_layers"] = mlp_only_layers;
-      if (family == Family::kQwen2Moe) j["shared_expert_intermediate_size"] = shared_expert_intermediate_size;
-      break;
-    case Family::kDeepseekV2:
-    case Family::kDeepseekV3:
-      j["n_routed_experts"] = num_experts;
-      j["num_experts_per_tok"] = top_k;
-      j["moe_intermediate_size"] = moe_intermediate_size;
-      j["intermediate_size"] = intermediate_size;
-      j["n_shared_experts"] = n_shared_experts;
-      j["first_k_dense_replace"] = first_k_dense_replace;
-      j["moe_layer_freq"] = moe_layer_freq;
-      j["n_group"] = n_group;
-      j["topk_group"] = topk_group;
-      j["topk_method"] = topk_method;
-      j["scoring_func"] = scoring_func;
-      j["norm_topk_prob"] = norm_topk_prob;
-      j["routed_scaling_factor"] = routed_scaling_factor;
-      break;
-  }
+  family->write(*this, j);
   return j.dump(2) + "\n";
 }
 
@@ -320,52 +272,19 @@ int64_t ModelConfig::ActiveParameters() const {
   return active;
 }
 
-ModelConfig DefaultConfig(Family family, int hidden, int moe_intermediate, int experts, int top_k, int layers) {
+absl::StatusOr<ModelConfig> DefaultConfig(absl::string_view model_type, int hidden, int moe_intermediate,
+                                          int experts, int top_k, int layers) {
   ModelConfig c;
-  c.family = family;
-  c.model_type = std::string(FamilyModelType(family));
+  ASSIGN_OR_RETURN(c.family, FindFamily(model_type));
+  c.model_type = c.family->model_type;
+  c.names = c.family->names;
   c.hidden_size = hidden;
   c.moe_intermediate_size = moe_intermediate;
   c.num_experts = experts;
-  c.top_k = family == Family::kSwitch ? 1 : top_k;
+  c.top_k = top_k;
   c.num_layers = layers;
-  c.norm_topk_prob = family == Family::kMixtral;
-  switch (family) {
-    case Family::kQwen2Moe:
-      c.intermediate_size = 2 * moe_intermediate;
-      c.shared_expert_intermediate_size = 2 * moe_intermediate;
-      break;
-    case Family::kQwen3Moe:
-      c.intermediate_size = 2 * moe_intermediate;
-      c.norm_topk_prob = true;
-      break;
-    case Family::kDeepseekV2:
-      c.intermediate_size = 2 * moe_intermediate;
-      c.n_shared_experts = 2;
-      c.first_k_dense_replace = 1;
-      c.topk_method = "group_limited_greedy";
-      c.n_group = experts % 4 == 0 ? 4 : 1;
-      c.topk_group = c.n_group > 1 ? 2 : 1;
-      if (c.n_group == 1) c.topk_method = "greedy";
-      c.routed_scaling_factor = 16.0f;
-      break;
-    case Family::kDeepseekV3:
-      c.intermediate_size = 2 * moe_intermediate;
-      c.n_shared_experts = 1;
-      c.first_k_dense_replace = 1;
-      c.scoring_func = "sigmoid";
-      c.topk_method = "noaux_tc";
-      c.n_group = experts % 4 == 0 ? 4 : 1;
-      c.topk_group = c.n_group > 1 ? 2 : 1;
-      c.norm_topk_prob = true;
-      c.routed_scaling_factor = 2.5f;
-      break;
-    case Family::kSwitch:
-      c.capacity_factor = 1.25f;
-      break;
-    default:
-      break;
-  }
+  c.family->defaults(c);
+  RETURN_IF_ERROR(Validate(c));
   return c;
 }
 

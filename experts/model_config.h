@@ -1,10 +1,11 @@
 // experts/model_config.h
-// What moe-serve needs from a Hugging Face config.json, for every MoE family it serves: Mixtral,
-// Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2, DeepSeek-V3 and Switch-style top-1 layers. Each
-// family's own field names and defaults are read here (routing.md); anything we cannot serve is
-// refused naming the field. A plain value type; thread-compatible.
+// What moe-serve needs from a Hugging Face config.json, for every MoE family it serves. The
+// families themselves are data (experts/families/, one file each: model_types, field names and
+// aliases, layer rules, tensor names, routing math); this is the common shape they fill in. Anything
+// we cannot serve is refused naming the field. A plain value type; thread-compatible.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -13,15 +14,23 @@
 
 namespace moe::experts {
 
-enum class Family { kMixtral, kQwen2Moe, kQwen3Moe, kOlmoe, kDeepseekV2, kDeepseekV3, kSwitch };
+struct FamilyDescriptor;  // experts/families/family.h
 
-// "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "switch_moe".
-absl::string_view FamilyModelType(Family family);
-absl::StatusOr<Family> ParseFamily(absl::string_view model_type);
+// Tensor name patterns of a family's checkpoint: "{L}" is the layer, "{E}" the expert, "{P}" the
+// projection name. Empty: the family has no such tensor.
+struct TensorNames {
+  std::string gate;         // router weight [E, H]
+  std::string gate_bias;    // selection-only bias [E] (f32)
+  std::string expert;       // a routed expert's projection
+  std::array<std::string, 3> expert_projections = {"gate_proj", "up_proj", "down_proj"};
+  std::string shared;       // the shared expert(s) of an MoE layer
+  std::string shared_gate;  // sigmoid gate of the shared expert [1, H]
+  std::string dense;        // the MLP of a dense layer
+};
 
 struct ModelConfig {
-  Family family = Family::kMixtral;
-  std::string model_type = "mixtral";
+  const FamilyDescriptor* family = nullptr;  // never null in a parsed or default config
+  std::string model_type = "mixtral";        // as config.json says it (may be an accepted alias)
   int hidden_size = 0;
   int num_layers = 0;
   int num_experts = 0;             // routed experts per MoE layer
@@ -31,33 +40,44 @@ struct ModelConfig {
   std::string hidden_act = "silu";
   std::string torch_dtype = "bfloat16";
 
-  // Gate.
+  // Gate (router/routing_spec.h turns these into a RoutingSpec).
   std::string scoring_func = "softmax";  // softmax | sigmoid
   bool norm_topk_prob = true;
   float routed_scaling_factor = 1.0f;
-  std::string topk_method = "greedy";    // greedy | group_limited_greedy | noaux_tc
+  // greedy | group_limited_greedy (groups scored by their max) | noaux_tc (by their top-2 sum)
+  std::string topk_method = "greedy";
   int n_group = 1;
   int topk_group = 1;
+  bool selection_bias = false;             // a bias added to the scores to choose, not to weigh
+  bool norm_needs_topk_above_one = false;  // DeepSeek: renormalise only when top_k > 1
+  float norm_epsilon = 0.0f;               // added to the renormalisation's denominator
+  bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
+  float capacity_factor = 0.0f;            // Switch: expert capacity factor (0 = unlimited)
 
-  // Shared experts: DeepSeek's n_shared_experts (one fused MLP, weight 1) or Qwen2's single
-  // shared expert behind a sigmoid gate.
-  int n_shared_experts = 0;
-  int shared_expert_intermediate_size = 0;
+  // Shared experts of an MoE layer: one always-on MLP of `shared_intermediate` (DeepSeek's
+  // n_shared_experts fused; Qwen2's shared expert, behind a sigmoid gate when shared_gate).
+  int shared_intermediate = 0;
+  bool shared_gate = false;
+  int n_shared_experts = 0;                // as config.json says (DeepSeek family)
+  int shared_expert_intermediate_size = 0;  // as config.json says (Qwen family)
 
-  // Which layers are MoE.
-  int first_k_dense_replace = 0;  // DeepSeek
+  // Fields of the families' layer rules (each family's is_moe reads its own).
+  int first_k_dense_replace = 0;  // DeepSeek, GLM
   int moe_layer_freq = 1;         // DeepSeek
   int decoder_sparse_step = 1;    // Qwen
   std::vector<int> mlp_only_layers;  // Qwen
+  std::vector<std::string> mlp_layer_types;  // DeepSeek-V3.2: "dense" | "sparse" per layer
+  int expert_layer_period = 1;    // Jamba
+  int expert_layer_offset = 0;    // Jamba
 
-  float capacity_factor = 0.0f;  // Switch: expert capacity factor (0 = unlimited)
+  TensorNames names;  // the family's
 
   bool IsMoeLayer(int layer) const;
   // Whether `layer` has an always-on MLP: the shared expert(s) of an MoE layer or the MLP of a
   // dense layer. It is addressed as expert id `num_experts` (kAlwaysOn below).
   bool HasAlwaysOn(int layer) const;
   int AlwaysOnIntermediate(int layer) const;
-  // Qwen2's shared expert is scaled by sigmoid(shared_expert_gate · x).
+  // The shared expert is scaled by sigmoid(shared_expert_gate · x) (Qwen2-MoE, Qwen3-Next).
   bool HasSharedGate(int layer) const;
   int AlwaysOnId() const { return num_experts; }
 
@@ -74,8 +94,12 @@ struct ModelConfig {
   int64_t ActiveParameters() const;
 };
 
+// The model_types served, canonical names first then accepted aliases ("mixtral", ...).
+std::vector<std::string> ServedModelTypes();
+
 // The family's defaults (routing, layout) for a config of the given dims, for generators/tests.
-ModelConfig DefaultConfig(Family family, int hidden, int moe_intermediate, int experts, int top_k,
-                          int layers);
+// INVALID_ARGUMENT for a model_type no family serves.
+absl::StatusOr<ModelConfig> DefaultConfig(absl::string_view model_type, int hidden, int moe_intermediate,
+                                          int experts, int top_k, int layers);
 
 }  // namespace moe::experts

@@ -2,9 +2,17 @@
 #include "experts/tensor_names.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace moe::experts {
 namespace {
+
+std::string Fill(const std::string& pattern, int layer, int expert = -1, absl::string_view projection = "") {
+  if (pattern.empty()) return "";
+  return absl::StrReplaceAll(pattern, {{"{L}", absl::StrCat(layer)},
+                                       {"{E}", absl::StrCat(expert)},
+                                       {"{P}", projection}});
+}
 
 const char* HfName(Projection p) {
   return p == Projection::kGate ? "gate_proj" : p == Projection::kUp ? "up_proj" : "down_proj";
@@ -12,29 +20,18 @@ const char* HfName(Projection p) {
 
 }  // namespace
 
-std::string GateWeightName(const ModelConfig& config, int layer) {
-  if (config.family == Family::kMixtral) return absl::StrCat("model.layers.", layer, ".block_sparse_moe.gate.weight");
-  return absl::StrCat("model.layers.", layer, ".mlp.gate.weight");
-}
+std::string GateWeightName(const ModelConfig& config, int layer) { return Fill(config.names.gate, layer); }
 
-std::string GateBiasName(int layer) {
-  return absl::StrCat("model.layers.", layer, ".mlp.gate.e_score_correction_bias");
-}
+std::string GateBiasName(const ModelConfig& config, int layer) { return Fill(config.names.gate_bias, layer); }
 
 std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, Projection projection) {
-  if (config.family == Family::kMixtral) {
-    const char* w = projection == Projection::kGate ? "w1" : projection == Projection::kUp ? "w3" : "w2";
-    return absl::StrCat("model.layers.", layer, ".block_sparse_moe.experts.", expert, ".", w, ".weight");
-  }
-  return absl::StrCat("model.layers.", layer, ".mlp.experts.", expert, ".", HfName(projection), ".weight");
+  return Fill(config.names.expert, layer, expert, config.names.expert_projections[static_cast<int>(projection)]);
 }
 
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection) {
-  if (!config.IsMoeLayer(layer)) return absl::StrCat("model.layers.", layer, ".mlp.", HfName(projection), ".weight");
-  const char* block = config.family == Family::kQwen2Moe ? "shared_expert" : "shared_experts";
-  return absl::StrCat("model.layers.", layer, ".mlp.", block, ".", HfName(projection), ".weight");
+  return Fill(config.IsMoeLayer(layer) ? config.names.shared : config.names.dense, layer, -1, HfName(projection));
 }
 
-std::string SharedGateName(int layer) { return absl::StrCat("model.layers.", layer, ".mlp.shared_expert_gate.weight"); }
+std::string SharedGateName(const ModelConfig& config, int layer) { return Fill(config.names.shared_gate, layer); }
 
 }  // namespace moe::experts

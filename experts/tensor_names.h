@@ -1,6 +1,7 @@
 // experts/tensor_names.h
-// Tensor names of each family's checkpoint layout (routing.md), in one place so the reader, the
-// generator and the tests agree. Pure functions; thread-safe.
+// Tensor names of a layer of a checkpoint, from its family's patterns (ModelConfig::names,
+// experts/families/), in one place so the reader, the generator and the tests agree. Pure
+// functions; thread-safe.
 #pragma once
 
 #include <string>
@@ -12,17 +13,17 @@ namespace moe::experts {
 // The three projections of a SwiGLU MLP: gate (Mixtral's w1), up (w3), down (w2).
 enum class Projection { kGate, kUp, kDown };
 
-// Router weight [E, H]: "model.layers.N.block_sparse_moe.gate.weight" (Mixtral) or
-// "model.layers.N.mlp.gate.weight".
+// Router weight [E, H], e.g. "model.layers.N.block_sparse_moe.gate.weight" (Mixtral).
 std::string GateWeightName(const ModelConfig& config, int layer);
-// DeepSeek-V3's selection bias [E] (f32): "model.layers.N.mlp.gate.e_score_correction_bias".
-std::string GateBiasName(int layer);
-// Routed expert projection: Mixtral "...experts.E.w1.weight", others "...experts.E.gate_proj.weight".
+// The selection-only bias [E] (f32), e.g. DeepSeek-V3's "model.layers.N.mlp.gate.e_score_correction_bias";
+// empty if the family has none.
+std::string GateBiasName(const ModelConfig& config, int layer);
+// Routed expert projection: Mixtral "...experts.E.w1.weight", most others "...experts.E.gate_proj.weight".
 std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, Projection projection);
-// The always-on MLP of a layer: DeepSeek "mlp.shared_experts.*", Qwen2 "mlp.shared_expert.*",
-// a dense layer "mlp.gate_proj.weight" etc.
+// The always-on MLP of a layer: the shared expert(s) of an MoE layer (DeepSeek
+// "mlp.shared_experts.*", Qwen2 "mlp.shared_expert.*"), or a dense layer's MLP ("mlp.gate_proj.weight").
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection);
-// Qwen2's shared-expert gate [1, H]: "model.layers.N.mlp.shared_expert_gate.weight".
-std::string SharedGateName(int layer);
+// The shared expert's sigmoid gate [1, H]: "model.layers.N.mlp.shared_expert_gate.weight".
+std::string SharedGateName(const ModelConfig& config, int layer);
 
 }  // namespace moe::experts

@@ -22,11 +22,11 @@ absl::StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(const experts::Checkp
       weights.weight = &weight;
     }
     if (spec.selection_bias) {
-      ASSIGN_OR_RETURN(bias, checkpoint.GetWithShape(experts::GateBiasName(layer), {c.num_experts}));
+      ASSIGN_OR_RETURN(bias, checkpoint.GetWithShape(experts::GateBiasName(c, layer), {c.num_experts}));
       weights.bias = &bias;
     }
     if (spec.shared_gate) {
-      ASSIGN_OR_RETURN(shared_gate, checkpoint.GetWithShape(experts::SharedGateName(layer), {1, c.hidden_size}));
+      ASSIGN_OR_RETURN(shared_gate, checkpoint.GetWithShape(experts::SharedGateName(c, layer), {1, c.hidden_size}));
       weights.shared_gate = &shared_gate;
     }
     absl::StatusOr<Gate> gate = Gate::Create(spec, c.hidden_size, weights);

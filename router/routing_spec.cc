@@ -8,8 +8,6 @@
 
 namespace moe::router {
 
-using experts::Family;
-
 RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   RoutingSpec s;
   s.moe = c.IsMoeLayer(layer);
@@ -21,18 +19,16 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.norm_topk_prob = c.norm_topk_prob;
   s.routed_scaling_factor = c.routed_scaling_factor;
   s.scoring = c.scoring_func == "sigmoid" ? Scoring::kSigmoid : Scoring::kSoftmax;
-  if (c.family == Family::kDeepseekV2 || c.family == Family::kDeepseekV3) {
-    s.norm_needs_topk_above_one = true;
-    s.norm_epsilon = 1e-20f;
-    s.scale_only_without_norm = c.family == Family::kDeepseekV2;
-    if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
-      s.n_group = c.n_group;
-      s.topk_group = c.topk_group;
-      s.group_score = c.topk_method == "noaux_tc" ? GroupScore::kTop2Sum : GroupScore::kMax;
-    }
-    s.selection_bias = c.topk_method == "noaux_tc";
+  s.selection_bias = c.selection_bias;
+  s.norm_needs_topk_above_one = c.norm_needs_topk_above_one;
+  s.norm_epsilon = c.norm_epsilon;
+  s.scale_only_without_norm = c.scale_only_without_norm;
+  if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
+    s.n_group = c.n_group;
+    s.topk_group = c.topk_group;
+    s.group_score = c.topk_method == "noaux_tc" ? GroupScore::kTop2Sum : GroupScore::kMax;
   }
-  if (c.family == Family::kSwitch) s.capacity_factor = c.capacity_factor;
+  s.capacity_factor = c.capacity_factor;
   return s;
 }
 

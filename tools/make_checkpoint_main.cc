@@ -12,7 +12,8 @@
 
 ABSL_FLAG(std::string, out, "", "Folder to write the checkpoint into (created if missing).");
 ABSL_FLAG(std::string, family, "mixtral",
-          "Model family: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, switch_moe. Its "
+          "Model family (config.json model_type): mixtral, qwen2_moe, qwen3_moe, qwen3_next, olmoe, deepseek_v2, "
+          "deepseek_v3, deepseek_v32, glm4_moe, dots1, minimax_m2, hunyuan_v1_moe, jamba, switch_moe. Its "
           "routing defaults (groups, shared experts, dense first layer, ...) follow the family.");
 ABSL_FLAG(int, hidden_size, 1024, "Model hidden size H.");
 ABSL_FLAG(int, intermediate_size, 3584, "Per-expert intermediate size I (dense and shared MLPs are 2·I).");
@@ -33,15 +34,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-make-checkpoint: --out is required (see --help)\n");
     return 2;
   }
-  auto family = moe::experts::ParseFamily(absl::GetFlag(FLAGS_family));
-  if (!family.ok()) {
-    std::fprintf(stderr, "moe-make-checkpoint: --family: %s\n", family.status().ToString().c_str());
+  auto config = moe::experts::DefaultConfig(absl::GetFlag(FLAGS_family), absl::GetFlag(FLAGS_hidden_size),
+                                            absl::GetFlag(FLAGS_intermediate_size), absl::GetFlag(FLAGS_num_experts),
+                                            absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_num_layers));
+  if (!config.ok()) {
+    std::fprintf(stderr, "moe-make-checkpoint: --family: %s\n", config.status().ToString().c_str());
     return 2;
   }
   moe::experts::GeneratorOptions options;
-  options.config = moe::experts::DefaultConfig(*family, absl::GetFlag(FLAGS_hidden_size), absl::GetFlag(FLAGS_intermediate_size),
-                                               absl::GetFlag(FLAGS_num_experts), absl::GetFlag(FLAGS_top_k),
-                                               absl::GetFlag(FLAGS_num_layers));
+  options.config = *std::move(config);
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.seed = absl::GetFlag(FLAGS_seed);
   const std::string dtype = absl::GetFlag(FLAGS_dtype);

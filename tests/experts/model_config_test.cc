@@ -65,7 +65,7 @@ TEST(ModelConfigFamiliesTest, ParsesEachFamilysOwnFieldNames) {
     "intermediate_size": 5632, "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
     "num_experts": 60, "num_experts_per_tok": 4, "num_hidden_layers": 24, "norm_topk_prob": false,
     "decoder_sparse_step": 1, "mlp_only_layers": [0, 5]})"));
-  EXPECT_EQ(q2.family, Family::kQwen2Moe);
+  EXPECT_EQ(q2.model_type, "qwen2_moe");
   EXPECT_EQ(q2.num_experts, 60);
   EXPECT_FALSE(q2.IsMoeLayer(0));
   EXPECT_TRUE(q2.IsMoeLayer(1));
@@ -93,12 +93,18 @@ TEST(ModelConfigFamiliesTest, ParsesEachFamilysOwnFieldNames) {
 }
 
 TEST(ModelConfigFamiliesTest, EveryDefaultConfigRoundTrips) {
-  for (Family f : {Family::kMixtral, Family::kQwen2Moe, Family::kQwen3Moe, Family::kOlmoe, Family::kDeepseekV2,
-                   Family::kDeepseekV3, Family::kSwitch}) {
-    const ModelConfig c = DefaultConfig(f, 32, 16, 8, 2, 3);
+  for (const std::string& type : ServedModelTypes()) {
+    const int top_k = type == "switch_moe" ? 1 : 2;
+    ASSERT_OK_AND_ASSIGN(const ModelConfig c, DefaultConfig(type, 32, 16, 8, top_k, 3));
     ASSERT_OK_AND_ASSIGN(ModelConfig back, ModelConfig::Parse(c.ToJson()));
-    EXPECT_EQ(back.family, f);
-    EXPECT_EQ(back.ToJson(), c.ToJson()) << FamilyModelType(f);
+    EXPECT_EQ(back.family, c.family) << type;
+    EXPECT_EQ(back.ToJson(), c.ToJson()) << type;
+    for (int l = 0; l < 3; ++l) {
+      EXPECT_EQ(back.IsMoeLayer(l), c.IsMoeLayer(l)) << type << " layer " << l;
+      EXPECT_EQ(back.AlwaysOnIntermediate(l), c.AlwaysOnIntermediate(l)) << type << " layer " << l;
+    }
+    EXPECT_EQ(back.selection_bias, c.selection_bias) << type;
+    EXPECT_EQ(back.norm_topk_prob, c.norm_topk_prob) << type;
   }
 }
 

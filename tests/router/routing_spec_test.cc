@@ -8,16 +8,15 @@ namespace moe::router {
 namespace {
 
 using experts::DefaultConfig;
-using experts::Family;
 using ::moe::testing::StatusIs;
 
 TEST(RoutingSpecTest, FamiliesMapToTheirMath) {
-  const RoutingSpec mixtral = RoutingSpec::FromConfig(DefaultConfig(Family::kMixtral, 8, 8, 8, 2, 2), 0);
+  const RoutingSpec mixtral = RoutingSpec::FromConfig(DefaultConfig("mixtral", 8, 8, 8, 2, 2).value(), 0);
   EXPECT_TRUE(mixtral.norm_topk_prob);
   EXPECT_FALSE(mixtral.always_on);
   EXPECT_EQ(mixtral.scoring, RoutingSpec::Scoring::kSoftmax);
 
-  const auto v3 = DefaultConfig(Family::kDeepseekV3, 8, 8, 8, 2, 3);
+  const auto v3 = DefaultConfig("deepseek_v3", 8, 8, 8, 2, 3).value();
   const RoutingSpec dense = RoutingSpec::FromConfig(v3, 0);  // first_k_dense_replace = 1
   EXPECT_FALSE(dense.moe);
   EXPECT_TRUE(dense.always_on);
@@ -33,23 +32,23 @@ TEST(RoutingSpecTest, FamiliesMapToTheirMath) {
   EXPECT_FALSE(moe.shared_gate);
   EXPECT_FALSE(moe.scale_only_without_norm);
 
-  const RoutingSpec v2 = RoutingSpec::FromConfig(DefaultConfig(Family::kDeepseekV2, 8, 8, 8, 2, 2), 1);
+  const RoutingSpec v2 = RoutingSpec::FromConfig(DefaultConfig("deepseek_v2", 8, 8, 8, 2, 2).value(), 1);
   EXPECT_EQ(v2.group_score, RoutingSpec::GroupScore::kMax);
   EXPECT_TRUE(v2.scale_only_without_norm);
   EXPECT_FALSE(v2.selection_bias);
 
-  const RoutingSpec qwen2 = RoutingSpec::FromConfig(DefaultConfig(Family::kQwen2Moe, 8, 8, 8, 2, 2), 0);
+  const RoutingSpec qwen2 = RoutingSpec::FromConfig(DefaultConfig("qwen2_moe", 8, 8, 8, 2, 2).value(), 0);
   EXPECT_TRUE(qwen2.shared_gate);
   EXPECT_FALSE(qwen2.norm_topk_prob);
 
-  const RoutingSpec sw = RoutingSpec::FromConfig(DefaultConfig(Family::kSwitch, 8, 8, 8, 2, 2), 0);
+  const RoutingSpec sw = RoutingSpec::FromConfig(DefaultConfig("switch_moe", 8, 8, 8, 2, 2).value(), 0);
   EXPECT_EQ(sw.top_k, 1);
   EXPECT_FLOAT_EQ(sw.capacity_factor, 1.25f);
   EXPECT_FALSE(sw.norm_topk_prob);
 }
 
 TEST(RoutingSpecTest, OverridesApplyToMoeLayersAndAreChecked) {
-  RoutingSpec spec = RoutingSpec::FromConfig(DefaultConfig(Family::kMixtral, 8, 8, 8, 2, 2), 0);
+  RoutingSpec spec = RoutingSpec::FromConfig(DefaultConfig("mixtral", 8, 8, 8, 2, 2).value(), 0);
   RoutingOverrides o;
   o.dense = true;
   o.capacity_factor = 1.5f;

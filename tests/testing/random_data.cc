@@ -43,7 +43,7 @@ std::string MakeTempDir(const std::string& prefix) {
 }
 
 experts::ModelConfig SmallConfig(int hidden, int inter, int experts, int top_k, int layers) {
-  return experts::DefaultConfig(experts::Family::kMixtral, hidden, inter, experts, top_k, layers);
+  return experts::DefaultConfig("mixtral", hidden, inter, experts, top_k, layers).value();
 }
 
 }  // namespace moe::testing

@@ -1,0 +1,68 @@
+// experts/families/family.h
+// One MoE family as data: the config.json `model_type`s it accepts, how its fields (with the
+// aliases Hugging Face's config classes accept) map onto the common ModelConfig, which layers are
+// MoE, its tensor names and its routing math. Each family is one file in experts/families/;
+// family_registry.cc lists them. Read by ModelConfig (parse, ToJson, layer rules); descriptors are
+// constants, safe to share across threads.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "experts/model_config.h"
+#include "nlohmann/json.hpp"
+
+namespace moe::experts {
+
+// Typed reads of config.json fields, each by its names: the first is the one the family writes,
+// the others are aliases (HF's attribute_map, names renamed across transformers versions); the
+// first that is present wins. Errors are INVALID_ARGUMENT naming the field.
+class ConfigFields {
+ public:
+  explicit ConfigFields(const nlohmann::json& j) : j_(j) {}
+  using Names = std::initializer_list<const char*>;
+  absl::Status Int(Names names, bool required, int min, int* out) const;
+  absl::Status Bool(Names names, bool* out) const;
+  absl::Status Float(Names names, float* out) const;  // >= 0
+  absl::Status String(Names names, std::string* out) const;
+  absl::Status IntList(Names names, std::vector<int>* out) const;
+  absl::Status StringList(Names names, std::vector<std::string>* out) const;
+  // Whether any of the names is present (not null).
+  bool Has(Names names) const;
+
+ private:
+  const nlohmann::json* Find(Names names, const char** found) const;
+  const nlohmann::json& j_;
+};
+
+struct FamilyDescriptor {
+  const char* model_type;                // canonical, what ToJson writes
+  std::vector<const char*> also_accepts;  // other model_types read the same way (e.g. "kimi_k2")
+  const char* architecture;              // ToJson's "architectures"
+  TensorNames names;
+  // Reads the family's fields (hidden_size, num_hidden_layers, hidden_act, torch_dtype are read
+  // before) and sets its routing math, shared experts and layer fields in `c`.
+  absl::Status (*parse)(const ConfigFields& j, ModelConfig& c);
+  // Writes the family's own fields back (ToJson), in its canonical names.
+  void (*write)(const ModelConfig& c, nlohmann::ordered_json& j);
+  // Sets the family's defaults on `c`, whose dims are set (DefaultConfig: generators, tests).
+  void (*defaults)(ModelConfig& c);
+  // Whether `layer` is an MoE layer (the others are dense MLP layers).
+  bool (*is_moe)(const ModelConfig& c, int layer);
+};
+
+// Every family, in the order docs/ROUTING.md lists them.
+const std::vector<const FamilyDescriptor*>& AllFamilies();
+
+// Layer rules several families share.
+bool EveryLayerIsMoe(const ModelConfig& c, int layer);
+bool DeepseekLayerRule(const ModelConfig& c, int layer);  // first_k_dense_replace, moe_layer_freq
+bool QwenLayerRule(const ModelConfig& c, int layer);      // decoder_sparse_step, mlp_only_layers
+
+// Per-expert tensor names of the two common layouts (HF names of the projections).
+inline constexpr const char* kHfProjections[3] = {"gate_proj", "up_proj", "down_proj"};
+
+}  // namespace moe::experts

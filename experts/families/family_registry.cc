@@ -1,0 +1,18 @@
+// experts/families/family_registry.cc
+// The list of families (an explicit list rather than self-registration: a static library drops
+// object files nothing refers to).
+#include "experts/families/family.h"
+
+namespace moe::experts {
+
+extern const FamilyDescriptor kMixtral, kQwen2Moe, kQwen3Moe, kQwen3Next, kOlmoe, kDeepseekV2, kDeepseekV3,
+    kDeepseekV32, kGlm4Moe, kDots1, kMinimaxM2, kHunyuanV1Moe, kJamba, kSwitchMoe;
+
+const std::vector<const FamilyDescriptor*>& AllFamilies() {
+  static const std::vector<const FamilyDescriptor*> families = {
+      &kMixtral, &kQwen2Moe,    &kQwen3Moe, &kQwen3Next,    &kOlmoe, &kDeepseekV2, &kDeepseekV3,
+      &kDeepseekV32, &kGlm4Moe, &kDots1,    &kMinimaxM2, &kHunyuanV1Moe, &kJamba, &kSwitchMoe};
+  return families;
+}
+
+}  // namespace moe::experts

@@ -1,0 +1,41 @@
+// experts/families/minimax_m2.cc
+// MiniMax-M2: sigmoid of the router logits (f32), top-k on sigmoid + e_score_correction_bias,
+// weights the chosen sigmoids renormalised (no epsilon); every layer MoE, Mixtral's names.
+#include "experts/families/family.h"
+#include "experts/status_macros.h"
+
+namespace moe::experts {
+
+extern const FamilyDescriptor kMinimaxM2 = {
+    .model_type = "minimax_m2",
+    .also_accepts = {},
+    .architecture = "MiniMaxM2ForCausalLM",
+    .names = {.gate = "model.layers.{L}.block_sparse_moe.gate.weight",
+              .gate_bias = "model.layers.{L}.block_sparse_moe.e_score_correction_bias",
+              .expert = "model.layers.{L}.block_sparse_moe.experts.{E}.{P}.weight",
+              .expert_projections = {"w1", "w3", "w2"}},
+    .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
+      RETURN_IF_ERROR(j.Int({"num_local_experts", "num_experts"}, true, 1, &c.num_experts));
+      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
+      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      c.scoring_func = "sigmoid";
+      RETURN_IF_ERROR(j.String({"scoring_func"}, &c.scoring_func));
+      c.selection_bias = true;
+      c.norm_topk_prob = true;
+      return absl::OkStatus();
+    },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
+      j["num_local_experts"] = c.num_experts;
+      j["num_experts_per_tok"] = c.top_k;
+      j["intermediate_size"] = c.moe_intermediate_size;
+      j["scoring_func"] = c.scoring_func;
+    },
+    .defaults = [](ModelConfig& c) {
+      c.scoring_func = "sigmoid";
+      c.selection_bias = true;
+      c.norm_topk_prob = true;
+    },
+    .is_moe = EveryLayerIsMoe,
+};
+
+}  // namespace moe::experts

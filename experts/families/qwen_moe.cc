@@ -1,0 +1,93 @@
+// experts/families/qwen_moe.cc
+// Qwen2-MoE, Qwen3-MoE and Qwen3-Next: softmax, top-k, renormalised when norm_topk_prob; Qwen2-MoE
+// and Qwen3-Next add a shared expert behind a sigmoid gate. MoE layers: every
+// decoder_sparse_step-th, except mlp_only_layers. transformers 5.x writes Qwen3-MoE's expert count
+// as num_local_experts (its attribute_map), hub checkpoints as num_experts: both are read.
+#include "experts/families/family.h"
+#include "experts/status_macros.h"
+
+namespace moe::experts {
+namespace {
+
+const TensorNames kQwenNames = {.gate = "model.layers.{L}.mlp.gate.weight",
+                                    .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight",
+                                    .shared = "model.layers.{L}.mlp.shared_expert.{P}.weight",
+                                    .shared_gate = "model.layers.{L}.mlp.shared_expert_gate.weight",
+                                    .dense = "model.layers.{L}.mlp.{P}.weight"};
+
+absl::Status ParseQwen(const ConfigFields& j, ModelConfig& c, bool shared, bool norm_default) {
+  RETURN_IF_ERROR(j.Int({"num_experts", "num_local_experts"}, true, 1, &c.num_experts));
+  RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
+  RETURN_IF_ERROR(j.Int({"moe_intermediate_size"}, true, 1, &c.moe_intermediate_size));
+  RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
+  c.norm_topk_prob = norm_default;
+  RETURN_IF_ERROR(j.Bool({"norm_topk_prob"}, &c.norm_topk_prob));
+  RETURN_IF_ERROR(j.Int({"decoder_sparse_step"}, false, 1, &c.decoder_sparse_step));
+  RETURN_IF_ERROR(j.IntList({"mlp_only_layers"}, &c.mlp_only_layers));
+  if (shared) {
+    RETURN_IF_ERROR(j.Int({"shared_expert_intermediate_size"}, false, 0, &c.shared_expert_intermediate_size));
+    c.shared_intermediate = c.shared_expert_intermediate_size;
+    c.shared_gate = true;
+  }
+  return absl::OkStatus();
+}
+
+void WriteQwen(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts_field) {
+  j[experts_field] = c.num_experts;
+  j["num_experts_per_tok"] = c.top_k;
+  j["moe_intermediate_size"] = c.moe_intermediate_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["norm_topk_prob"] = c.norm_topk_prob;
+  j["decoder_sparse_step"] = c.decoder_sparse_step;
+  j["mlp_only_layers"] = c.mlp_only_layers;
+  if (c.shared_gate) j["shared_expert_intermediate_size"] = c.shared_expert_intermediate_size;
+}
+
+void QwenDefaults(ModelConfig& c, bool shared, bool norm) {
+  c.intermediate_size = 2 * c.moe_intermediate_size;
+  c.norm_topk_prob = norm;
+  if (shared) {
+    c.shared_expert_intermediate_size = 2 * c.moe_intermediate_size;
+    c.shared_intermediate = c.shared_expert_intermediate_size;
+    c.shared_gate = true;
+  }
+}
+
+}  // namespace
+
+extern const FamilyDescriptor kQwen2Moe = {
+    .model_type = "qwen2_moe",
+    .also_accepts = {},
+    .architecture = "Qwen2MoeForCausalLM",
+    .names = kQwenNames,
+    .parse = [](const ConfigFields& j, ModelConfig& c) { return ParseQwen(j, c, /*shared=*/true, /*norm=*/false); },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) { WriteQwen(c, j, "num_experts"); },
+    .defaults = [](ModelConfig& c) { QwenDefaults(c, /*shared=*/true, /*norm=*/false); },
+    .is_moe = QwenLayerRule,
+};
+
+extern const FamilyDescriptor kQwen3Moe = {
+    .model_type = "qwen3_moe",
+    .also_accepts = {},
+    .architecture = "Qwen3MoeForCausalLM",
+    .names = kQwenNames,
+    .parse = [](const ConfigFields& j, ModelConfig& c) { return ParseQwen(j, c, /*shared=*/false, /*norm=*/false); },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) { WriteQwen(c, j, "num_local_experts"); },
+    .defaults = [](ModelConfig& c) { QwenDefaults(c, /*shared=*/false, /*norm=*/true); },
+    .is_moe = QwenLayerRule,
+};
+
+// Qwen3-Next's attention (gated DeltaNet + gated attention) is the caller's; its MoE block is
+// Qwen2-MoE's, renormalised by default.
+extern const FamilyDescriptor kQwen3Next = {
+    .model_type = "qwen3_next",
+    .also_accepts = {},
+    .architecture = "Qwen3NextForCausalLM",
+    .names = kQwenNames,
+    .parse = [](const ConfigFields& j, ModelConfig& c) { return ParseQwen(j, c, /*shared=*/true, /*norm=*/true); },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) { WriteQwen(c, j, "num_experts"); },
+    .defaults = [](ModelConfig& c) { QwenDefaults(c, /*shared=*/true, /*norm=*/true); },
+    .is_moe = QwenLayerRule,
+};
+
+}  // namespace moe::experts
