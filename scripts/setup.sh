@@ -63,8 +63,13 @@ moe_torch_env() {
 }
 
 moe_build() {
+  # MOE_TORCH_PYTHON (moe_torch_env's python), when set, turns on the HF-transformers parity test.
+  local args=(-DMOE_PYTHON="$BUILD/venv/bin/python")
+  [ -n "${MOE_TORCH_PYTHON:-}" ] && args+=(-DMOE_TORCH_PYTHON="$MOE_TORCH_PYTHON")
   if [ ! -f "$BUILD/build.ninja" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_PYTHON="$BUILD/venv/bin/python" >/dev/null
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${args[@]}" >/dev/null
+  elif [ -n "${MOE_TORCH_PYTHON:-}" ]; then
+    cmake -S "$ROOT" -B "$BUILD" "${args[@]}" >/dev/null
   fi
   # Two cores, 24 GiB: two jobs keep the generated gRPC code from swapping.
   cmake --build "$BUILD" -j "${MOE_JOBS:-2}"

@@ -1,6 +1,7 @@
 // tests/experts/model_config_test.cc
 #include "experts/model_config.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
@@ -125,6 +126,79 @@ TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_moe", "hidden_size": 8, "moe_intermediate_size": 4,
     "num_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2, "decoder_sparse_step": 2})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'intermediate_size' is needed: layer 0 is a dense"));
+}
+
+// Every alias HF's config classes accept (attribute_map, renamed fields) reads the same value.
+TEST(ModelConfigFamiliesTest, EveryAliasReadsTheSameField) {
+  struct Alias {
+    const char* model_type;
+    const char* field;  // the alias, or the canonical name
+    const char* rest;   // the other required fields
+  };
+  const Alias aliases[] = {
+      {"mixtral", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"mixtral", "num_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"qwen2_moe", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"qwen2_moe", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"qwen3_moe", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"qwen3_moe", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"qwen3_next", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"olmoe", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"deepseek_v2", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"deepseek_v3", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1)"},
+      {"kimi_k2", "n_routed_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1)"},
+      {"glm4_moe", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8)"},
+      {"dots1", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"minimax_m2", "num_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"hunyuan_v1_moe", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"jamba", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+  };
+  for (const Alias& a : aliases) {
+    const std::string json = absl::StrCat(R"({"model_type": ")", a.model_type, R"(", "hidden_size": 8, "num_hidden_layers": 2, ")",
+                                          a.field, R"(": 6, )", a.rest, "}");
+    ASSERT_OK_AND_ASSIGN(ModelConfig c, ModelConfig::Parse(json));
+    EXPECT_EQ(c.num_experts, 6) << a.model_type << " " << a.field;
+    EXPECT_EQ(c.top_k, 2) << a.model_type;
+  }
+  // Hunyuan's own name for top-k, and transformers 5.x's "dtype" for "torch_dtype".
+  ASSERT_OK_AND_ASSIGN(ModelConfig hy, ModelConfig::Parse(R"({"model_type": "hunyuan_v1_moe", "hidden_size": 8,
+    "num_hidden_layers": 1, "num_experts": 4, "moe_topk": 3, "intermediate_size": 8, "dtype": "float32"})"));
+  EXPECT_EQ(hy.top_k, 3);
+  EXPECT_EQ(hy.torch_dtype, "float32");
+  // A missing field names its aliases.
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_moe", "hidden_size": 8, "num_hidden_layers": 1,
+    "moe_intermediate_size": 8, "num_experts_per_tok": 2})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "missing field 'num_experts' (or its alias 'num_local_experts')"));
+}
+
+TEST(ModelConfigFamiliesTest, LayerRulesOfTheNewFamilies) {
+  ASSERT_OK_AND_ASSIGN(ModelConfig v32, ModelConfig::Parse(R"({"model_type": "deepseek_v32", "hidden_size": 8,
+    "num_hidden_layers": 3, "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 4,
+    "intermediate_size": 8, "n_group": 1, "topk_group": 1, "mlp_layer_types": ["sparse", "dense", "sparse"]})"));
+  EXPECT_TRUE(v32.IsMoeLayer(0));
+  EXPECT_FALSE(v32.IsMoeLayer(1));
+  EXPECT_TRUE(v32.IsMoeLayer(2));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "deepseek_v32", "hidden_size": 8, "num_hidden_layers": 3,
+    "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 4, "intermediate_size": 8,
+    "n_group": 1, "topk_group": 1, "mlp_layer_types": ["sparse"]})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'mlp_layer_types' has 1 entries for 3 layers"));
+  ASSERT_OK_AND_ASSIGN(ModelConfig jamba, ModelConfig::Parse(R"({"model_type": "jamba", "hidden_size": 8,
+    "num_hidden_layers": 4, "num_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 8})"));
+  EXPECT_FALSE(jamba.IsMoeLayer(0));  // period 2, offset 1
+  EXPECT_TRUE(jamba.IsMoeLayer(1));
+  EXPECT_EQ(jamba.AlwaysOnIntermediate(0), 8);
+  EXPECT_FALSE(jamba.HasAlwaysOn(1));
+  ASSERT_OK_AND_ASSIGN(ModelConfig glm, ModelConfig::Parse(R"({"model_type": "glm4_moe", "hidden_size": 8,
+    "num_hidden_layers": 2, "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 4,
+    "intermediate_size": 8, "n_shared_experts": 1})"));
+  EXPECT_FALSE(glm.IsMoeLayer(0));  // first_k_dense_replace defaults to 1
+  EXPECT_TRUE(glm.selection_bias);
+  EXPECT_FALSE(glm.norm_needs_topk_above_one);
+  EXPECT_EQ(glm.AlwaysOnIntermediate(1), 4);
+  // One value for every layer is served; per-layer lists are refused by name.
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "hunyuan_v1_moe", "hidden_size": 8, "num_hidden_layers": 2,
+    "num_experts": 4, "moe_topk": [2, 2], "intermediate_size": 8})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'moe_topk' is a per-layer list"));
 }
 
 }  // namespace

@@ -1,0 +1,180 @@
+"""Golden parity of every served family against Hugging Face transformers itself.
+
+For each family this builds a tiny random model with transformers (PyPI, pinned in scripts/setup.sh
+and run from its cached venv), spreads the router weights and selection biases so that top-k is
+well separated, writes it with `save_pretrained` in several shards, serves it with moe-serve
+in-process (a --local router) and over the network (router + 3 workers), and compares, for every
+decoder layer, moe-serve's answer with the HF module's own output (`layer.mlp`,
+`layer.block_sparse_moe` or `layer.feed_forward`) on fresh random hidden states: f32 relative
+error <= 1e-5 and the same experts for every token (HF's choice read by a hook on its experts
+module). Dense layers compare the dense MLP the same way. Run by ctest with the venv's python
+(`scripts/test.sh` passes it as MOE_TORCH_PYTHON).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM
+
+H, E, K, MOE_I, DENSE_I, LAYERS, N_TOKENS = 32, 8, 2, 24, 40, 3, 41
+TOL = 1e-5
+SMALL = dict(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+             vocab_size=64, hidden_act="silu", tie_word_embeddings=False)
+DEEPSEEK_ATTENTION = dict(q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16)
+V3_ROUTER = dict(n_routed_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I, intermediate_size=DENSE_I,
+                 n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2, norm_topk_prob=True,
+                 routed_scaling_factor=2.5)
+
+# (label, model_type, config fields). Every family moe-serve serves that transformers has.
+CASES = [
+    ("mixtral", "mixtral", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
+    ("qwen2_moe", "qwen2_moe", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                                    intermediate_size=DENSE_I, shared_expert_intermediate_size=36,
+                                    norm_topk_prob=False, mlp_only_layers=[0])),
+    ("qwen3_moe", "qwen3_moe", dict(num_local_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                                    intermediate_size=DENSE_I, norm_topk_prob=True, mlp_only_layers=[0])),
+    ("qwen3_next", "qwen3_next", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                                      intermediate_size=DENSE_I, shared_expert_intermediate_size=36,
+                                      norm_topk_prob=True, mlp_only_layers=[0], linear_num_key_heads=2,
+                                      linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8)),
+    ("olmoe", "olmoe", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, norm_topk_prob=False)),
+    ("deepseek_v2", "deepseek_v2", dict(DEEPSEEK_ATTENTION, n_routed_experts=E, num_experts_per_tok=K,
+                                        moe_intermediate_size=MOE_I, intermediate_size=DENSE_I, n_shared_experts=2,
+                                        first_k_dense_replace=1, topk_method="greedy", norm_topk_prob=False,
+                                        routed_scaling_factor=16.0)),
+    ("deepseek_v3", "deepseek_v3", dict(DEEPSEEK_ATTENTION, **V3_ROUTER)),
+    ("deepseek_v32", "deepseek_v32", dict(DEEPSEEK_ATTENTION, **V3_ROUTER, q_lora_rank=16,
+                                          mlp_layer_types=["dense", "sparse", "sparse"], index_n_heads=2,
+                                          index_head_dim=16, index_topk=4)),
+    ("glm4_moe", "glm4_moe", dict(V3_ROUTER, routed_scaling_factor=1.5)),
+    ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
+    ("minimax_m2", "minimax_m2", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
+    ("hunyuan_v1_moe", "hunyuan_v1_moe", dict(num_experts=E, moe_topk=K, intermediate_size=MOE_I)),
+    ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
+                            expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
+                            mamba_expand=1, use_mamba_kernels=False)),
+]
+
+
+def mlp_of(layer):
+    for name in ("mlp", "block_sparse_moe", "feed_forward"):
+        if hasattr(layer, name):
+            return getattr(layer, name)
+    raise RuntimeError(f"no MLP block in {type(layer).__name__}")
+
+
+def spread_router(model, rng):
+    """Router weights with a spread that separates top-k; selection biases of both signs."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("gate.weight", "router.weight", "gate.wg.weight")) and p.dim() == 2 and p.shape[0] == E:
+                p.copy_(torch.from_numpy(rng.normal(0, 2.0 * H ** -0.5, tuple(p.shape)).astype(np.float32)))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(torch.from_numpy(rng.uniform(-0.3, 0.3, tuple(b.shape)).astype(np.float32)))
+
+
+class Cluster:
+    def __init__(self, bin_dir, ckpt, workers):
+        args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}", "--worker_flags=--threads=1"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.router = None
+        for line in self.proc.stdout:  # moe-cluster prints the router first, then "running"
+            if line.startswith("moe-cluster: router "):
+                self.router = line.split()[2]
+            if "running" in line:
+                break
+        if self.router is None:
+            raise RuntimeError(f"moe-cluster did not start on {ckpt} (exit {self.proc.wait()})")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.wait(timeout=120) != 0:
+            raise RuntimeError("moe-cluster did not exit cleanly")
+
+
+def run_client(bin_dir, router, layer, x, tmp):
+    x_path, out, routing = (os.path.join(tmp, n) for n in ("x.npy", "out.npy", "routing.json"))
+    np.save(x_path, x)
+    subprocess.run([f"{bin_dir}/moe-client", f"--router={router}", f"--npy={x_path}", f"--layer={layer}",
+                    f"--save_output={out}", f"--save_routing={routing}"], check=True, stdout=subprocess.DEVNULL)
+    return np.load(out).astype(np.float64), json.load(open(routing))
+
+
+def hf_reference(model, layer, x):
+    """The HF module's output, and the experts it chose per token (None for a dense layer)."""
+    block = mlp_of(model.model.layers[layer])
+    chosen = []
+    hook = None
+    if hasattr(block, "experts"):
+        hook = block.experts.register_forward_pre_hook(lambda m, args: chosen.append(args[1].detach().clone()))
+    with torch.no_grad():
+        out = block(torch.from_numpy(x)[None])
+    if hook is not None:
+        hook.remove()
+    out = out[0] if isinstance(out, tuple) else out
+    experts = [sorted(map(int, row)) for row in chosen[0].reshape(N_TOKENS, -1)] if chosen else None
+    return out.reshape(N_TOKENS, H).double().numpy(), experts
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--only", default="", help="comma-separated labels to run")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print(f"hf_parity: torch {torch.__version__}, transformers {transformers.__version__}", flush=True)
+    results = {"passed": 0, "failed": 0}
+
+    def check(ok, what):
+        results["passed" if ok else "failed"] += 1
+        print(("ok   " if ok else "FAIL ") + what, flush=True)
+
+    rng = np.random.default_rng(2026)
+    only = set(filter(None, args.only.split(",")))
+    for label, model_type, fields in CASES:
+        if only and label not in only:
+            continue
+        torch.manual_seed(7)
+        config = AutoConfig.for_model(model_type, **SMALL, **fields)
+        model = AutoModelForCausalLM.from_config(config).float().eval()
+        spread_router(model, rng)
+        ckpt = os.path.join(args.tmp, f"hf-{label}")
+        shutil.rmtree(ckpt, ignore_errors=True)
+        model.save_pretrained(ckpt, max_shard_size="100KB")
+        shards = len([f for f in os.listdir(ckpt) if f.endswith(".safetensors")])
+        xs = [rng.normal(0, 1, (N_TOKENS, H)).astype(np.float32) for _ in range(LAYERS)]
+        refs = [hf_reference(model, layer, xs[layer]) for layer in range(LAYERS)]
+        moe_layers = sum(r[1] is not None for r in refs)
+        check(moe_layers > 0, f"{label}: {shards} shards, {moe_layers} of {LAYERS} layers MoE in HF's model")
+        for mode, workers in (("in-process", 0), ("networked", 3)):
+            cluster = Cluster(args.bin, ckpt, workers)
+            try:
+                for layer in range(LAYERS):
+                    got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
+                    ref_out, ref_experts = refs[layer]
+                    err = np.abs(got - ref_out).max() / np.abs(ref_out).max()
+                    if ref_experts is None:
+                        check(err <= TOL, f"{label}, {mode}, layer {layer} (dense): rel err {err:.2e}")
+                        continue
+                    ours = [sorted(r["experts"]) for r in routing]
+                    differ = sum(a != b for a, b in zip(ours, ref_experts))
+                    check(differ == 0 and err <= TOL,
+                          f"{label}, {mode}, layer {layer}: experts {'identical' if differ == 0 else 'DIFFER'} "
+                          f"for {N_TOKENS - differ}/{N_TOKENS} tokens, rel err {err:.2e}")
+            finally:
+                cluster.stop()
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
