@@ -73,8 +73,17 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
         // Selection bias, always f32; spread enough that some biased scores go negative.
         plan.push_back({GateBiasName(c, layer), {e}, 0.5f, seed++, /*force_f32=*/true});
       }
-      for (int x = 0; x < e; ++x) {
-        mlp([&](Projection p) { return ExpertWeightName(c, layer, x, p); }, c.moe_intermediate_size);
+      const int64_t mi = c.moe_intermediate_size;
+      if (!c.names.stacked_gate_up.empty()) {  // one [E, 2I, H] and one [E, H, I] tensor (or transposed)
+        const bool t = c.names.stacked_transposed;
+        plan.push_back({StackedGateUpName(c, layer), t ? std::vector<int64_t>{e, h, 2 * mi} : std::vector<int64_t>{e, 2 * mi, h},
+                        sh, seed++});
+        plan.push_back({StackedDownName(c, layer), t ? std::vector<int64_t>{e, mi, h} : std::vector<int64_t>{e, h, mi},
+                        1.0f / std::sqrt(float(mi)), seed++});
+      } else {
+        for (int x = 0; x < e; ++x) {
+          mlp([&](Projection p) { return ExpertWeightName(c, layer, x, p); }, mi);
+        }
       }
       if (c.HasSharedGate(layer)) plan.push_back({SharedGateName(c, layer), {1, h}, sh, seed++});
     }

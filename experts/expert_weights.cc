@@ -25,6 +25,21 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
   };
   ExpertWeights w;
   w.key = key;
+  if (routed && !c.names.stacked_gate_up.empty()) {
+    // One slice of the layer's stacked tensors: views (or, transposed, copies of this expert only).
+    const int64_t e = c.num_experts;
+    const bool t = c.names.stacked_transposed;
+    ASSIGN_OR_RETURN(const Tensor gate_up, checkpoint.GetWithShape(StackedGateUpName(c, key.layer),
+                                                                   t ? std::vector<int64_t>{e, h, 2 * i}
+                                                                     : std::vector<int64_t>{e, 2 * i, h}));
+    ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(StackedDownName(c, key.layer),
+                                                                t ? std::vector<int64_t>{e, i, h}
+                                                                  : std::vector<int64_t>{e, h, i}));
+    w.w1 = t ? gate_up.MatrixColumnsTransposed(key.expert, 0, i) : gate_up.MatrixRows(key.expert, 0, i);
+    w.w3 = t ? gate_up.MatrixColumnsTransposed(key.expert, i, i) : gate_up.MatrixRows(key.expert, i, i);
+    w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
+    return w;
+  }
   ASSIGN_OR_RETURN(w.w1, checkpoint.GetWithShape(name(Projection::kGate), {i, h}));
   ASSIGN_OR_RETURN(w.w3, checkpoint.GetWithShape(name(Projection::kUp), {i, h}));
   ASSIGN_OR_RETURN(w.w2, checkpoint.GetWithShape(name(Projection::kDown), {h, i}));

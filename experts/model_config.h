@@ -26,6 +26,12 @@ struct TensorNames {
   std::string shared;       // the shared expert(s) of an MoE layer
   std::string shared_gate;  // sigmoid gate of the shared expert [1, H]
   std::string dense;        // the MLP of a dense layer
+  // Stacked experts instead of `expert`: one gate|up tensor [E, 2I, H] (gate rows first) and one
+  // down tensor [E, H, I] per layer; transposed ([E, H, 2I] and [E, I, H]) when
+  // `stacked_transposed`. A worker reads only its experts' slices.
+  std::string stacked_gate_up;
+  std::string stacked_down;
+  bool stacked_transposed = false;
 };
 
 struct ModelConfig {
@@ -52,6 +58,7 @@ struct ModelConfig {
   bool norm_needs_topk_above_one = false;  // DeepSeek: renormalise only when top_k > 1
   float norm_epsilon = 0.0f;               // added to the renormalisation's denominator
   bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
+  bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x), not Σ w_i·E_i(x)
   float capacity_factor = 0.0f;            // Switch: expert capacity factor (0 = unlimited)
 
   // Shared experts of an MoE layer: one always-on MLP of `shared_intermediate` (DeepSeek's
@@ -69,6 +76,7 @@ struct ModelConfig {
   std::vector<std::string> mlp_layer_types;  // DeepSeek-V3.2: "dense" | "sparse" per layer
   int expert_layer_period = 1;    // Jamba
   int expert_layer_offset = 0;    // Jamba
+  std::vector<int> moe_layers;    // Llama 4 (from interleave_moe_layer_step when absent)
 
   TensorNames names;  // the family's
 

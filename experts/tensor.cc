@@ -55,6 +55,27 @@ Tensor Tensor::Clone() const {
   return t;
 }
 
+Tensor Tensor::MatrixRows(int64_t index, int64_t row_begin, int64_t rows) const {
+  const size_t element = DTypeSize(dtype_);
+  const int64_t r = shape_[1], c = shape_[2];
+  const auto* base = static_cast<const uint8_t*>(data_) + ((index * r + row_begin) * c) * element;
+  return Borrow(dtype_, {rows, c}, base, holder_);
+}
+
+Tensor Tensor::MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols) const {
+  const size_t element = DTypeSize(dtype_);
+  const int64_t r = shape_[1], c = shape_[2];
+  Tensor t = Zeros(dtype_, {cols, r});
+  const auto* src = static_cast<const uint8_t*>(data_) + index * r * c * element;
+  auto* dst = static_cast<uint8_t*>(t.mutable_data_);
+  for (int64_t i = 0; i < r; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      std::memcpy(dst + (j * r + i) * element, src + (i * c + col_begin + j) * element, element);
+    }
+  }
+  return t;
+}
+
 Tensor Tensor::ToF32() const { return ConvertTo(DType::kF32); }
 
 Tensor Tensor::ConvertTo(DType dtype) const {

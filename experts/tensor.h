@@ -56,6 +56,15 @@ class Tensor {
   // An owned copy converted to `dtype` (rounding to nearest even).
   Tensor ConvertTo(DType dtype) const;
 
+  // Of a rank-3 tensor [N, R, C]: rows [row_begin, row_begin + rows) of matrix `index`, a
+  // [rows, C] view sharing this tensor's storage (no copy: a stacked expert tensor's slice).
+  // REQUIRES: rank 3, index < N, row_begin + rows <= R.
+  Tensor MatrixRows(int64_t index, int64_t row_begin, int64_t rows) const;
+  // Of a rank-3 tensor [N, R, C]: columns [col_begin, col_begin + cols) of matrix `index`,
+  // transposed into an owned [cols, R] tensor of the same dtype (a transposed stacked layout).
+  // REQUIRES: rank 3, index < N, col_begin + cols <= C.
+  Tensor MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols) const;
+
   // "BF16[8, 4096]" for messages.
   std::string DebugString() const;
 

@@ -28,6 +28,12 @@ std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, P
   return Fill(config.names.expert, layer, expert, config.names.expert_projections[static_cast<int>(projection)]);
 }
 
+std::string StackedGateUpName(const ModelConfig& config, int layer) {
+  return Fill(config.names.stacked_gate_up, layer);
+}
+
+std::string StackedDownName(const ModelConfig& config, int layer) { return Fill(config.names.stacked_down, layer); }
+
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection) {
   return Fill(config.IsMoeLayer(layer) ? config.names.shared : config.names.dense, layer, -1, HfName(projection));
 }

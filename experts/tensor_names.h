@@ -20,6 +20,10 @@ std::string GateWeightName(const ModelConfig& config, int layer);
 std::string GateBiasName(const ModelConfig& config, int layer);
 // Routed expert projection: Mixtral "...experts.E.w1.weight", most others "...experts.E.gate_proj.weight".
 std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, Projection projection);
+// Stacked experts (TensorNames::stacked_*): the layer's [E, 2I, H] gate|up and [E, H, I] down
+// tensors (or their transposes); empty for per-expert families.
+std::string StackedGateUpName(const ModelConfig& config, int layer);
+std::string StackedDownName(const ModelConfig& config, int layer);
 // The always-on MLP of a layer: the shared expert(s) of an MoE layer (DeepSeek
 // "mlp.shared_experts.*", Qwen2 "mlp.shared_expert.*"), or a dense layer's MLP ("mlp.gate_proj.weight").
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection);

@@ -29,6 +29,7 @@ absl::StatusOr<DispatchPlan> DispatchPlan::Build(const Routing& routing, int num
   std::vector<int64_t> cursor(plan.expert_offsets_.begin(), plan.expert_offsets_.end() - 1);
   plan.row_tokens_.resize(routing.num_pairs());
   plan.row_weights_.resize(routing.num_pairs());
+  if (routing.weight_on_input) plan.row_input_scales_.resize(routing.num_pairs());
   plan.token_offsets_.assign(routing.token_offsets.begin(), routing.token_offsets.end());
   plan.token_rows_.resize(routing.num_pairs());
   for (int64_t t = 0; t < n; ++t) {
@@ -39,6 +40,11 @@ absl::StatusOr<DispatchPlan> DispatchPlan::Build(const Routing& routing, int num
       const int64_t row = cursor[routing.experts[p]]++;
       plan.row_tokens_[row] = static_cast<int32_t>(t);
       plan.row_weights_[row] = routing.weights[p];
+      if (routing.weight_on_input) {
+        const bool routed = routing.experts[p] < routing.num_experts;
+        plan.row_input_scales_[row] = routed ? routing.weights[p] : 1.0f;
+        if (routed) plan.row_weights_[row] = 1.0f;
+      }
       plan.token_rows_[p] = row;
     }
     // Ascending rows = ascending experts: the order AccumulateRows sums in, expert by expert.
@@ -51,8 +57,14 @@ absl::StatusOr<DispatchPlan> DispatchPlan::Build(const Routing& routing, int num
 void DispatchPlan::Gather(absl::Span<const float> x, int64_t hidden, int64_t first_row,
                           int64_t count, float* rows) const {
   for (int64_t r = 0; r < count; ++r) {
-    std::memcpy(rows + r * hidden, x.data() + row_tokens_[first_row + r] * hidden,
-                hidden * sizeof(float));
+    const float* src = x.data() + row_tokens_[first_row + r] * hidden;
+    float* dst = rows + r * hidden;
+    if (row_input_scales_.empty()) {
+      std::memcpy(dst, src, hidden * sizeof(float));
+    } else {
+      const float s = row_input_scales_[first_row + r];
+      for (int64_t j = 0; j < hidden; ++j) dst[j] = s * src[j];
+    }
   }
 }
 

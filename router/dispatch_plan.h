@@ -30,6 +30,9 @@ class DispatchPlan {
   // The token each row comes from, and the weight its expert output is combined with.
   absl::Span<const int32_t> row_tokens() const { return row_tokens_; }
   absl::Span<const float> row_weights() const { return row_weights_; }
+  // Routing::weight_on_input: the factor each row's input is scaled by (its pair's weight; 1 for
+  // always-on rows), while row_weights() are then 1. Empty otherwise.
+  absl::Span<const float> row_input_scales() const { return row_input_scales_; }
   // The dispatch rows of token t, ascending (so in expert order): what Combine sums for it.
   absl::Span<const int64_t> RowsOfToken(int64_t token) const {
     return absl::MakeConstSpan(token_rows_).subspan(token_offsets_[token],
@@ -37,7 +40,8 @@ class DispatchPlan {
   }
 
   // Copies the input row of every dispatch row [first_row, first_row + count) from `x`
-  // ([num_tokens, hidden] f32) into `rows` ([count, hidden]).
+  // ([num_tokens, hidden] f32) into `rows` ([count, hidden]), scaled by row_input_scales() when
+  // there are any.
   void Gather(absl::Span<const float> x, int64_t hidden, int64_t first_row, int64_t count,
               float* rows) const;
 
@@ -46,6 +50,7 @@ class DispatchPlan {
   std::vector<int64_t> expert_offsets_;  // [E + 1]
   std::vector<int32_t> row_tokens_;
   std::vector<float> row_weights_;
+  std::vector<float> row_input_scales_;
   std::vector<int64_t> token_offsets_;  // [num_tokens + 1], as the Routing's
   std::vector<int64_t> token_rows_;     // [num_rows], token-major
 };

@@ -190,6 +190,7 @@ absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const 
     }
   }
   if (spec_.always_on) AddAlwaysOn(x, r);
+  r.weight_on_input = spec_.weight_on_input;
   return r;
 }
 

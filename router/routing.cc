@@ -17,6 +17,7 @@ Routing Concatenate(absl::Span<const Routing* const> parts) {
   all.token_offsets.push_back(0);
   for (const Routing* r : parts) {
     all.num_experts = r->num_experts;
+    all.weight_on_input = r->weight_on_input;
     const int64_t base = all.token_offsets.back();
     for (int64_t t = 1; t <= r->num_tokens; ++t) all.token_offsets.push_back(base + r->token_offsets[t]);
     all.num_tokens += r->num_tokens;

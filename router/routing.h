@@ -21,6 +21,9 @@ struct Routing {
   std::vector<int64_t> token_offsets;  // [num_tokens + 1]; token t owns [offsets[t], offsets[t+1])
   std::vector<int32_t> experts;        // expert id of each pair
   std::vector<float> weights;          // combine weight of each pair
+  // Llama 4: a routed pair's weight scales the expert's input instead, y = Σ E_i(w_i·x); its
+  // output is then added with weight 1 (DispatchPlan applies it). Always-on pairs are not scaled.
+  bool weight_on_input = false;
   std::vector<int64_t> dropped;        // per routed expert: pairs refused for lack of capacity
   std::vector<int64_t> rerouted;       // per routed expert: pairs moved elsewhere for lack of capacity
   std::vector<double> score_sums;      // per routed expert: Σ over tokens of its gate score (load stats)

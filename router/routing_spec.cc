@@ -23,6 +23,7 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.norm_needs_topk_above_one = c.norm_needs_topk_above_one;
   s.norm_epsilon = c.norm_epsilon;
   s.scale_only_without_norm = c.scale_only_without_norm;
+  s.weight_on_input = c.weight_on_input;
   if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
     s.n_group = c.n_group;
     s.topk_group = c.topk_group;
@@ -61,6 +62,7 @@ std::string RoutingSpec::DebugString() const {
       break;
   }
   if (norm_topk_prob) parts.push_back("renormalised");
+  if (weight_on_input) parts.push_back("weight on the input");
   if (routed_scaling_factor != 1.0f) parts.push_back(absl::StrCat("x", routed_scaling_factor));
   if (capacity_factor > 0) {
     parts.push_back(absl::StrCat("capacity factor ", capacity_factor, ", overflow ",

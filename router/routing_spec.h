@@ -33,6 +33,7 @@ struct RoutingSpec {
   float norm_epsilon = 0.0f;               // DeepSeek adds 1e-20 to the denominator
   float routed_scaling_factor = 1.0f;
   bool scale_only_without_norm = false;    // DeepSeek-V2 scales only when it does not renormalise
+  bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x) (Routing::weight_on_input)
   // Always-on MLP (shared experts, or the MLP of a dense layer), expert id num_experts.
   bool always_on = false;
   bool shared_gate = false;  // Qwen2: the always-on output is scaled by sigmoid(w · x)

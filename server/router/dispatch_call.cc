@@ -88,8 +88,14 @@ void DispatchCall::BuildCalls() {
       moe::v1::ExpertGroup* g = c->request.add_groups();
       g->set_expert(e);
       g->set_num_rows(plan.RowsOf(e));
+      std::vector<float> scaled;  // Routing::weight_on_input: the row times its weight
       for (int64_t r = plan.ExpertBegin(e); r < plan.ExpertEnd(e); ++r) {
         const float* src = in_.x.data() + static_cast<int64_t>(plan.row_tokens()[r]) * in_.hidden;
+        if (!plan.row_input_scales().empty()) {
+          scaled.resize(in_.hidden);
+          plan.Gather(in_.x, in_.hidden, r, 1, scaled.data());
+          src = scaled.data();
+        }
         experts::ConvertFromF32(in_.wire_dtype, src, dst, in_.hidden);
         dst += in_.hidden * elem;
       }

@@ -49,5 +49,26 @@ TEST(TensorTest, ConversionsRoundTrip) {
   EXPECT_NE(clone.f32()[0], f32.f32()[0]);
 }
 
+TEST(TensorTest, MatrixRowsIsAViewAndColumnsTransposedACopyOfOneMatrix) {
+  // [2, 3, 4]: value = 100·n + 10·r + c.
+  std::vector<float> v;
+  for (int n = 0; n < 2; ++n)
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 4; ++c) v.push_back(100.0f * n + 10.0f * r + c);
+  const Tensor t = Tensor::FromF32(v, {2, 3, 4});
+  const Tensor rows = t.MatrixRows(1, 1, 2);  // rows 1..2 of matrix 1
+  EXPECT_EQ(rows.shape(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(rows.raw_data(), static_cast<const float*>(t.raw_data()) + 12 + 4);  // no copy
+  EXPECT_EQ(rows.f32()[0], 110.0f);
+  EXPECT_EQ(rows.f32()[7], 123.0f);
+  const Tensor cols = t.MatrixColumnsTransposed(1, 1, 2);  // columns 1..2 of matrix 1, as [2, 3]
+  EXPECT_EQ(cols.shape(), (std::vector<int64_t>{2, 3}));
+  for (int j = 0; j < 2; ++j)
+    for (int r = 0; r < 3; ++r) EXPECT_EQ(cols.f32()[j * 3 + r], 100.0f + 10.0f * r + (1 + j));
+  const Tensor bf = t.ConvertTo(DType::kBF16).MatrixColumnsTransposed(0, 3, 1);
+  EXPECT_EQ(bf.dtype(), DType::kBF16);
+  EXPECT_EQ(bf.ToF32().f32()[2], 23.0f);
+}
+
 }  // namespace
 }  // namespace moe::experts

@@ -57,6 +57,9 @@ CASES = [
     ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
     ("minimax_m2", "minimax_m2", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
     ("hunyuan_v1_moe", "hunyuan_v1_moe", dict(num_experts=E, moe_topk=K, intermediate_size=MOE_I)),
+    ("granitemoe", "granitemoe", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
+    ("llama4_text", "llama4_text", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
+                                        intermediate_size_mlp=DENSE_I, interleave_moe_layer_step=2)),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
@@ -112,12 +115,18 @@ def hf_reference(model, layer, x):
     """The HF module's output, and the experts it chose per token (None for a dense layer)."""
     block = mlp_of(model.model.layers[layer])
     chosen = []
-    hook = None
+    hooks = []
     if hasattr(block, "experts"):
-        hook = block.experts.register_forward_pre_hook(lambda m, args: chosen.append(args[1].detach().clone()))
+        def on_experts(module, args):
+            if len(args) > 1:  # experts(hidden_states, top_k_index, top_k_weights)
+                chosen.append(args[1].detach().clone())
+        hooks.append(block.experts.register_forward_pre_hook(on_experts))
+    if type(block).__name__.startswith("Llama4") and hasattr(block, "router"):  # experts see scaled inputs only
+        hooks.append(block.router.register_forward_hook(
+            lambda module, args, out: chosen.append(torch.topk(out[1], K, dim=-1).indices)))
     with torch.no_grad():
         out = block(torch.from_numpy(x)[None])
-    if hook is not None:
+    for hook in hooks:
         hook.remove()
     out = out[0] if isinstance(out, tuple) else out
     experts = [sorted(map(int, row)) for row in chosen[0].reshape(N_TOKENS, -1)] if chosen else None
@@ -130,6 +139,9 @@ def main():
     ap.add_argument("--tmp", required=True)
     ap.add_argument("--only", default="", help="comma-separated labels to run")
     args = ap.parse_args()
+    # Our own folder: ctest runs the NumPy golden test beside us in the same test_tmp.
+    args.tmp = os.path.join(args.tmp, "hf_parity")
+    os.makedirs(args.tmp, exist_ok=True)
     torch.set_num_threads(1)
     print(f"hf_parity: torch {torch.__version__}, transformers {transformers.__version__}", flush=True)
     results = {"passed": 0, "failed": 0}

@@ -106,5 +106,28 @@ TEST(DispatchPlanTest, RowsOfTokenListsEachTokensRowsAscending) {
   }
 }
 
+TEST(DispatchPlanTest, WeightOnInputScalesTheGatheredRowsAndCombinesWithOne) {
+  // Llama 4: token 0 → expert 1 (0.25) and the always-on MLP (id 2, 1.0); token 1 → expert 0 (0.5).
+  Routing r;
+  r.num_tokens = 2;
+  r.num_experts = 2;
+  r.token_offsets = {0, 2, 3};
+  r.experts = {1, 2, 0};
+  r.weights = {0.25f, 1.0f, 0.5f};
+  r.weight_on_input = true;
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(r, 3));
+  const std::vector<float> x = {1, 2, 3, 4};  // [2 tokens, 2]
+  std::vector<float> rows(plan.num_rows() * 2);
+  plan.Gather(x, 2, 0, plan.num_rows(), rows.data());
+  // Rows: expert 0 (token 1), expert 1 (token 0), always-on (token 0).
+  EXPECT_EQ(rows, (std::vector<float>{1.5f, 2.0f, 0.25f, 0.5f, 1.0f, 2.0f}));
+  EXPECT_EQ(std::vector<float>(plan.row_weights().begin(), plan.row_weights().end()),
+            (std::vector<float>{1.0f, 1.0f, 1.0f}));
+  r.weight_on_input = false;
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plain, DispatchPlan::Build(r, 3));
+  EXPECT_TRUE(plain.row_input_scales().empty());
+  EXPECT_EQ(plain.row_weights()[0], 0.5f);
+}
+
 }  // namespace
 }  // namespace moe::router

@@ -1,0 +1,34 @@
+// experts/families/granitemoe.cc
+// IBM Granite MoE (granitemoe): top-k on the router logits, softmax over the k (= the full
+// softmax renormalised over the top-k); experts stacked per layer as input_linear [E, 2I, H]
+// (gate rows first) and output_linear [E, H, I]; every layer MoE. Its embedding, residual and
+// logits multipliers are outside the MoE block: the caller's.
+#include "experts/families/family.h"
+#include "experts/status_macros.h"
+
+namespace moe::experts {
+
+extern const FamilyDescriptor kGraniteMoe = {
+    .model_type = "granitemoe",
+    .also_accepts = {},
+    .architecture = "GraniteMoeForCausalLM",
+    .names = {.gate = "model.layers.{L}.block_sparse_moe.router.layer.weight",
+              .stacked_gate_up = "model.layers.{L}.block_sparse_moe.input_linear.weight",
+              .stacked_down = "model.layers.{L}.block_sparse_moe.output_linear.weight"},
+    .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
+      RETURN_IF_ERROR(j.Int({"num_local_experts", "num_experts"}, true, 1, &c.num_experts));
+      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
+      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      c.norm_topk_prob = true;
+      return absl::OkStatus();
+    },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
+      j["num_local_experts"] = c.num_experts;
+      j["num_experts_per_tok"] = c.top_k;
+      j["intermediate_size"] = c.moe_intermediate_size;
+    },
+    .defaults = [](ModelConfig& c) { c.norm_topk_prob = true; },
+    .is_moe = EveryLayerIsMoe,
+};
+
+}  // namespace moe::experts
