@@ -1,6 +1,8 @@
 // experts/checkpoint.cc
 #include "experts/checkpoint.h"
 
+#include "experts/fp8.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -65,7 +67,7 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile>> Checkpoint::File(
   return opened;
 }
 
-absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
+absl::StatusOr<std::shared_ptr<const SafetensorsFile>> Checkpoint::FileOf(const std::string& name) const {
   std::string file = single_file_;
   if (file.empty()) {
     auto it = weight_map_.find(name);
@@ -75,8 +77,28 @@ absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
     }
     file = it->second;
   }
-  ASSIGN_OR_RETURN(auto shard, File(file));
+  return File(file);
+}
+
+absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
+  ASSIGN_OR_RETURN(auto shard, FileOf(name));
   return shard->Get(name);
+}
+
+absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std::vector<int64_t>& shape) const {
+  ASSIGN_OR_RETURN(auto shard, FileOf(name));
+  SafetensorsFile::Entry entry;
+  ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
+  if (entry.dtype != "F8_E4M3" || config_.fp8_block_n <= 0) return GetWithShape(name, shape);
+  if (entry.shape != shape || shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in checkpoint ", dir_, " has shape ",
+                                                   ShapeString(entry.shape), ", expected ", ShapeString(shape)));
+  }
+  ASSIGN_OR_RETURN(const Tensor scales, Get(name + "_scale_inv"));
+  absl::StatusOr<Tensor> w = DequantizeFp8Blocks(name, bytes, shape[0], shape[1], scales, config_.fp8_block_n,
+                                                 config_.fp8_block_k, DType::kBF16);
+  if (!w.ok()) return absl::Status(w.status().code(), absl::StrCat(w.status().message(), " (checkpoint ", dir_, ")"));
+  return w;
 }
 
 absl::StatusOr<Tensor> Checkpoint::GetWithShape(const std::string& name,

@@ -34,12 +34,17 @@ class Checkpoint {
   // Like Get, and INVALID_ARGUMENT naming the tensor if its shape is not `shape`.
   absl::StatusOr<Tensor> GetWithShape(const std::string& name,
                                       const std::vector<int64_t>& shape) const;
+  // An expert/MLP weight of `shape`: GetWithShape, or, for an F8_E4M3 weight of a checkpoint with
+  // an FP8 quantization_config, the weight dequantized to bf16 with its `<name>_scale_inv` (an
+  // owned tensor; experts/fp8.h).
+  absl::StatusOr<Tensor> GetWeight(const std::string& name, const std::vector<int64_t>& shape) const;
   // Shard files mapped so far (for tests of lazy loading).
   std::vector<std::string> OpenedFiles() const;
 
  private:
   Checkpoint() = default;
   absl::StatusOr<std::shared_ptr<const SafetensorsFile>> File(const std::string& file) const;
+  absl::StatusOr<std::shared_ptr<const SafetensorsFile>> FileOf(const std::string& name) const;
 
   std::string dir_;
   ModelConfig config_;

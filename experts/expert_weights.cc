@@ -40,9 +40,9 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
     w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
     return w;
   }
-  ASSIGN_OR_RETURN(w.w1, checkpoint.GetWithShape(name(Projection::kGate), {i, h}));
-  ASSIGN_OR_RETURN(w.w3, checkpoint.GetWithShape(name(Projection::kUp), {i, h}));
-  ASSIGN_OR_RETURN(w.w2, checkpoint.GetWithShape(name(Projection::kDown), {h, i}));
+  ASSIGN_OR_RETURN(w.w1, checkpoint.GetWeight(name(Projection::kGate), {i, h}));
+  ASSIGN_OR_RETURN(w.w3, checkpoint.GetWeight(name(Projection::kUp), {i, h}));
+  ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(name(Projection::kDown), {h, i}));
   return w;
 }
 

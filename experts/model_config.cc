@@ -35,6 +35,32 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
                                                 absl::StrJoin(ServedModelTypes(), ", ")));
 }
 
+// FP8 block-scaled (DeepSeek-V3/R1, Kimi-K2) is dequantized to bf16 at load; anything else is
+// refused naming its method.
+absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
+  const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+                                 ? q["quant_method"].get<std::string>()
+                                 : "";
+  if (method != "fp8") {
+    return FieldError("quantization_config",
+                      absl::StrCat("has quant_method '", method, "' (", q.dump(), "), which moe-serve does not serve; "
+                                   "served: fp8 (e4m3, block-scaled, dequantized to bf16 at load)"));
+  }
+  if (q.contains("fmt") && q["fmt"] != "e4m3") {
+    return FieldError("quantization_config", absl::StrCat("has fmt ", q["fmt"].dump(), "; served: e4m3"));
+  }
+  const Json& b = q.contains("weight_block_size") ? q["weight_block_size"] : Json();
+  if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
+      b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1 || b[0].get<int64_t>() > (1 << 20) ||
+      b[1].get<int64_t>() > (1 << 20)) {
+    return FieldError("quantization_config", absl::StrCat("needs weight_block_size [n, k] of positive integers, got ",
+                                                          b.dump(), " (per-tensor FP8 is not served)"));
+  }
+  c.fp8_block_n = b[0].get<int>();
+  c.fp8_block_k = b[1].get<int>();
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const ModelConfig& c) {
   if (c.top_k > c.num_experts) {
     return FieldError("num_experts_per_tok", absl::StrCat("(", c.top_k, ") exceeds the number of experts (", c.num_experts, ")"));
@@ -214,9 +240,7 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(absl::string_view json_text) {
   ASSIGN_OR_RETURN(c.family, FindFamily(c.model_type));
   c.names = c.family->names;
   if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
-    return FieldError("quantization_config",
-                      absl::StrCat("(", j["quantization_config"].dump(), ") is not supported: moe-serve serves F32, "
-                                   "BF16 and F16 weights; dequantise the checkpoint first (e.g. DeepSeek's FP8 to BF16)"));
+    RETURN_IF_ERROR(ParseQuantization(j["quantization_config"], c));
   }
   const ConfigFields fields(j);
   RETURN_IF_ERROR(fields.Int({"hidden_size"}, true, 1, &c.hidden_size));
@@ -247,6 +271,10 @@ std::string ModelConfig::ToJson() const {
   j["hidden_act"] = hidden_act;
   j["torch_dtype"] = torch_dtype;
   family->write(*this, j);
+  if (fp8_block_n > 0) {
+    j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
+                                {"weight_block_size", {fp8_block_n, fp8_block_k}}};
+  }
   return j.dump(2) + "\n";
 }
 

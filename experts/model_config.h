@@ -78,6 +78,11 @@ struct ModelConfig {
   int expert_layer_offset = 0;    // Jamba
   std::vector<int> moe_layers;    // Llama 4 (from interleave_moe_layer_step when absent)
 
+  // FP8 block-scaled weights (quantization_config quant_method "fp8", fmt "e4m3"): the block of
+  // weight_block_size [n, k]; 0 = not quantized.
+  int fp8_block_n = 0;
+  int fp8_block_k = 0;
+
   TensorNames names;  // the family's
 
   bool IsMoeLayer(int layer) const;

@@ -167,6 +167,13 @@ bool SafetensorsFile::Contains(absl::string_view name) const {
   return entries_.find(std::string(name)) != entries_.end();
 }
 
+absl::StatusOr<const uint8_t*> SafetensorsFile::RawBytes(absl::string_view name, Entry* entry) const {
+  auto it = entries_.find(std::string(name));
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("tensor '", name, "' not found in ", path_));
+  *entry = it->second;
+  return data_ + it->second.begin;
+}
+
 absl::StatusOr<Tensor> SafetensorsFile::Get(absl::string_view name) const {
   auto it = entries_.find(std::string(name));
   if (it == entries_.end()) {

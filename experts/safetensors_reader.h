@@ -43,6 +43,9 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   // A borrowed view of tensor `name`. NOT_FOUND if absent; INVALID_ARGUMENT if its dtype is one
   // moe-serve cannot serve (anything but F32/BF16/F16, e.g. FP8), naming the tensor.
   absl::StatusOr<Tensor> Get(absl::string_view name) const;
+  // The bytes of tensor `name` whatever its dtype (for quantized weights: experts/fp8.h), with its
+  // entry. NOT_FOUND if absent. The bytes live as long as this file.
+  absl::StatusOr<const uint8_t*> RawBytes(absl::string_view name, Entry* entry) const;
 
  private:
   SafetensorsFile() = default;

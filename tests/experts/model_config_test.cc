@@ -201,5 +201,21 @@ TEST(ModelConfigFamiliesTest, LayerRulesOfTheNewFamilies) {
               StatusIs(absl::StatusCode::kInvalidArgument, "'moe_topk' is a per-layer list"));
 }
 
+TEST(ModelConfigFamiliesTest, Fp8BlockQuantizationIsReadOthersRefusedByMethod) {
+  const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
+    "moe_intermediate_size": 4, "n_routed_experts": 8, "num_experts_per_tok": 2, "num_hidden_layers": 2,
+    "n_group": 1, "topk_group": 1)";
+  ASSERT_OK_AND_ASSIGN(ModelConfig c, ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {
+    "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 64]}})"));
+  EXPECT_EQ(c.fp8_block_n, 128);
+  EXPECT_EQ(c.fp8_block_k, 64);
+  ASSERT_OK_AND_ASSIGN(ModelConfig back, ModelConfig::Parse(c.ToJson()));
+  EXPECT_EQ(back.fp8_block_k, 64);
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "mxfp4"}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "quant_method 'mxfp4'"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8", "fmt": "e5m2", "weight_block_size": [128, 128]}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "fmt \"e5m2\""));
+}
+
 }  // namespace
 }  // namespace moe::experts

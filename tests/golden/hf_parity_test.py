@@ -18,6 +18,8 @@ import signal
 import subprocess
 import sys
 
+import re
+
 import numpy as np
 import torch
 import transformers
@@ -85,8 +87,10 @@ def spread_router(model, rng):
 
 
 class Cluster:
-    def __init__(self, bin_dir, ckpt, workers):
-        args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}", "--worker_flags=--threads=1"]
+    def __init__(self, bin_dir, ckpt, workers, f32_compute=False):
+        extra = " --cpu_compute=f32" if f32_compute else ""
+        args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}",
+                f"--worker_flags=--threads=1{extra}", f"--router_flags={extra.strip()}"]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.router = None
         for line in self.proc.stdout:  # moe-cluster prints the router first, then "running"
@@ -133,6 +137,51 @@ def hf_reference(model, layer, x):
     return out.reshape(N_TOKENS, H).double().numpy(), experts
 
 
+FP8_BLOCK = [16, 16]  # tiny dims: 24 and 40 leave ragged edge blocks
+FP8_PROJ = re.compile(r"\.mlp\.(experts\.\d+\.|shared_experts\.)?(gate|up|down)_proj\.weight$")
+
+
+def quantize_fp8(ckpt, deq_dir):
+    """Rewrites `ckpt` as DeepSeek ships FP8: every MLP projection F8_E4M3 with a per-block f32
+    `_scale_inv` (amax / 448 per block), quantization_config in config.json; writes the same
+    checkpoint with those weights dequantized by transformers' own _dequantize_fp8_weight (in f32,
+    then rounded to bf16 as moe-serve keeps them) to `deq_dir`, for the HF reference model."""
+    from safetensors.torch import load_file, save_file
+    from transformers.integrations.finegrained_fp8 import _dequantize_fp8_weight
+    shutil.copytree(ckpt, deq_dir)
+    index = json.load(open(os.path.join(ckpt, "model.safetensors.index.json")))
+    quantized = 0
+    for shard in sorted(set(index["weight_map"].values())):
+        tensors = load_file(os.path.join(ckpt, shard))
+        fp8, deq = {}, {}
+        for name, w in tensors.items():
+            if not FP8_PROJ.search(name):
+                fp8[name], deq[name] = w, w
+                continue
+            n, k = w.shape
+            bn, bk = FP8_BLOCK
+            scale = torch.zeros((n + bn - 1) // bn, (k + bk - 1) // bk)
+            q = torch.empty_like(w)
+            for i in range(scale.shape[0]):
+                for j in range(scale.shape[1]):
+                    block = w[i * bn:(i + 1) * bn, j * bk:(j + 1) * bk]
+                    scale[i, j] = block.abs().max().clamp(min=1e-12) / 448.0
+                    q[i * bn:(i + 1) * bn, j * bk:(j + 1) * bk] = block / scale[i, j]
+            fp8[name] = q.to(torch.float8_e4m3fn)
+            fp8[name + "_scale_inv"] = scale
+            index["weight_map"][name + "_scale_inv"] = shard
+            deq[name] = _dequantize_fp8_weight(fp8[name], scale, FP8_BLOCK, torch.float32).to(torch.bfloat16).float()
+            quantized += 1
+        save_file(fp8, os.path.join(ckpt, shard), metadata={"format": "pt"})
+        save_file(deq, os.path.join(deq_dir, shard), metadata={"format": "pt"})
+    json.dump(index, open(os.path.join(ckpt, "model.safetensors.index.json"), "w"))
+    config = json.load(open(os.path.join(ckpt, "config.json")))
+    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                     "weight_block_size": FP8_BLOCK}
+    json.dump(config, open(os.path.join(ckpt, "config.json"), "w"), indent=2)
+    return quantized
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -152,23 +201,34 @@ def main():
 
     rng = np.random.default_rng(2026)
     only = set(filter(None, args.only.split(",")))
-    for label, model_type, fields in CASES:
+    cases = CASES + [("deepseek_v3 fp8", "deepseek_v3", CASES[6][2]), ("glm4_moe fp8", "glm4_moe",
+                                                                      CASES[8][2])]
+    for label, model_type, fields in cases:
         if only and label not in only:
             continue
+        fp8 = label.endswith("fp8")
         torch.manual_seed(7)
         config = AutoConfig.for_model(model_type, **SMALL, **fields)
         model = AutoModelForCausalLM.from_config(config).float().eval()
         spread_router(model, rng)
-        ckpt = os.path.join(args.tmp, f"hf-{label}")
+        ckpt = os.path.join(args.tmp, "hf-" + label.replace(" ", "-"))
         shutil.rmtree(ckpt, ignore_errors=True)
         model.save_pretrained(ckpt, max_shard_size="100KB")
         shards = len([f for f in os.listdir(ckpt) if f.endswith(".safetensors")])
+        if fp8:
+            # Served from FP8 (dequantized to bf16 at load, f32 compute); the reference is HF's model
+            # loaded from the same weights dequantized by transformers' own function.
+            deq = ckpt + "-dequantized"
+            shutil.rmtree(deq, ignore_errors=True)
+            count = quantize_fp8(ckpt, deq)
+            check(count > 0, f"{label}: {count} MLP weights written as F8_E4M3 with {FP8_BLOCK} block scales")
+            model = AutoModelForCausalLM.from_pretrained(deq, dtype=torch.float32).eval()
         xs = [rng.normal(0, 1, (N_TOKENS, H)).astype(np.float32) for _ in range(LAYERS)]
         refs = [hf_reference(model, layer, xs[layer]) for layer in range(LAYERS)]
         moe_layers = sum(r[1] is not None for r in refs)
         check(moe_layers > 0, f"{label}: {shards} shards, {moe_layers} of {LAYERS} layers MoE in HF's model")
         for mode, workers in (("in-process", 0), ("networked", 3)):
-            cluster = Cluster(args.bin, ckpt, workers)
+            cluster = Cluster(args.bin, ckpt, workers, f32_compute=fp8)
             try:
                 for layer in range(LAYERS):
                     got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)

@@ -1,0 +1,50 @@
+// experts/fp8.cc
+#include "experts/fp8.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::experts {
+
+float E4m3ToF32(uint8_t code) {
+  const int sign = code >> 7, exponent = (code >> 3) & 0xf, mantissa = code & 0x7;
+  float value;
+  if (exponent == 0xf && mantissa == 0x7) {
+    value = std::numeric_limits<float>::quiet_NaN();
+  } else if (exponent == 0) {
+    value = std::ldexp(static_cast<float>(mantissa) / 8.0f, -6);  // subnormal
+  } else {
+    value = std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
+  }
+  return sign ? -value : value;
+}
+
+absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_t* q, int64_t n, int64_t k,
+                                           const Tensor& scales, int block_n, int block_k, DType dtype) {
+  const int64_t bn = (n + block_n - 1) / block_n, bk = (k + block_k - 1) / block_k;
+  if (scales.dtype() != DType::kF32 || scales.shape() != std::vector<int64_t>{bn, bk}) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "_scale_inv' is ", scales.DebugString(),
+                                                   "; expected F32[", bn, ", ", bk, "] for FP8 blocks of ",
+                                                   block_n, "x", block_k, " of a [", n, ", ", k, "] weight"));
+  }
+  float table[256];
+  for (int c = 0; c < 256; ++c) table[c] = E4m3ToF32(static_cast<uint8_t>(c));
+  Tensor out = Tensor::Zeros(dtype, {n, k});
+  const float* s = scales.f32().data();
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* block_scales = s + (i / block_n) * bk;
+    for (int64_t j = 0; j < k; ++j) row[j] = table[q[i * k + j]] * block_scales[j / block_k];
+    if (dtype == DType::kBF16) {
+      auto* dst = static_cast<uint16_t*>(out.mutable_raw_data()) + i * k;
+      for (int64_t j = 0; j < k; ++j) dst[j] = F32ToBF16(row[j]);
+    } else {
+      std::copy(row.begin(), row.end(), out.mutable_f32().begin() + i * k);
+    }
+  }
+  return out;
+}
+
+}  // namespace moe::experts

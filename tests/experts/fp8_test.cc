@@ -1,0 +1,60 @@
+// tests/experts/fp8_test.cc
+// e4m3fn decoding against known values and the format's definition, and block dequantization
+// with ragged edge blocks against a double-precision loop.
+#include "experts/fp8.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::experts {
+namespace {
+
+using ::moe::testing::StatusIs;
+
+TEST(Fp8Test, E4m3KnownValues) {
+  EXPECT_EQ(E4m3ToF32(0x00), 0.0f);
+  EXPECT_TRUE(std::signbit(E4m3ToF32(0x80)));
+  EXPECT_EQ(E4m3ToF32(0x38), 1.0f);            // 0.0111.000
+  EXPECT_EQ(E4m3ToF32(0xb8), -1.0f);
+  EXPECT_EQ(E4m3ToF32(0x7e), 448.0f);           // largest: 1.110 × 2^8
+  EXPECT_EQ(E4m3ToF32(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+  EXPECT_EQ(E4m3ToF32(0x08), std::ldexp(1.0f, -6));  // smallest normal
+  EXPECT_TRUE(std::isnan(E4m3ToF32(0x7f)));
+  EXPECT_TRUE(std::isnan(E4m3ToF32(0xff)));
+  // Every code: (-1)^s · 2^(e-7) · (1 + m/8), subnormals 2^-6 · m/8; monotone in the positive half.
+  for (int c = 0; c < 0x7f; ++c) {
+    const int e = (c >> 3) & 15, m = c & 7;
+    const double want = e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7);
+    EXPECT_EQ(E4m3ToF32(static_cast<uint8_t>(c)), static_cast<float>(want)) << c;
+    EXPECT_EQ(E4m3ToF32(static_cast<uint8_t>(c | 0x80)), -static_cast<float>(want)) << c;
+    if (c > 0) EXPECT_GT(E4m3ToF32(static_cast<uint8_t>(c)), E4m3ToF32(static_cast<uint8_t>(c - 1)));
+  }
+}
+
+TEST(Fp8Test, BlocksWithRaggedEdgesMatchADoubleLoop) {
+  const int64_t n = 37, k = 70;  // blocks of 16 x 32: 3 x 3, the last ones ragged
+  const int bn = 16, bk = 32;
+  std::vector<uint8_t> q(n * k);
+  for (int64_t i = 0; i < n * k; ++i) q[i] = static_cast<uint8_t>((i * 37 + 11) % 256 == 0x7f ? 0 : (i * 37 + 11) % 256);
+  for (auto& v : q) if ((v & 0x7f) == 0x7f) v = 0x3c;  // no NaNs in a weight
+  const std::vector<float> s = testing::RandomVector(3 * 3, 5, 1.0f);
+  const Tensor scales = Tensor::FromF32(s, {3, 3});
+  ASSERT_OK_AND_ASSIGN(const Tensor f32, DequantizeFp8Blocks("w", q.data(), n, k, scales, bn, bk, DType::kF32));
+  ASSERT_OK_AND_ASSIGN(const Tensor bf16, DequantizeFp8Blocks("w", q.data(), n, k, scales, bn, bk, DType::kBF16));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      const double want = double(E4m3ToF32(q[i * k + j])) * double(s[(i / bn) * 3 + j / bk]);
+      ASSERT_EQ(f32.f32()[i * k + j], static_cast<float>(want)) << i << "," << j;  // exact in f32
+      ASSERT_EQ(static_cast<const uint16_t*>(bf16.raw_data())[i * k + j], F32ToBF16(static_cast<float>(want)));
+    }
+  }
+  EXPECT_THAT(DequantizeFp8Blocks("w", q.data(), n, k, Tensor::FromF32(s, {9, 1}), bn, bk, DType::kBF16),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'w_scale_inv' is F32[9, 1]; expected F32[3, 3]"));
+}
+
+}  // namespace
+}  // namespace moe::experts
