@@ -57,6 +57,7 @@ struct ModelConfig {
   bool selection_bias = false;             // a bias added to the scores to choose, not to weigh
   bool norm_needs_topk_above_one = false;  // DeepSeek: renormalise only when top_k > 1
   float norm_epsilon = 0.0f;               // added to the renormalisation's denominator
+  float norm_floor = 0.0f;                 // the denominator is at least this (ERNIE's moe_norm_min)
   bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x), not Σ w_i·E_i(x)
   float capacity_factor = 0.0f;            // Switch: expert capacity factor (0 = unlimited)
@@ -77,6 +78,9 @@ struct ModelConfig {
   int expert_layer_period = 1;    // Jamba
   int expert_layer_offset = 0;    // Jamba
   std::vector<int> moe_layers;    // Llama 4 (from interleave_moe_layer_step when absent)
+  int moe_layer_start = 0;        // ERNIE: MoE iff start <= l <= end and (l + 1) % interval == 0
+  int moe_layer_end = -1;
+  int moe_layer_interval = 1;
 
   // FP8 block-scaled weights (quantization_config quant_method "fp8", fmt "e4m3"): the block of
   // weight_block_size [n, k]; 0 = not quantized.

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -103,7 +104,7 @@ float Gate::WeightFactor(absl::Span<const float> chosen) const {
   if (normalise) {
     float sum = 0.0f;
     for (float v : chosen) sum += v;
-    factor = 1.0f / (sum + spec_.norm_epsilon);
+    factor = 1.0f / std::max(sum + spec_.norm_epsilon, spec_.norm_floor);
   }
   if (!normalise || !spec_.scale_only_without_norm) factor *= spec_.routed_scaling_factor;
   return factor;

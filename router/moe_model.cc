@@ -22,7 +22,16 @@ absl::StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(const experts::Checkp
       weights.weight = &weight;
     }
     if (spec.selection_bias) {
-      ASSIGN_OR_RETURN(bias, checkpoint.GetWithShape(experts::GateBiasName(c, layer), {c.num_experts}));
+      // [E], or [1, E] as ERNIE stores it (one group of experts).
+      const std::string name = experts::GateBiasName(c, layer);
+      ASSIGN_OR_RETURN(bias, checkpoint.Get(name));
+      if (bias.shape() == std::vector<int64_t>{1, c.num_experts}) {
+        bias = experts::Tensor::Borrow(bias.dtype(), {c.num_experts}, bias.raw_data(), nullptr).Clone();
+      }
+      if (bias.shape() != std::vector<int64_t>{c.num_experts}) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ", experts::ShapeString(bias.shape()),
+                                                       ", expected [", c.num_experts, "] or [1, ", c.num_experts, "]"));
+      }
       weights.bias = &bias;
     }
     if (spec.shared_gate) {

@@ -22,6 +22,7 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.selection_bias = c.selection_bias;
   s.norm_needs_topk_above_one = c.norm_needs_topk_above_one;
   s.norm_epsilon = c.norm_epsilon;
+  s.norm_floor = c.norm_floor;
   s.scale_only_without_norm = c.scale_only_without_norm;
   s.weight_on_input = c.weight_on_input;
   if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {

@@ -62,6 +62,9 @@ CASES = [
     ("granitemoe", "granitemoe", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
     ("llama4_text", "llama4_text", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
                                         intermediate_size_mlp=DENSE_I, interleave_moe_layer_step=2)),
+    ("ernie4_5_moe", "ernie4_5_moe", dict(moe_num_experts=E, moe_k=K, moe_intermediate_size=MOE_I,
+                                          intermediate_size=DENSE_I, moe_num_shared_experts=1,
+                                          moe_layer_start_index=1, moe_layer_interval=1)),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
@@ -81,7 +84,7 @@ def spread_router(model, rng):
         for name, p in model.named_parameters():
             if name.endswith(("gate.weight", "router.weight", "gate.wg.weight")) and p.dim() == 2 and p.shape[0] == E:
                 p.copy_(torch.from_numpy(rng.normal(0, 2.0 * H ** -0.5, tuple(p.shape)).astype(np.float32)))
-        for name, b in model.named_buffers():
+        for name, b in list(model.named_buffers()) + list(model.named_parameters()):
             if name.endswith("e_score_correction_bias"):
                 b.copy_(torch.from_numpy(rng.uniform(-0.3, 0.3, tuple(b.shape)).astype(np.float32)))
 

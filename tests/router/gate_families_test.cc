@@ -162,5 +162,35 @@ TEST(GateFamiliesTest, MissingTensorsAreNamed) {
               testing::StatusIs(absl::StatusCode::kInvalidArgument, "shared expert gate is missing"));
 }
 
+TEST(GateFamiliesTest, ErnieFloorsTheRenormalisationAndLlama4WeighsTheInput) {
+  // ERNIE: w = p / max(Σp, moe_norm_min). With sigmoid scores summing to 0.5 + 0.27 < 1 and a
+  // floor of 1, the chosen scores come back unnormalised; without the floor they sum to 1.
+  RoutingSpec spec;
+  spec.num_experts = 3;
+  spec.top_k = 2;
+  spec.scoring = RoutingSpec::Scoring::kSigmoid;
+  spec.norm_topk_prob = true;
+  spec.norm_floor = 1.0f;
+  const Tensor w = Identity(3);
+  const std::vector<float> logits = {0.0f, -1.0f, -3.0f};
+  ASSERT_OK_AND_ASSIGN(Gate floored, Gate::Create(spec, 3, {.weight = &w}));
+  ASSERT_OK_AND_ASSIGN(Routing r, floored.Route(logits, 1));
+  EXPECT_EQ(Ids(r, 0), (std::vector<int>{0, 1}));
+  EXPECT_NEAR(r.WeightsOf(0)[0], 0.5, 1e-6);
+  EXPECT_NEAR(r.WeightsOf(0)[1], Sigmoid(-1.0), 1e-6);
+  spec.norm_floor = 0.0f;
+  ASSERT_OK_AND_ASSIGN(Gate plain, Gate::Create(spec, 3, {.weight = &w}));
+  ASSERT_OK_AND_ASSIGN(Routing p, plain.Route(logits, 1));
+  EXPECT_NEAR(p.WeightsOf(0)[0] + p.WeightsOf(0)[1], 1.0, 1e-6);
+  EXPECT_FALSE(p.weight_on_input);
+  // Llama 4: σ of the chosen logits, not renormalised, marked to scale the experts' inputs.
+  spec.norm_topk_prob = false;
+  spec.weight_on_input = true;
+  ASSERT_OK_AND_ASSIGN(Gate llama4, Gate::Create(spec, 3, {.weight = &w}));
+  ASSERT_OK_AND_ASSIGN(Routing l, llama4.Route(logits, 1));
+  EXPECT_TRUE(l.weight_on_input);
+  EXPECT_NEAR(l.WeightsOf(0)[1], Sigmoid(-1.0), 1e-6);
+}
+
 }  // namespace
 }  // namespace moe::router
