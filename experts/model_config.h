@@ -60,6 +60,8 @@ struct ModelConfig {
   float norm_floor = 0.0f;                 // the denominator is at least this (ERNIE's moe_norm_min)
   bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x), not Σ w_i·E_i(x)
+  bool sparsemixer = false;                // PhiMoE: SparseMixer top-2 (router/sparsemixer.h)
+  float sparsemixer_eps = 0.0f;            // its ε (router_jitter_noise)
   float capacity_factor = 0.0f;            // Switch: expert capacity factor (0 = unlimited)
 
   // Shared experts of an MoE layer: one always-on MLP of `shared_intermediate` (DeepSeek's

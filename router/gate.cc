@@ -11,6 +11,7 @@
 #include "experts/status_macros.h"
 #include "router/balanced_assignment.h"
 #include "router/capacity.h"
+#include "router/sparsemixer.h"
 #include "router/expert_choice.h"
 #include "router/scoring.h"
 
@@ -49,6 +50,10 @@ absl::StatusOr<Gate> Gate::Create(const RoutingSpec& spec, int hidden, const Gat
     if (spec.top_k < 1 || spec.top_k > e) {
       return absl::InvalidArgumentError(absl::StrCat("top_k is ", spec.top_k, ", must be in [1, ", e, "]"));
     }
+    if (spec.sparsemixer && (spec.top_k != 2 || e < 2)) {
+      return absl::InvalidArgumentError(absl::StrCat("sparsemixer routing is top-2 of at least 2 experts; top_k is ",
+                                                     spec.top_k, " of ", e));
+    }
     if (spec.group_score != RoutingSpec::GroupScore::kNone &&
         (spec.n_group < 1 || e % spec.n_group != 0 || spec.topk_group < 1 || spec.topk_group > spec.n_group)) {
       return absl::InvalidArgumentError(absl::StrCat("groups: n_group ", spec.n_group, ", topk_group ", spec.topk_group,
@@ -84,12 +89,14 @@ absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float
       std::normal_distribution<float> normal;
       for (float& v : row) v += spec_.noise_std * normal(rng);
     }
+    absl::Span<float> sel = absl::MakeSpan(selection).subspan(t * e, e);
+    if (spec_.sparsemixer) std::copy(row.begin(), row.end(), sel.begin());  // it selects on the raw logits
     const absl::Status s = spec_.scoring == RoutingSpec::Scoring::kSoftmax ? SoftmaxInPlace(row) : SigmoidInPlace(row);
     if (!s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("hidden_states: token ", t, " gives non-finite gate logits (NaN or Inf in input)"));
     }
-    absl::Span<float> sel = absl::MakeSpan(selection).subspan(t * e, e);
+    if (spec_.sparsemixer) continue;
     for (int64_t i = 0; i < e; ++i) sel[i] = row[i] + (bias_.empty() ? 0.0f : bias_[i]);
     if (spec_.group_score != RoutingSpec::GroupScore::kNone) {
       MaskGroups(sel, spec_.n_group, spec_.topk_group, spec_.group_score == RoutingSpec::GroupScore::kTop2Sum);
@@ -126,6 +133,18 @@ Routing Gate::TokenChoice(absl::Span<const float> scores, absl::Span<const float
     r.token_offsets[t + 1] = (t + 1) * k;
   }
   if (spec_.capacity_factor > 0) ApplyCapacity(spec_, selection, scores, factor, r);
+  return r;
+}
+
+Routing Gate::SparseMixer(absl::Span<const float> logits, int64_t n) const {
+  const int e = spec_.num_experts;
+  Routing r = EmptyRouting(n, e);
+  r.experts.resize(n * 2);
+  r.weights.resize(n * 2);
+  for (int64_t t = 0; t < n; ++t) {
+    SparseMixerTop2(logits.subspan(t * e, e), spec_.sparsemixer_eps, &r.experts[t * 2], &r.weights[t * 2]);
+    r.token_offsets[t + 1] = (t + 1) * 2;
+  }
   return r;
 }
 
@@ -176,7 +195,7 @@ absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const 
     RETURN_IF_ERROR(Score(x, n, scores, selection));
     switch (spec_.policy) {
       case RoutingSpec::Policy::kTokenChoice:
-        r = TokenChoice(scores, selection, n);
+        r = spec_.sparsemixer ? SparseMixer(selection, n) : TokenChoice(scores, selection, n);
         break;
       case RoutingSpec::Policy::kExpertChoice:
         r = ExpertChoice(spec_, selection, scores, n);

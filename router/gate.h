@@ -48,6 +48,7 @@ class Gate {
   absl::Status Score(absl::Span<const float> x, int64_t n, std::vector<float>& scores,
                      std::vector<float>& selection) const;
   Routing TokenChoice(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const;
+  Routing SparseMixer(absl::Span<const float> logits, int64_t n) const;
   Routing Balanced(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const;
   // Normalisation and scaling of a token's chosen scores: the factor they are multiplied by.
   float WeightFactor(absl::Span<const float> chosen_scores) const;

@@ -25,6 +25,8 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.norm_floor = c.norm_floor;
   s.scale_only_without_norm = c.scale_only_without_norm;
   s.weight_on_input = c.weight_on_input;
+  s.sparsemixer = c.sparsemixer;
+  s.sparsemixer_eps = c.sparsemixer_eps;
   if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
     s.n_group = c.n_group;
     s.topk_group = c.topk_group;
@@ -62,6 +64,7 @@ std::string RoutingSpec::DebugString() const {
       parts.push_back(absl::StrCat("balanced assignment over ", num_experts));
       break;
   }
+  if (sparsemixer) parts.push_back(absl::StrCat("sparsemixer eps ", sparsemixer_eps));
   if (norm_topk_prob) parts.push_back("renormalised");
   if (weight_on_input) parts.push_back("weight on the input");
   if (routed_scaling_factor != 1.0f) parts.push_back(absl::StrCat("x", routed_scaling_factor));

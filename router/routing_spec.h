@@ -35,6 +35,10 @@ struct RoutingSpec {
   float routed_scaling_factor = 1.0f;
   bool scale_only_without_norm = false;    // DeepSeek-V2 scales only when it does not renormalise
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x) (Routing::weight_on_input)
+  // PhiMoE: SparseMixer top-2 on the raw logits (router/sparsemixer.h) with this ε instead of
+  // top-k of the scores; `scoring` then only feeds the load statistics.
+  bool sparsemixer = false;
+  float sparsemixer_eps = 0.0f;
   // Always-on MLP (shared experts, or the MLP of a dense layer), expert id num_experts.
   bool always_on = false;
   bool shared_gate = false;  // Qwen2: the always-on output is scaled by sigmoid(w · x)

@@ -65,6 +65,8 @@ CASES = [
     ("ernie4_5_moe", "ernie4_5_moe", dict(moe_num_experts=E, moe_k=K, moe_intermediate_size=MOE_I,
                                           intermediate_size=DENSE_I, moe_num_shared_experts=1,
                                           moe_layer_start_index=1, moe_layer_interval=1)),
+    ("phimoe", "phimoe", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
+                              router_jitter_noise=0.3)),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
