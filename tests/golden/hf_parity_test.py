@@ -29,7 +29,8 @@ H, E, K, MOE_I, DENSE_I, LAYERS, N_TOKENS = 32, 8, 2, 24, 40, 3, 41
 TOL = 1e-5
 SMALL = dict(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
              vocab_size=64, hidden_act="silu", tie_word_embeddings=False)
-DEEPSEEK_ATTENTION = dict(q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16)
+DEEPSEEK_ATTENTION = dict(q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+                          head_dim=8)  # HF sets head_dim = qk_rope_head_dim
 V3_ROUTER = dict(n_routed_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I, intermediate_size=DENSE_I,
                  n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2, norm_topk_prob=True,
                  routed_scaling_factor=2.5)
@@ -45,7 +46,8 @@ CASES = [
     ("qwen3_next", "qwen3_next", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                                       intermediate_size=DENSE_I, shared_expert_intermediate_size=36,
                                       norm_topk_prob=True, mlp_only_layers=[0], linear_num_key_heads=2,
-                                      linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8)),
+                                      linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
+                                      full_attention_interval=2)),
     ("olmoe", "olmoe", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, norm_topk_prob=False)),
     ("deepseek_v2", "deepseek_v2", dict(DEEPSEEK_ATTENTION, n_routed_experts=E, num_experts_per_tok=K,
                                         moe_intermediate_size=MOE_I, intermediate_size=DENSE_I, n_shared_experts=2,
@@ -53,7 +55,7 @@ CASES = [
                                         routed_scaling_factor=16.0)),
     ("deepseek_v3", "deepseek_v3", dict(DEEPSEEK_ATTENTION, **V3_ROUTER)),
     ("deepseek_v32", "deepseek_v32", dict(DEEPSEEK_ATTENTION, **V3_ROUTER, q_lora_rank=16,
-                                          mlp_layer_types=["dense", "sparse", "sparse"], index_n_heads=2,
+                                          mlp_layer_types=["dense", "sparse", "sparse"], index_n_heads=2, num_key_value_heads=2,
                                           index_head_dim=16, index_topk=4)),
     ("glm4_moe", "glm4_moe", dict(V3_ROUTER, routed_scaling_factor=1.5)),
     ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
@@ -187,6 +189,48 @@ def quantize_fp8(ckpt, deq_dir):
     return quantized
 
 
+class RemoteMlp(torch.nn.Module):
+    """A layer's MLP block replaced by a call to moe-serve (moe-client), returning what the HF block
+    returns (its extra outputs, e.g. router logits, from the original block)."""
+
+    def __init__(self, original, bin_dir, router, layer, tmp):
+        super().__init__()
+        self.original, self.bin_dir, self.router, self.layer, self.tmp = original, bin_dir, router, layer, tmp
+
+    def forward(self, hidden_states):
+        shape = hidden_states.shape
+        x = hidden_states.reshape(-1, shape[-1]).detach().float().numpy()
+        got, _ = run_client(self.bin_dir, self.router, self.layer, x, self.tmp)
+        out = torch.from_numpy(got.astype(np.float32)).reshape(shape).to(hidden_states.dtype)
+        ref = self.original(hidden_states)
+        return (out,) + tuple(ref[1:]) if isinstance(ref, tuple) else out
+
+
+def generate_check(model, cluster, bin_dir, tmp, check, label):
+    """Greedy generate() of the unmodified model vs the model whose every MLP block is moe-serve."""
+    ids = torch.tensor([[1, 7, 3, 12, 5]])
+    with torch.no_grad():
+        want = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        want_logits = model(ids).logits
+        swapped = []
+        for i, layer in enumerate(model.model.layers):
+            for name in ("mlp", "block_sparse_moe", "feed_forward"):
+                if hasattr(layer, name):
+                    swapped.append((layer, name, getattr(layer, name)))
+                    setattr(layer, name, RemoteMlp(getattr(layer, name), bin_dir, cluster.router, i, tmp))
+                    break
+        try:
+            got = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+            got_logits = model(ids).logits
+        finally:
+            for layer, name, original in swapped:
+                setattr(layer, name, original)
+    err = float((got_logits - want_logits).abs().max() / want_logits.abs().max())
+    same = torch.equal(got, want)
+    check(same and err <= TOL, f"{label}: greedy generate() with every MLP block served by moe-serve: tokens "
+                               f"{'identical' if same else 'DIFFER'} ({got[0, 5:].tolist()}), logits rel err {err:.2e}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -213,7 +257,7 @@ def main():
             continue
         fp8 = label.endswith("fp8")
         torch.manual_seed(7)
-        config = AutoConfig.for_model(model_type, **SMALL, **fields)
+        config = AutoConfig.for_model(model_type, **{**SMALL, **fields})
         model = AutoModelForCausalLM.from_config(config).float().eval()
         spread_router(model, rng)
         ckpt = os.path.join(args.tmp, "hf-" + label.replace(" ", "-"))
@@ -247,6 +291,8 @@ def main():
                     check(differ == 0 and err <= TOL,
                           f"{label}, {mode}, layer {layer}: experts {'identical' if differ == 0 else 'DIFFER'} "
                           f"for {N_TOKENS - differ}/{N_TOKENS} tokens, rel err {err:.2e}")
+                if mode == "in-process":
+                    generate_check(model, cluster, args.bin, args.tmp, check, label)
             finally:
                 cluster.stop()
     print(f"{results['passed']} passed, {results['failed']} failed")
