@@ -36,6 +36,12 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Sp
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {
+    for (const ExpertWeights& w : weights) {
+      if (w.b1.rank() > 0 || w.activation.alpha > 0.0f) {
+        return absl::UnimplementedError(
+            "experts with biases or gpt-oss's clamped activation run on the CPU backend only (--backend=cpu)");
+      }
+    }
     return cuda::CreateCudaBackend(
         weights, {.device = options.device, .dtype = options.cuda_dtype, .grouped_gemm = options.cuda_grouped_gemm});
   }

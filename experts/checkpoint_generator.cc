@@ -69,6 +69,7 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   for (int layer = 0; layer < c.num_layers; ++layer) {
     if (c.IsMoeLayer(layer)) {
       plan.push_back({GateWeightName(c, layer), {e, h}, sh, seed++});
+      if (!c.names.router_bias.empty()) plan.push_back({RouterBiasName(c, layer), {e}, 0.5f, seed++});
       if (c.selection_bias) {
         // Selection bias, always f32; spread enough that some biased scores go negative.
         plan.push_back({GateBiasName(c, layer), {e}, 0.5f, seed++, /*force_f32=*/true});
@@ -80,6 +81,10 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
                         sh, seed++});
         plan.push_back({StackedDownName(c, layer), t ? std::vector<int64_t>{e, mi, h} : std::vector<int64_t>{e, h, mi},
                         1.0f / std::sqrt(float(mi)), seed++});
+        if (!c.names.stacked_gate_up_bias.empty()) {
+          plan.push_back({StackedGateUpBiasName(c, layer), {e, 2 * mi}, 0.1f, seed++});
+          plan.push_back({StackedDownBiasName(c, layer), {e, h}, 0.1f, seed++});
+        }
       } else {
         for (int x = 0; x < e; ++x) {
           mlp([&](Projection p) { return ExpertWeightName(c, layer, x, p); }, mi);

@@ -109,6 +109,24 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
       e.gate_up.push_back(std::move(slice));
     }
     ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
+    if (w.b1.rank() > 0 || w.b3.rank() > 0 || w.b2.rank() > 0) {  // a default Tensor has rank 0
+      if (w.b1.shape() != std::vector<int64_t>{inter} || w.b3.shape() != std::vector<int64_t>{inter} ||
+          w.b2.shape() != std::vector<int64_t>{hidden}) {
+        return absl::InvalidArgumentError(absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer,
+                                                       " has biases ", ShapeString(w.b1.shape()), ", ",
+                                                       ShapeString(w.b3.shape()), ", ", ShapeString(w.b2.shape()),
+                                                       "; expected [I], [I], [H]"));
+      }
+      const auto f32 = [](const Tensor& t) {
+        const Tensor f = t.ToF32();
+        return std::vector<float>(f.f32().begin(), f.f32().end());
+      };
+      e.b1 = f32(w.b1);
+      e.b3 = f32(w.b3);
+      e.b2 = f32(w.b2);
+    }
+    e.alpha = w.activation.alpha;
+    e.limit = w.activation.limit;
     backend->resident_.bytes += static_cast<int64_t>(e.w2.bytes());
     (keep_bf16 ? any_bf16 : any_f32) = true;
     backend->experts_.emplace(w.key, std::move(e));
@@ -224,6 +242,18 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
     x = xf;
   }
   const size_t act_size = bf16 ? sizeof(uint16_t) : sizeof(float);
+  const auto glu = [&](int64_t first) {  // the slice's biases and the expert's activation
+    return GluParams{.gate_bias = e.b1.empty() ? nullptr : e.b1.data() + first,
+                     .up_bias = e.b3.empty() ? nullptr : e.b3.data() + first,
+                     .alpha = e.alpha,
+                     .limit = e.limit};
+  };
+  const auto add_down_bias = [&] {
+    if (e.b2.empty()) return;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < h; ++j) out[r * h + j] += e.b2[j];
+    }
+  };
   const auto act_at = [&](int64_t column) { return static_cast<char*>(act) + column * act_size; };
   if (own) {
     SmallRowsProduct(isa_, e.gate_up, x, ldx, rows, gate_up, gate_up_cols, threads_);
@@ -231,13 +261,14 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
     for (const PackedWeight& slice : e.gate_up) {
       const int64_t cols = slice.n() / 2;
       const float* g = gate_up + 2 * first;
-      SiluMulRows(isa_, g, g + cols, gate_up_cols, rows, cols, dtype, act_at(first), ld_act, threads_);
+      SiluMulRows(isa_, g, g + cols, gate_up_cols, rows, cols, dtype, act_at(first), ld_act, threads_, glu(first));
       first += cols;
     }
     for (int64_t r = 0; r < rows && ld_act > inter; ++r) {  // the product reads K padding as zeros
       std::memset(act_at(r * ld_act + inter), 0, static_cast<size_t>(ld_act - inter) * act_size);
     }
     SmallRowsProduct(isa_, e.w2, act, ld_act, rows, out, h, threads_);
+    add_down_bias();
     return absl::OkStatus();
   }
   // Rows past `rows` (bucket padding) are computed from stale scratch and never read.
@@ -245,12 +276,14 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
   for (const PackedWeight& slice : e.gate_up) {
     const int64_t cols = slice.n() / 2;
     RETURN_IF_ERROR(matmuls_.Run(slice, x, m, gate_up));
-    SiluMulRows(isa_, gate_up, gate_up + cols, slice.n(), rows, cols, dtype, act_at(first), ld_act, threads_);
+    SiluMulRows(isa_, gate_up, gate_up + cols, slice.n(), rows, cols, dtype, act_at(first), ld_act, threads_,
+                glu(first));
     first += cols;
   }
   float* y = m == rows && aligned(out) ? out : y_scratch;
   RETURN_IF_ERROR(matmuls_.Run(e.w2, act, m, y));
   if (y != out) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));
+  add_down_bias();
   return absl::OkStatus();
 }
 

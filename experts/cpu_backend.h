@@ -76,6 +76,8 @@ class CpuExpertBackend : public ExpertBackend {
     // [j·slice, j·slice + w) then the same rows of w3 (the last slice may be narrower).
     std::vector<PackedWeight> gate_up;
     PackedWeight w2;  // down [H, I]
+    std::vector<float> b1, b3, b2;  // biases (gpt-oss), f32; empty when none
+    float alpha = 0.0f, limit = 0.0f;  // ExpertActivation
   };
   CpuExpertBackend() = default;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.

@@ -94,11 +94,55 @@ void RowScalar(const float* g, const float* u, int64_t inter, float* out) {
   for (int64_t i = 0; i < inter; ++i) out[i] = SiluScalar(g[i]) * u[i];
 }
 
+// With biases and/or gpt-oss's clamped variant (alpha > 0; see GluParams).
+float GluScalar(float g, float u, float alpha, float limit) {
+  if (alpha <= 0.0f) return SiluScalar(g) * u;
+  g = std::min(g, limit);
+  u = std::min(std::max(u, -limit), limit);
+  return (u + 1.0f) * (g / (1.0f + std::exp(-alpha * g)));
+}
+
+void GluRowScalar(const float* g, const float* u, const float* gb, const float* ub, float alpha, float limit,
+                  int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = GluScalar(g[i] + (gb ? gb[i] : 0.0f), u[i] + (ub ? ub[i] : 0.0f), alpha, limit);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void GluRowAvx512(const float* g, const float* u,
+                                                                      const float* gb, const float* ub,
+                                                                      float alpha, float limit, int64_t n,
+                                                                      float* out) {
+  const __m512 one = _mm512_set1_ps(1.0f), lim = _mm512_set1_ps(limit), neg_lim = _mm512_set1_ps(-limit);
+  const __m512 a = _mm512_set1_ps(alpha > 0.0f ? alpha : 1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 gv = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i);
+    if (gb != nullptr) gv = _mm512_add_ps(gv, _mm512_maskz_loadu_ps(m, gb + i));
+    if (ub != nullptr) uv = _mm512_add_ps(uv, _mm512_maskz_loadu_ps(m, ub + i));
+    if (alpha > 0.0f) {
+      gv = _mm512_min_ps(gv, lim);
+      uv = _mm512_add_ps(_mm512_min_ps(_mm512_max_ps(uv, neg_lim), lim), one);
+    }
+    const __m512 sig = _mm512_div_ps(gv, _mm512_add_ps(one, Exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), gv))));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(sig, uv));
+  }
+}
+
 }  // namespace
 
 void SiluMulRows(CpuIsa isa, const float* gate, const float* up, int64_t ld_in, int64_t rows, int64_t cols,
-                 DType act_dtype, void* act, int64_t ld_act, int threads) {
-  auto* row = isa >= CpuIsa::kAvx512 ? RowAvx512 : isa == CpuIsa::kAvx2 ? RowAvx2 : RowScalar;
+                 DType act_dtype, void* act, int64_t ld_act, int threads, const GluParams& glu) {
+  auto* plain = isa >= CpuIsa::kAvx512 ? RowAvx512 : isa == CpuIsa::kAvx2 ? RowAvx2 : RowScalar;
+  auto* general = isa >= CpuIsa::kAvx512 ? GluRowAvx512 : GluRowScalar;
+  const bool simple = glu.gate_bias == nullptr && glu.up_bias == nullptr && glu.alpha <= 0.0f;
+  const auto row = [&](const float* g, const float* u, int64_t n, float* out) {
+    if (simple) {
+      plain(g, u, n, out);
+    } else {
+      general(g, u, glu.gate_bias, glu.up_bias, glu.alpha, glu.limit, n, out);
+    }
+  };
   const bool bf16 = act_dtype == DType::kBF16;
   // Below ~64K elements a parallel region costs more than it saves.
   const int team = rows * cols >= (int64_t{1} << 16) ? threads : 1;

@@ -35,9 +35,25 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
     ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(StackedDownName(c, key.layer),
                                                                 t ? std::vector<int64_t>{e, i, h}
                                                                   : std::vector<int64_t>{e, h, i}));
-    w.w1 = t ? gate_up.MatrixColumnsTransposed(key.expert, 0, i) : gate_up.MatrixRows(key.expert, 0, i);
-    w.w3 = t ? gate_up.MatrixColumnsTransposed(key.expert, i, i) : gate_up.MatrixRows(key.expert, i, i);
+    const bool inter = c.names.gate_up_interleaved;
+    if (inter && !t) return absl::UnimplementedError("interleaved gate/up is served in the transposed layout only");
+    w.w1 = t ? gate_up.MatrixColumnsTransposed(key.expert, 0, i, inter ? 2 : 1) : gate_up.MatrixRows(key.expert, 0, i);
+    w.w3 = t ? gate_up.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, inter ? 2 : 1)
+             : gate_up.MatrixRows(key.expert, i, i);
     w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
+    if (!c.names.stacked_gate_up_bias.empty()) {
+      ASSIGN_OR_RETURN(const Tensor gub, checkpoint.GetWithShape(StackedGateUpBiasName(c, key.layer), {e, 2 * i}));
+      ASSIGN_OR_RETURN(const Tensor db, checkpoint.GetWithShape(StackedDownBiasName(c, key.layer), {e, h}));
+      // As [E, 1, 2I]: the bias row of expert e is a 1-row matrix, split like the weights' columns.
+      const Tensor gub3 = Tensor::Borrow(gub.dtype(), {e, 1, 2 * i}, gub.raw_data(), nullptr);
+      const Tensor row1 = gub3.MatrixColumnsTransposed(key.expert, 0, i, inter ? 2 : 1);
+      const Tensor row3 = gub3.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, inter ? 2 : 1);
+      w.b1 = Tensor::Borrow(row1.dtype(), {i}, row1.raw_data(), nullptr).Clone();
+      w.b3 = Tensor::Borrow(row3.dtype(), {i}, row3.raw_data(), nullptr).Clone();
+      w.b2 = Tensor::Borrow(db.dtype(), {h}, static_cast<const uint8_t*>(db.raw_data()) + key.expert * h * DTypeSize(db.dtype()),
+                            nullptr).Clone();
+    }
+    w.activation = {.alpha = c.swiglu_alpha, .limit = c.swiglu_limit};
     return w;
   }
   ASSIGN_OR_RETURN(w.w1, checkpoint.GetWeight(name(Projection::kGate), {i, h}));

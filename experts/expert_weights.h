@@ -14,11 +14,20 @@
 
 namespace moe::experts {
 
+// The activation between an expert's products: SwiGLU silu(g)·u, or, when alpha > 0, gpt-oss's
+// clamped variant g = min(g, limit), u = clamp(u, ±limit), (u + 1)·g·σ(alpha·g).
+struct ExpertActivation {
+  float alpha = 0.0f;
+  float limit = 0.0f;
+};
+
 struct ExpertWeights {
   ExpertKey key;
   Tensor w1;  // [I, H] gate projection
   Tensor w3;  // [I, H] up projection
   Tensor w2;  // [H, I] down projection
+  Tensor b1, b3, b2;  // biases [I], [I], [H] (gpt-oss); empty when the family has none
+  ExpertActivation activation;
 };
 
 // Borrowed views of the weights of `key`: a routed expert (expert < num_experts of an MoE

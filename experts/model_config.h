@@ -32,6 +32,10 @@ struct TensorNames {
   std::string stacked_gate_up;
   std::string stacked_down;
   bool stacked_transposed = false;
+  bool gate_up_interleaved = false;   // gate, up, gate, up, ... columns (gpt-oss) instead of halves
+  std::string stacked_gate_up_bias;   // [E, 2I] in the gate|up order of stacked_gate_up
+  std::string stacked_down_bias;      // [E, H]
+  std::string router_bias;            // [E] added to the router logits (gpt-oss), unlike gate_bias
 };
 
 struct ModelConfig {
@@ -61,6 +65,8 @@ struct ModelConfig {
   bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x), not Σ w_i·E_i(x)
   bool sparsemixer = false;                // PhiMoE: SparseMixer top-2 (router/sparsemixer.h)
+  float swiglu_alpha = 0.0f;               // gpt-oss's clamped SwiGLU (ExpertActivation); 0 = SwiGLU
+  float swiglu_limit = 0.0f;
   float sparsemixer_eps = 0.0f;            // its ε (router_jitter_noise)
   float capacity_factor = 0.0f;            // Switch: expert capacity factor (0 = unlimited)
 

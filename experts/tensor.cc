@@ -62,7 +62,7 @@ Tensor Tensor::MatrixRows(int64_t index, int64_t row_begin, int64_t rows) const 
   return Borrow(dtype_, {rows, c}, base, holder_);
 }
 
-Tensor Tensor::MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols) const {
+Tensor Tensor::MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols, int64_t col_step) const {
   const size_t element = DTypeSize(dtype_);
   const int64_t r = shape_[1], c = shape_[2];
   Tensor t = Zeros(dtype_, {cols, r});
@@ -70,7 +70,7 @@ Tensor Tensor::MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t
   auto* dst = static_cast<uint8_t*>(t.mutable_data_);
   for (int64_t i = 0; i < r; ++i) {
     for (int64_t j = 0; j < cols; ++j) {
-      std::memcpy(dst + (j * r + i) * element, src + (i * c + col_begin + j) * element, element);
+      std::memcpy(dst + (j * r + i) * element, src + (i * c + col_begin + j * col_step) * element, element);
     }
   }
   return t;

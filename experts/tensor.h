@@ -63,7 +63,8 @@ class Tensor {
   // Of a rank-3 tensor [N, R, C]: columns [col_begin, col_begin + cols) of matrix `index`,
   // transposed into an owned [cols, R] tensor of the same dtype (a transposed stacked layout).
   // REQUIRES: rank 3, index < N, col_begin + cols <= C.
-  Tensor MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols) const;
+  // With `col_step` > 1 the columns col_begin, col_begin + step, ... (interleaved gate/up).
+  Tensor MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols, int64_t col_step = 1) const;
 
   // "BF16[8, 4096]" for messages.
   std::string DebugString() const;

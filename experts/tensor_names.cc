@@ -34,6 +34,16 @@ std::string StackedGateUpName(const ModelConfig& config, int layer) {
 
 std::string StackedDownName(const ModelConfig& config, int layer) { return Fill(config.names.stacked_down, layer); }
 
+std::string StackedGateUpBiasName(const ModelConfig& config, int layer) {
+  return Fill(config.names.stacked_gate_up_bias, layer);
+}
+
+std::string StackedDownBiasName(const ModelConfig& config, int layer) {
+  return Fill(config.names.stacked_down_bias, layer);
+}
+
+std::string RouterBiasName(const ModelConfig& config, int layer) { return Fill(config.names.router_bias, layer); }
+
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection) {
   return Fill(config.IsMoeLayer(layer) ? config.names.shared : config.names.dense, layer, -1, HfName(projection));
 }

@@ -24,6 +24,10 @@ std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, P
 // tensors (or their transposes); empty for per-expert families.
 std::string StackedGateUpName(const ModelConfig& config, int layer);
 std::string StackedDownName(const ModelConfig& config, int layer);
+std::string StackedGateUpBiasName(const ModelConfig& config, int layer);
+std::string StackedDownBiasName(const ModelConfig& config, int layer);
+// The bias added to the router logits (gpt-oss's "mlp.router.bias"); empty if none.
+std::string RouterBiasName(const ModelConfig& config, int layer);
 // The always-on MLP of a layer: the shared expert(s) of an MoE layer (DeepSeek
 // "mlp.shared_experts.*", Qwen2 "mlp.shared_expert.*"), or a dense layer's MLP ("mlp.gate_proj.weight").
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection);

@@ -63,6 +63,9 @@ absl::StatusOr<Gate> Gate::Create(const RoutingSpec& spec, int hidden, const Gat
     if (spec.selection_bias) {
       ASSIGN_OR_RETURN(gate.bias_, ToF32(weights.bias, {e}, "selection bias (e_score_correction_bias)"));
     }
+    if (spec.logit_bias) {
+      ASSIGN_OR_RETURN(gate.logit_bias_, ToF32(weights.logit_bias, {e}, "router bias"));
+    }
   }
   if (spec.shared_gate) {
     ASSIGN_OR_RETURN(gate.shared_gate_, ToF32(weights.shared_gate, {1, hidden}, "shared expert gate"));
@@ -84,6 +87,7 @@ absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float
   selection.resize(scores.size());
   for (int64_t t = 0; t < n; ++t) {
     absl::Span<float> row = absl::MakeSpan(scores).subspan(t * e, e);
+    for (int64_t i = 0; i < static_cast<int64_t>(logit_bias_.size()); ++i) row[i] += logit_bias_[i];
     if (spec_.noise_std > 0) {  // reproducible per (seed, token)
       std::mt19937_64 rng(spec_.noise_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(t));
       std::normal_distribution<float> normal;

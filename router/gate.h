@@ -20,6 +20,7 @@ struct GateWeights {
   const experts::Tensor* weight = nullptr;       // [E, H]; null for a dense layer
   const experts::Tensor* bias = nullptr;         // [E] selection bias, when spec.selection_bias
   const experts::Tensor* shared_gate = nullptr;  // [1, H], when spec.shared_gate
+  const experts::Tensor* logit_bias = nullptr;   // [E], when spec.logit_bias
 };
 
 class Gate {
@@ -58,6 +59,7 @@ class Gate {
   int hidden_ = 0;
   std::vector<float> weight_;       // [E, H]
   std::vector<float> bias_;         // [E] or empty
+  std::vector<float> logit_bias_;  // [E] or empty
   std::vector<float> shared_gate_;  // [H] or empty
 };
 

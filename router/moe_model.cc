@@ -34,6 +34,11 @@ absl::StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(const experts::Checkp
       }
       weights.bias = &bias;
     }
+    experts::Tensor logit_bias;
+    if (spec.logit_bias) {
+      ASSIGN_OR_RETURN(logit_bias, checkpoint.GetWithShape(experts::RouterBiasName(c, layer), {c.num_experts}));
+      weights.logit_bias = &logit_bias;
+    }
     if (spec.shared_gate) {
       ASSIGN_OR_RETURN(shared_gate, checkpoint.GetWithShape(experts::SharedGateName(c, layer), {1, c.hidden_size}));
       weights.shared_gate = &shared_gate;

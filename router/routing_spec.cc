@@ -26,6 +26,7 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.scale_only_without_norm = c.scale_only_without_norm;
   s.weight_on_input = c.weight_on_input;
   s.sparsemixer = c.sparsemixer;
+  s.logit_bias = !c.names.router_bias.empty();
   s.sparsemixer_eps = c.sparsemixer_eps;
   if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
     s.n_group = c.n_group;

@@ -37,6 +37,7 @@ struct RoutingSpec {
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x) (Routing::weight_on_input)
   // PhiMoE: SparseMixer top-2 on the raw logits (router/sparsemixer.h) with this ε instead of
   // top-k of the scores; `scoring` then only feeds the load statistics.
+  bool logit_bias = false;  // gpt-oss: a bias [E] added to the router logits (GateWeights::logit_bias)
   bool sparsemixer = false;
   float sparsemixer_eps = 0.0f;
   // Always-on MLP (shared experts, or the MLP of a dense layer), expert id num_experts.

@@ -20,21 +20,33 @@ namespace {
 
 using ::moe::testing::StatusIs;
 
-// y = W2·(silu(W1·x) ⊙ W3·x) for one row, in double.
+// y = W2·(silu(W1·x) ⊙ W3·x) for one row, in double; with biases and gpt-oss's clamped
+// activation when the weights have them.
 std::vector<double> NaiveExpert(const ExpertWeights& w, const float* x) {
   const Tensor w1 = w.w1.ToF32(), w3 = w.w3.ToF32(), w2 = w.w2.ToF32();
   const int64_t inter = w1.dim(0), hidden = w1.dim(1);
+  const bool biased = w.b1.rank() > 0;
+  const Tensor b1 = biased ? w.b1.ToF32() : Tensor(), b3 = biased ? w.b3.ToF32() : Tensor(),
+               b2 = biased ? w.b2.ToF32() : Tensor();
+  const double alpha = w.activation.alpha, limit = w.activation.limit;
   std::vector<double> act(inter);
   for (int64_t i = 0; i < inter; ++i) {
-    double g = 0, u = 0;
+    double g = biased ? b1.f32()[i] : 0, u = biased ? b3.f32()[i] : 0;
     for (int64_t j = 0; j < hidden; ++j) {
       g += double(w1.f32()[i * hidden + j]) * x[j];
       u += double(w3.f32()[i * hidden + j]) * x[j];
     }
-    act[i] = g / (1.0 + std::exp(-g)) * u;
+    if (alpha > 0) {
+      g = std::min(g, limit);
+      u = std::clamp(u, -limit, limit);
+      act[i] = (u + 1) * g / (1.0 + std::exp(-alpha * g));
+    } else {
+      act[i] = g / (1.0 + std::exp(-g)) * u;
+    }
   }
   std::vector<double> y(hidden, 0.0);
   for (int64_t j = 0; j < hidden; ++j) {
+    if (biased) y[j] = b2.f32()[j];
     for (int64_t i = 0; i < inter; ++i) y[j] += double(w2.f32()[j * inter + i]) * act[i];
   }
   return y;
@@ -166,6 +178,41 @@ TEST_P(CpuBackendPathTest, UnevenAndEmptyGroupsOfSeveralExperts) {
     }
   }
   for (int r = 1066; r < rows; ++r) EXPECT_EQ(out[r * kHidden], 12345.0f);
+}
+
+TEST_P(CpuBackendPathTest, BiasesAndTheClampedActivationOfGptOss) {
+  const auto [dtype, path] = GetParam();
+  ExpertWeights w = ExpertIn(dtype, {0, 0}, kHidden, kInter, 91);
+  // Scaled so that gate and up go past the clamp at ±2.
+  w.w1 = Tensor::FromF32(testing::RandomVector(kInter * kHidden, 92, 0.5f), {kInter, kHidden}).ConvertTo(dtype);
+  w.b1 = Tensor::FromF32(testing::RandomVector(kInter, 93, 0.5f), {kInter});
+  w.b3 = Tensor::FromF32(testing::RandomVector(kInter, 94, 0.5f), {kInter});
+  w.b2 = Tensor::FromF32(testing::RandomVector(kHidden, 95, 0.5f), {kHidden});
+  w.activation = {.alpha = 1.702f, .limit = 2.0f};
+  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, OptionsFor(path)));
+  SKIP_UNLESS_REQUESTED_ISA(backend);
+  for (int rows : {1, 3, 17, 300}) {
+    const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * kHidden, 96 + rows);
+    std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
+    int clamped = 0;
+    for (int r = 0; r < rows; ++r) {
+      ASSERT_LE(RowError(dtype, NaiveExpert(w, &in[r * kHidden]), &out[r * kHidden]), Tolerance(dtype))
+          << rows << " rows, row " << r << " on " << backend->device();
+      // The clamp is exercised: some gate of this row is past the limit.
+      const Tensor w1 = w.w1.ToF32();
+      for (int i = 0; i < kInter; ++i) {
+        double g = w.b1.f32()[i];
+        for (int j = 0; j < kHidden; ++j) g += double(w1.f32()[i * kHidden + j]) * in[r * kHidden + j];
+        clamped += g > 2.0;
+      }
+    }
+    EXPECT_GT(clamped, 0) << rows;
+  }
+  // Biases of the wrong shape are refused, naming the expert.
+  w.b2 = Tensor::FromF32(testing::RandomVector(3, 97), {3});
+  EXPECT_THAT(CpuExpertBackend::FromWeights({w}, OptionsFor(path)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected [I], [I], [H]"));
 }
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {

@@ -69,6 +69,8 @@ CASES = [
                                           moe_layer_start_index=1, moe_layer_interval=1)),
     ("phimoe", "phimoe", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
                               router_jitter_noise=0.3)),
+    ("gpt_oss", "gpt_oss", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
+                                layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
@@ -88,6 +90,10 @@ def spread_router(model, rng):
         for name, p in model.named_parameters():
             if name.endswith(("gate.weight", "router.weight", "gate.wg.weight")) and p.dim() == 2 and p.shape[0] == E:
                 p.copy_(torch.from_numpy(rng.normal(0, 2.0 * H ** -0.5, tuple(p.shape)).astype(np.float32)))
+            if name.endswith(("router.bias", "_proj_bias")):  # gpt-oss: router and expert biases
+                p.copy_(torch.from_numpy(rng.normal(0, 0.3, tuple(p.shape)).astype(np.float32)))
+            if name.endswith("experts.gate_up_proj") and "gpt_oss" in type(model).__module__:
+                p.mul_(40.0)  # gate/up values past the clamp at ±7, so that it is exercised
         for name, b in list(model.named_buffers()) + list(model.named_parameters()):
             if name.endswith("e_score_correction_bias"):
                 b.copy_(torch.from_numpy(rng.uniform(-0.3, 0.3, tuple(b.shape)).astype(np.float32)))
