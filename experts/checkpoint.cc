@@ -85,6 +85,16 @@ absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
   return shard->Get(name);
 }
 
+absl::StatusOr<const uint8_t*> Checkpoint::GetRaw(const std::string& name, std::string* dtype,
+                                                  std::vector<int64_t>* shape) const {
+  ASSIGN_OR_RETURN(auto shard, FileOf(name));
+  SafetensorsFile::Entry entry;
+  ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
+  *dtype = entry.dtype;
+  *shape = entry.shape;
+  return bytes;  // the shard stays mapped: files_ keeps it for the checkpoint's life
+}
+
 absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std::vector<int64_t>& shape) const {
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;

@@ -38,6 +38,10 @@ class Checkpoint {
   // an FP8 quantization_config, the weight dequantized to bf16 with its `<name>_scale_inv` (an
   // owned tensor; experts/fp8.h).
   absl::StatusOr<Tensor> GetWeight(const std::string& name, const std::vector<int64_t>& shape) const;
+  // The bytes of tensor `name` of any dtype, with its safetensors dtype string and shape
+  // (quantized weights). NOT_FOUND if absent.
+  absl::StatusOr<const uint8_t*> GetRaw(const std::string& name, std::string* dtype,
+                                        std::vector<int64_t>* shape) const;
   // Shard files mapped so far (for tests of lazy loading).
   std::vector<std::string> OpenedFiles() const;
 

@@ -1,7 +1,10 @@
 // experts/expert_weights.cc
 #include "experts/expert_weights.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
+#include "experts/fp8.h"
 #include "experts/status_macros.h"
 #include "experts/tensor_names.h"
 
@@ -25,22 +28,57 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
   };
   ExpertWeights w;
   w.key = key;
-  if (routed && !c.names.stacked_gate_up.empty()) {
-    // One slice of the layer's stacked tensors: views (or, transposed, copies of this expert only).
+  if (routed && c.mxfp4) {
+    // gpt-oss MXFP4: [E, N, K/32, 16] blocks and [E, N, K/32] scales, rows = output features.
     const int64_t e = c.num_experts;
-    const bool t = c.names.stacked_transposed;
-    ASSIGN_OR_RETURN(const Tensor gate_up, checkpoint.GetWithShape(StackedGateUpName(c, key.layer),
-                                                                   t ? std::vector<int64_t>{e, h, 2 * i}
-                                                                     : std::vector<int64_t>{e, 2 * i, h}));
-    ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(StackedDownName(c, key.layer),
-                                                                t ? std::vector<int64_t>{e, i, h}
-                                                                  : std::vector<int64_t>{e, h, i}));
+    const auto raw = [&](const std::string& name, std::vector<int64_t> want) -> absl::StatusOr<const uint8_t*> {
+      std::string dtype;
+      std::vector<int64_t> shape;
+      ASSIGN_OR_RETURN(const uint8_t* bytes, checkpoint.GetRaw(name, &dtype, &shape));
+      if (dtype != "U8" || shape != want) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is ", dtype, ShapeString(shape),
+                                                       ", expected U8", ShapeString(want)));
+      }
+      return bytes;
+    };
+    if (h % 32 != 0 || i % 32 != 0) {
+      return absl::InvalidArgumentError("mxfp4 needs hidden and intermediate sizes that are multiples of 32");
+    }
+    const std::string gu = StackedGateUpName(c, key.layer), dn = StackedDownName(c, key.layer);
+    ASSIGN_OR_RETURN(const uint8_t* gub, raw(gu + "_blocks", {e, 2 * i, h / 32, 16}));
+    ASSIGN_OR_RETURN(const uint8_t* gus, raw(gu + "_scales", {e, 2 * i, h / 32}));
+    ASSIGN_OR_RETURN(const uint8_t* dnb, raw(dn + "_blocks", {e, h, i / 32, 16}));
+    ASSIGN_OR_RETURN(const uint8_t* dns, raw(dn + "_scales", {e, h, i / 32}));
+    const Tensor gate_up = DequantizeMxfp4Expert(gub, gus, key.expert, 2 * i, h, DType::kBF16);  // [2I, H]
+    // Rows 2j and 2j + 1 are gate j and up j (interleaved).
+    const Tensor g3 = Tensor::Borrow(DType::kBF16, {i, 2, h}, gate_up.raw_data(), nullptr);
+    w.w1 = Tensor::Zeros(DType::kBF16, {i, h});
+    w.w3 = Tensor::Zeros(DType::kBF16, {i, h});
+    for (int64_t r = 0; r < i; ++r) {
+      std::memcpy(static_cast<uint16_t*>(w.w1.mutable_raw_data()) + r * h, g3.MatrixRows(r, 0, 1).raw_data(), h * 2);
+      std::memcpy(static_cast<uint16_t*>(w.w3.mutable_raw_data()) + r * h, g3.MatrixRows(r, 1, 1).raw_data(), h * 2);
+    }
+    w.w2 = DequantizeMxfp4Expert(dnb, dns, key.expert, h, i, DType::kBF16);  // [H, I]
+  }
+  if (routed && (c.mxfp4 || !c.names.stacked_gate_up.empty())) {
+    const int64_t e = c.num_experts;
     const bool inter = c.names.gate_up_interleaved;
-    if (inter && !t) return absl::UnimplementedError("interleaved gate/up is served in the transposed layout only");
-    w.w1 = t ? gate_up.MatrixColumnsTransposed(key.expert, 0, i, inter ? 2 : 1) : gate_up.MatrixRows(key.expert, 0, i);
-    w.w3 = t ? gate_up.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, inter ? 2 : 1)
-             : gate_up.MatrixRows(key.expert, i, i);
-    w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
+    if (!c.mxfp4) {
+      // One slice of the layer's stacked tensors: views (or, transposed, copies of this expert only).
+      const bool t = c.names.stacked_transposed;
+      ASSIGN_OR_RETURN(const Tensor gate_up, checkpoint.GetWithShape(StackedGateUpName(c, key.layer),
+                                                                     t ? std::vector<int64_t>{e, h, 2 * i}
+                                                                       : std::vector<int64_t>{e, 2 * i, h}));
+      ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(StackedDownName(c, key.layer),
+                                                                  t ? std::vector<int64_t>{e, i, h}
+                                                                    : std::vector<int64_t>{e, h, i}));
+      if (inter && !t) return absl::UnimplementedError("interleaved gate/up is served in the transposed layout only");
+      const int64_t step = inter ? 2 : 1;
+      w.w1 = t ? gate_up.MatrixColumnsTransposed(key.expert, 0, i, step) : gate_up.MatrixRows(key.expert, 0, i);
+      w.w3 = t ? gate_up.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, step)
+               : gate_up.MatrixRows(key.expert, i, i);
+      w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
+    }
     if (!c.names.stacked_gate_up_bias.empty()) {
       ASSIGN_OR_RETURN(const Tensor gub, checkpoint.GetWithShape(StackedGateUpBiasName(c, key.layer), {e, 2 * i}));
       ASSIGN_OR_RETURN(const Tensor db, checkpoint.GetWithShape(StackedDownBiasName(c, key.layer), {e, h}));
@@ -50,8 +88,9 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
       const Tensor row3 = gub3.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, inter ? 2 : 1);
       w.b1 = Tensor::Borrow(row1.dtype(), {i}, row1.raw_data(), nullptr).Clone();
       w.b3 = Tensor::Borrow(row3.dtype(), {i}, row3.raw_data(), nullptr).Clone();
-      w.b2 = Tensor::Borrow(db.dtype(), {h}, static_cast<const uint8_t*>(db.raw_data()) + key.expert * h * DTypeSize(db.dtype()),
-                            nullptr).Clone();
+      w.b2 = Tensor::Borrow(db.dtype(), {h},
+                            static_cast<const uint8_t*>(db.raw_data()) + key.expert * h * DTypeSize(db.dtype()), nullptr)
+                 .Clone();
     }
     w.activation = {.alpha = c.swiglu_alpha, .limit = c.swiglu_limit};
     return w;

@@ -47,4 +47,32 @@ absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_
   return out;
 }
 
+Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64_t index, int64_t n, int64_t k,
+                             DType dtype) {
+  static constexpr float kE2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                      -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+  const int64_t groups = k / 32;
+  const uint8_t* b = blocks + index * n * groups * 16;
+  const uint8_t* s = scales + index * n * groups;
+  Tensor out = Tensor::Zeros(dtype, {n, k});
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int exponent = static_cast<int>(s[i * groups + g]) - 127;
+      for (int64_t j = 0; j < 16; ++j) {
+        const uint8_t byte = b[(i * groups + g) * 16 + j];
+        row[g * 32 + 2 * j] = std::ldexp(kE2m1[byte & 0x0f], exponent);
+        row[g * 32 + 2 * j + 1] = std::ldexp(kE2m1[byte >> 4], exponent);
+      }
+    }
+    if (dtype == DType::kBF16) {
+      auto* dst = static_cast<uint16_t*>(out.mutable_raw_data()) + i * k;
+      for (int64_t j = 0; j < k; ++j) dst[j] = F32ToBF16(row[j]);
+    } else {
+      std::copy(row.begin(), row.end(), out.mutable_f32().begin() + i * k);
+    }
+  }
+  return out;
+}
+
 }  // namespace moe::experts

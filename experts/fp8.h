@@ -1,4 +1,4 @@
-// experts/fp8.h
+// experts/fp8.h (FP8 and MXFP4 weights)
 // FP8 block-scaled weights as DeepSeek-V3/R1 and Kimi-K2 ship them (quantization_config
 // {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}): each weight [n, k]
 // is F8_E4M3 (OCP e4m3fn: bias 7, no infinities, S.1111.111 = NaN) with a `<name>_scale_inv`
@@ -22,5 +22,13 @@ float E4m3ToF32(uint8_t code);
 // [⌈n/block_n⌉, ⌈k/block_k⌉]; INVALID_ARGUMENT (naming `name`) if its dtype or shape is not.
 absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_t* q, int64_t n, int64_t k,
                                            const Tensor& scales, int block_n, int block_k, DType dtype);
+
+// MXFP4 (OCP microscaling FP4) as gpt-oss ships its experts (quantization_config
+// {"quant_method": "mxfp4"}): `<name>_blocks` U8 [E, N, K/32, 16], two e2m1 values a byte (low
+// nibble first), and `<name>_scales` U8 [E, N, K/32], an e8m0 exponent (2^(s − 127)) per 32
+// values. Rows are output features. Expert `index`'s [N, K] matrix, rounded to `dtype` (exact in
+// bf16: a 2-bit significand times a power of two).
+Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64_t index, int64_t n, int64_t k,
+                             DType dtype);
 
 }  // namespace moe::experts

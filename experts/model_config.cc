@@ -41,10 +41,18 @@ absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
   const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                  ? q["quant_method"].get<std::string>()
                                  : "";
+  if (method == "mxfp4") {
+    if (c.names.stacked_gate_up.empty()) {
+      return FieldError("quantization_config", absl::StrCat("is mxfp4, served for stacked experts (gpt_oss) only, not ",
+                                                            c.model_type));
+    }
+    c.mxfp4 = true;
+    return absl::OkStatus();
+  }
   if (method != "fp8") {
     return FieldError("quantization_config",
                       absl::StrCat("has quant_method '", method, "' (", q.dump(), "), which moe-serve does not serve; "
-                                   "served: fp8 (e4m3, block-scaled, dequantized to bf16 at load)"));
+                                   "served: fp8 (e4m3, block-scaled) and mxfp4 (gpt_oss), dequantized to bf16 at load"));
   }
   if (q.contains("fmt") && q["fmt"] != "e4m3") {
     return FieldError("quantization_config", absl::StrCat("has fmt ", q["fmt"].dump(), "; served: e4m3"));

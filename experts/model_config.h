@@ -94,6 +94,7 @@ struct ModelConfig {
   // weight_block_size [n, k]; 0 = not quantized.
   int fp8_block_n = 0;
   int fp8_block_k = 0;
+  bool mxfp4 = false;  // quant_method "mxfp4": stacked experts as `_blocks` + `_scales` (experts/fp8.h)
 
   TensorNames names;  // the family's
 

@@ -56,5 +56,27 @@ TEST(Fp8Test, BlocksWithRaggedEdgesMatchADoubleLoop) {
               StatusIs(absl::StatusCode::kInvalidArgument, "'w_scale_inv' is F32[9, 1]; expected F32[3, 3]"));
 }
 
+TEST(Mxfp4Test, NibblesLowFirstTimesTheGroupExponent) {
+  // Two experts of [N 2, K 64]: 2 groups of 32 per row. Expert 1, row 1, group 1: scale 2^(130-127).
+  const int64_t e = 2, n = 2, k = 64, groups = 2;
+  std::vector<uint8_t> blocks(e * n * groups * 16), scales(e * n * groups, 127);
+  for (size_t b = 0; b < blocks.size(); ++b) blocks[b] = static_cast<uint8_t>((b * 7 + 3) & 0xff);
+  scales[(1 * n + 1) * groups + 1] = 130;
+  scales[(1 * n + 0) * groups + 0] = 120;
+  const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+  const Tensor w = DequantizeMxfp4Expert(blocks.data(), scales.data(), 1, n, k, DType::kF32);
+  ASSERT_EQ(w.shape(), (std::vector<int64_t>{n, k}));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t g = j / 32, byte = ((1 * n + i) * groups + g) * 16 + (j % 32) / 2;
+      const int code = j % 2 == 0 ? blocks[byte] & 0x0f : blocks[byte] >> 4;
+      const float want = std::ldexp(e2m1[code], scales[(1 * n + i) * groups + g] - 127);
+      ASSERT_EQ(w.f32()[i * k + j], want) << i << "," << j;
+    }
+  }
+  const Tensor bf = DequantizeMxfp4Expert(blocks.data(), scales.data(), 1, n, k, DType::kBF16);
+  for (int64_t x = 0; x < n * k; ++x) ASSERT_EQ(bf.ToF32().f32()[x], w.f32()[x]);  // exact in bf16
+}
+
 }  // namespace
 }  // namespace moe::experts

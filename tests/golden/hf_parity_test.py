@@ -237,6 +237,49 @@ def generate_check(model, cluster, bin_dir, tmp, check, label):
                                f"{'identical' if same else 'DIFFER'} ({got[0, 5:].tolist()}), logits rel err {err:.2e}")
 
 
+E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def quantize_mxfp4(ckpt, deq_dir):
+    """Rewrites gpt-oss's stacked experts as its hub checkpoints ship them: `<name>_blocks` U8
+    [E, N, K/32, 16] (two e2m1 per byte, low nibble first) and `<name>_scales` U8 [E, N, K/32]
+    (e8m0) of the [E, N, K] matrices (rows = output features), quantization_config mxfp4; writes
+    the same weights dequantized by transformers' own convert_moe_packed_tensors to `deq_dir`."""
+    from safetensors.torch import load_file, save_file
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    shutil.copytree(ckpt, deq_dir)
+    index = json.load(open(os.path.join(ckpt, "model.safetensors.index.json")))
+    quantized = 0
+    for shard in sorted(set(index["weight_map"].values())):
+        tensors = load_file(os.path.join(ckpt, shard))
+        q, deq = {}, {}
+        for name, w in tensors.items():
+            if not name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+                q[name], deq[name] = w, w
+                continue
+            m = w.transpose(1, 2).float()  # [E, N, K]
+            e, n, k = m.shape
+            groups = m.reshape(e, n, k // 32, 32)
+            amax = groups.abs().amax(-1).clamp(min=1e-30)
+            exponent = torch.ceil(torch.log2(amax / 6.0)).clamp(-127, 127)
+            scaled = groups / torch.pow(2.0, exponent)[..., None]
+            codes = (scaled[..., None] - E2M1).abs().argmin(-1).to(torch.uint8)  # nearest e2m1
+            blocks = codes[..., 0::2] | (codes[..., 1::2] << 4)
+            scales = (exponent + 127).to(torch.uint8)
+            q[name + "_blocks"], q[name + "_scales"] = blocks.contiguous(), scales.contiguous()
+            index["weight_map"].pop(name)
+            index["weight_map"][name + "_blocks"] = index["weight_map"][name + "_scales"] = shard
+            deq[name] = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)  # [E, K, N]
+            quantized += 1
+        save_file(q, os.path.join(ckpt, shard), metadata={"format": "pt"})
+        save_file(deq, os.path.join(deq_dir, shard), metadata={"format": "pt"})
+    json.dump(index, open(os.path.join(ckpt, "model.safetensors.index.json"), "w"))
+    config = json.load(open(os.path.join(ckpt, "config.json")))
+    config["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": ["router", "lm_head"]}
+    json.dump(config, open(os.path.join(ckpt, "config.json"), "w"), indent=2)
+    return quantized
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -256,12 +299,14 @@ def main():
 
     rng = np.random.default_rng(2026)
     only = set(filter(None, args.only.split(",")))
-    cases = CASES + [("deepseek_v3 fp8", "deepseek_v3", CASES[6][2]), ("glm4_moe fp8", "glm4_moe",
-                                                                      CASES[8][2])]
+    gpt_oss = next(fields for label, _, fields in CASES if label == "gpt_oss")
+    cases = CASES + [("deepseek_v3 fp8", "deepseek_v3", CASES[6][2]), ("glm4_moe fp8", "glm4_moe", CASES[8][2]),
+                     ("gpt_oss mxfp4", "gpt_oss", dict(gpt_oss, intermediate_size=32))]
     for label, model_type, fields in cases:
         if only and label not in only:
             continue
         fp8 = label.endswith("fp8")
+        mxfp4 = label.endswith("mxfp4")
         torch.manual_seed(7)
         config = AutoConfig.for_model(model_type, **{**SMALL, **fields})
         model = AutoModelForCausalLM.from_config(config).float().eval()
@@ -278,12 +323,18 @@ def main():
             count = quantize_fp8(ckpt, deq)
             check(count > 0, f"{label}: {count} MLP weights written as F8_E4M3 with {FP8_BLOCK} block scales")
             model = AutoModelForCausalLM.from_pretrained(deq, dtype=torch.float32).eval()
+        if mxfp4:
+            deq = ckpt + "-dequantized"
+            shutil.rmtree(deq, ignore_errors=True)
+            count = quantize_mxfp4(ckpt, deq)
+            check(count > 0, f"{label}: {count} stacked expert tensors written as MXFP4 blocks + e8m0 scales")
+            model = AutoModelForCausalLM.from_pretrained(deq, dtype=torch.float32).eval()
         xs = [rng.normal(0, 1, (N_TOKENS, H)).astype(np.float32) for _ in range(LAYERS)]
         refs = [hf_reference(model, layer, xs[layer]) for layer in range(LAYERS)]
         moe_layers = sum(r[1] is not None for r in refs)
         check(moe_layers > 0, f"{label}: {shards} shards, {moe_layers} of {LAYERS} layers MoE in HF's model")
         for mode, workers in (("in-process", 0), ("networked", 3)):
-            cluster = Cluster(args.bin, ckpt, workers, f32_compute=fp8)
+            cluster = Cluster(args.bin, ckpt, workers, f32_compute=fp8 or mxfp4)
             try:
                 for layer in range(LAYERS):
                     got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
