@@ -1,6 +1,8 @@
 // experts/families/mixtral.cc
 // Mixtral (and Switch-style top-1 layers, our own "switch_moe"): softmax over the router logits,
-// top-k, renormalised (Mixtral always; Switch keeps p_max and has a capacity).
+// top-k, renormalised (Mixtral always; Switch keeps p_max and has a capacity). MiniMax-Text-01
+// ("minimax") has Mixtral's MoE block and names; its decoder's mlp_alpha_factor·x +
+// mlp_beta_factor·MoE(x) is the caller's.
 #include "absl/strings/str_cat.h"
 #include "experts/families/family.h"
 #include "experts/status_macros.h"
@@ -9,7 +11,7 @@ namespace moe::experts {
 
 extern const FamilyDescriptor kMixtral = {
     .model_type = "mixtral",
-    .also_accepts = {},
+    .also_accepts = {"minimax"},
     .architecture = "MixtralForCausalLM",
     .names = {.gate = "model.layers.{L}.block_sparse_moe.gate.weight",
               .expert = "model.layers.{L}.block_sparse_moe.experts.{E}.{P}.weight",

@@ -90,4 +90,20 @@ extern const FamilyDescriptor kQwen3Next = {
     .is_moe = QwenLayerRule,
 };
 
+// Qwen3.5-MoE's text model: Qwen3-Next's block, always renormalised.
+extern const FamilyDescriptor kQwen35MoeText = {
+    .model_type = "qwen3_5_moe_text",
+    .also_accepts = {},
+    .architecture = "Qwen3_5MoeForCausalLM",
+    .names = kQwenNames,
+    .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
+      RETURN_IF_ERROR(ParseQwen(j, c, /*shared=*/true, /*norm=*/true));
+      c.norm_topk_prob = true;  // its router renormalises whatever norm_topk_prob says
+      return absl::OkStatus();
+    },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) { WriteQwen(c, j, "num_experts"); },
+    .defaults = [](ModelConfig& c) { QwenDefaults(c, /*shared=*/true, /*norm=*/true); },
+    .is_moe = QwenLayerRule,
+};
+
 }  // namespace moe::experts

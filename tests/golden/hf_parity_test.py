@@ -71,6 +71,14 @@ CASES = [
                               router_jitter_noise=0.3)),
     ("gpt_oss", "gpt_oss", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
                                 layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
+    ("minimax", "minimax", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
+                                layer_types=["full_attention", "full_attention", "full_attention"])),
+    ("qwen3_5_moe_text", "qwen3_5_moe_text", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                                                  shared_expert_intermediate_size=36, linear_num_key_heads=2,
+                                                  linear_num_value_heads=2, linear_key_head_dim=8,
+                                                  linear_value_head_dim=8, full_attention_interval=2)),
+    ("afmoe", "afmoe", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                            intermediate_size=DENSE_I, num_shared_experts=1, num_dense_layers=1, route_scale=1.5)),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
@@ -95,7 +103,7 @@ def spread_router(model, rng):
             if name.endswith("experts.gate_up_proj") and "gpt_oss" in type(model).__module__:
                 p.mul_(40.0)  # gate/up values past the clamp at ±7, so that it is exercised
         for name, b in list(model.named_buffers()) + list(model.named_parameters()):
-            if name.endswith("e_score_correction_bias"):
+            if name.endswith(("e_score_correction_bias", "mlp.expert_bias")):
                 b.copy_(torch.from_numpy(rng.uniform(-0.3, 0.3, tuple(b.shape)).astype(np.float32)))
 
 
