@@ -211,8 +211,10 @@ TEST(ModelConfigFamiliesTest, Fp8BlockQuantizationIsReadOthersRefusedByMethod) {
   EXPECT_EQ(c.fp8_block_k, 64);
   ASSERT_OK_AND_ASSIGN(ModelConfig back, ModelConfig::Parse(c.ToJson()));
   EXPECT_EQ(back.fp8_block_k, 64);
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "awq", "bits": 4}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "quant_method 'awq'"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "mxfp4"}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "quant_method 'mxfp4'"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "mxfp4, served for stacked experts (gpt_oss) only"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8", "fmt": "e5m2", "weight_block_size": [128, 128]}})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "fmt \"e5m2\""));
 }
