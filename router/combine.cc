@@ -19,12 +19,14 @@ void Combine(const DispatchPlan& plan, absl::Span<const float> expert_out, int64
              absl::Span<float> out) {
   // Token by token, each output row written once (no zero-fill pass, no read-modify-write of
   // `out` per expert); the same sums in the same order as AccumulateRows expert by expert.
+  // Large batches (≥ 4 MiB of output) on every core: tokens are independent.
+#pragma omp parallel for schedule(static) if (plan.num_tokens() * hidden >= (int64_t{1} << 20))
   for (int64_t t = 0; t < plan.num_tokens(); ++t) {
     float* __restrict dst = out.data() + t * hidden;
     const absl::Span<const int64_t> rows = plan.RowsOfToken(t);
     if (rows.empty()) {
       std::fill(dst, dst + hidden, 0.0f);
-      continue;
+      continue;  // (an OpenMP loop body may continue)
     }
     const float w0 = plan.row_weights()[rows[0]];
     const float* __restrict src0 = expert_out.data() + rows[0] * hidden;
