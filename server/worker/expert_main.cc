@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -142,7 +143,9 @@ int main(int argc, char** argv) {
                     : cuda_dtype == "f16" ? moe::experts::DType::kF16
                                           : moe::experts::DType::kF32,
       .cuda_grouped_gemm = cuda_gemm == "grouped"};
+  const auto load_start = std::chrono::steady_clock::now();
   auto backend = moe::experts::CreateBackend(**checkpoint, hosted, backend_options);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   if (!backend.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", backend.status().ToString().c_str());
     (*server)->Shutdown();
@@ -170,11 +173,15 @@ int main(int argc, char** argv) {
     metrics_server = std::move(*started);
   }
   std::fprintf(stderr,
-               "moe-expert: serving checkpoint=%s type=%s experts=%s layers=%d backend=%s device=\"%s\" port=%d "
-               "metrics_port=%d\n",
+               "moe-expert: serving checkpoint=%s type=%s experts=%s layers=%d backend=%s device=\"%s\" "
+               "checkpoint_weights=%s loaded_in=%.2fs port=%d metrics_port=%d\n",
                dir.c_str(), config.model_type.c_str(),
                (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(), config.num_layers,
-               shared->name().c_str(), shared->device().c_str(), port, metrics_server.port);
+               shared->name().c_str(), shared->device().c_str(),
+               config.mxfp4 ? "mxfp4 (dequantized to bf16)"
+               : config.fp8_block_n > 0 ? "fp8 e4m3 blocks (dequantized to bf16)"
+                                        : config.torch_dtype.c_str(),
+               load_s, port, metrics_server.port);
   std::atomic<bool> device_failed{false};
   service.SetFatalHandler([&](const absl::Status& status) {
     std::fprintf(stderr, "moe-expert: fatal: %s; NOT_SERVING, draining and exiting\n", status.ToString().c_str());

@@ -113,6 +113,10 @@ TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   using ::moe::testing::StatusIs;
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'model_type' is 'switch_transformers'"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "dbrx"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: its experts are [E·I, H] slabs"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "llama4"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "model_type llama4_text"));
   const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
     "moe_intermediate_size": 4, "n_routed_experts": 8, "num_experts_per_tok": 2, "num_hidden_layers": 2)";
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8"}})"),
@@ -152,6 +156,16 @@ TEST(ModelConfigFamiliesTest, EveryAliasReadsTheSameField) {
       {"minimax_m2", "num_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"hunyuan_v1_moe", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"jamba", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"ernie4_5_moe", "moe_num_experts", R"("moe_intermediate_size": 8, "moe_k": 2, "intermediate_size": 8)"},
+      {"ernie4_5_moe", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8)"},
+      {"gpt_oss", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"gpt_oss", "num_experts", R"("intermediate_size": 8, "experts_per_token": 2)"},
+      {"llama4_text", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size_mlp": 8)"},
+      {"phimoe", "num_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"granitemoe", "num_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"afmoe", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8)"},
+      {"qwen3_5_moe_text", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"minimax", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
   };
   for (const Alias& a : aliases) {
     const std::string json = absl::StrCat(R"({"model_type": ")", a.model_type, R"(", "hidden_size": 8, "num_hidden_layers": 2, ")",
