@@ -7,6 +7,20 @@
 #include "absl/strings/str_cat.h"
 
 namespace moe::experts {
+namespace {
+
+// Row i of `out` (BF16, rounded once, or F32) from f32 values.
+void StoreRow(const std::vector<float>& row, int64_t i, Tensor& out) {
+  const int64_t k = static_cast<int64_t>(row.size());
+  if (out.dtype() == DType::kBF16) {
+    auto* dst = static_cast<uint16_t*>(out.mutable_raw_data()) + i * k;
+    for (int64_t j = 0; j < k; ++j) dst[j] = F32ToBF16(row[j]);
+  } else {
+    std::copy(row.begin(), row.end(), out.mutable_f32().begin() + i * k);
+  }
+}
+
+}  // namespace
 
 float E4m3ToF32(uint8_t code) {
   const int sign = code >> 7, exponent = (code >> 3) & 0xf, mantissa = code & 0x7;
@@ -37,12 +51,7 @@ absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_
   for (int64_t i = 0; i < n; ++i) {
     const float* block_scales = s + (i / block_n) * bk;
     for (int64_t j = 0; j < k; ++j) row[j] = table[q[i * k + j]] * block_scales[j / block_k];
-    if (dtype == DType::kBF16) {
-      auto* dst = static_cast<uint16_t*>(out.mutable_raw_data()) + i * k;
-      for (int64_t j = 0; j < k; ++j) dst[j] = F32ToBF16(row[j]);
-    } else {
-      std::copy(row.begin(), row.end(), out.mutable_f32().begin() + i * k);
-    }
+    StoreRow(row, i, out);
   }
   return out;
 }
@@ -65,12 +74,7 @@ Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64
         row[g * 32 + 2 * j + 1] = std::ldexp(kE2m1[byte >> 4], exponent);
       }
     }
-    if (dtype == DType::kBF16) {
-      auto* dst = static_cast<uint16_t*>(out.mutable_raw_data()) + i * k;
-      for (int64_t j = 0; j < k; ++j) dst[j] = F32ToBF16(row[j]);
-    } else {
-      std::copy(row.begin(), row.end(), out.mutable_f32().begin() + i * k);
-    }
+    StoreRow(row, i, out);
   }
   return out;
 }

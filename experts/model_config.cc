@@ -215,6 +215,20 @@ absl::Status ConfigFields::StringList(Names names, std::vector<std::string>* out
   return absl::OkStatus();
 }
 
+absl::Status ReadExpertDims(const ConfigFields& j, ModelConfig& c, ConfigFields::Names experts,
+                            ConfigFields::Names top_k, ConfigFields::Names intermediate) {
+  RETURN_IF_ERROR(j.Int(experts, true, 1, &c.num_experts));
+  RETURN_IF_ERROR(j.Int(top_k, true, 1, &c.top_k));
+  return j.Int(intermediate, true, 1, &c.moe_intermediate_size);
+}
+
+void WriteExpertDims(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts, const char* top_k,
+                     const char* intermediate) {
+  j[experts] = c.num_experts;
+  j[top_k] = c.top_k;
+  j[intermediate] = c.moe_intermediate_size;
+}
+
 // --- Layer rules ----------------------------------------------------------------------------------
 
 bool EveryLayerIsMoe(const ModelConfig&, int) { return true; }

@@ -17,9 +17,7 @@ extern const FamilyDescriptor kAfmoe = {
               .shared = "model.layers.{L}.mlp.shared_experts.{P}.weight",
               .dense = "model.layers.{L}.mlp.{P}.weight"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_experts", "num_local_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"moe_intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"}, {"num_experts_per_tok"}, {"moe_intermediate_size"}));
       RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
       c.n_shared_experts = 0;
       RETURN_IF_ERROR(j.Int({"num_shared_experts"}, false, 0, &c.n_shared_experts));
@@ -34,9 +32,7 @@ extern const FamilyDescriptor kAfmoe = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["moe_intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_experts", "num_experts_per_tok", "moe_intermediate_size");
       j["intermediate_size"] = c.intermediate_size;
       j["num_shared_experts"] = c.n_shared_experts;
       j["num_dense_layers"] = c.first_k_dense_replace;

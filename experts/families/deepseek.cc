@@ -23,9 +23,7 @@ const TensorNames kDeepseekNames = {.gate = "model.layers.{L}.mlp.gate.weight",
                                         .dense = "model.layers.{L}.mlp.{P}.weight"};
 
 absl::Status ParseCommon(const ConfigFields& j, ModelConfig& c, std::initializer_list<const char*> experts) {
-  RETURN_IF_ERROR(j.Int(experts, true, 1, &c.num_experts));
-  RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-  RETURN_IF_ERROR(j.Int({"moe_intermediate_size"}, true, 1, &c.moe_intermediate_size));
+  RETURN_IF_ERROR(ReadExpertDims(j, c, experts, {"num_experts_per_tok"}, {"moe_intermediate_size"}));
   RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
   RETURN_IF_ERROR(j.Int({"n_shared_experts"}, false, 0, &c.n_shared_experts));
   RETURN_IF_ERROR(j.Int({"first_k_dense_replace"}, false, 0, &c.first_k_dense_replace));
@@ -38,9 +36,7 @@ absl::Status ParseCommon(const ConfigFields& j, ModelConfig& c, std::initializer
 }
 
 void WriteCommon(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts_field) {
-  j[experts_field] = c.num_experts;
-  j["num_experts_per_tok"] = c.top_k;
-  j["moe_intermediate_size"] = c.moe_intermediate_size;
+  WriteExpertDims(c, j, experts_field, "num_experts_per_tok", "moe_intermediate_size");
   j["intermediate_size"] = c.intermediate_size;
   j["n_shared_experts"] = c.n_shared_experts;
   j["first_k_dense_replace"] = c.first_k_dense_replace;

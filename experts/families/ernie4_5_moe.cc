@@ -20,9 +20,7 @@ extern const FamilyDescriptor kErnie45Moe = {
               .shared = "model.layers.{L}.mlp.shared_experts.{P}.weight",
               .dense = "model.layers.{L}.mlp.{P}.weight"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"moe_num_experts", "num_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"moe_k", "num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"moe_intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"moe_num_experts", "num_experts"}, {"moe_k", "num_experts_per_tok"}, {"moe_intermediate_size"}));
       RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
       c.n_shared_experts = 2;
       RETURN_IF_ERROR(j.Int({"moe_num_shared_experts"}, false, 0, &c.n_shared_experts));
@@ -47,9 +45,7 @@ extern const FamilyDescriptor kErnie45Moe = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["moe_num_experts"] = c.num_experts;
-      j["moe_k"] = c.top_k;
-      j["moe_intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "moe_num_experts", "moe_k", "moe_intermediate_size");
       j["intermediate_size"] = c.intermediate_size;
       j["moe_num_shared_experts"] = c.n_shared_experts;
       j["moe_layer_start_index"] = c.moe_layer_start;

@@ -54,6 +54,14 @@ struct FamilyDescriptor {
   bool (*is_moe)(const ModelConfig& c, int layer);
 };
 
+// The dims nearly every family has: routed experts, top-k and a routed expert's intermediate
+// size, each read by its names (canonical first, then aliases; all required) and written under
+// the canonical ones.
+absl::Status ReadExpertDims(const ConfigFields& j, ModelConfig& c, ConfigFields::Names experts,
+                            ConfigFields::Names top_k, ConfigFields::Names intermediate);
+void WriteExpertDims(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts, const char* top_k,
+                     const char* intermediate);
+
 // Every family, in the order docs/ROUTING.md lists them.
 const std::vector<const FamilyDescriptor*>& AllFamilies();
 

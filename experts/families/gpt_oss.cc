@@ -23,9 +23,7 @@ extern const FamilyDescriptor kGptOss = {
               .stacked_down_bias = "model.layers.{L}.mlp.experts.down_proj_bias",
               .router_bias = "model.layers.{L}.mlp.router.bias"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_local_experts", "num_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok", "experts_per_token"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_local_experts", "num_experts"}, {"num_experts_per_tok", "experts_per_token"}, {"intermediate_size"}));
       c.swiglu_alpha = 1.702f;
       c.swiglu_limit = 7.0f;
       RETURN_IF_ERROR(j.Float({"swiglu_alpha"}, &c.swiglu_alpha));
@@ -34,9 +32,7 @@ extern const FamilyDescriptor kGptOss = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_local_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_local_experts", "num_experts_per_tok", "intermediate_size");
       j["swiglu_alpha"] = c.swiglu_alpha;
       j["swiglu_limit"] = c.swiglu_limit;
     },

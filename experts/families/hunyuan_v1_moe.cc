@@ -15,18 +15,14 @@ extern const FamilyDescriptor kHunyuanV1Moe = {
               .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight",
               .shared = "model.layers.{L}.mlp.shared_mlp.{P}.weight"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_experts", "num_local_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"moe_topk", "num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"}, {"moe_topk", "num_experts_per_tok"}, {"intermediate_size"}));
       c.intermediate_size = c.moe_intermediate_size;
       c.shared_intermediate = c.moe_intermediate_size;
       c.norm_topk_prob = true;
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_experts"] = c.num_experts;
-      j["moe_topk"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_experts", "moe_topk", "intermediate_size");
     },
     .defaults = [](ModelConfig& c) {
       c.intermediate_size = c.moe_intermediate_size;

@@ -16,9 +16,7 @@ extern const FamilyDescriptor kJamba = {
               .expert = "model.layers.{L}.feed_forward.experts.{E}.{P}.weight",
               .dense = "model.layers.{L}.feed_forward.{P}.weight"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_experts", "num_local_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"}, {"num_experts_per_tok"}, {"intermediate_size"}));
       c.intermediate_size = c.moe_intermediate_size;
       c.expert_layer_period = 2;
       c.expert_layer_offset = 1;
@@ -28,9 +26,7 @@ extern const FamilyDescriptor kJamba = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_experts", "num_experts_per_tok", "intermediate_size");
       j["expert_layer_period"] = c.expert_layer_period;
       j["expert_layer_offset"] = c.expert_layer_offset;
     },

@@ -23,9 +23,7 @@ extern const FamilyDescriptor kLlama4Text = {
               .stacked_down = "model.layers.{L}.feed_forward.experts.down_proj",
               .stacked_transposed = true},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_local_experts", "num_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_local_experts", "num_experts"}, {"num_experts_per_tok"}, {"intermediate_size"}));
       RETURN_IF_ERROR(j.Int({"intermediate_size_mlp"}, false, 0, &c.intermediate_size));
       int step = 1;
       RETURN_IF_ERROR(j.Int({"interleave_moe_layer_step"}, false, 1, &step));
@@ -40,9 +38,7 @@ extern const FamilyDescriptor kLlama4Text = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_local_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_local_experts", "num_experts_per_tok", "intermediate_size");
       j["intermediate_size_mlp"] = c.intermediate_size;
       j["moe_layers"] = c.moe_layers;
     },

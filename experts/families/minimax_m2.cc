@@ -15,9 +15,7 @@ extern const FamilyDescriptor kMinimaxM2 = {
               .expert = "model.layers.{L}.block_sparse_moe.experts.{E}.{P}.weight",
               .expert_projections = {"w1", "w3", "w2"}},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_local_experts", "num_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_local_experts", "num_experts"}, {"num_experts_per_tok"}, {"intermediate_size"}));
       c.scoring_func = "sigmoid";
       RETURN_IF_ERROR(j.String({"scoring_func"}, &c.scoring_func));
       c.selection_bias = true;
@@ -25,9 +23,7 @@ extern const FamilyDescriptor kMinimaxM2 = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_local_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_local_experts", "num_experts_per_tok", "intermediate_size");
       j["scoring_func"] = c.scoring_func;
     },
     .defaults = [](ModelConfig& c) {

@@ -11,16 +11,12 @@ extern const FamilyDescriptor kOlmoe = {
     .architecture = "OlmoeForCausalLM",
     .names = {.gate = "model.layers.{L}.mlp.gate.weight", .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_experts", "num_local_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"}, {"num_experts_per_tok"}, {"intermediate_size"}));
       c.norm_topk_prob = false;
       return j.Bool({"norm_topk_prob"}, &c.norm_topk_prob);
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_experts", "num_experts_per_tok", "intermediate_size");
       j["norm_topk_prob"] = c.norm_topk_prob;
     },
     .defaults = [](ModelConfig& c) { c.norm_topk_prob = false; },

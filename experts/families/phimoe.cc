@@ -14,9 +14,7 @@ extern const FamilyDescriptor kPhimoe = {
               .expert = "model.layers.{L}.block_sparse_moe.experts.{E}.{P}.weight",
               .expert_projections = {"w1", "w3", "w2"}},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
-      RETURN_IF_ERROR(j.Int({"num_local_experts", "num_experts"}, true, 1, &c.num_experts));
-      RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-      RETURN_IF_ERROR(j.Int({"intermediate_size"}, true, 1, &c.moe_intermediate_size));
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_local_experts", "num_experts"}, {"num_experts_per_tok"}, {"intermediate_size"}));
       if (c.top_k != 2) {
         return absl::InvalidArgumentError(
             "config.json: field 'num_experts_per_tok' must be 2 for phimoe (SparseMixer routing is top-2)");
@@ -28,9 +26,7 @@ extern const FamilyDescriptor kPhimoe = {
       return absl::OkStatus();
     },
     .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
-      j["num_local_experts"] = c.num_experts;
-      j["num_experts_per_tok"] = c.top_k;
-      j["intermediate_size"] = c.moe_intermediate_size;
+      WriteExpertDims(c, j, "num_local_experts", "num_experts_per_tok", "intermediate_size");
       j["router_jitter_noise"] = c.sparsemixer_eps;
     },
     .defaults = [](ModelConfig& c) {

@@ -16,9 +16,7 @@ const TensorNames kQwenNames = {.gate = "model.layers.{L}.mlp.gate.weight",
                                     .dense = "model.layers.{L}.mlp.{P}.weight"};
 
 absl::Status ParseQwen(const ConfigFields& j, ModelConfig& c, bool shared, bool norm_default) {
-  RETURN_IF_ERROR(j.Int({"num_experts", "num_local_experts"}, true, 1, &c.num_experts));
-  RETURN_IF_ERROR(j.Int({"num_experts_per_tok"}, true, 1, &c.top_k));
-  RETURN_IF_ERROR(j.Int({"moe_intermediate_size"}, true, 1, &c.moe_intermediate_size));
+  RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"}, {"num_experts_per_tok"}, {"moe_intermediate_size"}));
   RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
   c.norm_topk_prob = norm_default;
   RETURN_IF_ERROR(j.Bool({"norm_topk_prob"}, &c.norm_topk_prob));
@@ -33,9 +31,7 @@ absl::Status ParseQwen(const ConfigFields& j, ModelConfig& c, bool shared, bool 
 }
 
 void WriteQwen(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts_field) {
-  j[experts_field] = c.num_experts;
-  j["num_experts_per_tok"] = c.top_k;
-  j["moe_intermediate_size"] = c.moe_intermediate_size;
+  WriteExpertDims(c, j, experts_field, "num_experts_per_tok", "moe_intermediate_size");
   j["intermediate_size"] = c.intermediate_size;
   j["norm_topk_prob"] = c.norm_topk_prob;
   j["decoder_sparse_step"] = c.decoder_sparse_step;

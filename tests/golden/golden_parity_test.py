@@ -10,12 +10,12 @@ experts must be identical for every token without a near-tie, and the output rel
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
 from safetensors.numpy import save_file
+
+from moe_processes import Cluster, run_client
 
 H, MOE_I, DENSE_I, E, N_TOKENS = 32, 24, 40, 8, 41
 TIE = 1e-4      # selection margins below this are near-ties: routing may legitimately differ
@@ -168,35 +168,6 @@ def reference(c, w, layer, x):
     return out, chosen_lists, margins
 
 
-class Cluster:
-    def __init__(self, bin_dir, ckpt, workers, shared_on_workers):
-        args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}", "--worker_flags=--threads=1"]
-        if shared_on_workers:
-            args.append("--shared_on_workers")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-        self.router = None
-        for line in self.proc.stdout:  # moe-cluster prints the router first, then "running"
-            if line.startswith("moe-cluster: router "):
-                self.router = line.split()[2]
-            if "running" in line:
-                break
-        if self.router is None:
-            raise RuntimeError(f"moe-cluster did not start (exit {self.proc.wait()})")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=120)
-        if code != 0:
-            raise RuntimeError(f"moe-cluster exited with {code}")
-
-
-def run_client(bin_dir, router, layer, x_path, tmp):
-    out, routing = os.path.join(tmp, "out.npy"), os.path.join(tmp, "routing.json")
-    subprocess.run([f"{bin_dir}/moe-client", f"--router={router}", f"--npy={x_path}", f"--layer={layer}",
-                    f"--save_output={out}", f"--save_routing={routing}"], check=True, stdout=subprocess.DEVNULL)
-    return np.load(out).astype(np.float64), json.load(open(routing))
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -254,9 +225,7 @@ def main():
             cluster = Cluster(args.bin, ckpt, workers, shared_on_workers)
             try:
                 for layer in range(c["num_hidden_layers"]):
-                    x_path = os.path.join(args.tmp, "x.npy")
-                    np.save(x_path, xs[layer])
-                    got, routing = run_client(args.bin, cluster.router, layer, x_path, args.tmp)
+                    got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
                     ref_out, ref_chosen, margins = refs[layer]
                     clear = margins > TIE
                     same = all(routing[i]["experts"] == ref_chosen[i] for i in range(N_TOKENS) if clear[i])

@@ -13,17 +13,16 @@ module). Dense layers compare the dense MLP the same way. Run by ctest with the 
 import argparse
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-
 import re
+import shutil
+import sys
 
 import numpy as np
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
+
+from moe_processes import Cluster, run_client
 
 H, E, K, MOE_I, DENSE_I, LAYERS, N_TOKENS = 32, 8, 2, 24, 40, 3, 41
 TOL = 1e-5
@@ -105,35 +104,6 @@ def spread_router(model, rng):
         for name, b in list(model.named_buffers()) + list(model.named_parameters()):
             if name.endswith(("e_score_correction_bias", "mlp.expert_bias")):
                 b.copy_(torch.from_numpy(rng.uniform(-0.3, 0.3, tuple(b.shape)).astype(np.float32)))
-
-
-class Cluster:
-    def __init__(self, bin_dir, ckpt, workers, f32_compute=False):
-        extra = " --cpu_compute=f32" if f32_compute else ""
-        args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}",
-                f"--worker_flags=--threads=1{extra}", f"--router_flags={extra.strip()}"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.router = None
-        for line in self.proc.stdout:  # moe-cluster prints the router first, then "running"
-            if line.startswith("moe-cluster: router "):
-                self.router = line.split()[2]
-            if "running" in line:
-                break
-        if self.router is None:
-            raise RuntimeError(f"moe-cluster did not start on {ckpt} (exit {self.proc.wait()})")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        if self.proc.wait(timeout=120) != 0:
-            raise RuntimeError("moe-cluster did not exit cleanly")
-
-
-def run_client(bin_dir, router, layer, x, tmp):
-    x_path, out, routing = (os.path.join(tmp, n) for n in ("x.npy", "out.npy", "routing.json"))
-    np.save(x_path, x)
-    subprocess.run([f"{bin_dir}/moe-client", f"--router={router}", f"--npy={x_path}", f"--layer={layer}",
-                    f"--save_output={out}", f"--save_routing={routing}"], check=True, stdout=subprocess.DEVNULL)
-    return np.load(out).astype(np.float64), json.load(open(routing))
 
 
 def hf_reference(model, layer, x):
@@ -323,26 +293,23 @@ def main():
         shutil.rmtree(ckpt, ignore_errors=True)
         model.save_pretrained(ckpt, max_shard_size="100KB")
         shards = len([f for f in os.listdir(ckpt) if f.endswith(".safetensors")])
-        if fp8:
-            # Served from FP8 (dequantized to bf16 at load, f32 compute); the reference is HF's model
-            # loaded from the same weights dequantized by transformers' own function.
+        if fp8 or mxfp4:
+            # Served from the quantized checkpoint (dequantized to bf16 at load, f32 compute); the
+            # reference is HF's model loaded from the same weights dequantized by transformers' own
+            # functions.
             deq = ckpt + "-dequantized"
             shutil.rmtree(deq, ignore_errors=True)
-            count = quantize_fp8(ckpt, deq)
-            check(count > 0, f"{label}: {count} MLP weights written as F8_E4M3 with {FP8_BLOCK} block scales")
-            model = AutoModelForCausalLM.from_pretrained(deq, dtype=torch.float32).eval()
-        if mxfp4:
-            deq = ckpt + "-dequantized"
-            shutil.rmtree(deq, ignore_errors=True)
-            count = quantize_mxfp4(ckpt, deq)
-            check(count > 0, f"{label}: {count} stacked expert tensors written as MXFP4 blocks + e8m0 scales")
+            count = (quantize_fp8 if fp8 else quantize_mxfp4)(ckpt, deq)
+            what = f"MLP weights as F8_E4M3 with {FP8_BLOCK} block scales" if fp8 else \
+                "stacked expert tensors as MXFP4 blocks + e8m0 scales"
+            check(count > 0, f"{label}: {count} {what}")
             model = AutoModelForCausalLM.from_pretrained(deq, dtype=torch.float32).eval()
         xs = [rng.normal(0, 1, (N_TOKENS, H)).astype(np.float32) for _ in range(LAYERS)]
         refs = [hf_reference(model, layer, xs[layer]) for layer in range(LAYERS)]
         moe_layers = sum(r[1] is not None for r in refs)
         check(moe_layers > 0, f"{label}: {shards} shards, {moe_layers} of {LAYERS} layers MoE in HF's model")
         for mode, workers in (("in-process", 0), ("networked", 3)):
-            cluster = Cluster(args.bin, ckpt, workers, f32_compute=fp8 or mxfp4)
+            cluster = Cluster(args.bin, ckpt, workers, f32_compute=fp8 or mxfp4, quiet=True)
             try:
                 for layer in range(LAYERS):
                     got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)

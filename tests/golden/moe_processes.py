@@ -1,0 +1,48 @@
+"""The moe-serve processes the golden tests drive: a local cluster (moe-cluster) and one call of
+moe-client. Shared by golden_parity_test.py (NumPy reference) and hf_parity_test.py (HF
+transformers); standard library and numpy only, so it runs in either venv."""
+import json
+import os
+import signal
+import subprocess
+
+import numpy as np
+
+
+class Cluster:
+    """moe-cluster on `ckpt` with `workers` workers (0: a --local router); `router` is its address."""
+
+    def __init__(self, bin_dir, ckpt, workers, shared_on_workers=False, f32_compute=False, quiet=False):
+        extra = " --cpu_compute=f32" if f32_compute else ""
+        args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}",
+                f"--worker_flags=--threads=1{extra}"]
+        if extra:
+            args.append(f"--router_flags={extra.strip()}")
+        if shared_on_workers:
+            args.append("--shared_on_workers")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None,
+                                     text=True)
+        self.router = None
+        for line in self.proc.stdout:  # moe-cluster prints the router first, then "running"
+            if line.startswith("moe-cluster: router "):
+                self.router = line.split()[2]
+            if "running" in line:
+                break
+        if self.router is None:
+            raise RuntimeError(f"moe-cluster did not start on {ckpt} (exit {self.proc.wait()})")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=120)
+        if code != 0:
+            raise RuntimeError(f"moe-cluster exited with {code}")
+
+
+def run_client(bin_dir, router, layer, x, tmp):
+    """One Forward of `x` ([tokens, hidden] float32) through layer `layer`: (output as float64,
+    the routing moe-client saved: per token its experts and weights)."""
+    x_path, out, routing = (os.path.join(tmp, n) for n in ("x.npy", "out.npy", "routing.json"))
+    np.save(x_path, x)
+    subprocess.run([f"{bin_dir}/moe-client", f"--router={router}", f"--npy={x_path}", f"--layer={layer}",
+                    f"--save_output={out}", f"--save_routing={routing}"], check=True, stdout=subprocess.DEVNULL)
+    return np.load(out).astype(np.float64), json.load(open(routing))
