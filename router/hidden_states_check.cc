@@ -1,6 +1,8 @@
 // router/hidden_states_check.cc
 #include "router/hidden_states_check.h"
 
+#include "experts/finite_values.h"
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -31,14 +33,8 @@ absl::Status CheckHiddenStatesShape(const experts::Tensor& hidden_states, int64_
 }
 
 absl::Status CheckFinite(absl::Span<const float> values, int64_t hidden) {
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("hidden_states holds ", values[i],
-                                                     " at token ", i / hidden, ", column ",
-                                                     i % hidden, "; expected finite values"));
-    }
-  }
-  return absl::OkStatus();
+  return experts::CheckFiniteRows(values, hidden, "hidden_states", "token", absl::StatusCode::kInvalidArgument,
+                                  "expected finite values");
 }
 
 }  // namespace moe::router

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "experts/finite_values.h"
 #include "experts/status_macros.h"
 #include "proto/status_convert.h"
 #include "proto/tensor_codec.h"
@@ -12,6 +13,16 @@
 #include "server/router/dispatch_call.h"
 
 namespace moe::server {
+namespace {
+
+// A caller's string as errors quote it: at most 64 bytes, so that a huge model name cannot push
+// the reply past the client's metadata limit (and be reported as that instead).
+std::string Shortened(absl::string_view text) {
+  if (text.size() <= 64) return std::string(text);
+  return absl::StrCat(text.substr(0, 64), "... (", text.size(), " bytes)");
+}
+
+}  // namespace
 
 std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Local(MoeServiceOptions options,
                                                       std::shared_ptr<const router::MoeModel> model,
@@ -52,7 +63,7 @@ void MoeServiceImpl::MakeBatcher(ForwardBatcher::Start start) {
 absl::StatusOr<MoeServiceImpl::Validated> MoeServiceImpl::Validate(
     const moe::v1::ForwardRequest& request) const {
   if (!request.model().empty() && request.model() != options_.model_name) {
-    return absl::NotFoundError(absl::StrCat("model '", request.model(), "' not found; this router serves '",
+    return absl::NotFoundError(absl::StrCat("model '", Shortened(request.model()), "' not found; this router serves '",
                                             options_.model_name, "'"));
   }
   Validated v;
@@ -140,11 +151,17 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::Callba
       .context = context,
       .done = [request, response, finish = std::move(finish), tokens, hidden, dtype](
                   const grpc::Status& status, absl::Span<const float> out, const router::Routing& routing) {
-        if (status.ok()) {
+        grpc::Status checked = status;
+        if (checked.ok()) {  // finite inputs can still overflow the experts' arithmetic (e.g. |x| = 1e20)
+          checked = proto::ToGrpcStatus(experts::CheckFiniteRows(
+              out, hidden, "the layer's output", "token", absl::StatusCode::kOutOfRange,
+              "the inputs overflow f32 arithmetic in the experts (scale hidden_states down)"));
+        }
+        if (checked.ok()) {
           proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
           if (request->return_routing()) AddRouting(routing, response);
         }
-        finish(status);
+        finish(checked);
       }};
   if (absl::Status s = batcher_->Submit(f); !s.ok()) {
     f.done(proto::ToGrpcStatus(s), {}, f.routing);
@@ -211,7 +228,7 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
     reactor->Finish(status);
   };
   if (!request->model().empty() && request->model() != options_.model_name) {
-    finish(grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("model '", request->model(), "' not found")));
+    finish(grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("model '", Shortened(request->model()), "' not found")));
     return reactor;
   }
   response->set_model(options_.model_name);

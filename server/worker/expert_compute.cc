@@ -1,6 +1,8 @@
 // server/worker/expert_compute.cc
 #include "server/worker/expert_compute.h"
 
+#include "experts/finite_values.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -48,6 +50,8 @@ absl::StatusOr<DecodedExpertRequest> DecodeExpertRequest(const experts::ExpertBa
   }
   d.in.resize(static_cast<size_t>(d.rows * hidden));
   experts::ConvertToF32(tokens.dtype(), tokens.raw_data(), d.in.data(), d.in.size());
+  RETURN_IF_ERROR(experts::CheckFiniteRows(d.in, hidden, "tokens", "row", absl::StatusCode::kInvalidArgument,
+                                           "expected finite values"));
   d.out.resize(d.in.size());
   return d;
 }

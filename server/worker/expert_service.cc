@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/time/clock.h"
+#include "experts/finite_values.h"
 #include "proto/status_convert.h"
 
 namespace moe::server {
@@ -109,6 +110,11 @@ void ExpertServiceImpl::Step(std::vector<std::unique_ptr<Pending>>& batch) {
   if (metrics != nullptr) metrics->RecordStep(absl::Now() - start, live.size());
   for (size_t i = 0; i < live.size(); ++i) {
     Pending* p = live[i];
+    if (statuses[i].ok()) {  // finite tokens can still overflow the experts' arithmetic
+      statuses[i] = experts::CheckFiniteRows(p->decoded.out, backend.hidden_size(), "expert outputs", "row",
+                                             absl::StatusCode::kOutOfRange,
+                                             "the tokens overflow f32 arithmetic in the experts");
+    }
     if (statuses[i].ok()) {
       EncodeExpertResponse(p->decoded, backend.hidden_size(), p->response);
       if (metrics != nullptr) {

@@ -123,6 +123,18 @@ TEST_F(BadRequestTest, UnknownLayerAndModel) {
   r = Valid();
   r.set_model("llama");
   EXPECT_THAT(Send(r), StatusIs(StatusCode::kNotFound, "model 'llama' not found"));
+  // A 20 KB name is quoted shortened: the caller sees NOT_FOUND, not a metadata-size error.
+  r.set_model(std::string(20000, 'm'));
+  EXPECT_THAT(Send(r), StatusIs(StatusCode::kNotFound, "... (20000 bytes)' not found"));
+}
+
+TEST_F(BadRequestTest, FiniteInputsThatOverflowAreRefusedNotAnsweredWithInf) {
+  std::vector<float> x = RandomVector(3 * kHidden, 8);
+  for (float& v : x) v *= 1e20f;
+  moe::v1::ForwardRequest r;
+  r.set_layer(1);
+  proto::EncodeTensor(Tensor::FromF32(x, {3, kHidden}), r.mutable_hidden_states());
+  EXPECT_THAT(Send(r), StatusIs(StatusCode::kOutOfRange, "overflow f32 arithmetic"));
 }
 
 TEST_F(BadRequestTest, NanAndInfAreRefused) {
@@ -172,6 +184,17 @@ TEST_F(BadRequestTest, WorkerRefusesMalformedExpertRequests) {
   proto::EncodeTensor(Tensor::FromF32(RandomVector(101 * kHidden, 7), {101, kHidden}), r.mutable_tokens());
   g->set_num_rows(101);
   EXPECT_THAT(call(r), StatusIs(StatusCode::kResourceExhausted, "at most 100"));
+  // NaN tokens are refused by a worker called directly, and tokens that overflow are not
+  // answered with Inf.
+  std::vector<float> tokens = RandomVector(4 * kHidden, 9);
+  tokens[2 * kHidden + 5] = std::numeric_limits<float>::quiet_NaN();
+  proto::EncodeTensor(Tensor::FromF32(tokens, {4, kHidden}), r.mutable_tokens());
+  g->set_num_rows(4);
+  EXPECT_THAT(call(r), StatusIs(StatusCode::kInvalidArgument, "tokens holds nan at row 2, column 5"));
+  tokens[2 * kHidden + 5] = 1.0f;
+  for (float& v : tokens) v *= 1e20f;
+  proto::EncodeTensor(Tensor::FromF32(tokens, {4, kHidden}), r.mutable_tokens());
+  EXPECT_THAT(call(r), StatusIs(StatusCode::kOutOfRange, "overflow f32 arithmetic"));
 }
 
 }  // namespace
