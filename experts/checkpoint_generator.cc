@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "experts/fp8.h"
 #include "experts/safetensors_writer.h"
 #include "experts/status_macros.h"
 #include "experts/tensor.h"
@@ -20,12 +21,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr int kFp8Block = 128;  // DeepSeek-V3's weight_block_size
+
 struct PlannedTensor {
   std::string name;
   std::vector<int64_t> shape;
   float stddev;
   uint64_t seed;
   bool force_f32 = false;
+  bool mlp = false;  // an expert / shared / dense projection (quantized with GeneratorOptions::fp8)
 };
 
 Tensor RandomTensor(const PlannedTensor& p, DType dtype) {
@@ -50,6 +54,10 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   const ModelConfig& c = options.config;
   // Round-trip through the parser so we never write a config we would refuse to read.
   RETURN_IF_ERROR(ModelConfig::Parse(c.ToJson()).status());
+  if (options.fp8 && !c.names.stacked_gate_up.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("fp8 is written for per-expert families; ", c.model_type,
+                                                   " stacks its experts"));
+  }
   if (options.num_shards < 1) {
     return absl::InvalidArgumentError(absl::StrCat("num_shards must be >= 1, got ", options.num_shards));
   }
@@ -62,9 +70,9 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   std::vector<PlannedTensor> plan;
   uint64_t seed = options.seed * 0x9E3779B97F4A7C15ull + 1;
   auto mlp = [&](auto name_of, int64_t inter) {
-    plan.push_back({name_of(Projection::kGate), {inter, h}, sh, seed++});
-    plan.push_back({name_of(Projection::kUp), {inter, h}, sh, seed++});
-    plan.push_back({name_of(Projection::kDown), {h, inter}, 1.0f / std::sqrt(float(inter)), seed++});
+    plan.push_back({name_of(Projection::kGate), {inter, h}, sh, seed++, false, true});
+    plan.push_back({name_of(Projection::kUp), {inter, h}, sh, seed++, false, true});
+    plan.push_back({name_of(Projection::kDown), {h, inter}, 1.0f / std::sqrt(float(inter)), seed++, false, true});
   };
   for (int layer = 0; layer < c.num_layers; ++layer) {
     if (c.IsMoeLayer(layer)) {
@@ -107,8 +115,17 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
                                          : absl::StrFormat("model-%05d-of-%05d.safetensors", s + 1, shards);
     SafetensorsWriter writer;
     for (size_t t = begin; t < end; ++t) {
-      writer.Add(plan[t].name, RandomTensor(plan[t], options.dtype));
       weight_map[plan[t].name] = file;
+      if (options.fp8 && plan[t].mlp) {
+        const Tensor w = RandomTensor(plan[t], DType::kF32);
+        std::vector<uint8_t> codes;
+        Tensor scales = QuantizeFp8Blocks(w.f32().data(), w.dim(0), w.dim(1), kFp8Block, kFp8Block, &codes);
+        writer.AddRaw(plan[t].name, "F8_E4M3", plan[t].shape, std::move(codes));
+        writer.Add(plan[t].name + "_scale_inv", std::move(scales));
+        weight_map[plan[t].name + "_scale_inv"] = file;
+        continue;
+      }
+      writer.Add(plan[t].name, RandomTensor(plan[t], options.dtype));
     }
     total_bytes += writer.num_bytes();
     RETURN_IF_ERROR(writer.Write((fs::path(dir) / file).string(), metadata));
@@ -120,6 +137,7 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
     RETURN_IF_ERROR(WriteText(fs::path(dir) / "model.safetensors.index.json", index.dump(2) + "\n"));
   }
   ModelConfig written = c;
+  if (options.fp8) written.fp8_block_n = written.fp8_block_k = kFp8Block;
   written.torch_dtype = options.dtype == DType::kF32    ? "float32"
                         : options.dtype == DType::kBF16 ? "bfloat16"
                                                         : "float16";

@@ -21,6 +21,9 @@ struct GeneratorOptions {
   DType dtype = DType::kBF16;  // storage dtype of every weight
   int num_shards = 1;
   uint64_t seed = 0;
+  // Every MLP weight (experts, shared, dense) as FP8 e4m3 with 128×128 block scales, as
+  // DeepSeek-V3 ships them (config.json gets its quantization_config). Per-expert families only.
+  bool fp8 = false;
 };
 
 // Writes the checkpoint into `dir` (created if missing). Weights are N(0, 1/fan_in): the expert

@@ -1,6 +1,7 @@
 // experts/fp8.cc
 #include "experts/fp8.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -33,6 +34,42 @@ float E4m3ToF32(uint8_t code) {
     value = std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
   }
   return sign ? -value : value;
+}
+
+uint8_t F32ToE4m3(float value) {
+  if (std::isnan(value)) return 0x7f;
+  const uint8_t sign = std::signbit(value) ? 0x80 : 0x00;
+  const float a = std::min(std::fabs(value), 448.0f);
+  // Codes 0..0x7e are ascending in value: the nearest by binary search, ties to the even code.
+  int lo = 0, hi = 0x7e;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (E4m3ToF32(static_cast<uint8_t>(mid)) <= a) lo = mid; else hi = mid - 1;
+  }
+  int code = lo;
+  if (code < 0x7e) {
+    const float below = E4m3ToF32(static_cast<uint8_t>(code)), above = E4m3ToF32(static_cast<uint8_t>(code + 1));
+    if (a - below > above - a || (a - below == above - a && code % 2 == 1)) code += 1;
+  }
+  return static_cast<uint8_t>(sign | code);
+}
+
+Tensor QuantizeFp8Blocks(const float* w, int64_t n, int64_t k, int block_n, int block_k, std::vector<uint8_t>* codes) {
+  const int64_t bn = (n + block_n - 1) / block_n, bk = (k + block_k - 1) / block_k;
+  Tensor scales = Tensor::Zeros(DType::kF32, {bn, bk});
+  codes->resize(static_cast<size_t>(n * k));
+  for (int64_t bi = 0; bi < bn; ++bi) {
+    for (int64_t bj = 0; bj < bk; ++bj) {
+      float amax = 0.0f;
+      for (int64_t i = bi * block_n; i < std::min(n, (bi + 1) * block_n); ++i)
+        for (int64_t j = bj * block_k; j < std::min(k, (bj + 1) * block_k); ++j) amax = std::max(amax, std::fabs(w[i * k + j]));
+      const float scale = amax > 0.0f ? amax / 448.0f : 1.0f;
+      scales.mutable_f32()[bi * bk + bj] = scale;
+      for (int64_t i = bi * block_n; i < std::min(n, (bi + 1) * block_n); ++i)
+        for (int64_t j = bj * block_k; j < std::min(k, (bj + 1) * block_k); ++j) (*codes)[i * k + j] = F32ToE4m3(w[i * k + j] / scale);
+    }
+  }
+  return scales;
 }
 
 absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_t* q, int64_t n, int64_t k,

@@ -17,6 +17,14 @@ namespace moe::experts {
 // The value of an e4m3fn code, exactly.
 float E4m3ToF32(uint8_t code);
 
+// The e4m3fn code nearest to `value` (ties to the even code), saturating at ±448; NaN → 0x7f.
+uint8_t F32ToE4m3(float value);
+
+// Quantizes W [n, k] (f32) as DeepSeek's checkpoints hold it: per block, scale = amax / 448 and
+// code = e4m3(w / scale). Writes the codes into `codes` (n·k) and returns the F32 scales
+// [⌈n/block_n⌉, ⌈k/block_k⌉] (the `weight_scale_inv` tensor). For generators and tests.
+Tensor QuantizeFp8Blocks(const float* w, int64_t n, int64_t k, int block_n, int block_k, std::vector<uint8_t>* codes);
+
 // W[i, j] = e4m3(q[i·k + j]) · scales[i / block_n, j / block_k], computed in f32 (exact: a 4-bit
 // significand times an f32) and rounded once to `dtype` (BF16 or F32). `scales` is F32
 // [⌈n/block_n⌉, ⌈k/block_k⌉]; INVALID_ARGUMENT (naming `name`) if its dtype or shape is not.

@@ -12,12 +12,19 @@
 namespace moe::experts {
 
 void SafetensorsWriter::Add(std::string name, Tensor tensor) {
-  tensors_.emplace_back(std::move(name), std::move(tensor));
+  std::string dtype(DTypeName(tensor.dtype()));
+  std::vector<int64_t> shape = tensor.shape();
+  tensors_.push_back({std::move(name), std::move(dtype), std::move(shape), std::move(tensor), {}});
+}
+
+void SafetensorsWriter::AddRaw(std::string name, std::string dtype, std::vector<int64_t> shape,
+                               std::vector<uint8_t> bytes) {
+  tensors_.push_back({std::move(name), std::move(dtype), std::move(shape), Tensor(), std::move(bytes)});
 }
 
 size_t SafetensorsWriter::num_bytes() const {
   size_t total = 0;
-  for (const auto& [name, t] : tensors_) total += t.num_bytes();
+  for (const Entry& e : tensors_) total += e.bytes();
   return total;
 }
 
@@ -26,11 +33,9 @@ absl::Status SafetensorsWriter::Write(const std::string& path,
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors_) {
-    header[name] = {{"dtype", std::string(DTypeName(t.dtype()))},
-                    {"shape", t.shape()},
-                    {"data_offsets", {offset, offset + t.num_bytes()}}};
-    offset += t.num_bytes();
+  for (const Entry& e : tensors_) {
+    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.bytes()}}};
+    offset += e.bytes();
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -43,11 +48,8 @@ absl::Status SafetensorsWriter::Write(const std::string& path,
   if (!out) return fail();
   if (std::fwrite(&header_len, 8, 1, out.get()) != 1) return fail();
   if (std::fwrite(text.data(), 1, text.size(), out.get()) != text.size()) return fail();
-  for (const auto& [name, t] : tensors_) {
-    if (t.num_bytes() > 0 &&
-        std::fwrite(t.raw_data(), 1, t.num_bytes(), out.get()) != t.num_bytes()) {
-      return fail();
-    }
+  for (const Entry& e : tensors_) {
+    if (e.bytes() > 0 && std::fwrite(e.data(), 1, e.bytes(), out.get()) != e.bytes()) return fail();
   }
   if (std::fflush(out.get()) != 0) return fail();
   return absl::OkStatus();

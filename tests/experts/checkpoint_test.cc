@@ -106,5 +106,34 @@ TEST(CheckpointTest, CorruptIndex) {
   EXPECT_THAT(Checkpoint::Open(dir), StatusIs(absl::StatusCode::kDataLoss, "weight_map"));
 }
 
+TEST(CheckpointTest, Fp8CheckpointLoadsAsBf16CloseToTheUnquantizedWeights) {
+  // Same seed, written once in f32 and once as FP8 blocks of 128 (H 200, I 136: ragged edges).
+  ModelConfig config = DefaultConfig("deepseek_v3", 200, 136, 8, 2, 2).value();
+  const std::string plain = testing::MakeTempDir("ckpt-f32"), fp8 = testing::MakeTempDir("ckpt-fp8");
+  ASSERT_OK(WriteRandomCheckpoint(plain, {.config = config, .dtype = DType::kF32, .num_shards = 2, .seed = 4}));
+  ASSERT_OK(WriteRandomCheckpoint(fp8, {.config = config, .dtype = DType::kF32, .num_shards = 2, .seed = 4, .fp8 = true}));
+  ASSERT_OK_AND_ASSIGN(auto a, Checkpoint::Open(plain));
+  ASSERT_OK_AND_ASSIGN(auto b, Checkpoint::Open(fp8));
+  EXPECT_EQ(b->config().fp8_block_n, 128);
+  for (const ExpertKey key : {ExpertKey{1, 3}, ExpertKey{1, config.AlwaysOnId()}, ExpertKey{0, config.AlwaysOnId()}}) {
+    ASSERT_OK_AND_ASSIGN(ExpertWeights want, LoadExpertWeights(*a, key));
+    ASSERT_OK_AND_ASSIGN(ExpertWeights got, LoadExpertWeights(*b, key));
+    for (const auto& [w, g] : {std::pair{&want.w1, &got.w1}, {&want.w3, &got.w3}, {&want.w2, &got.w2}}) {
+      ASSERT_EQ(g->dtype(), DType::kBF16);
+      const Tensor gf = g->ToF32();
+      float amax = 0;
+      for (float v : w->f32()) amax = std::max(amax, std::fabs(v));
+      for (int64_t x = 0; x < w->num_elements(); ++x) {
+        // e4m3 keeps 3 mantissa bits (relative error <= 2^-4), then bf16 rounds once more.
+        ASSERT_NEAR(gf.f32()[x], w->f32()[x], std::fabs(w->f32()[x]) / 14 + amax / 448 / 64)
+            << "layer " << key.layer << " expert " << key.expert << " value " << x;
+      }
+    }
+  }
+  // The router weights are not quantized.
+  ASSERT_OK_AND_ASSIGN(Tensor gate, b->Get(GateWeightName(b->config(), 1)));
+  EXPECT_EQ(gate.dtype(), DType::kF32);
+}
+
 }  // namespace
 }  // namespace moe::experts

@@ -78,5 +78,24 @@ TEST(Mxfp4Test, NibblesLowFirstTimesTheGroupExponent) {
   for (int64_t x = 0; x < n * k; ++x) ASSERT_EQ(bf.ToF32().f32()[x], w.f32()[x]);  // exact in bf16
 }
 
+TEST(Fp8Test, EncodeIsTheNearestCodeAndRoundTrips) {
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;  // NaN
+    const float v = E4m3ToF32(static_cast<uint8_t>(c));
+    if (c == 0x80) continue;  // -0 encodes as -0 (0x80) but compares equal to 0
+    EXPECT_EQ(F32ToE4m3(v), c) << c;
+  }
+  EXPECT_EQ(F32ToE4m3(1000.0f), 0x7e);   // saturates at 448
+  EXPECT_EQ(F32ToE4m3(-1000.0f), 0xfe);
+  EXPECT_EQ(F32ToE4m3(1.0625f), 0x38);   // halfway between 1 (0x38) and 1.125 (0x39): even code
+  EXPECT_EQ(F32ToE4m3(1.1875f), 0x3a);   // halfway between 1.125 (0x39) and 1.25 (0x3a): even code
+  EXPECT_EQ(F32ToE4m3(1.07f), 0x39);
+  const std::vector<float> w = testing::RandomVector(40 * 50, 21, 3.0f);
+  std::vector<uint8_t> codes;
+  const Tensor scales = QuantizeFp8Blocks(w.data(), 40, 50, 16, 32, &codes);
+  ASSERT_OK_AND_ASSIGN(const Tensor back, DequantizeFp8Blocks("w", codes.data(), 40, 50, scales, 16, 32, DType::kF32));
+  for (size_t x = 0; x < w.size(); ++x) EXPECT_NEAR(back.f32()[x], w[x], std::fabs(w[x]) / 15 + 1e-3) << x;
+}
+
 }  // namespace
 }  // namespace moe::experts
