@@ -30,6 +30,8 @@ struct PlannedTensor {
   uint64_t seed;
   bool force_f32 = false;
   bool mlp = false;  // an expert / shared / dense projection (quantized with GeneratorOptions::fp8)
+  // A stacked expert tensor: its [E, n, k] with rows = output features (quantized with mxfp4).
+  int64_t stacked_n = 0, stacked_k = 0;
 };
 
 Tensor RandomTensor(const PlannedTensor& p, DType dtype) {
@@ -57,6 +59,10 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   if (options.fp8 && !c.names.stacked_gate_up.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("fp8 is written for per-expert families; ", c.model_type,
                                                    " stacks its experts"));
+  }
+  if (options.mxfp4 && (!c.names.gate_up_interleaved || c.hidden_size % 32 != 0 || c.moe_intermediate_size % 32 != 0)) {
+    return absl::InvalidArgumentError("mxfp4 is written for gpt_oss's stacked experts with hidden and intermediate "
+                                      "sizes that are multiples of 32");
   }
   if (options.num_shards < 1) {
     return absl::InvalidArgumentError(absl::StrCat("num_shards must be >= 1, got ", options.num_shards));
@@ -86,9 +92,9 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
       if (!c.names.stacked_gate_up.empty()) {  // one [E, 2I, H] and one [E, H, I] tensor (or transposed)
         const bool t = c.names.stacked_transposed;
         plan.push_back({StackedGateUpName(c, layer), t ? std::vector<int64_t>{e, h, 2 * mi} : std::vector<int64_t>{e, 2 * mi, h},
-                        sh, seed++});
+                        sh, seed++, false, false, 2 * mi, h});
         plan.push_back({StackedDownName(c, layer), t ? std::vector<int64_t>{e, mi, h} : std::vector<int64_t>{e, h, mi},
-                        1.0f / std::sqrt(float(mi)), seed++});
+                        1.0f / std::sqrt(float(mi)), seed++, false, false, h, mi});
         if (!c.names.stacked_gate_up_bias.empty()) {
           plan.push_back({StackedGateUpBiasName(c, layer), {e, 2 * mi}, 0.1f, seed++});
           plan.push_back({StackedDownBiasName(c, layer), {e, h}, 0.1f, seed++});
@@ -116,6 +122,17 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
     SafetensorsWriter writer;
     for (size_t t = begin; t < end; ++t) {
       weight_map[plan[t].name] = file;
+      if (options.mxfp4 && plan[t].stacked_n > 0) {
+        const int64_t e = plan[t].shape[0], n = plan[t].stacked_n, k = plan[t].stacked_k;
+        const Tensor w = RandomTensor({plan[t].name, {e, n, k}, plan[t].stddev, plan[t].seed}, DType::kF32);
+        std::vector<uint8_t> blocks, scales;
+        for (int64_t x = 0; x < e; ++x) QuantizeMxfp4Expert(w.f32().data() + x * n * k, n, k, &blocks, &scales);
+        writer.AddRaw(plan[t].name + "_blocks", "U8", {e, n, k / 32, 16}, std::move(blocks));
+        writer.AddRaw(plan[t].name + "_scales", "U8", {e, n, k / 32}, std::move(scales));
+        weight_map.erase(plan[t].name);
+        weight_map[plan[t].name + "_blocks"] = weight_map[plan[t].name + "_scales"] = file;
+        continue;
+      }
       if (options.fp8 && plan[t].mlp) {
         const Tensor w = RandomTensor(plan[t], DType::kF32);
         std::vector<uint8_t> codes;
@@ -138,6 +155,7 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   }
   ModelConfig written = c;
   if (options.fp8) written.fp8_block_n = written.fp8_block_k = kFp8Block;
+  written.mxfp4 = options.mxfp4;
   written.torch_dtype = options.dtype == DType::kF32    ? "float32"
                         : options.dtype == DType::kBF16 ? "bfloat16"
                                                         : "float16";

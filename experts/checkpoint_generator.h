@@ -24,6 +24,8 @@ struct GeneratorOptions {
   // Every MLP weight (experts, shared, dense) as FP8 e4m3 with 128×128 block scales, as
   // DeepSeek-V3 ships them (config.json gets its quantization_config). Per-expert families only.
   bool fp8 = false;
+  // Stacked experts (gpt_oss) as MXFP4 `_blocks` + `_scales`, as gpt-oss ships them.
+  bool mxfp4 = false;
 };
 
 // Writes the checkpoint into `dir` (created if missing). Weights are N(0, 1/fan_in): the expert

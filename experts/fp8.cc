@@ -93,6 +93,30 @@ absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_
   return out;
 }
 
+void QuantizeMxfp4Expert(const float* w, int64_t n, int64_t k, std::vector<uint8_t>* blocks,
+                         std::vector<uint8_t>* scales) {
+  static constexpr float kMagnitudes[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t g = 0; g < k / 32; ++g) {
+      const float* v = w + i * k + g * 32;
+      float amax = 0.0f;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
+      const int exponent = amax > 0.0f ? std::clamp(static_cast<int>(std::ceil(std::log2(amax / 6.0f))), -127, 127) : -127;
+      scales->push_back(static_cast<uint8_t>(exponent + 127));
+      uint8_t codes[32];
+      for (int j = 0; j < 32; ++j) {
+        const float a = std::fabs(std::ldexp(v[j], -exponent));
+        int best = 0;
+        for (int c = 1; c < 8; ++c) {
+          if (std::fabs(kMagnitudes[c] - a) < std::fabs(kMagnitudes[best] - a)) best = c;
+        }
+        codes[j] = static_cast<uint8_t>(best | (std::signbit(v[j]) ? 8 : 0));
+      }
+      for (int j = 0; j < 16; ++j) blocks->push_back(static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4)));
+    }
+  }
+}
+
 Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64_t index, int64_t n, int64_t k,
                              DType dtype) {
   static constexpr float kE2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,

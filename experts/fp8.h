@@ -36,6 +36,12 @@ absl::StatusOr<Tensor> DequantizeFp8Blocks(const std::string& name, const uint8_
 // nibble first), and `<name>_scales` U8 [E, N, K/32], an e8m0 exponent (2^(s − 127)) per 32
 // values. Rows are output features. Expert `index`'s [N, K] matrix, rounded to `dtype` (exact in
 // bf16: a 2-bit significand times a power of two).
+// Quantizes W [n, k] (f32, k a multiple of 32) as one expert of an MXFP4 stack: appends its
+// blocks (n·k/2 bytes, low nibble first) and e8m0 scales (n·k/32, 2^(s−127) = the smallest power
+// of two with amax / 2^s <= 6) to `blocks` and `scales`; values take the nearest e2m1 code.
+void QuantizeMxfp4Expert(const float* w, int64_t n, int64_t k, std::vector<uint8_t>* blocks,
+                         std::vector<uint8_t>* scales);
+
 Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64_t index, int64_t n, int64_t k,
                              DType dtype);
 

@@ -309,6 +309,7 @@ std::string ModelConfig::ToJson() const {
   j["hidden_act"] = hidden_act;
   j["torch_dtype"] = torch_dtype;
   family->write(*this, j);
+  if (mxfp4) j["quantization_config"] = {{"quant_method", "mxfp4"}};
   if (fp8_block_n > 0) {
     j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
                                 {"weight_block_size", {fp8_block_n, fp8_block_k}}};

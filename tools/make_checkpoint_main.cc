@@ -23,8 +23,9 @@ ABSL_FLAG(int, top_k, 2, "Experts per token (num_experts_per_tok).");
 ABSL_FLAG(int, num_layers, 4, "Number of layers (num_hidden_layers); DeepSeek's first is dense.");
 ABSL_FLAG(std::string, dtype, "bf16", "Weight dtype: bf16, f16 or f32.");
 ABSL_FLAG(std::string, quant, "none",
-          "none, or fp8: every MLP weight as FP8 e4m3 with 128x128 block scales (DeepSeek-V3's format; "
-          "per-expert families); the router weights keep --dtype.");
+          "none; fp8: every MLP weight as FP8 e4m3 with 128x128 block scales (DeepSeek-V3's format; "
+          "per-expert families); mxfp4: gpt_oss's stacked experts as MXFP4 blocks + e8m0 scales. Router "
+          "weights and biases keep --dtype.");
 ABSL_FLAG(int, shards, 1, "Number of safetensors shards (>1 writes model.safetensors.index.json).");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same weights.");
 
@@ -62,11 +63,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string quant = absl::GetFlag(FLAGS_quant);
-  if (quant != "none" && quant != "fp8") {
-    std::fprintf(stderr, "moe-make-checkpoint: --quant must be none or fp8, got '%s'\n", quant.c_str());
+  if (quant != "none" && quant != "fp8" && quant != "mxfp4") {
+    std::fprintf(stderr, "moe-make-checkpoint: --quant must be none, fp8 or mxfp4, got '%s'\n", quant.c_str());
     return 2;
   }
   options.fp8 = quant == "fp8";
+  options.mxfp4 = quant == "mxfp4";
   if (absl::Status s = moe::experts::WriteRandomCheckpoint(out, options); !s.ok()) {
     std::fprintf(stderr, "moe-make-checkpoint: %s\n", s.ToString().c_str());
     return 1;
@@ -74,6 +76,6 @@ int main(int argc, char** argv) {
   std::printf("wrote %s: %s, %d layers × %d experts (top-%d), hidden %d, expert intermediate %d, %s, %d shard(s)\n",
               out.c_str(), options.config.model_type.c_str(), options.config.num_layers, options.config.num_experts,
               options.config.top_k, options.config.hidden_size, options.config.moe_intermediate_size,
-              options.fp8 ? "fp8 e4m3 MLP weights" : dtype.c_str(), options.num_shards);
+              options.fp8 ? "fp8 e4m3 MLP weights" : options.mxfp4 ? "mxfp4 experts" : dtype.c_str(), options.num_shards);
   return 0;
 }

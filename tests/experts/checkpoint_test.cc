@@ -135,5 +135,30 @@ TEST(CheckpointTest, Fp8CheckpointLoadsAsBf16CloseToTheUnquantizedWeights) {
   EXPECT_EQ(gate.dtype(), DType::kF32);
 }
 
+TEST(CheckpointTest, Mxfp4CheckpointOfGptOssLoadsEachExpertAsBf16) {
+  const ModelConfig config = DefaultConfig("gpt_oss", 64, 96, 8, 2, 2).value();
+  const std::string dir = testing::MakeTempDir("ckpt-mxfp4");
+  ASSERT_OK(WriteRandomCheckpoint(dir, {.config = config, .dtype = DType::kF32, .num_shards = 3, .seed = 2, .mxfp4 = true}));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));
+  EXPECT_TRUE(ckpt->config().mxfp4);
+  ASSERT_OK_AND_ASSIGN(ExpertWeights w, LoadExpertWeights(*ckpt, {1, 5}));
+  EXPECT_EQ(w.w1.shape(), (std::vector<int64_t>{96, 64}));
+  EXPECT_EQ(w.w2.shape(), (std::vector<int64_t>{64, 96}));
+  EXPECT_EQ(w.w1.dtype(), DType::kBF16);
+  EXPECT_EQ(w.b1.shape(), (std::vector<int64_t>{96}));
+  // Every value is an e2m1 value times a power of two, and the stddev is the generator's.
+  double sum_sq = 0;
+  const Tensor w2 = w.w2.ToF32();
+  for (float v : w2.f32()) {
+    int e;
+    const float m = std::fabs(std::frexp(v, &e));  // v = m · 2^e, m in [0.5, 1)
+    EXPECT_TRUE(m == 0.0f || m == 0.5f || m == 0.75f) << v;
+    sum_sq += double(v) * v;
+  }
+  EXPECT_NEAR(std::sqrt(sum_sq / w2.num_elements()), 1.0 / std::sqrt(96.0), 0.3 / std::sqrt(96.0));
+  EXPECT_THAT(WriteRandomCheckpoint(testing::MakeTempDir("ckpt-bad"), {.config = testing::SmallConfig(), .mxfp4 = true}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "mxfp4 is written for gpt_oss"));
+}
+
 }  // namespace
 }  // namespace moe::experts

@@ -97,5 +97,27 @@ TEST(Fp8Test, EncodeIsTheNearestCodeAndRoundTrips) {
   for (size_t x = 0; x < w.size(); ++x) EXPECT_NEAR(back.f32()[x], w[x], std::fabs(w[x]) / 15 + 1e-3) << x;
 }
 
+TEST(Mxfp4Test, QuantizeThenDequantizeIsExactOnTheGridAndNearOffIt) {
+  // Row 0: values on the e2m1 grid times 2^-3 (exact); row 1: random (within half a grid step).
+  const int64_t n = 2, k = 64;
+  std::vector<float> w(n * k);
+  const float grid[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+  for (int j = 0; j < k; ++j) w[j] = std::ldexp(grid[j % 8] * (j % 3 == 0 ? -1.0f : 1.0f), -3);
+  const std::vector<float> r = testing::RandomVector(k, 31, 2.0f);
+  std::copy(r.begin(), r.end(), w.begin() + k);
+  std::vector<uint8_t> blocks, scales;
+  QuantizeMxfp4Expert(w.data(), n, k, &blocks, &scales);
+  ASSERT_EQ(blocks.size(), static_cast<size_t>(n * k / 2));
+  ASSERT_EQ(scales.size(), static_cast<size_t>(n * k / 32));
+  const Tensor back = DequantizeMxfp4Expert(blocks.data(), scales.data(), 0, n, k, DType::kF32);
+  for (int j = 0; j < k; ++j) EXPECT_EQ(back.f32()[j], w[j]) << j;
+  for (int g = 0; g < 2; ++g) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(w[k + g * 32 + j]));
+    const float step = std::ldexp(1.0f, static_cast<int>(std::ceil(std::log2(amax / 6.0f))));  // the grid's unit
+    for (int j = 0; j < 32; ++j) EXPECT_LE(std::fabs(back.f32()[k + g * 32 + j] - w[k + g * 32 + j]), step) << j;
+  }
+}
+
 }  // namespace
 }  // namespace moe::experts
