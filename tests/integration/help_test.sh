@@ -15,15 +15,17 @@ passed=0 failed=0
 for program in "${!mains[@]}"; do
   out=$(timeout 20 "$bin/$program" --help 2>&1)
   problems=()
-  echo "$out" | head -n 1 | grep -q "^$program: " || problems+=("first line does not name the program")
-  echo "$out" | grep -q "^  $program --" || problems+=("no example line")
-  echo "$out" | grep -q "No flags matched" && problems+=("No flags matched")
-  echo "$out" | grep -q -- "--flagfile" && problems+=("lists Abseil's own flags")
+  # Here-strings, not pipes: `echo | grep -q` under pipefail fails when grep exits early and echo
+  # gets SIGPIPE (seen once on a loaded machine: a flag reported missing that was there).
+  grep -q "^$program: " <<<"$(head -n 1 <<<"$out")" || problems+=("first line does not name the program")
+  grep -q "^  $program --" <<<"$out" || problems+=("no example line")
+  grep -q "No flags matched" <<<"$out" && problems+=("No flags matched")
+  grep -q -- "--flagfile" <<<"$out" && problems+=("lists Abseil's own flags")
   for flag in $(sed -n 's/^ABSL_FLAG([^,]*,[[:space:]]*\([a-z0-9_]*\),.*/\1/p' "$src/${mains[$program]}"); do
-    echo "$out" | grep -q -- "--$flag " || echo "$out" | grep -q -- "--$flag$" || problems+=("--$flag missing")
+    grep -q -e "--$flag " -e "--$flag$" <<<"$out" || problems+=("--$flag missing")
   done
   if [ ${#problems[@]} -eq 0 ]; then passed=$((passed + 1)); else
-    failed=$((failed + 1)); echo "FAIL $program: ${problems[*]}"; echo "$out" | head -n 20; fi
+    failed=$((failed + 1)); echo "FAIL $program: ${problems[*]}"; head -n 20 <<<"$out"; fi
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
