@@ -106,7 +106,11 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
       }
       if (c.HasSharedGate(layer)) plan.push_back({SharedGateName(c, layer), {1, h}, sh, seed++});
     }
-    if (c.HasAlwaysOn(layer)) {
+    if (c.HasAlwaysOn(layer) && c.IsMoeLayer(layer) && !c.names.shared_fused_gate_up.empty()) {
+      const int64_t si = c.AlwaysOnIntermediate(layer);
+      plan.push_back({SharedFusedGateUpName(c, layer), {2 * si, h}, sh, seed++, false, true});
+      plan.push_back({SharedFusedDownName(c, layer), {h, si}, 1.0f / std::sqrt(float(si)), seed++, false, true});
+    } else if (c.HasAlwaysOn(layer)) {
       mlp([&](Projection p) { return AlwaysOnWeightName(c, layer, p); }, c.AlwaysOnIntermediate(layer));
     }
   }

@@ -95,6 +95,13 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
     w.activation = {.alpha = c.swiglu_alpha, .limit = c.swiglu_limit};
     return w;
   }
+  if (always_on && c.IsMoeLayer(key.layer) && !c.names.shared_fused_gate_up.empty()) {
+    ASSIGN_OR_RETURN(const Tensor gate_up, checkpoint.GetWeight(SharedFusedGateUpName(c, key.layer), {2 * i, h}));
+    w.w1 = gate_up.Rows(0, i);
+    w.w3 = gate_up.Rows(i, i);
+    ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(SharedFusedDownName(c, key.layer), {h, i}));
+    return w;
+  }
   ASSIGN_OR_RETURN(w.w1, checkpoint.GetWeight(name(Projection::kGate), {i, h}));
   ASSIGN_OR_RETURN(w.w3, checkpoint.GetWeight(name(Projection::kUp), {i, h}));
   ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(name(Projection::kDown), {h, i}));

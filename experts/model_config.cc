@@ -33,7 +33,6 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
       {"longcat_flash", "its zero (identity) experts and softmax over E + Z experts are not implemented"},
       {"bailing_moe", "its grouped router with expert bias and scaling after the combine is not implemented"},
       {"flex_olmo", "it is not tested against transformers yet (a tiny model does not build in 5.24)"},
-      {"granitemoeshared", "its shared MLP (shared_mlp.input_linear/output_linear, fused gate|up) is not read"},
       {"granitemoehybrid", "its shared MLP and Mamba layers are not read"},
       {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
       {"qwen3_5_moe", "it is the multimodal wrapper: serve its text model (model_type qwen3_5_moe_text)"},

@@ -24,6 +24,10 @@ struct TensorNames {
   std::string expert;       // a routed expert's projection
   std::array<std::string, 3> expert_projections = {"gate_proj", "up_proj", "down_proj"};
   std::string shared;       // the shared expert(s) of an MoE layer
+  // Or the shared MLP as one fused gate|up [2I, H] (gate rows first) and one down [H, I] weight
+  // (Granite's shared_mlp.input_linear / output_linear).
+  std::string shared_fused_gate_up;
+  std::string shared_fused_down;
   std::string shared_gate;  // sigmoid gate of the shared expert [1, H]
   std::string dense;        // the MLP of a dense layer
   // Stacked experts instead of `expert`: one gate|up tensor [E, 2I, H] (gate rows first) and one

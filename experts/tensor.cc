@@ -62,6 +62,11 @@ Tensor Tensor::MatrixRows(int64_t index, int64_t row_begin, int64_t rows) const 
   return Borrow(dtype_, {rows, c}, base, holder_);
 }
 
+Tensor Tensor::Rows(int64_t begin, int64_t count) const {
+  const int64_t c = shape_[1];
+  return Borrow(dtype_, {count, c}, static_cast<const uint8_t*>(data_) + begin * c * DTypeSize(dtype_), holder_);
+}
+
 Tensor Tensor::MatrixColumnsTransposed(int64_t index, int64_t col_begin, int64_t cols, int64_t col_step) const {
   const size_t element = DTypeSize(dtype_);
   const int64_t r = shape_[1], c = shape_[2];

@@ -56,6 +56,8 @@ class Tensor {
   // An owned copy converted to `dtype` (rounding to nearest even).
   Tensor ConvertTo(DType dtype) const;
 
+  // Of a rank-2 tensor [R, C]: rows [begin, begin + count), a [count, C] view sharing its storage.
+  Tensor Rows(int64_t begin, int64_t count) const;
   // Of a rank-3 tensor [N, R, C]: rows [row_begin, row_begin + rows) of matrix `index`, a
   // [rows, C] view sharing this tensor's storage (no copy: a stacked expert tensor's slice).
   // REQUIRES: rank 3, index < N, row_begin + rows <= R.

@@ -48,6 +48,14 @@ std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection 
   return Fill(config.IsMoeLayer(layer) ? config.names.shared : config.names.dense, layer, -1, HfName(projection));
 }
 
+std::string SharedFusedGateUpName(const ModelConfig& config, int layer) {
+  return Fill(config.names.shared_fused_gate_up, layer);
+}
+
+std::string SharedFusedDownName(const ModelConfig& config, int layer) {
+  return Fill(config.names.shared_fused_down, layer);
+}
+
 std::string SharedGateName(const ModelConfig& config, int layer) { return Fill(config.names.shared_gate, layer); }
 
 }  // namespace moe::experts

@@ -31,6 +31,9 @@ std::string RouterBiasName(const ModelConfig& config, int layer);
 // The always-on MLP of a layer: the shared expert(s) of an MoE layer (DeepSeek
 // "mlp.shared_experts.*", Qwen2 "mlp.shared_expert.*"), or a dense layer's MLP ("mlp.gate_proj.weight").
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection);
+// The fused shared MLP of an MoE layer (TensorNames::shared_fused_*); empty if the family has none.
+std::string SharedFusedGateUpName(const ModelConfig& config, int layer);
+std::string SharedFusedDownName(const ModelConfig& config, int layer);
 // The shared expert's sigmoid gate [1, H]: "model.layers.N.mlp.shared_expert_gate.weight".
 std::string SharedGateName(const ModelConfig& config, int layer);
 

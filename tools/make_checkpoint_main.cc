@@ -13,7 +13,7 @@
 ABSL_FLAG(std::string, out, "", "Folder to write the checkpoint into (created if missing).");
 ABSL_FLAG(std::string, family, "mixtral",
           "Model family (config.json model_type): mixtral, qwen2_moe, qwen3_moe, qwen3_next, olmoe, deepseek_v2, "
-          "deepseek_v3, deepseek_v32, glm4_moe, dots1, minimax_m2, hunyuan_v1_moe, jamba, granitemoe, llama4_text, ernie4_5_moe, phimoe, gpt_oss, qwen3_5_moe_text, afmoe, "
+          "deepseek_v3, deepseek_v32, glm4_moe, dots1, minimax_m2, hunyuan_v1_moe, jamba, granitemoe, granitemoeshared, llama4_text, ernie4_5_moe, phimoe, gpt_oss, qwen3_5_moe_text, afmoe, "
           "switch_moe. Its "
           "routing defaults (groups, shared experts, dense first layer, ...) follow the family.");
 ABSL_FLAG(int, hidden_size, 1024, "Model hidden size H.");

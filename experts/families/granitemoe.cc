@@ -27,4 +27,36 @@ extern const FamilyDescriptor kGraniteMoe = {
     .is_moe = EveryLayerIsMoe,
 };
 
+// Granite MoE with a shared MLP (granitemoeshared): granitemoe's block plus an ungated
+// shared_mlp of shared_intermediate_size (fused input_linear [2I, H], gate rows first), which HF
+// adds in the decoder layer and moe-serve serves as the layer's always-on MLP.
+extern const FamilyDescriptor kGraniteMoeShared = {
+    .model_type = "granitemoeshared",
+    .also_accepts = {},
+    .architecture = "GraniteMoeSharedForCausalLM",
+    .names = {.gate = "model.layers.{L}.block_sparse_moe.router.layer.weight",
+              .shared_fused_gate_up = "model.layers.{L}.shared_mlp.input_linear.weight",
+              .shared_fused_down = "model.layers.{L}.shared_mlp.output_linear.weight",
+              .stacked_gate_up = "model.layers.{L}.block_sparse_moe.input_linear.weight",
+              .stacked_down = "model.layers.{L}.block_sparse_moe.output_linear.weight"},
+    .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
+      RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_local_experts", "num_experts"}, {"num_experts_per_tok"},
+                                     {"intermediate_size"}));
+      RETURN_IF_ERROR(j.Int({"shared_intermediate_size"}, false, 0, &c.shared_expert_intermediate_size));
+      c.shared_intermediate = c.shared_expert_intermediate_size;
+      c.norm_topk_prob = true;
+      return absl::OkStatus();
+    },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) {
+      WriteExpertDims(c, j, "num_local_experts", "num_experts_per_tok", "intermediate_size");
+      j["shared_intermediate_size"] = c.shared_expert_intermediate_size;
+    },
+    .defaults = [](ModelConfig& c) {
+      c.shared_expert_intermediate_size = c.moe_intermediate_size;
+      c.shared_intermediate = c.moe_intermediate_size;
+      c.norm_topk_prob = true;
+    },
+    .is_moe = EveryLayerIsMoe,
+};
+
 }  // namespace moe::experts

@@ -61,6 +61,8 @@ CASES = [
     ("minimax_m2", "minimax_m2", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
     ("hunyuan_v1_moe", "hunyuan_v1_moe", dict(num_experts=E, moe_topk=K, intermediate_size=MOE_I)),
     ("granitemoe", "granitemoe", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
+    ("granitemoeshared", "granitemoeshared", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
+                                                  shared_intermediate_size=36)),
     ("llama4_text", "llama4_text", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
                                         intermediate_size_mlp=DENSE_I, interleave_moe_layer_step=2)),
     ("ernie4_5_moe", "ernie4_5_moe", dict(moe_num_experts=E, moe_k=K, moe_intermediate_size=MOE_I,
@@ -124,6 +126,10 @@ def hf_reference(model, layer, x):
     for hook in hooks:
         hook.remove()
     out = out[0] if isinstance(out, tuple) else out
+    shared = getattr(model.model.layers[layer], "shared_mlp", None)  # Granite adds it in the decoder layer
+    if shared is not None:
+        with torch.no_grad():
+            out = out + shared(torch.from_numpy(x)[None])
     experts = [sorted(map(int, row)) for row in chosen[0].reshape(N_TOKENS, -1)] if chosen else None
     return out.reshape(N_TOKENS, H).double().numpy(), experts
 
@@ -198,6 +204,9 @@ def generate_check(model, cluster, bin_dir, tmp, check, label):
         want_logits = model(ids).logits
         swapped = []
         for i, layer in enumerate(model.model.layers):
+            if getattr(layer, "shared_mlp", None) is not None:  # moe-serve's answer includes it
+                swapped.append((layer, "shared_mlp", layer.shared_mlp))
+                layer.shared_mlp = None
             for name in ("mlp", "block_sparse_moe", "feed_forward"):
                 if hasattr(layer, name):
                     swapped.append((layer, name, getattr(layer, name)))
