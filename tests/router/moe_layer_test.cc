@@ -13,6 +13,7 @@
 #include "experts/tensor_names.h"
 #include "gtest/gtest.h"
 #include "router/moe_model.h"
+#include "tests/testing/error_measures.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
@@ -72,15 +73,6 @@ Reference MixtralBlock(const Tensor& gate_w, const std::vector<experts::ExpertWe
   return ref;
 }
 
-double MaxRelError(const std::vector<double>& expected, const std::vector<float>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    num = std::max(num, std::abs(expected[i] - got[i]));
-    den = std::max(den, std::abs(expected[i]));
-  }
-  return num / den;
-}
-
 TEST(MoeLayerTest, MatchesIndependentMixtralBlock) {
   const int h = 48, inter = 80, e = 8, k = 2, layer = 3;
   std::vector<experts::ExpertWeights> weights;
@@ -97,7 +89,7 @@ TEST(MoeLayerTest, MatchesIndependentMixtralBlock) {
     Routing routing;
     ASSERT_OK_AND_ASSIGN(std::vector<float> out, moe.Forward(x, n, *backend, &routing));
     const Reference ref = MixtralBlock(gate_w, weights, x, n, k);
-    EXPECT_LE(MaxRelError(ref.out, out), 1e-5) << n << " tokens";
+    EXPECT_LE(testing::MaxRelError(out, ref.out), 1e-5) << n << " tokens";
     for (int t = 0; t < n; ++t) {
       EXPECT_EQ(std::vector<int>(routing.ExpertsOf(t).begin(), routing.ExpertsOf(t).end()),
                 ref.chosen[t]) << "token " << t;
@@ -145,8 +137,8 @@ TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
       weights.push_back(std::move(w));
     }
     ASSERT_OK_AND_ASSIGN(Tensor gate_w, ckpt->Get(experts::GateWeightName(ckpt->config(), layer)));
-    EXPECT_LE(MaxRelError(MixtralBlock(gate_w, weights, x, 5, 2).out, out), 1e-5);
-    EXPECT_LE(MaxRelError(MixtralBlock(gate_w, weights, x, 5, 2).out, out_bf16), 1e-2);
+    EXPECT_LE(testing::MaxRelError(out, MixtralBlock(gate_w, weights, x, 5, 2).out), 1e-5);
+    EXPECT_LE(testing::MaxRelError(out_bf16, MixtralBlock(gate_w, weights, x, 5, 2).out), 1e-2);
   }
 }
 
@@ -183,7 +175,7 @@ TEST(MoeLayerTest, DenseModeEqualsTheWeightedSumOverAllExperts) {
       for (int j = 0; j < h; ++j) expected[t * h + j] += double(p[t * e + i]) * y[t * h + j];
     }
   }
-  EXPECT_LE(MaxRelError(expected, out), 1e-5);
+  EXPECT_LE(testing::MaxRelError(out, expected), 1e-5);
 }
 
 }  // namespace

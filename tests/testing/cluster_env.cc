@@ -51,13 +51,4 @@ absl::StatusOr<std::vector<float>> Reference::Forward(int layer, const std::vect
   return moe->Forward(x, n, *backend_, routing);
 }
 
-double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num = std::max(num, double(std::abs(got[i] - ref[i])));
-    den = std::max(den, double(std::abs(ref[i])));
-  }
-  return den > 0 ? num / den : num;
-}
-
 }  // namespace moe::testing

@@ -16,6 +16,7 @@
 #include "router/moe_model.h"
 #include "router/routing.h"
 #include "server/cluster/local_cluster.h"
+#include "tests/testing/error_measures.h"  // MaxRelError, for the comparisons with Reference
 
 namespace moe::testing {
 
@@ -42,8 +43,5 @@ class Reference {
   std::unique_ptr<router::MoeModel> model_;
   std::unique_ptr<experts::CpuExpertBackend> backend_;
 };
-
-// max |got - ref| / max |ref|.
-double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref);
 
 }  // namespace moe::testing
