@@ -11,7 +11,16 @@
 
 namespace moe::proto {
 
-// Keepalive pings every 30 s (the servers permit one per 10 s), also without calls in flight.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int64_t max_message_bytes);
+struct Keepalive {
+  int time_ms = 30000;     // a ping after this long without one, also without calls in flight
+  int timeout_ms = 10000;  // no ack by then: the connection is closed and its calls fail UNAVAILABLE
+};
+// Router → worker: a stopped or partitioned worker's connection is dropped within ~2 s (the
+// health checks of WorkerPool notice it sooner; this also frees the transport).
+inline constexpr Keepalive kWorkerKeepalive{.time_ms = 1000, .timeout_ms = 1000};
+
+// The servers permit a ping per second (server_runtime.cc), so neither setting draws a GOAWAY.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int64_t max_message_bytes,
+                                           Keepalive keepalive = {});
 
 }  // namespace moe::proto

@@ -11,7 +11,11 @@ namespace moe::server {
 void DispatchCall::Start(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context,
                          Done done) {
   auto* call = new DispatchCall(pool, std::move(input), server_context, std::move(done));
-  call->BuildCalls();
+  call->early_status_ = call->BuildCalls();
+  if (!call->early_status_.ok()) {
+    call->Complete();
+    return;
+  }
   const bool local = !call->local_experts_.empty();
   const int parts = static_cast<int>(call->calls_.size()) + (local ? 1 : 0);
   if (parts == 0) {
@@ -46,7 +50,7 @@ DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input, grpc::Callback
                            Done done)
     : pool_(pool), in_(std::move(input)), server_context_(server_context), done_(std::move(done)) {}
 
-void DispatchCall::BuildCalls() {
+grpc::Status DispatchCall::BuildCalls() {
   const router::DispatchPlan& plan = in_.plan;
   const int num_experts = plan.num_experts();
   call_of_expert_.assign(num_experts, -1);
@@ -62,6 +66,15 @@ void DispatchCall::BuildCalls() {
       continue;
     }
     const int worker = pool_->Pick({in_.layer, e});  // coverage was checked at start: >= 0
+    if (!pool_->IsHealthy(worker)) {  // Pick prefers healthy replicas: every one of e's is down
+      std::vector<std::string> down;
+      for (int w : pool_->ReplicasOf({in_.layer, e})) down.push_back(pool_->worker(w).address);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("expert ", e, " of layer ", in_.layer, " on worker",
+                                       down.size() == 1 ? " " : "s ", absl::StrJoin(down, ", "),
+                                       " is unavailable: ", down.size() == 1 ? "it does" : "they do",
+                                       " not answer health checks"));
+    }
     if (call_of_worker[worker] < 0) {
       call_of_worker[worker] = static_cast<int>(calls_.size());
       calls_.push_back(std::make_unique<WorkerCall>());
@@ -101,6 +114,7 @@ void DispatchCall::BuildCalls() {
       }
     }
   }
+  return grpc::Status::OK;
 }
 
 void DispatchCall::StartLocal() {
@@ -127,18 +141,24 @@ void DispatchCall::PartDone() {
 }
 
 void DispatchCall::Issue(WorkerCall& call) {
-  call.context = server_context_ != nullptr ? grpc::ClientContext::FromCallbackServerContext(*server_context_)
-                                            : std::make_unique<grpc::ClientContext>();
-  call.context->set_deadline(in_.deadline);
+  call.tracked = std::make_shared<TrackedCall>();
+  call.tracked->context = server_context_ != nullptr ? grpc::ClientContext::FromCallbackServerContext(*server_context_)
+                                                     : std::make_unique<grpc::ClientContext>();
+  call.tracked->context->set_deadline(in_.deadline);
   WorkerPool::Worker& worker = pool_->worker(call.worker);
   const int inflight = worker.inflight.fetch_add(1, std::memory_order_relaxed) + 1;
   if (in_.metrics != nullptr) in_.metrics->SetInflight(call.worker, inflight);
   call.issued = absl::Now();
-  worker.stub->async()->Forward(call.context.get(), &call.request, &call.response,
+  pool_->Track(call.worker, call.tracked);  // before the call starts: a cancel cannot miss it
+  worker.stub->async()->Forward(call.tracked->context.get(), &call.request, &call.response,
                                 [this, &call](grpc::Status status) { OnReply(call, std::move(status)); });
 }
 
 void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
+  pool_->Untrack(call.worker, call.tracked.get());
+  if (status.error_code() == grpc::StatusCode::CANCELLED && call.tracked->worker_lost.load(std::memory_order_acquire)) {
+    status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker stopped answering health checks");
+  }
   const int inflight = pool_->worker(call.worker).inflight.fetch_sub(1, std::memory_order_relaxed) - 1;
   if (in_.metrics != nullptr) {
     in_.metrics->SetInflight(call.worker, inflight);
@@ -156,20 +176,78 @@ void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
                   absl::StrCat("dispatch to worker ", pool_->worker(call.worker).address, " failed: ",
                                status.error_code(), " ", status.error_message()));
   }
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !call.retried) {
-    std::vector<experts::ExpertKey> keys;
-    for (int e : call.experts) keys.push_back({in_.layer, e});
-    const int alternative = pool_->PickAlternative(keys, call.worker);
-    if (alternative >= 0) {
-      call.retried = true;
-      call.worker = alternative;
-      call.response.Clear();
-      Issue(call);
-      return;
-    }
-  }
   call.status = std::move(status);
+  // A unary call that failed UNAVAILABLE got no response: its experts' groups can go elsewhere.
+  if (call.status.error_code() == grpc::StatusCode::UNAVAILABLE && !call.retried && FailOver(call)) return;
   PartDone();
+}
+
+bool DispatchCall::FailOver(WorkerCall& failed) {
+  const int num = static_cast<int>(failed.experts.size());
+  std::vector<int> target(num);
+  std::vector<int> stranded;
+  for (int j = 0; j < num; ++j) {
+    target[j] = pool_->PickFailover({in_.layer, failed.experts[j]}, failed.worker);
+    if (target[j] < 0) stranded.push_back(failed.experts[j]);
+  }
+  if (!stranded.empty()) {
+    failed.status = grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat(failed.status.error_message(), "; no healthy replica for ",
+                     stranded.size() == 1 ? "expert " : "experts ", absl::StrJoin(stranded, ","), " to fail over to"));
+    return false;
+  }
+  // One new call per target worker, with the failed call's rows of its experts, in expert order.
+  const size_t row_bytes = static_cast<size_t>(in_.hidden) * experts::DTypeSize(in_.wire_dtype);
+  const std::string& rows = failed.request.tokens().data();
+  std::vector<std::unique_ptr<WorkerCall>> fresh;
+  std::vector<int> fresh_of_worker(pool_->size(), -1);
+  std::vector<int64_t> offsets(num);
+  int64_t at = 0;
+  for (int j = 0; j < num; ++j) {
+    const int e = failed.experts[j];
+    const int64_t count = in_.plan.RowsOf(e);
+    if (fresh_of_worker[target[j]] < 0) {
+      fresh_of_worker[target[j]] = static_cast<int>(fresh.size());
+      fresh.push_back(std::make_unique<WorkerCall>());
+      WorkerCall& c = *fresh.back();
+      c.worker = target[j];
+      c.retried = true;
+      c.request.set_layer(in_.layer);
+      c.request.mutable_tokens()->set_dtype(failed.request.tokens().dtype());
+    }
+    WorkerCall& c = *fresh[fresh_of_worker[target[j]]];
+    offsets[j] = c.rows;
+    c.experts.push_back(e);
+    c.rows += count;
+    moe::v1::ExpertGroup* g = c.request.add_groups();
+    g->set_expert(e);
+    g->set_num_rows(count);
+    c.request.mutable_tokens()->mutable_data()->append(rows, static_cast<size_t>(at) * row_bytes,
+                                                        static_cast<size_t>(count) * row_bytes);
+    at += count;
+  }
+  std::vector<WorkerCall*> to_issue;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    const int first = static_cast<int>(calls_.size());
+    for (int j = 0; j < num; ++j) {
+      call_of_expert_[failed.experts[j]] = first + fresh_of_worker[target[j]];
+      offset_of_expert_[failed.experts[j]] = offsets[j];
+    }
+    for (auto& c : fresh) {
+      c->request.mutable_tokens()->add_shape(c->rows);
+      c->request.mutable_tokens()->add_shape(in_.hidden);
+      to_issue.push_back(c.get());
+      calls_.push_back(std::move(c));
+    }
+    failed.replaced = true;
+  }
+  if (in_.metrics != nullptr) in_.metrics->RecordFailover(failed.worker, static_cast<int>(to_issue.size()));
+  // The failed call's part becomes len(to_issue) parts; pending_ >= 1 until this one is done.
+  pending_.fetch_add(static_cast<int>(to_issue.size()) - 1, std::memory_order_acq_rel);
+  for (WorkerCall* c : to_issue) Issue(*c);
+  return true;
 }
 
 grpc::Status DispatchCall::DescribeFailure(const WorkerCall& call) const {
@@ -190,14 +268,14 @@ grpc::Status DispatchCall::DescribeFailure(const WorkerCall& call) const {
 }
 
 void DispatchCall::Complete() {
-  grpc::Status status = grpc::Status::OK;
-  if (!local_status_.ok()) {
+  grpc::Status status = early_status_;
+  if (status.ok() && !local_status_.ok()) {
     status = grpc::Status(static_cast<grpc::StatusCode>(local_status_.code()),
                           absl::StrCat("router-local experts of layer ", in_.layer, ": ", local_status_.message()));
   }
   for (const auto& c : calls_) {
     if (!status.ok()) break;
-    if (!c->status.ok()) {
+    if (!c->replaced && !c->status.ok()) {
       status = DescribeFailure(*c);
       break;
     }
@@ -215,6 +293,7 @@ grpc::Status DispatchCall::Combine(std::vector<float>& out) {
   const router::DispatchPlan& plan = in_.plan;
   const int64_t n = plan.num_tokens(), h = in_.hidden;
   for (const auto& c : calls_) {
+    if (c->replaced) continue;
     absl::StatusOr<experts::Tensor> out = proto::ViewTensor(c->response.outputs(), "outputs");
     if (!out.ok() || out->dtype() != in_.wire_dtype || out->shape() != std::vector<int64_t>{c->rows, h}) {
       return grpc::Status(grpc::StatusCode::INTERNAL,

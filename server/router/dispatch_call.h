@@ -3,8 +3,15 @@
 // done by the caller; this sends one ExpertService.Forward per involved worker (all at once,
 // callback API, the deadline and — for a single Forward — the caller's cancellation propagated),
 // runs the experts the router hosts itself (the always-on MLPs by default) on its compute queue
-// meanwhile, retries a failed worker once on another replica, and when the last part is done
-// combines the outputs (in expert order, so the sum is deterministic) and hands them to `done`.
+// meanwhile, and when the last part is done combines the outputs (in expert order, so the sum is
+// deterministic) and hands them to `done`.
+// Failover: a worker call that fails before any response because the worker is unreachable
+// (UNAVAILABLE) or stopped answering health checks (WorkerPool cancels its calls) is re-sent
+// once, per expert: each of its experts' token groups goes to a healthy replica of that expert
+// (PickFailover: fewest calls in flight, ties to the lowest index), several workers if need be,
+// within the same deadline. If some expert has no healthy replica, the call fails UNAVAILABLE
+// naming those experts and the worker. A dispatch whose picked worker is already known down
+// fails at once, naming it, instead of waiting out the deadline.
 // Owns itself: deleted before `done` runs. Used by MoeServiceImpl and ForwardBatcher.
 #pragma once
 
@@ -14,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "experts/dtype.h"
@@ -63,19 +71,24 @@ class DispatchCall {
     int worker = -1;
     std::vector<int> experts;  // ascending
     int64_t rows = 0;
-    std::unique_ptr<grpc::ClientContext> context;
+    std::shared_ptr<TrackedCall> tracked;  // the ClientContext, shared with the health checker
     moe::v1::ExpertRequest request;
     moe::v1::ExpertResponse response;
     grpc::Status status;
-    bool retried = false;
+    bool retried = false;   // a failover call: not failed over again
+    bool replaced = false;  // failed over: its experts' outputs come from other calls
     absl::Time issued;
   };
 
   DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context, Done done);
-  void BuildCalls();
+  // OK, or UNAVAILABLE when an expert's only replicas are known down (nothing is sent then).
+  grpc::Status BuildCalls();
   void StartLocal();
   void Issue(WorkerCall& call);
   void OnReply(WorkerCall& call, grpc::Status status);
+  // Re-sends a failed call's groups per expert; false (nothing sent) if an expert has no healthy
+  // replica, with call.status saying which.
+  bool FailOver(WorkerCall& call);
   void PartDone();
   void Complete();
   grpc::Status Combine(std::vector<float>& out);
@@ -85,9 +98,13 @@ class DispatchCall {
   DispatchInput in_;
   grpc::CallbackServerContext* const server_context_;  // may be null (a batch)
   Done done_;
+  // Grown by FailOver on reply threads, under calls_mu_; read without it only once every part is
+  // done (Complete, after pending_ reached 0).
+  absl::Mutex calls_mu_;
   std::vector<std::unique_ptr<WorkerCall>> calls_;
   std::vector<int> call_of_expert_;        // expert → index into calls_; kLocal; -1 if no rows
   std::vector<int64_t> offset_of_expert_;  // expert → first row within its call / local block
+  grpc::Status early_status_;              // BuildCalls' refusal
   static constexpr int kLocal = -2;
   std::vector<int> local_experts_;
   int64_t local_rows_ = 0;

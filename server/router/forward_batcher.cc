@@ -130,7 +130,7 @@ void ForwardBatcher::Finished(Lane lane, absl::Time slot) {
 
 void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time slot) {
   // Whoever was cancelled or ran out of time while waiting leaves now, without a dispatch.
-  const auto now = std::chrono::system_clock::now();
+  const auto now = absl::ToChronoTime(options_.clock());
   std::vector<Forward> live;
   for (Forward& f : batch) {
     if (batch.size() > 1 && f.context != nullptr && f.context->IsCancelled()) {
@@ -159,11 +159,13 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time 
   int64_t tokens = 0;
   in.layer = lane.first;
   in.wire_dtype = lane.second;
+  // The earliest member's deadline: if the dispatch runs out of time, the others still have some
+  // to go again alone (below), so that none waits out another's deadline on a hung worker.
   in.deadline = members->front().deadline;
   for (const Forward& f : *members) {
     routings.push_back(&f.routing);
     tokens += f.tokens;
-    in.deadline = std::max(in.deadline, f.deadline);
+    in.deadline = std::min(in.deadline, f.deadline);
   }
   in.x.resize(static_cast<size_t>(tokens * in.hidden));
   float* at = in.x.data();
@@ -180,11 +182,18 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time 
   start_(std::move(in), /*context=*/nullptr,
          [this, lane, slot, members, hidden](const grpc::Status& status, absl::Span<const float> out,
                                              const router::Routing&) {
-           if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
-               status.error_code() != grpc::StatusCode::CANCELLED) {
+           if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
              // A Forward must not fail for what it was batched with (say, a token needing an
-             // expert whose worker is down): each goes again alone and gets its own answer.
-             for (Forward& f : *members) DispatchAlone(lane, std::move(f), std::nullopt);
+             // expert whose worker is down or hung): each that still has time goes again alone
+             // and gets its own answer; one whose deadline has passed gets the batch's status.
+             const auto now = absl::ToChronoTime(options_.clock());
+             for (Forward& f : *members) {
+               if (f.deadline > now) {
+                 DispatchAlone(lane, std::move(f), std::nullopt);
+               } else {
+                 f.done(status, {}, f.routing);
+               }
+             }
              Finished(lane, slot);
              return;
            }

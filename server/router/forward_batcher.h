@@ -6,9 +6,10 @@
 // waits, and when a dispatch of its layer finishes, everything waiting for that layer — up to
 // `max_tokens` — leaves as one dispatch: inputs and routings concatenated, one call per worker
 // for all of them, outputs split back. A dispatch out longer than `stall` stops holding its slot
-// (a background watcher then sends what waits), so a hung worker cannot hold up a layer. If a
-// batched dispatch fails (other than by deadline or cancellation), each Forward is sent again
-// alone, so none fails for what it was batched with. Under load this turns many small RPCs into
+// (a background watcher then sends what waits), so a hung worker cannot hold up a layer. A
+// batched dispatch runs under its earliest member's deadline; if it fails (other than by
+// cancellation), each Forward whose own deadline has not passed is sent again alone, so none
+// fails for what it was batched with. Under load this turns many small RPCs into
 // few large ones; idle, it adds nothing (no batching window). Dispatching is injected (Start): to
 // the workers through DispatchCall, or in-process on the router's compute queue (--local). Used
 // by MoeServiceImpl. Thread-safe.
@@ -42,7 +43,8 @@ struct ForwardBatcherOptions {
   // A dispatch out for longer than this no longer holds its slot (a hung worker must not hold up
   // the whole layer): the next Forward goes at once, with whatever waits.
   absl::Duration stall = absl::Milliseconds(250);
-  std::function<absl::Time()> clock = [] { return absl::Now(); };  // tests substitute their own
+  // For stalls and deadlines; tests substitute their own.
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
   // A thread that sends what waits once the dispatches ahead of it stall, even when no new
   // Forward arrives to notice. Unit tests with a substituted clock turn it off.
   bool watch_stalls = true;

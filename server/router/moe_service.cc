@@ -1,6 +1,7 @@
 // server/router/moe_service.cc
 #include "server/router/moe_service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -137,9 +138,15 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::Callba
   const int64_t tokens = v.tokens, hidden = model_->config().hidden_size;
   const experts::DType dtype = v.dtype;
   // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
-  const auto deadline = std::min(context->deadline(),
-                                 std::chrono::system_clock::now() +
-                                     std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline)));
+  // A little before the caller's own: our DEADLINE_EXCEEDED, which names the worker and experts
+  // that did not answer, then reaches the caller before its deadline expires on its side.
+  const auto now = std::chrono::system_clock::now();
+  auto deadline = now + std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.default_deadline));
+  if (context->deadline() < deadline) {
+    const auto remaining = context->deadline() - now;
+    deadline = context->deadline() - std::clamp<std::chrono::system_clock::duration>(
+                                         remaining / 20, std::chrono::milliseconds(1), std::chrono::milliseconds(50));
+  }
   ForwardBatcher::Forward f{
       .layer = v.layer->layer(),
       .num_slots = v.layer->gate().num_slots(),

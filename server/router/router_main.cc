@@ -42,6 +42,11 @@ ABSL_FLAG(int, max_batches_in_flight, 1,
 ABSL_FLAG(int64_t, batch_stall_ms, 250,
           "A dispatch out longer than this stops holding up the Forwards waiting behind it (a hung worker "
           "must not stall a layer).");
+ABSL_FLAG(int64_t, health_check_interval_ms, 250,
+          "How often the router asks every worker grpc.health.v1 Check; 0 turns the checks off.");
+ABSL_FLAG(int64_t, health_check_timeout_ms, 500,
+          "A worker whose Check is not answered within this is marked down: new dispatches avoid it and "
+          "its calls in flight fail over to replicas.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
@@ -190,6 +195,19 @@ int main(int argc, char** argv) {
     }
   }
   service->SetObservability(metrics.get(), &log);
+  if (pool != nullptr && absl::GetFlag(FLAGS_health_check_interval_ms) > 0) {
+    moe::server::WorkerPool* p = pool.get();
+    moe::server::RouterMetrics* m = metrics.get();
+    pool->StartHealthChecks(
+        {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_interval_ms)),
+         .timeout = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_timeout_ms))},
+        [p, m, &config](int worker, bool) {
+          if (m == nullptr) return;
+          m->SetUp(worker, p->IsUp(worker));
+          const std::vector<int> replicas = p->AvailableReplicas(config);
+          for (size_t e = 0; e < replicas.size(); ++e) m->SetAvailableReplicas(static_cast<int>(e), replicas[e]);
+        });
+  }
   int port = 0;
   auto server = moe::server::StartServer(
       {service.get()},
@@ -207,6 +225,7 @@ int main(int argc, char** argv) {
                backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  if (pool != nullptr) pool->StopHealthChecks();  // its callback uses `metrics`, destroyed first
   // The gRPC drain is complete. civetweb's teardown waits out its poll loop (about 2 s) for
   // nothing left to serve, so the metrics endpoint is left to process exit.
   (void)metrics_server.exposer.release();

@@ -82,9 +82,14 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::Mode
                        .Register(registry);
   auto& up = prometheus::BuildGauge()
                  .Name("moe_worker_up")
-                 .Help("1 if the router's last call to the worker reached it, else 0.")
+                 .Help("1 if the worker is up (its last call reached it and it answers health checks), else 0.")
                  .Register(registry);
+  auto& failovers = prometheus::BuildCounter()
+                        .Name("moe_worker_failovers_total")
+                        .Help("Token groups of a failed call to the worker re-sent to replicas of their experts.")
+                        .Register(registry);
   for (const std::string& w : workers) {
+    failovers_.push_back(&failovers.Add({{"worker", w}}));
     dispatch_duration_.push_back(&dispatch.Add({{"worker", w}}, LatencyBuckets()));
     inflight_.push_back(&inflight.Add({{"worker", w}}));
     up_.push_back(&up.Add({{"worker", w}}));
@@ -153,6 +158,8 @@ void RouterMetrics::RecordDispatch(int worker, absl::Duration duration) {
 void RouterMetrics::SetInflight(int worker, int inflight) { inflight_[worker]->Set(inflight); }
 
 void RouterMetrics::SetUp(int worker, bool up) { up_[worker]->Set(up ? 1 : 0); }
+
+void RouterMetrics::RecordFailover(int worker, int groups) { failovers_[worker]->Increment(groups); }
 
 void RouterMetrics::SetAvailableReplicas(int expert, int replicas) {
   if (expert >= 0 && expert < static_cast<int>(replicas_.size())) replicas_[expert]->Set(replicas);

@@ -40,6 +40,8 @@ class RouterMetrics {
   void RecordDispatch(int worker, absl::Duration duration);
   void SetInflight(int worker, int inflight);
   void SetUp(int worker, bool up);
+  // `groups` expert groups of a failed call to `worker` were re-sent to other replicas.
+  void RecordFailover(int worker, int groups);
   // Workers up that host `expert` in every MoE layer (the fewest over layers).
   void SetAvailableReplicas(int expert, int replicas);
 
@@ -56,6 +58,7 @@ class RouterMetrics {
   std::vector<prometheus::Histogram*> dispatch_duration_;    // [worker]
   std::vector<prometheus::Gauge*> inflight_;                 // [worker]
   std::vector<prometheus::Gauge*> up_;                       // [worker]
+  std::vector<prometheus::Counter*> failovers_;              // [worker]
   std::vector<prometheus::Gauge*> replicas_;                 // [expert], networked mode only
   prometheus::Gauge* balancedness_;
   prometheus::Gauge* aux_loss_;

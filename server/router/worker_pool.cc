@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "proto/channel.h"
 
 namespace moe::server {
@@ -18,7 +20,7 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
   for (const std::string& address : addresses) {
     auto w = std::make_unique<Worker>();
     w->address = address;
-    w->channel = proto::MakeChannel(address, max_message_bytes);
+    w->channel = proto::MakeChannel(address, max_message_bytes, proto::kWorkerKeepalive);
     w->stub = moe::v1::ExpertService::NewStub(w->channel);
     grpc::ClientContext ctx;
     ctx.set_wait_for_ready(true);  // the worker may still be starting
@@ -66,18 +68,20 @@ bool WorkerPool::IsConnectable(int i) const {
   return state != GRPC_CHANNEL_TRANSIENT_FAILURE && state != GRPC_CHANNEL_SHUTDOWN;
 }
 
-int WorkerPool::Best(absl::Span<const int> candidates, int exclude) const {
-  int best = -1, best_load = 0;
-  bool best_connectable = false;
+int WorkerPool::Best(absl::Span<const int> candidates, int exclude, bool healthy_only) const {
+  // Rank: live (healthy, channel not failing), then healthy, then fewest calls in flight; the
+  // candidates are ascending, so ties go to the lowest index.
+  int best = -1;
+  std::tuple<bool, bool, int> best_rank;
   for (int i : candidates) {
     if (i == exclude) continue;
-    const bool connectable = IsConnectable(i);
-    const int load = workers_[i]->inflight.load(std::memory_order_relaxed);
-    if (best < 0 || (connectable && !best_connectable) ||
-        (connectable == best_connectable && load < best_load)) {
+    const bool healthy = IsHealthy(i);
+    if (healthy_only && !healthy) continue;
+    const std::tuple<bool, bool, int> rank{healthy && IsConnectable(i), healthy,
+                                           -workers_[i]->inflight.load(std::memory_order_relaxed)};
+    if (best < 0 || rank > best_rank) {
       best = i;
-      best_load = load;
-      best_connectable = connectable;
+      best_rank = rank;
     }
   }
   return best;
@@ -102,7 +106,7 @@ std::vector<int> WorkerPool::AvailableReplicas(const experts::ModelConfig& confi
     if (!config.IsMoeLayer(layer)) continue;
     for (int e = 0; e < config.num_experts; ++e) {
       int up = 0;
-      for (int w : ReplicasOf({layer, e})) up += workers_[w]->up.load() ? 1 : 0;
+      for (int w : ReplicasOf({layer, e})) up += workers_[w]->up.load() && IsHealthy(w) ? 1 : 0;
       fewest[e] = fewest[e] < 0 ? up : std::min(fewest[e], up);
     }
   }
@@ -110,19 +114,114 @@ std::vector<int> WorkerPool::AvailableReplicas(const experts::ModelConfig& confi
   return fewest;
 }
 
-int WorkerPool::Pick(const experts::ExpertKey& key) const { return Best(ReplicasOf(key), -1); }
+int WorkerPool::Pick(const experts::ExpertKey& key) const { return Best(ReplicasOf(key), -1, false); }
 
-int WorkerPool::PickAlternative(absl::Span<const experts::ExpertKey> keys, int exclude) const {
-  if (keys.empty()) return -1;
-  std::vector<int> candidates;
-  for (int i : ReplicasOf(keys[0])) {
-    const bool hosts_all = std::all_of(keys.begin(), keys.end(), [&](const experts::ExpertKey& k) {
-      absl::Span<const int> r = ReplicasOf(k);
-      return std::find(r.begin(), r.end(), i) != r.end();
-    });
-    if (hosts_all) candidates.push_back(i);
+int WorkerPool::PickFailover(const experts::ExpertKey& key, int exclude) const {
+  return Best(ReplicasOf(key), exclude, true);
+}
+
+WorkerPool::~WorkerPool() { StopHealthChecks(); }
+
+void WorkerPool::StopHealthChecks() {
+  {
+    absl::MutexLock lock(&health_mu_);
+    stopping_ = true;
   }
-  return Best(candidates, exclude);
+  if (health_thread_.joinable()) health_thread_.join();
+}
+
+void WorkerPool::Track(int i, std::shared_ptr<TrackedCall> call) {
+  Worker& w = *workers_[i];
+  absl::MutexLock lock(&w.calls_mu);
+  TrackedCall* key = call.get();
+  w.calls.emplace(key, std::move(call));
+}
+
+void WorkerPool::Untrack(int i, TrackedCall* call) {
+  Worker& w = *workers_[i];
+  absl::MutexLock lock(&w.calls_mu);
+  w.calls.erase(call);
+}
+
+void WorkerPool::SetHealth(int i, bool answered, bool serving, absl::string_view reason) {
+  Worker& w = *workers_[i];
+  const bool healthy = answered && serving;
+  const bool was = w.healthy.exchange(healthy, std::memory_order_acq_rel);
+  if (healthy) w.up.store(true);  // e.g. a restarted worker: it answers again
+  if (!answered) {
+    // It does not answer: its calls in flight will not either. Cancel them (outside calls_mu:
+    // a cancellation may run the call's reply inline, which untracks it) so that they fail over.
+    std::vector<std::shared_ptr<TrackedCall>> lost;
+    {
+      absl::MutexLock lock(&w.calls_mu);
+      for (auto& [key, call] : w.calls) lost.push_back(call);
+    }
+    for (auto& call : lost) {
+      call->worker_lost.store(true, std::memory_order_release);
+      call->context->TryCancel();
+    }
+  }
+  if (was == healthy) return;
+  if (healthy) {
+    std::fprintf(stderr, "moe-router: worker=%s state=up reason=\"health check passed\"\n", w.address.c_str());
+  } else {
+    std::fprintf(stderr, "moe-router: worker=%s state=down reason=\"health check: %s\"\n", w.address.c_str(),
+                 std::string(reason).c_str());
+  }
+  if (health_changed_) health_changed_(i, healthy);
+}
+
+void WorkerPool::StartHealthChecks(HealthCheckOptions options, HealthChanged changed) {
+  if (health_thread_.joinable()) return;
+  health_options_ = options;
+  health_changed_ = std::move(changed);
+  health_thread_ = std::thread([this] { CheckLoop(); });
+}
+
+void WorkerPool::CheckLoop() {
+  struct Probe {
+    std::unique_ptr<grpc::health::v1::Health::Stub> stub;
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> stubs;
+  for (const auto& w : workers_) stubs.push_back(grpc::health::v1::Health::NewStub(w->channel));
+  absl::Mutex round_mu;
+  while (true) {
+    const absl::Time round_start = absl::Now();
+    // One Check per worker, all at once, each bounded by the timeout.
+    std::vector<std::unique_ptr<Probe>> probes;
+    int pending = static_cast<int>(workers_.size());
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      auto p = std::make_unique<Probe>();
+      p->context.set_deadline(absl::ToChronoTime(round_start + health_options_.timeout));
+      stubs[i]->async()->Check(&p->context, &p->request, &p->response, [&, probe = p.get()](grpc::Status s) {
+        absl::MutexLock lock(&round_mu);
+        probe->status = std::move(s);
+        --pending;
+      });
+      probes.push_back(std::move(p));
+    }
+    {
+      absl::MutexLock lock(&round_mu);
+      round_mu.Await(absl::Condition(+[](int* n) { return *n == 0; }, &pending));
+    }
+    for (size_t i = 0; i < probes.size(); ++i) {
+      const Probe& p = *probes[i];
+      const bool serving = p.status.ok() && p.response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+      const std::string reason =
+          p.status.ok() ? absl::StrCat("answered ", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                                                        p.response.status()))
+                    : p.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                        ? absl::StrCat("no answer within ", absl::FormatDuration(health_options_.timeout))
+                        : absl::StrCat("no answer (", p.status.error_code(), " ", p.status.error_message(), ")");
+      SetHealth(static_cast<int>(i), p.status.ok(), serving, reason);
+    }
+    absl::MutexLock lock(&health_mu_);
+    if (health_mu_.AwaitWithDeadline(absl::Condition(&stopping_), round_start + health_options_.interval)) return;
+  }
 }
 
 }  // namespace moe::server

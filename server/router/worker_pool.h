@@ -1,17 +1,26 @@
 // server/router/worker_pool.h
 // The router's view of its expert workers: one long-lived channel each, what each hosts (asked
-// once with GetWorkerInfo at start), the placement of every (layer, expert) on its replicas, and
-// the choice of a replica per call (connectable first, then fewest calls in flight). Built once
-// at start; Pick and the in-flight counters are thread-safe.
+// once with GetWorkerInfo at start), the placement of every (layer, expert) on its replicas, the
+// choice of a replica per call (live first, then fewest calls in flight, then the lowest index),
+// and — once StartHealthChecks runs — a grpc.health.v1 Check of every worker each interval: a
+// worker that does not answer in time is marked down (new dispatches avoid it) and its calls in
+// flight are cancelled, so DispatchCall fails them over to replicas instead of waiting out the
+// deadline; one that answers NOT_SERVING (draining) is avoided but its calls are left to finish.
+// Built once at start; everything after Connect is thread-safe.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "experts/expert_backend.h"
@@ -19,6 +28,18 @@
 #include "moe/v1/moe.grpc.pb.h"
 
 namespace moe::server {
+
+// One call in flight to a worker, as the health checker sees it (DispatchCall owns one per call).
+struct TrackedCall {
+  std::unique_ptr<grpc::ClientContext> context;
+  // Set by the health checker just before it cancels the call: the worker stopped answering.
+  std::atomic<bool> worker_lost{false};
+};
+
+struct HealthCheckOptions {
+  absl::Duration interval = absl::Milliseconds(250);  // from the start of one round to the next
+  absl::Duration timeout = absl::Milliseconds(500);   // a Check not answered by then: down
+};
 
 class WorkerPool {
  public:
@@ -28,9 +49,16 @@ class WorkerPool {
     std::unique_ptr<moe::v1::ExpertService::Stub> stub;
     moe::v1::GetWorkerInfoResponse info;
     std::atomic<int> inflight{0};
-    std::atomic<bool> up{true};  // the last call reached it (it answered GetWorkerInfo at start)
+    std::atomic<bool> up{true};       // the last call reached it (it answered GetWorkerInfo at start)
+    std::atomic<bool> healthy{true};  // the last health check answered SERVING in time
+    absl::Mutex calls_mu;
+    absl::flat_hash_map<TrackedCall*, std::shared_ptr<TrackedCall>> calls ABSL_GUARDED_BY(calls_mu);
   };
+  // Called (from the health-check thread) when a worker's health changes: the worker's index and
+  // whether it is healthy now.
+  using HealthChanged = std::function<void(int worker, bool healthy)>;
 
+  ~WorkerPool();  // stops the health checks
   // Asks every worker for its GetWorkerInfo, waiting up to `timeout` for each to come up.
   // UNAVAILABLE naming the worker if one does not answer in time; FAILED_PRECONDITION if a
   // worker's hidden size, model type or expert count disagree with `config`.
@@ -49,23 +77,43 @@ class WorkerPool {
   absl::Span<const int> ReplicasOf(const experts::ExpertKey& key) const;
   // Whether worker i's channel is not in TRANSIENT_FAILURE (asks it to connect if idle).
   bool IsConnectable(int i) const;
-  // The replica of `key` to call now: a connectable one with the fewest calls in flight, else
-  // any replica; -1 if no worker hosts `key`.
+  // The replica of `key` to call now: a live one (healthy, channel not failing) with the fewest
+  // calls in flight, ties to the lowest index; else any replica; -1 if no worker hosts `key`.
   int Pick(const experts::ExpertKey& key) const;
-  // A worker other than `exclude` hosting every key in `keys`, chosen as Pick does; -1 if none.
-  int PickAlternative(absl::Span<const experts::ExpertKey> keys, int exclude) const;
+  // Like Pick among the replicas of `key` other than `exclude`, healthy ones only; -1 if none.
+  int PickFailover(const experts::ExpertKey& key, int exclude) const;
   // Records whether a call to worker i reached it (UNAVAILABLE means not); logs one line when
   // its state changes. Returns true if it changed.
   bool ReportOutcome(int i, const grpc::Status& status);
-  // Per routed expert of `config`: the workers up hosting it, the fewest over MoE layers.
+  // Per routed expert of `config`: the workers up and healthy hosting it, the fewest over MoE layers.
   std::vector<int> AvailableReplicas(const experts::ModelConfig& config) const;
-  // Up: its last call reached it and its channel is not failing.
-  bool IsUp(int i) const { return workers_[i]->up.load() && IsConnectable(i); }
+  // Up: its last call reached it, its last health check passed, its channel is not failing.
+  bool IsUp(int i) const { return workers_[i]->up.load() && IsHealthy(i) && IsConnectable(i); }
+  // Whether worker i answered its last health check (true until checks start).
+  bool IsHealthy(int i) const { return workers_[i]->healthy.load(std::memory_order_acquire); }
+
+  // Registers a call about to be issued to worker i / forgets it once its reply came.
+  void Track(int i, std::shared_ptr<TrackedCall> call);
+  void Untrack(int i, TrackedCall* call);
+
+  // Starts the health-check thread (at most once). `changed` may be empty.
+  void StartHealthChecks(HealthCheckOptions options, HealthChanged changed);
+  // Stops them and waits for the thread (before what `changed` uses goes away). Idempotent.
+  void StopHealthChecks();
+  // Records a health-check outcome for worker i (what the thread does each round; tests call it).
+  // `answered`: the worker replied in time; `serving`: it replied SERVING.
+  void SetHealth(int i, bool answered, bool serving, absl::string_view reason);
 
  private:
-  int Best(absl::Span<const int> candidates, int exclude) const;
+  int Best(absl::Span<const int> candidates, int exclude, bool healthy_only) const;
+  void CheckLoop();
 
   std::vector<std::unique_ptr<Worker>> workers_;
+  HealthCheckOptions health_options_;
+  HealthChanged health_changed_;
+  absl::Mutex health_mu_;
+  bool stopping_ ABSL_GUARDED_BY(health_mu_) = false;
+  std::thread health_thread_;
   absl::flat_hash_map<experts::ExpertKey, std::vector<int>> placement_;
 };
 

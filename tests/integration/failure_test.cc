@@ -135,6 +135,7 @@ TEST_F(FailureTest, AHungWorkerDoesNotHoldUpForwardsThatDoNotNeedIt) {
   HeldExpertService held(std::move(backend), ckpt->config());
   int held_port = 0;
   ASSERT_OK_AND_ASSIGN(auto held_server, server::StartServer({&held}, {.listen = "127.0.0.1:0"}, &held_port));
+  server::SetReady(*held_server, {"moe.v1.ExpertService"}, true);  // answers health checks as a loaded worker
   ASSERT_OK_AND_ASSIGN(server::ChildProcess worker,
                        server::SpawnServer({BinDir() + "/moe-expert", "--checkpoint=" + *checkpoint_,
                                             "--experts=0-5", "--listen=127.0.0.1:0", "--metrics_port=-1"},
@@ -205,6 +206,7 @@ class HeldWorkerTest : public FailureTest {
     held_ = std::make_unique<HeldExpertService>(std::move(backend), ckpt->config());
     int port = 0;
     ASSERT_OK_AND_ASSIGN(worker_server_, server::StartServer({held_.get()}, {.listen = "127.0.0.1:0"}, &port));
+    server::SetReady(*worker_server_, {"moe.v1.ExpertService"}, true);  // answers health checks as a loaded worker
     ASSERT_OK_AND_ASSIGN(router_, server::SpawnServer({BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_,
                                                        absl::StrCat("--workers=127.0.0.1:", port),
                                                        "--listen=127.0.0.1:0", "--drain_seconds=60"},

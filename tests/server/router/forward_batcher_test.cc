@@ -1,10 +1,10 @@
 // tests/server/router/forward_batcher_test.cc
 // ForwardBatcher with a fake dispatcher that holds every dispatch until the test completes it:
 // an idle layer dispatches at once and alone; Forwards arriving while it is busy leave together
-// when it finishes (inputs concatenated, routing renumbered, the latest deadline), within the
+// when it finishes (inputs concatenated, routing renumbered, the earliest deadline), within the
 // token budget; each gets its own rows and its own routing back; other layers and dtypes do not
 // wait; the waiting room is bounded; a Forward whose deadline passed while waiting is answered
-// without a dispatch; a batch that fails is retried member by member (but not past a deadline); a
+// without a dispatch; a batch that fails is retried member by member (those with time left); a
 // dispatch out for longer than `stall` stops holding up the layer (a fake clock, not a sleep). The
 // background stall watcher is off here (it runs on the real clock); failure_test covers it.
 // No sleeps, no threads: everything happens in the test's own calls.
@@ -138,6 +138,7 @@ TEST_F(ForwardBatcherTest, WhatWaitsLeavesTogetherAndEachGetsItsOwnRows) {
   EXPECT_EQ(d.pending[0].in.routing.num_tokens, 1);
   const auto late = std::chrono::system_clock::now() + std::chrono::hours(2);
   auto fb = MakeForward(0, DType::kF32, 2, 200, 1, &b);
+  const auto b_deadline = fb.deadline;  // the earliest of the three
   auto fc = MakeForward(0, DType::kF32, 3, 300, 2, &c, late);
   auto fe = MakeForward(0, DType::kF32, 1, 500, 3, &e);
   ASSERT_OK(batcher->Submit(fb));
@@ -154,7 +155,7 @@ TEST_F(ForwardBatcherTest, WhatWaitsLeavesTogetherAndEachGetsItsOwnRows) {
   EXPECT_EQ(merged.routing.experts, (std::vector<int32_t>{1, 2, 2, 3, 0, 3}));
   EXPECT_EQ(merged.x.size(), 6u * kHidden);
   EXPECT_EQ(merged.x[2 * kHidden], 300.0f);  // c's first row after b's two
-  EXPECT_EQ(merged.deadline, late);
+  EXPECT_EQ(merged.deadline, b_deadline);
   EXPECT_EQ(merged.plan.num_tokens(), 6);
   EXPECT_FALSE(b.code.has_value());
   d.Complete(0);
@@ -231,12 +232,38 @@ TEST_F(ForwardBatcherTest, AFailedBatchIsRetriedMemberByMember) {
   EXPECT_EQ(b.first_expert, 1);
 }
 
-TEST_F(ForwardBatcherTest, ABatchPastItsDeadlineIsNotRetried) {
-  SubmitAll(*batcher, {{1, 0, 0, &a}, {1, 10, 0, &b}, {1, 20, 0, &c}});
+// A batch runs under its earliest member's deadline. When it runs out of time (say, on a hung
+// worker), a member with time left goes again alone; one without gets DEADLINE_EXCEEDED.
+TEST_F(ForwardBatcherTest, ABatchThatRanOutOfTimeSendsAgainOnlyMembersWithTimeLeft) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  ForwardBatcher clocked(d.Start(), [](DispatchInput& in) { in.hidden = kHidden; },
+                         {.max_in_flight = 1, .clock = [&now] { return now; }, .watch_stalls = false});
+  const auto in = [&](int seconds) { return absl::ToChronoTime(now + absl::Seconds(seconds)); };
+  ASSERT_OK(Submit(clocked, MakeForward(0, DType::kF32, 1, 0, 0, &a, in(100))));
+  ASSERT_OK(Submit(clocked, MakeForward(0, DType::kF32, 1, 10, 0, &b, in(10))));
+  ASSERT_OK(Submit(clocked, MakeForward(0, DType::kF32, 2, 20, 0, &c, in(100))));
   d.Complete(0);
+  ASSERT_EQ(d.pending.size(), 1u);  // b + c
+  EXPECT_EQ(d.pending[0].in.deadline, in(10));
+  now += absl::Seconds(20);  // b's deadline passes while the batch is out
   d.Fail(0, grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(b.code, grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_EQ(c.code, grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_FALSE(c.code.has_value());  // c had 80 s left: sent again, alone
+  ASSERT_EQ(d.pending.size(), 1u);
+  EXPECT_EQ(d.pending[0].in.routing.num_tokens, 2);
+  d.Complete(0);
+  EXPECT_EQ(c.code, grpc::StatusCode::OK);
+  EXPECT_EQ(c.out, Times10(2, 20));
+  EXPECT_TRUE(d.pending.empty());
+}
+
+// A batch cancelled (the router stopping) is not sent again.
+TEST_F(ForwardBatcherTest, ACancelledBatchIsNotRetried) {
+  SubmitAll(*batcher, {{1, 0, 0, &a}, {1, 10, 0, &b}, {1, 20, 0, &c}});
+  d.Complete(0);
+  d.Fail(0, grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(b.code, grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(c.code, grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(d.pending.empty());
 }
 
