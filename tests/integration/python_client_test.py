@@ -1,7 +1,7 @@
 """A client that is not ours: Debian's python3-grpcio with stubs generated from proto/.
 
-Reads the f32 checkpoint with numpy alone (safetensors parsed by hand), computes the Mixtral
-block from routing.md in float64, and checks moe-serve's Forward against it, plus two error
+Reads the f32 checkpoint with numpy alone and computes the Mixtral block from routing.md in
+float64 (mixtral_reference.py), and checks moe-serve's Forward against it, plus two error
 codes. Run by python_client_test.sh inside `moe-cluster -- ...` (MOE_ROUTER names the router).
 """
 import json
@@ -14,45 +14,14 @@ import numpy as np
 sys.path.insert(0, os.environ["MOE_PY_STUBS"])
 from moe.v1 import moe_pb2, moe_pb2_grpc  # noqa: E402
 
+from mixtral_reference import load_tensors, mixtral_block  # noqa: E402
+
 checks = {"passed": 0, "failed": 0}
 
 
 def check(name, condition, detail=""):
     checks["passed" if condition else "failed"] += 1
     print(("ok   " if condition else "FAIL ") + name + ("" if condition else ": " + detail))
-
-
-def load_tensors(folder):
-    files = [f for f in os.listdir(folder) if f.endswith(".safetensors")]
-    tensors = {}
-    for f in files:
-        raw = open(os.path.join(folder, f), "rb").read()
-        n = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8:8 + n])
-        data = raw[8 + n:]
-        for name, meta in header.items():
-            if name == "__metadata__":
-                continue
-            assert meta["dtype"] == "F32", "this check expects an f32 checkpoint"
-            b, e = meta["data_offsets"]
-            tensors[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(meta["shape"]).astype(np.float64)
-    return tensors
-
-
-def mixtral_block(t, layer, x, top_k):
-    p = f"model.layers.{layer}.block_sparse_moe."
-    logits = x @ t[p + "gate.weight"].T
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    out = np.zeros_like(x)
-    for i in range(x.shape[0]):
-        chosen = sorted(range(probs.shape[1]), key=lambda e: (-probs[i, e], e))[:top_k]
-        norm = sum(probs[i, e] for e in chosen)
-        for e in chosen:
-            w1, w3, w2 = (t[f"{p}experts.{e}.{w}.weight"] for w in ("w1", "w3", "w2"))
-            g, u = w1 @ x[i], w3 @ x[i]
-            out[i] += probs[i, e] / norm * (w2 @ (g / (1 + np.exp(-g)) * u))
-    return out
 
 
 def main():

@@ -1,0 +1,173 @@
+"""Clients of the moe-serve router (moe.v1.MoeService): Client (blocking) and AsyncClient
+(asyncio). One long-lived channel each; safe to share between threads (Client) or tasks
+(AsyncClient). Every failed call raises MoeServeError carrying the gRPC code and message."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import grpc
+import numpy as np
+
+from moe_serve import tensors
+from moe_serve._proto import moe_pb2, moe_pb2_grpc
+from moe_serve.errors import MoeServeError
+
+# What the router accepts by default (--max_tokens 8192 at hidden 7168 in f32 is ~235 MB).
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+
+
+@dataclass
+class ForwardResult:
+    """A Forward with return_routing=True: the output (the caller's kind, dtype and shape), and per
+    token the routed experts best first and their combine weights ([tokens, top_k]; a token with
+    fewer experts, e.g. dropped by capacity, is padded with -1 and 0), and the weight of the
+    layer's always-on (shared or dense) MLP ([tokens]; 0 where it has none)."""
+
+    output: Any
+    expert_ids: np.ndarray
+    expert_weights: np.ndarray
+    always_on_weights: np.ndarray
+
+
+def _routing_arrays(routing: Sequence[moe_pb2.TokenRouting]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = max((len(r.experts) for r in routing), default=0)
+    ids = np.full((len(routing), k), -1, dtype=np.int32)
+    weights = np.zeros((len(routing), k), dtype=np.float32)
+    always_on = np.zeros(len(routing), dtype=np.float32)
+    for t, r in enumerate(routing):
+        ids[t, : len(r.experts)] = r.experts
+        weights[t, : len(r.weights)] = r.weights
+        always_on[t] = r.always_on_weight
+    return ids, weights, always_on
+
+
+def _credentials(tls: bool, root_certificates: Optional[bytes], certificate_chain: Optional[bytes],
+                 private_key: Optional[bytes]) -> Optional[grpc.ChannelCredentials]:
+    if not tls:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=root_certificates, private_key=private_key,
+                                        certificate_chain=certificate_chain)
+
+
+def _metadata(token: Optional[str]) -> Optional[List[Tuple[str, str]]]:
+    return [("authorization", f"Bearer {token}")] if token else None
+
+
+def _options(max_message_bytes: int) -> List[Tuple[str, int]]:
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)]
+
+
+class Client:
+    """A blocking client of one router.
+
+    address: "host:port". tls: use TLS (root_certificates: PEM of the CA, default the system's;
+    certificate_chain/private_key: a client certificate for mTLS). token: sent as
+    "authorization: Bearer <token>" on every call. timeout: seconds per call (a deadline the
+    router propagates to its workers); None waits as long as the router lets it. model: the model
+    name to ask for ("" = the router's only model).
+    """
+
+    def __init__(self, address: str, *, tls: bool = False, root_certificates: Optional[bytes] = None,
+                 certificate_chain: Optional[bytes] = None, private_key: Optional[bytes] = None,
+                 token: Optional[str] = None, timeout: Optional[float] = 30.0, model: str = "",
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        credentials = _credentials(tls, root_certificates, certificate_chain, private_key)
+        options = _options(max_message_bytes)
+        self._channel = (grpc.secure_channel(address, credentials, options) if credentials is not None
+                         else grpc.insecure_channel(address, options))
+        self._stub = moe_pb2_grpc.MoeServiceStub(self._channel)
+        self._metadata = _metadata(token)
+        self._timeout = timeout
+        self._model = model
+        self.address = address
+
+    def forward(self, layer: int, hidden_states: Any, *, return_routing: bool = False,
+                timeout: Optional[float] = None) -> Any:
+        """The MoE layer `layer` applied to `hidden_states` ([..., hidden]: numpy float32/float16
+        (bfloat16 with ml_dtypes) or torch float32/bfloat16/float16, any device): an array of the
+        same kind, dtype, device and shape; with return_routing, a ForwardResult."""
+        wire, decode = tensors.encode(hidden_states)
+        request = moe_pb2.ForwardRequest(model=self._model, layer=layer, hidden_states=wire,
+                                         return_routing=return_routing)
+        try:
+            response = self._stub.Forward(request, timeout=timeout if timeout is not None else self._timeout,
+                                          metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise MoeServeError.from_rpc_error(e, "Forward") from None
+        return _result(response, decode, return_routing)
+
+    def model_info(self, timeout: Optional[float] = None) -> moe_pb2.GetModelInfoResponse:
+        """The router's GetModelInfo: model type, sizes, per-layer routing, placement, workers."""
+        try:
+            return self._stub.GetModelInfo(moe_pb2.GetModelInfoRequest(model=self._model),
+                                           timeout=timeout if timeout is not None else self._timeout,
+                                           metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise MoeServeError.from_rpc_error(e, "GetModelInfo") from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _result(response: moe_pb2.ForwardResponse, decode: tensors.Decoder, return_routing: bool) -> Any:
+    output = decode(response.output)
+    if not return_routing:
+        return output
+    ids, weights, always_on = _routing_arrays(response.routing)
+    return ForwardResult(output=output, expert_ids=ids, expert_weights=weights, always_on_weights=always_on)
+
+
+class AsyncClient:
+    """The asyncio twin of Client (grpc.aio): the same arguments; `await client.forward(...)`.
+    Create and use it inside one event loop."""
+
+    def __init__(self, address: str, *, tls: bool = False, root_certificates: Optional[bytes] = None,
+                 certificate_chain: Optional[bytes] = None, private_key: Optional[bytes] = None,
+                 token: Optional[str] = None, timeout: Optional[float] = 30.0, model: str = "",
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        credentials = _credentials(tls, root_certificates, certificate_chain, private_key)
+        options = _options(max_message_bytes)
+        self._channel = (grpc.aio.secure_channel(address, credentials, options) if credentials is not None
+                         else grpc.aio.insecure_channel(address, options))
+        self._stub = moe_pb2_grpc.MoeServiceStub(self._channel)
+        self._metadata = _metadata(token)
+        self._timeout = timeout
+        self._model = model
+        self.address = address
+
+    async def forward(self, layer: int, hidden_states: Any, *, return_routing: bool = False,
+                      timeout: Optional[float] = None) -> Any:
+        wire, decode = tensors.encode(hidden_states)
+        request = moe_pb2.ForwardRequest(model=self._model, layer=layer, hidden_states=wire,
+                                         return_routing=return_routing)
+        try:
+            response = await self._stub.Forward(request, timeout=timeout if timeout is not None else self._timeout,
+                                                metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise MoeServeError.from_rpc_error(e, "Forward") from None
+        return _result(response, decode, return_routing)
+
+    async def model_info(self, timeout: Optional[float] = None) -> moe_pb2.GetModelInfoResponse:
+        try:
+            return await self._stub.GetModelInfo(moe_pb2.GetModelInfoRequest(model=self._model),
+                                                 timeout=timeout if timeout is not None else self._timeout,
+                                                 metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise MoeServeError.from_rpc_error(e, "GetModelInfo") from None
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
