@@ -3,7 +3,9 @@
 # main job: generate a Mixtral-shaped checkpoint (8 experts, top-2, hidden 1024, intermediate
 # 3584, 4 layers, bf16), start a local cluster (4 workers × 2 experts + a router, each its own
 # process on loopback), send 512 tokens through every layer, print the per-expert load table and
-# the parity against the in-process path, and shut everything down.
+# the parity against the in-process path, and shut everything down. Where PyTorch is already
+# installed (the cached venv of scripts/test.sh), also offload a tiny Hugging Face Mixtral's MoE
+# blocks to a cluster with moe_serve.hf and generate (client/python/examples/hf_offload.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -19,3 +21,13 @@ fi
 echo "== starting a local cluster and sending 512 tokens through every layer"
 "$BUILD/bin/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
   moe-client --router={router} --tokens=512 --all_layers --dtype=bf16 --check --checkpoint="$MODEL"
+
+if TORCH_PYTHON="$(moe_torch_env_if_present)"; then
+  echo "== Hugging Face transformers: a tiny Mixtral's MoE blocks offloaded to moe-serve (moe_serve.hf)"
+  HF_MODEL="$BUILD/demo-hf-mixtral"
+  [ -f "$HF_MODEL/config.json" ] || "$TORCH_PYTHON" "$ROOT/client/python/examples/hf_offload.py" --make "$HF_MODEL"
+  "$BUILD/bin/moe-cluster" --checkpoint="$HF_MODEL" --workers=2 --worker_flags="--threads=1" -- \
+    "$TORCH_PYTHON" "$ROOT/client/python/examples/hf_offload.py" --model "$HF_MODEL"
+else
+  echo "== (PyTorch not installed here: scripts/test.sh installs it; then the demo also shows moe_serve.hf.offload)"
+fi

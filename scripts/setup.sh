@@ -47,6 +47,9 @@ moe_python_env() {
 # (~6 GB with the CUDA wheels torch pulls in), so cached outside the clone, keyed by the pins, so
 # CI on the same machine reuses it and a fresh machine builds it once. Prints the venv's python.
 TORCH_REQUIREMENTS="torch==2.15.0 transformers==5.24.0 numpy==2.2.6 safetensors==0.8.0"
+# Small extras on top (moe_serve.hf's runtime: the offload tests import client/python from the
+# source tree), added to an existing venv without rebuilding it; keyed by their own pins.
+TORCH_EXTRAS="grpcio==1.85.3 protobuf==7.36.2"
 moe_torch_env() {
   local key
   key="$(echo "$TORCH_REQUIREMENTS" | tr " " "-" | tr -d "=")"
@@ -59,7 +62,20 @@ moe_torch_env() {
     "$venv/bin/python" -m pip install -q --disable-pip-version-check $TORCH_REQUIREMENTS >&2
     touch "$venv/.complete"
   fi
+  if [ ! -f "$venv/.extras" ] || [ "$(cat "$venv/.extras")" != "$TORCH_EXTRAS" ]; then
+    echo "setup: adding $TORCH_EXTRAS to $venv" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check $TORCH_EXTRAS >&2
+    echo "$TORCH_EXTRAS" >"$venv/.extras"
+  fi
   echo "$venv/bin/python"
+}
+
+# The torch venv's python if this machine already has it (the demo never builds it); else fails.
+moe_torch_env_if_present() {
+  local key
+  key="$(echo "$TORCH_REQUIREMENTS" | tr " " "-" | tr -d "=")"
+  [ -f "${MOE_CACHE_DIR:-/var/cache/moe-serve}/venv-$key/.complete" ] || return 1
+  moe_torch_env
 }
 
 moe_build() {

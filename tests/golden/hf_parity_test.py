@@ -24,8 +24,13 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from moe_processes import Cluster, run_client
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client", "python"))
+import moe_serve  # noqa: E402  (client/python, the source tree; grpcio + protobuf in the torch venv)
+import moe_serve.hf  # noqa: E402
+
 H, E, K, MOE_I, DENSE_I, LAYERS, N_TOKENS = 32, 8, 2, 24, 40, 3, 41
 TOL = 1e-5
+BF16_CHECKED = ("mixtral", "qwen2_moe", "deepseek_v3", "gpt_oss", "llama4_text")
 SMALL = dict(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
              vocab_size=64, hidden_act="silu", tie_word_embeddings=False)
 DEEPSEEK_ATTENTION = dict(q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
@@ -179,49 +184,56 @@ def quantize_fp8(ckpt, deq_dir):
     return quantized
 
 
-class RemoteMlp(torch.nn.Module):
-    """A layer's MLP block replaced by a call to moe-serve (moe-client), returning what the HF block
-    returns (its extra outputs, e.g. router logits, from the original block)."""
-
-    def __init__(self, original, bin_dir, router, layer, tmp):
-        super().__init__()
-        self.original, self.bin_dir, self.router, self.layer, self.tmp = original, bin_dir, router, layer, tmp
-
-    def forward(self, hidden_states):
-        shape = hidden_states.shape
-        x = hidden_states.reshape(-1, shape[-1]).detach().float().numpy()
-        got, _ = run_client(self.bin_dir, self.router, self.layer, x, self.tmp)
-        out = torch.from_numpy(got.astype(np.float32)).reshape(shape).to(hidden_states.dtype)
-        ref = self.original(hidden_states)
-        return (out,) + tuple(ref[1:]) if isinstance(ref, tuple) else out
-
-
-def generate_check(model, cluster, bin_dir, tmp, check, label):
-    """Greedy generate() of the unmodified model vs the model whose every MLP block is moe-serve."""
+def generate_check(model, cluster, check, label):
+    """Greedy generate() of the unmodified model vs the same model after moe_serve.hf.offload (every
+    MLP block, dense ones too, served by moe-serve): in f32 the tokens must be identical and the
+    logits within TOL; for a few families the same in bf16, with the error it has reported."""
     ids = torch.tensor([[1, 7, 3, 12, 5]])
     with torch.no_grad():
         want = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
         want_logits = model(ids).logits
-        swapped = []
-        for i, layer in enumerate(model.model.layers):
-            if getattr(layer, "shared_mlp", None) is not None:  # moe-serve's answer includes it
-                swapped.append((layer, "shared_mlp", layer.shared_mlp))
-                layer.shared_mlp = None
-            for name in ("mlp", "block_sparse_moe", "feed_forward"):
-                if hasattr(layer, name):
-                    swapped.append((layer, name, getattr(layer, name)))
-                    setattr(layer, name, RemoteMlp(getattr(layer, name), bin_dir, cluster.router, i, tmp))
-                    break
-        try:
-            got = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
-            got_logits = model(ids).logits
-        finally:
-            for layer, name, original in swapped:
-                setattr(layer, name, original)
-    err = float((got_logits - want_logits).abs().max() / want_logits.abs().max())
-    same = torch.equal(got, want)
-    check(same and err <= TOL, f"{label}: greedy generate() with every MLP block served by moe-serve: tokens "
-                               f"{'identical' if same else 'DIFFER'} ({got[0, 5:].tolist()}), logits rel err {err:.2e}")
+        with moe_serve.Client(cluster.router, timeout=60) as client:
+            offloaded = moe_serve.hf.offload(model, client, dense=True, keep_originals=True)
+            served = len(offloaded.layers)
+            try:
+                got = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+                got_logits = model(ids).logits
+            finally:
+                offloaded.restore()
+            err = float((got_logits - want_logits).abs().max() / want_logits.abs().max())
+            same = torch.equal(got, want)
+            check(same and err <= TOL and served == LAYERS,
+                  f"{label}: greedy generate() after moe_serve.hf.offload ({LAYERS} blocks on the router): tokens "
+                  f"{'identical' if same else 'DIFFER'} ({got[0, 5:].tolist()}), logits rel err {err:.2e}")
+            if label not in BF16_CHECKED:
+                return
+            # bf16: the model's own bf16 forward against the same model with its blocks on the
+            # router (bf16 on the wire, f32 weights and accumulation there, rounded once).
+            model.to(torch.bfloat16)
+            try:
+                want16 = model(ids).logits.float()
+                offloaded = moe_serve.hf.offload(model, client, dense=True, keep_originals=True)
+                try:
+                    got16 = model(ids).logits.float()
+                finally:
+                    offloaded.restore()
+            finally:
+                model.float()
+            err16 = float((got16 - want16).abs().max() / want16.abs().max())
+            ref_err = float((want16 - want_logits).abs().max() / want_logits.abs().max())
+            check(err16 <= 5e-2, f"{label}: bf16 logits with the blocks offloaded vs HF's bf16 model: rel err "
+                                 f"{err16:.2e} (HF's bf16 vs its f32: {ref_err:.2e})")
+
+
+def mismatch_check(model_type, fields, cluster, check, label):
+    """offload() refuses a model that does not match the router's GetModelInfo, naming why."""
+    config = AutoConfig.for_model(model_type, **{**SMALL, **fields, "num_hidden_layers": LAYERS - 1})
+    other = AutoModelForCausalLM.from_config(config).float().eval()
+    try:
+        moe_serve.hf.offload(other, cluster.router)
+        check(False, f"{label}: offload of a model with {LAYERS - 1} layers into a {LAYERS}-layer router refused")
+    except ValueError as e:
+        check("decoder layers" in str(e), f"{label}: offload of a mismatched model refused: {e}")
 
 
 E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
@@ -333,7 +345,9 @@ def main():
                           f"{label}, {mode}, layer {layer}: experts {'identical' if differ == 0 else 'DIFFER'} "
                           f"for {N_TOKENS - differ}/{N_TOKENS} tokens, rel err {err:.2e}")
                 if mode == "in-process":
-                    generate_check(model, cluster, args.bin, args.tmp, check, label)
+                    generate_check(model, cluster, check, label)
+                    if label == "mixtral":
+                        mismatch_check(model_type, fields, cluster, check, label)
             finally:
                 cluster.stop()
     print(f"{results['passed']} passed, {results['failed']} failed")
