@@ -14,4 +14,6 @@ void RegisterBuildInfo(prometheus::Registry& registry) {
       .Set(1);
 }
 
+const char* BuildVersion() { return MOE_VERSION; }
+
 }  // namespace moe::server

@@ -9,5 +9,7 @@ namespace moe::server {
 
 // moe_build_info{version, git_sha} = 1, on any registry.
 void RegisterBuildInfo(prometheus::Registry& registry);
+// The version compiled in (e.g. for the Open Inference Protocol's ServerMetadata).
+const char* BuildVersion();
 
 }  // namespace moe::server

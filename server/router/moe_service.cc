@@ -14,16 +14,10 @@
 #include "server/router/dispatch_call.h"
 
 namespace moe::server {
-namespace {
-
-// A caller's string as errors quote it: at most 64 bytes, so that a huge model name cannot push
-// the reply past the client's metadata limit (and be reported as that instead).
 std::string Shortened(absl::string_view text) {
   if (text.size() <= 64) return std::string(text);
   return absl::StrCat(text.substr(0, 64), "... (", text.size(), " bytes)");
 }
-
-}  // namespace
 
 std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Local(MoeServiceOptions options,
                                                       std::shared_ptr<const router::MoeModel> model,
@@ -87,26 +81,38 @@ grpc::ServerUnaryReactor* MoeServiceImpl::Forward(grpc::CallbackServerContext* c
                                                   const moe::v1::ForwardRequest* request,
                                                   moe::v1::ForwardResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ForwardAsync(context, request, response, RpcMethod::kForward,
+               [reactor](const grpc::Status& status) { reactor->Finish(status); });
+  return reactor;
+}
+
+bool MoeServiceImpl::CanServeEveryExpert() const {
+  if (workers_ == nullptr) return true;
+  const std::vector<int> replicas = workers_->AvailableReplicas(model_->config());
+  return std::all_of(replicas.begin(), replicas.end(), [](int r) { return r > 0; });
+}
+
+void MoeServiceImpl::ForwardAsync(grpc::CallbackServerContext* context, const moe::v1::ForwardRequest* request,
+                                  moe::v1::ForwardResponse* response, RpcMethod method, Finish done) {
   const absl::Time start = absl::Now();
-  Finish finish = [this, reactor, start](const grpc::Status& status) {
-    if (metrics_ != nullptr) metrics_->RecordRequest(RpcMethod::kForward, status.error_code(), absl::Now() - start);
-    reactor->Finish(status);
+  Finish finish = [this, method, start, done = std::move(done)](const grpc::Status& status) {
+    if (metrics_ != nullptr) metrics_->RecordRequest(method, status.error_code(), absl::Now() - start);
+    done(status);
   };
   absl::StatusOr<Validated> v = Validate(*request);
   if (!v.ok()) {
     finish(proto::ToGrpcStatus(v.status()));
-    return reactor;
+    return;
   }
   const absl::Time gate_start = absl::Now();
   absl::StatusOr<router::Routing> routing = v->layer->gate().Route(v->x, v->tokens);
   if (metrics_ != nullptr) metrics_->RecordGating(absl::Now() - gate_start);
   if (!routing.ok()) {
     finish(proto::ToGrpcStatus(routing.status()));
-    return reactor;
+    return;
   }
   if (metrics_ != nullptr) metrics_->RecordRouting(v->layer->layer(), *routing);
   Dispatch(*std::move(v), *std::move(routing), context, request, response, std::move(finish));
-  return reactor;
 }
 
 void MoeServiceImpl::RunLocal(DispatchInput in, DispatchCall::Done done) {

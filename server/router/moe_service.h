@@ -61,6 +61,18 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
                                          const moe::v1::GetModelInfoRequest* request,
                                          moe::v1::GetModelInfoResponse* response) override;
 
+  using Finish = std::function<void(const grpc::Status&)>;
+  // What Forward does, for another front end on the same server (OipService): validates, gates
+  // and dispatches `request`, fills `response`, then calls `finish` exactly once (from a gRPC or
+  // compute thread). `request` and `response` must live until then. Counted in the metrics as
+  // `method`.
+  void ForwardAsync(grpc::CallbackServerContext* context, const moe::v1::ForwardRequest* request,
+                    moe::v1::ForwardResponse* response, RpcMethod method, Finish finish);
+  const std::string& model_name() const { return options_.model_name; }
+  const router::MoeModel& model() const { return *model_; }
+  // Whether every routed expert of every MoE layer has a worker up (always true with --local).
+  bool CanServeEveryExpert() const;
+
  private:
   struct Validated {
     const router::MoeLayer* layer = nullptr;
@@ -72,7 +84,6 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
       : options_(std::move(options)), model_(std::move(model)) {}
   // INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED per conventions.md.
   absl::StatusOr<Validated> Validate(const moe::v1::ForwardRequest& request) const;
-  using Finish = std::function<void(const grpc::Status&)>;
   // Hands a gated Forward to the batcher; `finish` gets its status once its output is encoded.
   void Dispatch(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
                 const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response, Finish finish);
@@ -91,6 +102,10 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
   RouterMetrics* metrics_ = nullptr;
   RateLimitedLog* log_ = nullptr;
 };
+
+// A caller's string as errors quote it: at most 64 bytes, so that a huge model name cannot push
+// the reply past the client's metadata limit (and be reported as that instead).
+std::string Shortened(absl::string_view text);
 
 // Fills the parts of GetModelInfoResponse that come from the model alone (dims, each layer's
 // routing spec, parameter counts). Exposed for tests.

@@ -25,6 +25,7 @@
 #include "server/common/rate_limited_log.h"
 #include "server/common/server_runtime.h"
 #include "server/router/moe_service.h"
+#include "server/router/oip_service.h"
 #include "server/router/router_metrics.h"
 #include "server/router/worker_pool.h"
 
@@ -209,8 +210,9 @@ int main(int argc, char** argv) {
         });
   }
   int port = 0;
+  moe::server::OipService oip(service.get());  // the Open Inference Protocol on the same port
   auto server = moe::server::StartServer(
-      {service.get()},
+      {service.get(), &oip},
       {.listen = absl::GetFlag(FLAGS_listen), .max_message_bytes = options.max_tokens * row_bytes + (1 << 20)},
       &port);
   if (!server.ok()) return Fail(server.status());

@@ -23,7 +23,8 @@
 
 namespace moe::server {
 
-enum class RpcMethod { kForward = 0, kGetModelInfo = 1 };
+// MoeService methods, and the Open Inference Protocol's ModelInfer (OipService).
+enum class RpcMethod { kForward = 0, kGetModelInfo = 1, kModelInfer = 2 };
 
 class RouterMetrics {
  public:

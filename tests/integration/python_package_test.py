@@ -1,13 +1,14 @@
 """The installed moe_serve package against a real cluster (MOE_ROUTER, set by moe-cluster):
-Client.forward in float32 and float16, any leading shape, against the float64 NumPy Mixtral block;
+Client.forward in float32, float16 and bfloat16 (ml_dtypes), any leading shape, against the float64 NumPy Mixtral block;
 return_routing against the reference's choice; errors as MoeServeError with the gRPC code;
-deadlines; AsyncClient; model_info; the package typed (py.typed). numpy only (no torch here)."""
+deadlines; AsyncClient; model_info; the package typed (py.typed). No torch here."""
 import asyncio
 import json
 import os
 import sys
 
 import grpc
+import ml_dtypes
 import numpy as np
 
 import moe_serve
@@ -57,6 +58,10 @@ def main():
             err16 = np.abs(half.astype(np.float64) - want).max() / np.abs(want).max()
             check(f"layer {layer}: float16 in, float16 out (rel err {err16:.2e} <= 1e-2)",
                   half.dtype == np.float16 and err16 <= 1e-2)
+            bf = client.forward(layer, x.astype(ml_dtypes.bfloat16))
+            errbf = np.abs(bf.astype(np.float64) - want).max() / np.abs(want).max()
+            check(f"layer {layer}: bfloat16 (ml_dtypes) in, bfloat16 out (rel err {errbf:.2e} <= 3e-2)",
+                  bf.dtype == ml_dtypes.bfloat16 and errbf <= 3e-2)
             r = client.forward(layer, x, return_routing=True)
             ref = chosen_experts(tensors, layer, x.astype(np.float64), top_k)
             check(f"layer {layer}: return_routing gives each token's experts, best first",

@@ -23,6 +23,8 @@ python3 -m venv "$tmp/venv"
 # The package is copied first: pip would otherwise write build/ and *.egg-info into the source tree.
 cp -r "$repo/client/python" "$tmp/src"
 "$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check "$tmp/src"
+# ml_dtypes (numpy's bfloat16) only for the bf16 check; the package does not need it.
+"$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check ml_dtypes==0.5.4
 echo "ok   pip install client/python in a fresh venv ($("$tmp/venv/bin/python" -m pip list 2>/dev/null |
   grep -iE '^(moe-serve|grpcio|protobuf|numpy) ' | tr -s ' ' | paste -sd, -))"
 
