@@ -28,6 +28,10 @@
 #include "router/moe_model.h"
 #include "router/openblas_kernels.h"
 
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle: talk TLS to the router and verify it with this.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for a router that asks for one (with --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, auth_token_file, "", "File holding the router's bearer token (--auth_token_file there).");
 ABSL_FLAG(std::string, router, "", "Router address host:port (default: $MOE_ROUTER, else localhost:50051).");
 ABSL_FLAG(int64_t, tokens, 16, "Random tokens to send (ignored with --npy).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the random tokens.");
@@ -88,6 +92,14 @@ int main(int argc, char** argv) {
   }
   moe::client::MoeClient::Options options;
   options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  if (absl::Status secured = moe::client::AddSecurity({.cert = absl::GetFlag(FLAGS_tls_cert),
+                                                        .key = absl::GetFlag(FLAGS_tls_key),
+                                                        .ca = absl::GetFlag(FLAGS_tls_ca)},
+                                                       absl::GetFlag(FLAGS_auth_token_file), &options);
+      !secured.ok()) {
+    std::fprintf(stderr, "%s\n", secured.ToString().c_str());
+    return 2;
+  }
   auto client = moe::client::MoeClient::Connect(address, options);
   auto info = client->GetModelInfo();
   if (!info.ok()) return Fail(info.status());

@@ -1,6 +1,11 @@
 // client/moe_client.cc
 #include "client/moe_client.h"
 
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+
 #include <chrono>
 
 #include "absl/synchronization/notification.h"
@@ -33,9 +38,29 @@ std::unique_ptr<MoeClient> MoeClient::Connect(const std::string& address, Option
   std::unique_ptr<MoeClient> c(new MoeClient());
   c->address_ = address;
   c->options_ = options;
-  c->channel_ = proto::MakeChannel(address, options.max_message_bytes);
+  c->channel_ = proto::MakeChannel(address, options.max_message_bytes, {}, options.credentials);
   c->stub_ = moe::v1::MoeService::NewStub(c->channel_);
   return c;
+}
+
+absl::Status AddSecurity(const proto::TlsFiles& tls, const std::string& token_file, MoeClient::Options* options) {
+  if (tls.enabled()) {
+    ASSIGN_OR_RETURN(options->credentials, proto::ChannelTls(tls));
+  }
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    options->token = std::string(absl::StripAsciiWhitespace(text.str()));
+    if (!in.good() && !in.eof()) return absl::InvalidArgumentError("--auth_token_file: cannot read '" + token_file + "'");
+    if (options->token.empty()) return absl::InvalidArgumentError("--auth_token_file: '" + token_file + "' holds no token");
+  }
+  return absl::OkStatus();
+}
+
+void MoeClient::Prepare(grpc::ClientContext& context) const {
+  context.set_deadline(DeadlineFromNow(options_.deadline));
+  if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
 }
 
 absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardResponse& response) {
@@ -57,7 +82,7 @@ void MoeClient::ForwardAsync(int64_t layer, const experts::Tensor& hidden_states
   call->request.set_layer(layer);
   call->request.set_return_routing(return_routing);
   proto::EncodeTensor(hidden_states, call->request.mutable_hidden_states());
-  call->context.set_deadline(DeadlineFromNow(options_.deadline));
+  Prepare(call->context);
   call->done = std::move(done);
   call->start = absl::Now();
   stub_->async()->Forward(&call->context, &call->request, &call->response, [call](grpc::Status s) {
@@ -86,13 +111,13 @@ absl::StatusOr<ForwardResult> MoeClient::Forward(int64_t layer, const experts::T
 absl::Status MoeClient::ForwardRaw(const moe::v1::ForwardRequest& request,
                                    moe::v1::ForwardResponse* response) {
   grpc::ClientContext context;
-  context.set_deadline(DeadlineFromNow(options_.deadline));
+  Prepare(context);
   return proto::FromGrpcStatus(stub_->Forward(&context, request, response));
 }
 
 absl::StatusOr<moe::v1::GetModelInfoResponse> MoeClient::GetModelInfo() {
   grpc::ClientContext context;
-  context.set_deadline(DeadlineFromNow(options_.deadline));
+  Prepare(context);
   moe::v1::GetModelInfoResponse info;
   RETURN_IF_ERROR(proto::FromGrpcStatus(stub_->GetModelInfo(&context, moe::v1::GetModelInfoRequest(), &info)));
   return info;
@@ -101,7 +126,7 @@ absl::StatusOr<moe::v1::GetModelInfoResponse> MoeClient::GetModelInfo() {
 absl::StatusOr<bool> MoeClient::IsServing(const std::string& service) {
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::ClientContext context;
-  context.set_deadline(DeadlineFromNow(options_.deadline));
+  Prepare(context);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;

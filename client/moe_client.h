@@ -12,7 +12,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "experts/tensor.h"
+#include "grpcpp/security/credentials.h"
 #include "moe/v1/moe.grpc.pb.h"
+#include "proto/tls_credentials.h"
 
 namespace moe::client {
 
@@ -29,6 +31,8 @@ class MoeClient {
   struct Options {
     int64_t max_message_bytes = 256 << 20;
     absl::Duration deadline = absl::Seconds(60);
+    std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext (proto::ChannelTls for TLS)
+    std::string token;  // non-empty: sent as "authorization: Bearer <token>" on every call
   };
   static std::unique_ptr<MoeClient> Connect(const std::string& address, Options options);
   static std::unique_ptr<MoeClient> Connect(const std::string& address) { return Connect(address, Options()); }
@@ -51,11 +55,19 @@ class MoeClient {
 
  private:
   MoeClient() = default;
+  // Deadline and token of every call.
+  void Prepare(grpc::ClientContext& context) const;
   std::string address_;
   Options options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<moe::v1::MoeService::Stub> stub_;
 };
+
+// TLS (`tls.ca` verifies the router; `tls.cert`/`tls.key` a client certificate, optional) and a
+// bearer token read from `token_file` (surrounding whitespace stripped) into `options`; either
+// may be empty. INVALID_ARGUMENT naming the file that cannot be read. For the --tls_* and
+// --auth_token_file flags of moe-client and moe-bench.
+absl::Status AddSecurity(const proto::TlsFiles& tls, const std::string& token_file, MoeClient::Options* options);
 
 // Parses a ForwardResponse into a ForwardResult (copying the output). INTERNAL if malformed.
 absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardResponse& response);

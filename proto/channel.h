@@ -8,6 +8,7 @@
 #include <string>
 
 #include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
 
 namespace moe::proto {
 
@@ -20,7 +21,9 @@ struct Keepalive {
 inline constexpr Keepalive kWorkerKeepalive{.time_ms = 1000, .timeout_ms = 1000};
 
 // The servers permit a ping per second (server_runtime.cc), so neither setting draws a GOAWAY.
+// `credentials` null: plaintext (proto::ChannelTls for TLS).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int64_t max_message_bytes,
-                                           Keepalive keepalive = {});
+                                           Keepalive keepalive = {},
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace moe::proto

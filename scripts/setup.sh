@@ -9,7 +9,7 @@ BUILD="${MOE_BUILD_DIR:-$ROOT/build}"
 BUILD_PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
   protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libopenblas-dev
   libdnnl-dev nlohmann-json3-dev)
-TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2)
+TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2 openssl)
 
 # moe_install_packages [build]: what building needs (the container image), or everything the
 # tests need (default). The benchmarks' peers come from PyPI (moe_torch_env).

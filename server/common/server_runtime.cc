@@ -11,6 +11,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
@@ -20,7 +22,8 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::vector<grpc
                                                           const ServerOptions& options, int* port) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), port);
+  builder.AddListeningPort(options.listen,
+                           options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(), port);
   const int limit = options.max_message_bytes > INT_MAX ? INT_MAX : static_cast<int>(options.max_message_bytes);
   builder.SetMaxReceiveMessageSize(limit);
   builder.SetMaxSendMessageSize(limit);
@@ -42,10 +45,44 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::vector<grpc
   return server;
 }
 
+namespace {
+
+// The process's health mirror (StartHealthMirror), if any.
+absl::Mutex mirror_mu;
+std::unique_ptr<grpc::Server>& Mirror() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mirror_mu) {
+  static auto* mirror = new std::unique_ptr<grpc::Server>();
+  return *mirror;
+}
+
+}  // namespace
+
+absl::Status StartHealthMirror(const std::string& listen, int* port) {
+  absl::MutexLock lock(&mirror_mu);
+  if (Mirror() != nullptr) return absl::FailedPreconditionError("the health mirror is already running");
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
+  // gRPC needs one polled service besides the health one: this answers UNIMPLEMENTED to anything.
+  static auto* other_methods = new grpc::CallbackGenericService();
+  builder.RegisterCallbackGenericService(other_methods);
+  Mirror() = builder.BuildAndStart();
+  if (Mirror() == nullptr || *port == 0) {
+    Mirror().reset();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (health)"));
+  }
+  Mirror()->GetHealthCheckService()->SetServingStatus("", false);
+  Mirror()->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
+  return absl::OkStatus();
+}
+
 void SetReady(grpc::Server& server, const std::vector<std::string>& service_names, bool ready) {
-  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
-  health->SetServingStatus("", ready);
-  for (const std::string& name : service_names) health->SetServingStatus(name, ready);
+  std::vector<grpc::HealthCheckServiceInterface*> targets = {server.GetHealthCheckService()};
+  absl::MutexLock lock(&mirror_mu);
+  if (Mirror() != nullptr) targets.push_back(Mirror()->GetHealthCheckService());
+  for (grpc::HealthCheckServiceInterface* health : targets) {
+    health->SetServingStatus("", ready);
+    for (const std::string& name : service_names) health->SetServingStatus(name, ready);
+  }
 }
 
 void NotifyReadyFd(int fd, int port, int metrics_port) {
@@ -74,9 +111,15 @@ int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain) {
   std::fprintf(stderr, "received %s: NOT_SERVING, draining for up to %s\n",
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", absl::FormatDuration(drain).c_str());
   server.GetHealthCheckService()->SetServingStatus(false);
+  {
+    absl::MutexLock lock(&mirror_mu);
+    if (Mirror() != nullptr) Mirror()->GetHealthCheckService()->SetServingStatus(false);
+  }
   server.Shutdown(std::chrono::system_clock::now() +
                   std::chrono::milliseconds(absl::ToInt64Milliseconds(drain)));
   server.Wait();
+  absl::MutexLock lock(&mirror_mu);
+  if (Mirror() != nullptr) Mirror()->Shutdown(std::chrono::system_clock::now());
   return signal_number;
 }
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
 namespace moe::server {
@@ -22,6 +23,7 @@ inline constexpr char kLivenessService[] = "liveness";
 struct ServerOptions {
   std::string listen = "0.0.0.0:0";
   int64_t max_message_bytes = 64 << 20;
+  std::shared_ptr<grpc::ServerCredentials> credentials;  // null: plaintext (proto::ServerTls for TLS)
 };
 
 // Starts a server with `services` on `options.listen`; readiness NOT_SERVING, liveness SERVING.
@@ -29,7 +31,13 @@ struct ServerOptions {
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::vector<grpc::Service*>& services,
                                                           const ServerOptions& options, int* port);
 
-// Sets readiness of the empty service name and of `service_names`.
+// A second, plaintext server on `listen` with only grpc.health.v1, mirroring the main server's
+// health: what SetReady and the drain set on the main server is set here too. For probes that
+// cannot speak TLS (Kubernetes' gRPC probes) when the main port is TLS. One per process;
+// `*port` gets the bound port. UNAVAILABLE if the address cannot be bound.
+absl::Status StartHealthMirror(const std::string& listen, int* port);
+
+// Sets readiness of the empty service name and of `service_names` (and on the health mirror).
 void SetReady(grpc::Server& server, const std::vector<std::string>& service_names, bool ready);
 
 // Writes "<port> <metrics_port>\n" to `fd` and closes it (no-op for fd < 0): tells a launcher

@@ -86,6 +86,13 @@ grpc::ServerUnaryReactor* MoeServiceImpl::Forward(grpc::CallbackServerContext* c
   return reactor;
 }
 
+absl::Status MoeServiceImpl::Authorize(const grpc::CallbackServerContext* context, RpcMethod method) {
+  if (auth_ == nullptr) return absl::OkStatus();
+  absl::Status s = auth_->Check(*context);
+  if (!s.ok() && metrics_ != nullptr) metrics_->RecordRequest(method, grpc::StatusCode::UNAUTHENTICATED, absl::ZeroDuration());
+  return s;
+}
+
 bool MoeServiceImpl::CanServeEveryExpert() const {
   if (workers_ == nullptr) return true;
   const std::vector<int> replicas = workers_->AvailableReplicas(model_->config());
@@ -99,6 +106,12 @@ void MoeServiceImpl::ForwardAsync(grpc::CallbackServerContext* context, const mo
     if (metrics_ != nullptr) metrics_->RecordRequest(method, status.error_code(), absl::Now() - start);
     done(status);
   };
+  if (auth_ != nullptr) {
+    if (absl::Status s = auth_->Check(*context); !s.ok()) {
+      finish(proto::ToGrpcStatus(s));
+      return;
+    }
+  }
   absl::StatusOr<Validated> v = Validate(*request);
   if (!v.ok()) {
     finish(proto::ToGrpcStatus(v.status()));
@@ -240,6 +253,12 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
     if (metrics_ != nullptr) metrics_->RecordRequest(RpcMethod::kGetModelInfo, status.error_code(), absl::Now() - start);
     reactor->Finish(status);
   };
+  if (auth_ != nullptr) {
+    if (absl::Status s = auth_->Check(*context); !s.ok()) {
+      finish(proto::ToGrpcStatus(s));
+      return reactor;
+    }
+  }
   if (!request->model().empty() && request->model() != options_.model_name) {
     finish(grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("model '", Shortened(request->model()), "' not found")));
     return reactor;

@@ -19,6 +19,7 @@
 #include "server/common/rate_limited_log.h"
 #include "server/router/forward_batcher.h"
 #include "server/router/router_metrics.h"
+#include "server/router/token_auth.h"
 #include "server/router/worker_pool.h"
 
 namespace moe::server {
@@ -47,6 +48,11 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
                                                    std::shared_ptr<const router::MoeModel> model,
                                                    WorkerPool* workers, experts::ExpertBackend* local_backend,
                                                    ComputeQueue* queue);
+
+  // Bearer-token authentication of every call but health (null: none); call before serving.
+  void SetAuth(TokenAuth* auth) { auth_ = auth; }
+  // OK, or UNAUTHENTICATED (counted in the metrics as `method`) when a token is required.
+  absl::Status Authorize(const grpc::CallbackServerContext* context, RpcMethod method);
 
   // Metrics and warnings (both may stay null); call before serving.
   void SetObservability(RouterMetrics* metrics, RateLimitedLog* log) {
@@ -101,6 +107,7 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
   std::unique_ptr<ForwardBatcher> batcher_;    // every Forward goes through it
   RouterMetrics* metrics_ = nullptr;
   RateLimitedLog* log_ = nullptr;
+  TokenAuth* auth_ = nullptr;
 };
 
 // A caller's string as errors quote it: at most 64 bytes, so that a huge model name cannot push

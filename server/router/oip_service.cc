@@ -131,6 +131,7 @@ grpc::ServerUnaryReactor* OipService::ModelReady(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* OipService::ServerMetadata(grpc::CallbackServerContext* context,
                                                      const inference::ServerMetadataRequest*,
                                                      inference::ServerMetadataResponse* response) {
+  if (absl::Status s = moe_->Authorize(context, RpcMethod::kGetModelInfo); !s.ok()) return Answer(context, s);
   response->set_name("moe-serve");
   response->set_version(BuildVersion());
   return Answer(context, absl::OkStatus());
@@ -139,6 +140,7 @@ grpc::ServerUnaryReactor* OipService::ServerMetadata(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* OipService::ModelMetadata(grpc::CallbackServerContext* context,
                                                     const inference::ModelMetadataRequest* request,
                                                     inference::ModelMetadataResponse* response) {
+  if (absl::Status s = moe_->Authorize(context, RpcMethod::kGetModelInfo); !s.ok()) return Answer(context, s);
   const bool bare = request->name() == moe_->model_name();
   absl::StatusOr<int> layer = LayerOf(request->name(), bare ? 0 : -1);
   if (!layer.ok()) return Answer(context, layer.status());

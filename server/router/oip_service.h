@@ -7,7 +7,8 @@
 // FP16, as raw_input_contents or FP32 contents) and answers "output" (same dtype and shape) and,
 // when asked for (or when no output is named), "expert_ids" (INT32 [tokens, top_k], -1 padded)
 // and "expert_weights" (FP32 [tokens, top_k]), all as raw_output_contents. Errors carry the same
-// codes as MoeService (docs/API.md). Thread-safe; owned by the router's main.
+// codes as MoeService (docs/API.md); with --auth_token_file, every call but ServerLive,
+// ServerReady and ModelReady (probes) needs the bearer token. Thread-safe; owned by the router's main.
 #pragma once
 
 #include <string>

@@ -26,6 +26,8 @@
 #include "server/common/server_runtime.h"
 #include "server/router/moe_service.h"
 #include "server/router/oip_service.h"
+#include "server/router/token_auth.h"
+#include "proto/tls_credentials.h"
 #include "server/router/router_metrics.h"
 #include "server/router/worker_pool.h"
 
@@ -48,6 +50,18 @@ ABSL_FLAG(int64_t, health_check_interval_ms, 250,
 ABSL_FLAG(int64_t, health_check_timeout_ms, 500,
           "A worker whose Check is not answered within this is marked down: new dispatches avoid it and "
           "its calls in flight fail over to replicas.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on the router's port, and presented to workers (mTLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle that verifies the workers' certificates (and clients' that present one); "
+          "with --tls_cert, router→worker calls use TLS.");
+ABSL_FLAG(int, health_port, -1,
+          "Also serve grpc.health.v1 in plaintext on this port (for probes that cannot speak TLS, e.g. "
+          "Kubernetes gRPC probes); 0 picks one, -1 = off.");
+ABSL_FLAG(int, tls_reload_s, 10, "How often the TLS files are checked for changes (rotation without restart).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding a bearer token every call must carry (authorization: Bearer <token>); re-read "
+          "when it changes. Health stays open. Empty: no authentication.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
@@ -145,6 +159,16 @@ int main(int argc, char** argv) {
   options.batch_stall = absl::Milliseconds(std::max<int64_t>(1, absl::GetFlag(FLAGS_batch_stall_ms)));
   const int64_t row_bytes = int64_t{config.hidden_size} * 4;
 
+  const moe::proto::TlsFiles tls{.cert = absl::GetFlag(FLAGS_tls_cert),
+                                 .key = absl::GetFlag(FLAGS_tls_key),
+                                 .ca = absl::GetFlag(FLAGS_tls_ca),
+                                 .reload_seconds = absl::GetFlag(FLAGS_tls_reload_s)};
+  std::unique_ptr<moe::server::TokenAuth> auth;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    auto loaded = moe::server::TokenAuth::FromFile(path);
+    if (!loaded.ok()) return Fail(loaded.status());
+    auth = std::move(*loaded);
+  }
   std::unique_ptr<moe::experts::ExpertBackend> backend;
   std::unique_ptr<moe::server::ComputeQueue> queue;
   std::unique_ptr<moe::server::WorkerPool> pool;
@@ -166,9 +190,15 @@ int main(int argc, char** argv) {
   if (local) {
     service = moe::server::MoeServiceImpl::Local(options, shared_model, backend.get(), queue.get());
   } else {
+    std::shared_ptr<grpc::ChannelCredentials> worker_credentials;
+    if (tls.enabled()) {
+      auto made = moe::proto::ChannelTls(tls);
+      if (!made.ok()) return Fail(made.status());
+      worker_credentials = *made;
+    }
     auto connected = moe::server::WorkerPool::Connect(
         addresses, config, absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s)),
-        options.max_tokens * config.top_k * row_bytes + (1 << 20));
+        options.max_tokens * config.top_k * row_bytes + (1 << 20), worker_credentials);
     if (!connected.ok()) return Fail(connected.status());
     pool = std::move(*connected);
     std::vector<moe::experts::ExpertKey> needed = routed;
@@ -196,6 +226,7 @@ int main(int argc, char** argv) {
     }
   }
   service->SetObservability(metrics.get(), &log);
+  service->SetAuth(auth.get());
   if (pool != nullptr && absl::GetFlag(FLAGS_health_check_interval_ms) > 0) {
     moe::server::WorkerPool* p = pool.get();
     moe::server::RouterMetrics* m = metrics.get();
@@ -210,20 +241,38 @@ int main(int argc, char** argv) {
         });
   }
   int port = 0;
+  std::shared_ptr<grpc::ServerCredentials> server_credentials;
+  if (!tls.cert.empty() || !tls.key.empty()) {
+    auto made = moe::proto::ServerTls(tls, /*require_client_cert=*/false);
+    if (!made.ok()) return Fail(made.status());
+    server_credentials = *made;
+  }
   moe::server::OipService oip(service.get());  // the Open Inference Protocol on the same port
   auto server = moe::server::StartServer(
       {service.get(), &oip},
-      {.listen = absl::GetFlag(FLAGS_listen), .max_message_bytes = options.max_tokens * row_bytes + (1 << 20)},
+      {.listen = absl::GetFlag(FLAGS_listen),
+       .max_message_bytes = options.max_tokens * row_bytes + (1 << 20),
+       .credentials = server_credentials},
       &port);
   if (!server.ok()) return Fail(server.status());
+  int health_port = -1;
+  if (absl::GetFlag(FLAGS_health_port) >= 0) {
+    health_port = 0;
+    absl::Status mirrored = moe::server::StartHealthMirror(
+        absl::StrCat(moe::server::HostOf(absl::GetFlag(FLAGS_listen)), ":", absl::GetFlag(FLAGS_health_port)),
+        &health_port);
+    if (!mirrored.ok()) return Fail(mirrored);
+  }
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
                "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
-               "shared_experts=%s workers=[%s] port=%d metrics_port=%d gate=\"%s\" experts_here=\"%s\"\n",
+               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s gate=\"%s\" experts_here=\"%s\"\n",
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
-               absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port, blas.c_str(),
+               absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port, health_port,
+               server_credentials == nullptr ? "off" : (local || !tls.enabled() ? "port" : "port+workers(mTLS)"),
+               auth == nullptr ? "off" : "bearer", blas.c_str(),
                backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));

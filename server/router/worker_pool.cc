@@ -15,12 +15,12 @@ namespace moe::server {
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
     const std::vector<std::string>& addresses, const experts::ModelConfig& config,
-    absl::Duration timeout, int64_t max_message_bytes) {
+    absl::Duration timeout, int64_t max_message_bytes, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   auto pool = std::make_unique<WorkerPool>();
   for (const std::string& address : addresses) {
     auto w = std::make_unique<Worker>();
     w->address = address;
-    w->channel = proto::MakeChannel(address, max_message_bytes, proto::kWorkerKeepalive);
+    w->channel = proto::MakeChannel(address, max_message_bytes, proto::kWorkerKeepalive, credentials);
     w->stub = moe::v1::ExpertService::NewStub(w->channel);
     grpc::ClientContext ctx;
     ctx.set_wait_for_ready(true);  // the worker may still be starting

@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "experts/expert_backend.h"
 #include "experts/model_config.h"
+#include "grpcpp/security/credentials.h"
 #include "moe/v1/moe.grpc.pb.h"
 
 namespace moe::server {
@@ -59,13 +60,15 @@ class WorkerPool {
   using HealthChanged = std::function<void(int worker, bool healthy)>;
 
   ~WorkerPool();  // stops the health checks
-  // Asks every worker for its GetWorkerInfo, waiting up to `timeout` for each to come up.
+  // Asks every worker for its GetWorkerInfo, waiting up to `timeout` for each to come up; the
+  // channels use `credentials` (null: plaintext; proto::ChannelTls for mTLS).
   // UNAVAILABLE naming the worker if one does not answer in time; FAILED_PRECONDITION if a
   // worker's hidden size, model type or expert count disagree with `config`.
   static absl::StatusOr<std::unique_ptr<WorkerPool>> Connect(const std::vector<std::string>& addresses,
                                                              const experts::ModelConfig& config,
                                                              absl::Duration timeout,
-                                                             int64_t max_message_bytes);
+                                                             int64_t max_message_bytes,
+                                                             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
   // FAILED_PRECONDITION listing every key of `needed` that no worker hosts.
   absl::Status CheckCoverage(absl::Span<const experts::ExpertKey> needed) const;

@@ -22,6 +22,7 @@
 #include "experts/expert_weights.h"
 #include "proto/message_memory.h"
 #include "server/common/metrics_server.h"
+#include "proto/tls_credentials.h"
 #include "server/common/server_runtime.h"
 #include "server/worker/expert_list.h"
 #include "server/worker/expert_metrics.h"
@@ -50,6 +51,14 @@ ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before R
 ABSL_FLAG(int64_t, max_batch_rows, 65536,
           "Dynamic batching: requests waiting while a step computes are merged into the next step, up to this "
           "many rows; 0 = one request per step.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on this worker's port.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle: callers (the router) must present a certificate it verifies (mTLS).");
+ABSL_FLAG(int, health_port, -1,
+          "Also serve grpc.health.v1 in plaintext on this port (for probes that cannot speak TLS, e.g. "
+          "Kubernetes gRPC probes); 0 picks one, -1 = off.");
+ABSL_FLAG(int, tls_reload_s, 10, "How often the TLS files are checked for changes (rotation without restart).");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
 ABSL_FLAG(int, ready_fd, -1, "If set, the bound port is written to this fd once SERVING (for launchers).");
 ABSL_FLAG(int, metrics_port, 9092, "Serve Prometheus metrics at http://<listen host>:<port>/metrics; 0 picks a port, -1 turns metrics off.");
@@ -108,10 +117,24 @@ int main(int argc, char** argv) {
       {.max_rows = max_rows,
        .queue_capacity = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_queue_capacity))),
        .max_batch_rows = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_batch_rows))});
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  const moe::proto::TlsFiles tls{.cert = absl::GetFlag(FLAGS_tls_cert),
+                                 .key = absl::GetFlag(FLAGS_tls_key),
+                                 .ca = absl::GetFlag(FLAGS_tls_ca),
+                                 .reload_seconds = absl::GetFlag(FLAGS_tls_reload_s)};
+  if (tls.enabled()) {
+    auto made = moe::proto::ServerTls(tls, /*require_client_cert=*/!tls.ca.empty());
+    if (!made.ok()) {
+      std::fprintf(stderr, "moe-expert: %s\n", made.status().ToString().c_str());
+      return 1;
+    }
+    credentials = *made;
+  }
   int port = 0;
   auto server = moe::server::StartServer(
       {&service}, {.listen = absl::GetFlag(FLAGS_listen),
-                   .max_message_bytes = max_rows * config.hidden_size * 4 + (1 << 20)},
+                   .max_message_bytes = max_rows * config.hidden_size * 4 + (1 << 20),
+                   .credentials = credentials},
       &port);
   if (!server.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", server.status().ToString().c_str());
@@ -172,21 +195,34 @@ int main(int argc, char** argv) {
     }
     metrics_server = std::move(*started);
   }
+  int health_port = -1;
+  if (absl::GetFlag(FLAGS_health_port) >= 0) {
+    health_port = 0;
+    absl::Status mirrored = moe::server::StartHealthMirror(
+        absl::StrCat(moe::server::HostOf(absl::GetFlag(FLAGS_listen)), ":", absl::GetFlag(FLAGS_health_port)),
+        &health_port);
+    if (!mirrored.ok()) {
+      std::fprintf(stderr, "moe-expert: %s\n", mirrored.ToString().c_str());
+      (*server)->Shutdown();
+      return 1;
+    }
+  }
   std::fprintf(stderr,
                "moe-expert: serving checkpoint=%s type=%s experts=%s layers=%d backend=%s device=\"%s\" "
-               "checkpoint_weights=%s loaded_in=%.2fs port=%d metrics_port=%d\n",
+               "checkpoint_weights=%s loaded_in=%.2fs port=%d metrics_port=%d health_port=%d tls=%s\n",
                dir.c_str(), config.model_type.c_str(),
                (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(), config.num_layers,
                shared->name().c_str(), shared->device().c_str(),
                config.mxfp4 ? "mxfp4 (dequantized to bf16)"
                : config.fp8_block_n > 0 ? "fp8 e4m3 blocks (dequantized to bf16)"
                                         : config.torch_dtype.c_str(),
-               load_s, port, metrics_server.port);
+               load_s, port, metrics_server.port, health_port,
+               credentials == nullptr ? "off" : (tls.ca.empty() ? "server" : "mTLS (client certificate required)"));
   std::atomic<bool> device_failed{false};
   service.SetFatalHandler([&](const absl::Status& status) {
     std::fprintf(stderr, "moe-expert: fatal: %s; NOT_SERVING, draining and exiting\n", status.ToString().c_str());
     device_failed = true;
-    (*server)->GetHealthCheckService()->SetServingStatus(false);
+    moe::server::SetReady(**server, {"moe.v1.ExpertService"}, false);  // and on the health mirror
     ::kill(::getpid(), SIGTERM);  // the main thread drains and exits
   });
   service.SetBackend(shared, std::move(info), metrics.get());

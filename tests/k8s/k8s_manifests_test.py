@@ -72,9 +72,20 @@ def check_workloads(name, docs, bin_dir):
         for c in spec["containers"]:
             ports = {p["name"]: p["containerPort"] for p in c["ports"]}
             probes = [c.get(k) for k in ("startupProbe", "readinessProbe", "livenessProbe")]
-            check(all(p and "grpc" in p and isinstance(p["grpc"]["port"], int) and p["grpc"]["port"] == ports["grpc"]
-                      for p in probes),
-                  f"{name}/{wname}/{c['name']}: startup, readiness and liveness gRPC probes on the numeric gRPC port")
+            # With TLS on the gRPC port, kubelet's plaintext gRPC probes use the health-only port.
+            health = arg_value(c["args"], "health_port")
+            probe_port = int(health) if health is not None else ports["grpc"]
+            check(all(p and "grpc" in p and isinstance(p["grpc"]["port"], int) and p["grpc"]["port"] == probe_port
+                      for p in probes) and (health is None or ports.get("health") == probe_port),
+                  f"{name}/{wname}/{c['name']}: startup, readiness and liveness gRPC probes on the numeric "
+                  f"{'health' if health is not None else 'gRPC'} port {probe_port}")
+            if arg_value(c["args"], "tls_cert") is not None:
+                secret_mounts = [m["mountPath"] for m in c.get("volumeMounts", [])
+                                 if any(v["name"] == m["name"] and "secret" in v for v in spec.get("volumes", []))]
+                files = [arg_value(c["args"], f) for f in ("tls_cert", "tls_key", "tls_ca", "auth_token_file")]
+                check(health is not None and all(f is None or any(f.startswith(m + "/") for m in secret_mounts)
+                                                 for f in files),
+                      f"{name}/{wname}/{c['name']}: TLS files and token come from mounted Secrets {secret_mounts}")
             check(c["readinessProbe"]["grpc"]["service"] != c["livenessProbe"]["grpc"]["service"],
                   f"{name}/{wname}/{c['name']}: liveness and readiness use distinct health service names")
             listen = arg_value(c["args"], "listen")
@@ -124,7 +135,7 @@ def main():
     args = ap.parse_args()
     k8s = os.path.join(args.repo, "deploy/k8s")
     rendered = {}
-    for name in ("base", "overlays/cpu", "overlays/gpu", "monitoring"):
+    for name in ("base", "overlays/cpu", "overlays/gpu", "overlays/tls", "monitoring"):
         rendered[name] = render(args.kubectl, os.path.join(k8s, name))
     for name, docs in rendered.items():
         for d in docs:
@@ -137,7 +148,7 @@ def main():
                 check(True, f"{what} is valid Kubernetes {K8S_VERSION}")
             except kubernetes_validate.ValidationError as e:
                 check(False, f"{what}: {e.message} at {list(e.path)}")
-    for name in ("overlays/cpu", "overlays/gpu"):
+    for name in ("overlays/cpu", "overlays/gpu", "overlays/tls"):
         check_workloads(name, rendered[name], args.bin)
     mon = rendered["monitoring"]
     rule = next(d for d in mon if d["kind"] == "PrometheusRule")
