@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "experts/finite_values.h"
 #include "experts/status_macros.h"
 #include "proto/status_convert.h"
@@ -78,11 +79,31 @@ absl::StatusOr<MoeServiceImpl::Validated> MoeServiceImpl::Validate(
 }
 
 grpc::ServerUnaryReactor* MoeServiceImpl::Forward(grpc::CallbackServerContext* context,
-                                                  const moe::v1::ForwardRequest* request,
-                                                  moe::v1::ForwardResponse* response) {
+                                                  const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ForwardAsync(context, request, response, RpcMethod::kForward,
-               [reactor](const grpc::Status& status) { reactor->Finish(status); });
+  // What the generated handler would do (the same parser and serializer), but a parse failure is
+  // the caller's INVALID_ARGUMENT.
+  auto call = std::make_shared<std::pair<moe::v1::ForwardRequest, moe::v1::ForwardResponse>>();
+  grpc::ByteBuffer bytes(*request);  // shares the slices; parsing consumes the copy
+  const size_t size = request->Length();
+  if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, moe::v1::ForwardRequest>(&bytes, &call->first).ok()) {
+    if (metrics_ != nullptr) {
+      metrics_->RecordRequest(RpcMethod::kForward, grpc::StatusCode::INVALID_ARGUMENT, absl::ZeroDuration());
+    }
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("the request (", size, " bytes) does not parse as moe.v1.ForwardRequest")));
+    return reactor;
+  }
+  ForwardAsync(context, &call->first, &call->second, RpcMethod::kForward,
+               [call, reactor, response](const grpc::Status& status) {
+                 grpc::Status sent = status;
+                 if (sent.ok()) {
+                   bool own_buffer = false;
+                   sent = grpc::GenericSerialize<grpc::ProtoBufferWriter, moe::v1::ForwardResponse>(
+                       call->second, response, &own_buffer);
+                 }
+                 reactor->Finish(sent);
+               });
   return reactor;
 }
 

@@ -35,7 +35,11 @@ struct MoeServiceOptions {
   absl::Duration batch_stall = absl::Milliseconds(250);
 };
 
-class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
+// Forward is a raw method (it parses the request bytes itself), so that bytes that are not a
+// ForwardRequest get INVALID_ARGUMENT saying so, not gRPC's own bare error; GetModelInfo is typed.
+class MoeServiceImpl final
+    : public moe::v1::MoeService::WithRawCallbackMethod_Forward<
+          moe::v1::MoeService::WithCallbackMethod_GetModelInfo<moe::v1::MoeService::Service>> {
  public:
   // Experts in-process on `backend`, computed on `queue` (both must outlive the service).
   static std::unique_ptr<MoeServiceImpl> Local(MoeServiceOptions options,
@@ -60,9 +64,8 @@ class MoeServiceImpl final : public moe::v1::MoeService::CallbackService {
     log_ = log;
   }
 
-  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
-                                    const moe::v1::ForwardRequest* request,
-                                    moe::v1::ForwardResponse* response) override;
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const moe::v1::GetModelInfoRequest* request,
                                          moe::v1::GetModelInfoResponse* response) override;

@@ -5,6 +5,8 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "client/moe_client.h"
 #include "gtest/gtest.h"
 #include "proto/channel.h"
@@ -152,6 +154,38 @@ TEST_F(BadRequestTest, TooManyTokensAndTooLargeMessages) {
   // Past the router's receive limit (max_tokens · hidden · 4 + 1 MiB): refused by gRPC itself.
   EXPECT_THAT(Send(Valid(6000)), StatusIs(StatusCode::kResourceExhausted, ""));
   EXPECT_OK(Send(Valid(kMaxTokens)));
+}
+
+// Bytes that are not a ForwardRequest at all (sent with a generic stub, as a broken client
+// would): INVALID_ARGUMENT saying so, not a bare code from gRPC.
+TEST_F(BadRequestTest, BytesThatDoNotParseAreInvalidArgument) {
+  auto channel = proto::MakeChannel(cluster_->router_address(), 64 << 20);
+  grpc::GenericStub stub(channel);
+  auto send = [&](const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&ctx, "/moe.v1.MoeService/Forward", grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    return proto::FromGrpcStatus(status);
+  };
+  // Field 3 (hidden_states) as length-delimited with a length past the end; then a wire type 7.
+  EXPECT_THAT(send(std::string("\x1a\xff\x01\x00", 4)),
+              StatusIs(StatusCode::kInvalidArgument, "(4 bytes) does not parse as moe.v1.ForwardRequest"));
+  EXPECT_THAT(send(std::string("\x0f\x01", 2)), StatusIs(StatusCode::kInvalidArgument, "does not parse"));
+  // The empty message parses (every field default): it is then refused for what it lacks.
+  EXPECT_THAT(send(""), StatusIs(StatusCode::kInvalidArgument, "hidden_states is missing"));
+  // A valid request through the same generic path is answered.
+  std::string valid;
+  ASSERT_TRUE(Valid().SerializeToString(&valid));
+  EXPECT_OK(send(valid));
 }
 
 TEST_F(BadRequestTest, WorkerRefusesMalformedExpertRequests) {
