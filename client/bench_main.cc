@@ -42,6 +42,8 @@ ABSL_FLAG(std::string, dtype, "f32", "Wire dtype: f32, bf16 or f16.");
 ABSL_FLAG(int, warmup, 3, "Untimed requests per client before each point.");
 ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(bool, stream, false,
+          "Send each client's Forwards on one MoeService.ForwardStream instead of unary calls (same channel).");
 ABSL_FLAG(bool, ping, false, "First time empty round trips (health Check) on the same channel, shown as tokens 0.");
 
 namespace {
@@ -128,11 +130,18 @@ Point ForwardPoint(moe::client::MoeClient& client, int64_t tokens, int64_t hidde
     for (float& x : v) x = normal(rng);
     inputs.push_back(Tensor::FromF32(v, {tokens, hidden}).ConvertTo(dtype));
   }
-  return Drive(tokens, [&](int c) -> absl::StatusOr<double> {
-    auto r = client.Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
+  std::vector<std::unique_ptr<moe::client::ForwardStream>> streams;  // one per client, with --stream
+  if (absl::GetFlag(FLAGS_stream)) {
+    for (size_t c = 0; c < inputs.size(); ++c) streams.push_back(client.OpenStream());
+  }
+  Point point = Drive(tokens, [&](int c) -> absl::StatusOr<double> {
+    auto r = streams.empty() ? client.Forward(absl::GetFlag(FLAGS_layer), inputs[c])
+                             : streams[c]->Forward(absl::GetFlag(FLAGS_layer), inputs[c]);
     if (!r.ok()) return r.status();
     return absl::ToDoubleSeconds(r->latency);
   });
+  for (auto& s : streams) (void)s->Close();
+  return point;
 }
 
 // An empty unary round trip on the same channel: the health Check of the whole server.

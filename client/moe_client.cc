@@ -115,6 +115,49 @@ absl::Status MoeClient::ForwardRaw(const moe::v1::ForwardRequest& request,
   return proto::FromGrpcStatus(stub_->Forward(&context, request, response));
 }
 
+std::unique_ptr<ForwardStream> MoeClient::OpenStream() {
+  std::unique_ptr<ForwardStream> s(new ForwardStream());
+  Prepare(s->context_);
+  s->stream_ = stub_->ForwardStream(&s->context_);
+  return s;
+}
+
+absl::StatusOr<ForwardResult> ForwardStream::Forward(int64_t layer, const experts::Tensor& hidden_states,
+                                                     bool return_routing) {
+  if (!failed_.ok()) return failed_;
+  if (closed_) return absl::FailedPreconditionError("the stream is closed");
+  moe::v1::ForwardRequest request;
+  request.set_layer(layer);
+  request.set_return_routing(return_routing);
+  proto::EncodeTensor(hidden_states, request.mutable_hidden_states());
+  const absl::Time start = absl::Now();
+  moe::v1::ForwardResponse response;
+  if (!stream_->Write(request) || !stream_->Read(&response)) {
+    closed_ = true;
+    failed_ = proto::FromGrpcStatus(stream_->Finish());
+    if (failed_.ok()) failed_ = absl::UnavailableError("the stream ended without an answer");
+    return failed_;
+  }
+  absl::StatusOr<ForwardResult> result = ParseForwardResponse(response);
+  if (result.ok()) result->latency = absl::Now() - start;
+  return result;
+}
+
+absl::Status ForwardStream::Close() {
+  if (closed_) return failed_;
+  closed_ = true;
+  stream_->WritesDone();
+  failed_ = proto::FromGrpcStatus(stream_->Finish());
+  return failed_;
+}
+
+ForwardStream::~ForwardStream() {
+  if (!closed_) {
+    context_.TryCancel();
+    (void)stream_->Finish();
+  }
+}
+
 absl::StatusOr<moe::v1::GetModelInfoResponse> MoeClient::GetModelInfo() {
   grpc::ClientContext context;
   Prepare(context);

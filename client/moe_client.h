@@ -26,6 +26,27 @@ struct ForwardResult {
   absl::Duration latency;                    // round trip seen by the client
 };
 
+// One MoeService.ForwardStream: Forwards sent one after another on a single stream, each answer
+// read before the next request goes. The stream's deadline is the client's deadline, counted
+// from OpenStream. Not thread-safe: one caller at a time.
+class ForwardStream {
+ public:
+  // The next step; a failure ends the stream (later calls return it again).
+  absl::StatusOr<ForwardResult> Forward(int64_t layer, const experts::Tensor& hidden_states,
+                                        bool return_routing = false);
+  // Half-closes and returns the stream's final status.
+  absl::Status Close();
+  ~ForwardStream();
+
+ private:
+  friend class MoeClient;
+  ForwardStream() = default;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<moe::v1::ForwardRequest, moe::v1::ForwardResponse>> stream_;
+  absl::Status failed_;
+  bool closed_ = false;
+};
+
 class MoeClient {
  public:
   struct Options {
@@ -48,6 +69,8 @@ class MoeClient {
   absl::Status ForwardRaw(const moe::v1::ForwardRequest& request, moe::v1::ForwardResponse* response);
 
   absl::StatusOr<moe::v1::GetModelInfoResponse> GetModelInfo();
+  // Opens a ForwardStream (with this client's deadline and token).
+  std::unique_ptr<ForwardStream> OpenStream();
   // grpc.health.v1 Check of `service` ("" = the whole server): true when SERVING.
   absl::StatusOr<bool> IsServing(const std::string& service = "");
 

@@ -13,6 +13,7 @@
 #include "router/dispatch_plan.h"
 #include "router/hidden_states_check.h"
 #include "server/router/dispatch_call.h"
+#include "server/router/forward_stream.h"
 
 namespace moe::server {
 std::string Shortened(absl::string_view text) {
@@ -112,6 +113,11 @@ absl::Status MoeServiceImpl::Authorize(const grpc::CallbackServerContext* contex
   absl::Status s = auth_->Check(*context);
   if (!s.ok() && metrics_ != nullptr) metrics_->RecordRequest(method, grpc::StatusCode::UNAUTHENTICATED, absl::ZeroDuration());
   return s;
+}
+
+grpc::ServerBidiReactor<moe::v1::ForwardRequest, moe::v1::ForwardResponse>* MoeServiceImpl::ForwardStream(
+    grpc::CallbackServerContext* context) {
+  return new ForwardStreamReactor(this, context);
 }
 
 bool MoeServiceImpl::CanServeEveryExpert() const {

@@ -38,8 +38,8 @@ struct MoeServiceOptions {
 // Forward is a raw method (it parses the request bytes itself), so that bytes that are not a
 // ForwardRequest get INVALID_ARGUMENT saying so, not gRPC's own bare error; GetModelInfo is typed.
 class MoeServiceImpl final
-    : public moe::v1::MoeService::WithRawCallbackMethod_Forward<
-          moe::v1::MoeService::WithCallbackMethod_GetModelInfo<moe::v1::MoeService::Service>> {
+    : public moe::v1::MoeService::WithRawCallbackMethod_Forward<moe::v1::MoeService::WithCallbackMethod_GetModelInfo<
+          moe::v1::MoeService::WithCallbackMethod_ForwardStream<moe::v1::MoeService::Service>>> {
  public:
   // Experts in-process on `backend`, computed on `queue` (both must outlive the service).
   static std::unique_ptr<MoeServiceImpl> Local(MoeServiceOptions options,
@@ -69,6 +69,11 @@ class MoeServiceImpl final
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const moe::v1::GetModelInfoRequest* request,
                                          moe::v1::GetModelInfoResponse* response) override;
+
+  // One stream of Forwards, each handled as Forward is, answered in order; the first failure
+  // ends the stream with its status (server/router/forward_stream.h).
+  grpc::ServerBidiReactor<moe::v1::ForwardRequest, moe::v1::ForwardResponse>* ForwardStream(
+      grpc::CallbackServerContext* context) override;
 
   using Finish = std::function<void(const grpc::Status&)>;
   // What Forward does, for another front end on the same server (OipService): validates, gates

@@ -48,8 +48,9 @@ ABSL_FLAG(int64_t, batch_stall_ms, 250,
 ABSL_FLAG(int64_t, health_check_interval_ms, 250,
           "How often the router asks every worker grpc.health.v1 Check; 0 turns the checks off.");
 ABSL_FLAG(int64_t, health_check_timeout_ms, 500,
-          "A worker whose Check is not answered within this is marked down: new dispatches avoid it and "
-          "its calls in flight fail over to replicas.");
+          "A Check not answered within this has failed; --health_check_failures in a row mark the worker "
+          "down: new dispatches avoid it and its calls in flight fail over to replicas.");
+ABSL_FLAG(int, health_check_failures, 2, "Failed health checks in a row that mark a worker down.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on the router's port, and presented to workers (mTLS).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -232,7 +233,8 @@ int main(int argc, char** argv) {
     moe::server::RouterMetrics* m = metrics.get();
     pool->StartHealthChecks(
         {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_interval_ms)),
-         .timeout = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_timeout_ms))},
+         .timeout = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_timeout_ms)),
+         .failures = absl::GetFlag(FLAGS_health_check_failures)},
         [p, m, &config](int worker, bool) {
           if (m == nullptr) return;
           m->SetUp(worker, p->IsUp(worker));

@@ -12,7 +12,7 @@ constexpr const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMEN
                                   "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
                                   "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
                                   "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-constexpr const char* kMethods[] = {"Forward", "GetModelInfo", "ModelInfer"};
+constexpr const char* kMethods[] = {"Forward", "GetModelInfo", "ModelInfer", "ForwardStream"};
 
 }  // namespace
 

@@ -23,8 +23,9 @@
 
 namespace moe::server {
 
-// MoeService methods, and the Open Inference Protocol's ModelInfer (OipService).
-enum class RpcMethod { kForward = 0, kGetModelInfo = 1, kModelInfer = 2 };
+// MoeService methods (a ForwardStream counts each step), and the Open Inference Protocol's
+// ModelInfer (OipService).
+enum class RpcMethod { kForward = 0, kGetModelInfo = 1, kModelInfer = 2, kForwardStream = 3 };
 
 class RouterMetrics {
  public:

@@ -145,6 +145,9 @@ void WorkerPool::Untrack(int i, TrackedCall* call) {
 
 void WorkerPool::SetHealth(int i, bool answered, bool serving, absl::string_view reason) {
   Worker& w = *workers_[i];
+  const int missed = answered ? 0 : w.missed.fetch_add(1) + 1;
+  if (answered) w.missed.store(0);
+  if (!answered && missed < std::max(1, health_options_.failures)) return;  // maybe just late
   const bool healthy = answered && serving;
   const bool was = w.healthy.exchange(healthy, std::memory_order_acq_rel);
   if (healthy) w.up.store(true);  // e.g. a restarted worker: it answers again

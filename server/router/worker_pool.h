@@ -39,7 +39,10 @@ struct TrackedCall {
 
 struct HealthCheckOptions {
   absl::Duration interval = absl::Milliseconds(250);  // from the start of one round to the next
-  absl::Duration timeout = absl::Milliseconds(500);   // a Check not answered by then: down
+  absl::Duration timeout = absl::Milliseconds(500);   // a Check not answered by then has failed
+  // Failed Checks in a row that mark a worker down (one late answer on a busy host is not an
+  // outage); an answer of NOT_SERVING counts at once.
+  int failures = 2;
 };
 
 class WorkerPool {
@@ -51,7 +54,8 @@ class WorkerPool {
     moe::v1::GetWorkerInfoResponse info;
     std::atomic<int> inflight{0};
     std::atomic<bool> up{true};       // the last call reached it (it answered GetWorkerInfo at start)
-    std::atomic<bool> healthy{true};  // the last health check answered SERVING in time
+    std::atomic<bool> healthy{true};  // health checks answer SERVING in time
+    std::atomic<int> missed{0};       // health checks in a row not answered in time
     absl::Mutex calls_mu;
     absl::flat_hash_map<TrackedCall*, std::shared_ptr<TrackedCall>> calls ABSL_GUARDED_BY(calls_mu);
   };
@@ -104,7 +108,8 @@ class WorkerPool {
   // Stops them and waits for the thread (before what `changed` uses goes away). Idempotent.
   void StopHealthChecks();
   // Records a health-check outcome for worker i (what the thread does each round; tests call it).
-  // `answered`: the worker replied in time; `serving`: it replied SERVING.
+  // `answered`: the worker replied in time; `serving`: it replied SERVING. Down after
+  // HealthCheckOptions::failures unanswered checks in a row, or one NOT_SERVING answer.
   void SetHealth(int i, bool answered, bool serving, absl::string_view reason);
 
  private:

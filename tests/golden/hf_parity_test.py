@@ -186,8 +186,9 @@ def quantize_fp8(ckpt, deq_dir):
 
 def generate_check(model, cluster, check, label):
     """Greedy generate() of the unmodified model vs the same model after moe_serve.hf.offload (every
-    MLP block, dense ones too, served by moe-serve): in f32 the tokens must be identical and the
-    logits within TOL; for a few families the same in bf16, with the error it has reported."""
+    MLP block, dense ones too, served by moe-serve, on a ForwardStream): in f32 the tokens must be
+    identical and the logits within TOL; for a few families the same in bf16 (unary Forwards), with
+    the error it has reported."""
     ids = torch.tensor([[1, 7, 3, 12, 5]])
     with torch.no_grad():
         want = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
@@ -212,7 +213,7 @@ def generate_check(model, cluster, check, label):
             model.to(torch.bfloat16)
             try:
                 want16 = model(ids).logits.float()
-                offloaded = moe_serve.hf.offload(model, client, dense=True, keep_originals=True)
+                offloaded = moe_serve.hf.offload(model, client, dense=True, keep_originals=True, stream=False)
                 try:
                     got16 = model(ids).logits.float()
                 finally:

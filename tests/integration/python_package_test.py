@@ -73,6 +73,16 @@ def main():
         check("[batch, seq, hidden] in, the same shape out", got3.shape == x3.shape and
               np.abs(got3 - want3).max() / np.abs(want3).max() <= 1e-5)
 
+        with client.stream() as stream:
+            errs = []
+            for step in range(6):
+                x = rng.standard_normal((3, hidden)).astype(np.float32)
+                errs.append(np.abs(stream.forward(step % 2, x) -
+                                   mixtral_block(tensors, step % 2, x.astype(np.float64), top_k)).max())
+            check(f"a ForwardStream answers 6 steps in order (max abs err {max(errs):.2e})", max(errs) <= 1e-5)
+            ok, why = raises(lambda: stream.forward(99, x), grpc.StatusCode.NOT_FOUND)
+            ok2, _ = raises(lambda: stream.forward(0, x), grpc.StatusCode.NOT_FOUND)
+            check("a bad step ends the stream: that call and the next raise NOT_FOUND", ok and ok2, why)
         one = np.zeros((1, hidden), np.float32)
         ok, why = raises(lambda: client.forward(99, one), grpc.StatusCode.NOT_FOUND)
         check("unknown layer: MoeServeError NOT_FOUND", ok, why)

@@ -7,8 +7,8 @@
 moe_serve.hf.offload(model, client) replaces a Hugging Face transformers model's MoE blocks with
 calls to the router (needs torch and transformers). See docs/CLIENTS.md.
 """
-from moe_serve.client import AsyncClient, Client, ForwardResult
+from moe_serve.client import AsyncClient, Client, ForwardResult, ForwardStream
 from moe_serve.errors import MoeServeError
 
-__all__ = ["AsyncClient", "Client", "ForwardResult", "MoeServeError"]
+__all__ = ["AsyncClient", "Client", "ForwardResult", "ForwardStream", "MoeServeError"]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 (AsyncClient). Every failed call raises MoeServeError carrying the gRPC code and message."""
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -98,6 +99,11 @@ class Client:
             raise MoeServeError.from_rpc_error(e, "Forward") from None
         return _result(response, decode, return_routing)
 
+    def stream(self, timeout: Optional[float] = None) -> "ForwardStream":
+        """Opens a ForwardStream: forwards one after another on one stream (its deadline, `timeout`
+        seconds or none, covers the whole stream)."""
+        return ForwardStream(self._stub, self._model, self._metadata, timeout)
+
     def model_info(self, timeout: Optional[float] = None) -> moe_pb2.GetModelInfoResponse:
         """The router's GetModelInfo: model type, sizes, per-layer routing, placement, workers."""
         try:
@@ -111,6 +117,57 @@ class Client:
         self._channel.close()
 
     def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ForwardStream:
+    """One MoeService.ForwardStream: `forward` sends a step and waits for its answer (answers come
+    in order). A failed step ends the stream: that call and every later one raise MoeServeError.
+    Use as a context manager or call close(). One caller at a time."""
+
+    def __init__(self, stub: moe_pb2_grpc.MoeServiceStub, model: str, metadata: Any, timeout: Optional[float]) -> None:
+        self._model = model
+        self._requests: "queue.Queue[Optional[moe_pb2.ForwardRequest]]" = queue.Queue()
+        self._responses = stub.ForwardStream(iter(self._requests.get, None), timeout=timeout, metadata=metadata)
+        self._error: Optional[MoeServeError] = None
+        self._closed = False
+
+    def forward(self, layer: int, hidden_states: Any, *, return_routing: bool = False) -> Any:
+        """As Client.forward, on the stream."""
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise MoeServeError(grpc.StatusCode.FAILED_PRECONDITION, "the stream is closed", "ForwardStream")
+        wire, decode = tensors.encode(hidden_states)
+        self._requests.put(moe_pb2.ForwardRequest(model=self._model, layer=layer, hidden_states=wire,
+                                                  return_routing=return_routing))
+        try:
+            response = next(self._responses)
+        except grpc.RpcError as e:
+            self._error = MoeServeError.from_rpc_error(e, "ForwardStream")
+            raise self._error from None
+        except StopIteration:
+            self._error = MoeServeError(grpc.StatusCode.UNAVAILABLE, "the stream ended without an answer",
+                                        "ForwardStream")
+            raise self._error from None
+        return _result(response, decode, return_routing)
+
+    def close(self) -> None:
+        """Half-closes the stream and waits for the router to end it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._requests.put(None)
+        try:
+            for _ in self._responses:
+                pass
+        except grpc.RpcError:
+            pass
+
+    def __enter__(self) -> "ForwardStream":
         return self
 
     def __exit__(self, *exc: object) -> None:

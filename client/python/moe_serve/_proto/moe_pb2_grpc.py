@@ -24,6 +24,11 @@ class MoeServiceStub(object):
                 request_serializer=moe_dot_v1_dot_moe__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=moe_dot_v1_dot_moe__pb2.GetModelInfoResponse.FromString,
                 )
+        self.ForwardStream = channel.stream_stream(
+                '/moe.v1.MoeService/ForwardStream',
+                request_serializer=moe_dot_v1_dot_moe__pb2.ForwardRequest.SerializeToString,
+                response_deserializer=moe_dot_v1_dot_moe__pb2.ForwardResponse.FromString,
+                )
 
 
 class MoeServiceServicer(object):
@@ -41,6 +46,14 @@ class MoeServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardStream(self, request_iterator, context):
+        """A sequence of Forwards on one stream (e.g. the layers of a decoding step, one after another),
+        answered one by one in order. A request that fails ends the stream with its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MoeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -53,6 +66,11 @@ def add_MoeServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=moe_dot_v1_dot_moe__pb2.GetModelInfoRequest.FromString,
                     response_serializer=moe_dot_v1_dot_moe__pb2.GetModelInfoResponse.SerializeToString,
+            ),
+            'ForwardStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ForwardStream,
+                    request_deserializer=moe_dot_v1_dot_moe__pb2.ForwardRequest.FromString,
+                    response_serializer=moe_dot_v1_dot_moe__pb2.ForwardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,6 +113,23 @@ class MoeService(object):
         return grpc.experimental.unary_unary(request, target, '/moe.v1.MoeService/GetModelInfo',
             moe_dot_v1_dot_moe__pb2.GetModelInfoRequest.SerializeToString,
             moe_dot_v1_dot_moe__pb2.GetModelInfoResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ForwardStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/moe.v1.MoeService/ForwardStream',
+            moe_dot_v1_dot_moe__pb2.ForwardRequest.SerializeToString,
+            moe_dot_v1_dot_moe__pb2.ForwardResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
