@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <random>
 
@@ -74,7 +75,7 @@ absl::StatusOr<Gate> Gate::Create(const RoutingSpec& spec, int hidden, const Gat
 }
 
 absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float>& scores,
-                         std::vector<float>& selection) const {
+                         std::vector<float>& selection, absl::Span<const bool> excluded) const {
   const int64_t e = spec_.num_experts;
   if (n < 0 || x.size() != static_cast<size_t>(n * hidden_)) {
     return absl::InvalidArgumentError(absl::StrCat("gate input has ", x.size(), " values, expected ", n, " tokens × ", hidden_));
@@ -93,6 +94,9 @@ absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float
       std::normal_distribution<float> normal;
       for (float& v : row) v += spec_.noise_std * normal(rng);
     }
+    for (size_t i = 0; i < excluded.size(); ++i) {
+      if (excluded[i]) row[i] = -1e30f;  // exp and sigmoid give exactly 0
+    }
     absl::Span<float> sel = absl::MakeSpan(selection).subspan(t * e, e);
     if (spec_.sparsemixer) std::copy(row.begin(), row.end(), sel.begin());  // it selects on the raw logits
     const absl::Status s = spec_.scoring == RoutingSpec::Scoring::kSoftmax ? SoftmaxInPlace(row) : SigmoidInPlace(row);
@@ -104,6 +108,9 @@ absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float
     for (int64_t i = 0; i < e; ++i) sel[i] = row[i] + (bias_.empty() ? 0.0f : bias_[i]);
     if (spec_.group_score != RoutingSpec::GroupScore::kNone) {
       MaskGroups(sel, spec_.n_group, spec_.topk_group, spec_.group_score == RoutingSpec::GroupScore::kTop2Sum);
+    }
+    for (size_t i = 0; i < excluded.size(); ++i) {
+      if (excluded[i]) sel[i] = -std::numeric_limits<float>::infinity();  // below any masked group
     }
   }
   return absl::OkStatus();
@@ -189,14 +196,16 @@ void Gate::AddAlwaysOn(absl::Span<const float> x, Routing& r) const {
   r.token_offsets = std::move(offsets);
 }
 
-absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const {
+absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const { return RouteImpl(x, n, {}); }
+
+absl::StatusOr<Routing> Gate::RouteImpl(absl::Span<const float> x, int64_t n, absl::Span<const bool> excluded) const {
   if (n < 0 || x.size() != static_cast<size_t>(n * hidden_)) {
     return absl::InvalidArgumentError(absl::StrCat("gate input has ", x.size(), " values, expected ", n, " tokens × ", hidden_));
   }
   Routing r = EmptyRouting(n, spec_.num_experts);
   if (spec_.moe) {
     std::vector<float> scores, selection;
-    RETURN_IF_ERROR(Score(x, n, scores, selection));
+    RETURN_IF_ERROR(Score(x, n, scores, selection, excluded));
     switch (spec_.policy) {
       case RoutingSpec::Policy::kTokenChoice:
         r = spec_.sparsemixer ? SparseMixer(selection, n) : TokenChoice(scores, selection, n);
@@ -216,6 +225,24 @@ absl::StatusOr<Routing> Gate::Route(absl::Span<const float> x, int64_t n) const 
   if (spec_.always_on) AddAlwaysOn(x, r);
   r.weight_on_input = spec_.weight_on_input;
   return r;
+}
+
+absl::StatusOr<Routing> Gate::RouteExcluding(absl::Span<const float> x, int64_t n,
+                                             absl::Span<const bool> excluded) const {
+  if (excluded.size() != static_cast<size_t>(spec_.num_experts)) {
+    return absl::InvalidArgumentError(absl::StrCat("excluded has ", excluded.size(), " entries, expected ",
+                                                   spec_.num_experts));
+  }
+  if (!spec_.moe || spec_.policy != RoutingSpec::Policy::kTokenChoice || spec_.sparsemixer) {
+    return absl::FailedPreconditionError(absl::StrCat("rerouting needs token-choice top-k routing; this layer uses ",
+                                                      spec_.sparsemixer ? "sparsemixer" : spec_.PolicyName()));
+  }
+  const int64_t live = std::count(excluded.begin(), excluded.end(), false);
+  if (live < spec_.top_k) {
+    return absl::FailedPreconditionError(absl::StrCat("only ", live, " experts are available; each token needs ",
+                                                      spec_.top_k));
+  }
+  return RouteImpl(x, n, excluded);
 }
 
 absl::StatusOr<std::vector<float>> Gate::Scores(absl::Span<const float> x, int64_t n) const {

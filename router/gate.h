@@ -38,6 +38,13 @@ class Gate {
   // Routes `num_tokens` rows of `x` ([num_tokens, H] f32). INVALID_ARGUMENT if x has the wrong
   // size or a token's logits are not finite (NaN/Inf input), naming the token.
   absl::StatusOr<Routing> Route(absl::Span<const float> x, int64_t num_tokens) const;
+  // The same with the experts marked in `excluded` ([E]) out of reach: their logits are pushed to
+  // -1e30 before the softmax/sigmoid (so a softmax renormalises over the others) and they are
+  // never selected — each token gets its next-best experts (degraded mode, "reroute").
+  // FAILED_PRECONDITION if fewer than top_k experts remain or the policy is not token choice
+  // (expert choice, balanced assignment and SparseMixer have no "next best" to fall back on).
+  absl::StatusOr<Routing> RouteExcluding(absl::Span<const float> x, int64_t num_tokens,
+                                         absl::Span<const bool> excluded) const;
 
   // The routing scores [n, E] (softmax or sigmoid of the logits, before bias and masks), exposed
   // for load statistics (aux loss). Same errors as Route.
@@ -45,9 +52,11 @@ class Gate {
 
  private:
   Gate(RoutingSpec spec, int hidden) : spec_(spec), hidden_(hidden) {}
+  // Route, with `excluded` experts out of reach (empty: none).
+  absl::StatusOr<Routing> RouteImpl(absl::Span<const float> x, int64_t n, absl::Span<const bool> excluded) const;
   // Fills `scores` and `selection` ([n, E]) and returns OK, or the error of a bad token.
   absl::Status Score(absl::Span<const float> x, int64_t n, std::vector<float>& scores,
-                     std::vector<float>& selection) const;
+                     std::vector<float>& selection, absl::Span<const bool> excluded = {}) const;
   Routing TokenChoice(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const;
   Routing SparseMixer(absl::Span<const float> logits, int64_t n) const;
   Routing Balanced(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const;

@@ -81,6 +81,9 @@ moe_torch_env_if_present() {
 moe_build() {
   # MOE_TORCH_PYTHON (moe_torch_env's python), when set, turns on the HF-transformers parity test.
   local args=(-DMOE_PYTHON="$BUILD/venv/bin/python")
+  # MOE_CMAKE_ARGS: extra configure arguments (scripts/test.sh --sanitize passes -DMOE_SANITIZE=...).
+  # shellcheck disable=SC2206
+  [ -n "${MOE_CMAKE_ARGS:-}" ] && args+=(${MOE_CMAKE_ARGS})
   [ -n "${MOE_TORCH_PYTHON:-}" ] && args+=(-DMOE_TORCH_PYTHON="$MOE_TORCH_PYTHON")
   if [ ! -f "$BUILD/build.ninja" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${args[@]}" >/dev/null

@@ -10,6 +10,8 @@
 #include "experts/status_macros.h"
 #include "proto/status_convert.h"
 #include "proto/tensor_codec.h"
+#include "absl/container/fixed_array.h"
+#include "router/degraded.h"
 #include "router/dispatch_plan.h"
 #include "router/hidden_states_check.h"
 #include "server/router/dispatch_call.h"
@@ -144,15 +146,74 @@ void MoeServiceImpl::ForwardAsync(grpc::CallbackServerContext* context, const mo
     finish(proto::ToGrpcStatus(v.status()));
     return;
   }
+  const bool degraded_mode = options_.on_unavailable != OnUnavailable::kFail && workers_ != nullptr;
+  GateAndDispatch(*std::move(v), context, request, response, std::move(finish), /*retry_once=*/degraded_mode);
+}
+
+void MoeServiceImpl::GateAndDispatch(Validated v, grpc::CallbackServerContext* context,
+                                     const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
+                                     Finish finish, bool retry_once) {
   const absl::Time gate_start = absl::Now();
-  absl::StatusOr<router::Routing> routing = v->layer->gate().Route(v->x, v->tokens);
+  const router::Gate& gate = v.layer->gate();
+  absl::StatusOr<router::Routing> routing = gate.Route(v.x, v.tokens);
   if (metrics_ != nullptr) metrics_->RecordGating(absl::Now() - gate_start);
   if (!routing.ok()) {
     finish(proto::ToGrpcStatus(routing.status()));
     return;
   }
-  if (metrics_ != nullptr) metrics_->RecordRouting(v->layer->layer(), *routing);
-  Dispatch(*std::move(v), *std::move(routing), context, request, response, std::move(finish));
+  std::shared_ptr<const std::vector<std::vector<int>>> affected;
+  if (options_.on_unavailable != OnUnavailable::kFail && workers_ != nullptr && gate.spec().moe) {
+    affected = Degrade(v, *routing);
+  }
+  if (metrics_ != nullptr) metrics_->RecordRouting(v.layer->layer(), *routing);
+  if (retry_once) {
+    // Degraded mode: a dispatch that fails UNAVAILABLE (a worker lost mid-call, now known down)
+    // is gated once more, routing around what is down.
+    auto saved = std::make_shared<Validated>(v);
+    finish = [this, saved, context, request, response, finish = std::move(finish)](const grpc::Status& status) {
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        finish(status);
+        return;
+      }
+      GateAndDispatch(std::move(*saved), context, request, response, finish, /*retry_once=*/false);
+    };
+  }
+  Dispatch(std::move(v), *std::move(routing), std::move(affected), context, request, response, std::move(finish));
+}
+
+std::shared_ptr<const std::vector<std::vector<int>>> MoeServiceImpl::Degrade(const Validated& v,
+                                                                               router::Routing& routing) const {
+  const int layer = v.layer->layer(), num_experts = v.layer->gate().num_experts();
+  const std::vector<uint8_t> unavailable = workers_->UnavailableExperts(layer, num_experts);
+  absl::FixedArray<bool> down(num_experts, false);
+  for (int e = 0; e < num_experts; ++e) {
+    down[e] = unavailable[e] != 0 && !(backend_ != nullptr && backend_->Hosts({layer, e}));
+  }
+  if (std::none_of(down.begin(), down.end(), [](bool d) { return d; })) return nullptr;
+  auto choices = std::make_shared<std::vector<std::vector<int>>>(router::ExcludedChoices(routing, down));
+  if (std::all_of(choices->begin(), choices->end(), [](const std::vector<int>& c) { return c.empty(); })) return nullptr;
+  bool rerouted = false;
+  if (options_.on_unavailable == OnUnavailable::kReroute) {
+    absl::StatusOr<router::Routing> around = v.layer->gate().RouteExcluding(v.x, v.tokens, down);
+    if (around.ok()) {
+      routing = *std::move(around);
+      rerouted = true;
+    } else if (log_ != nullptr) {
+      log_->Warn("degraded", absl::StrCat("cannot reroute around unavailable experts of layer ", layer, ": ",
+                                          around.status().message(), "; their contribution is dropped"));
+    }
+  }
+  if (!rerouted) router::DropExperts(down, routing);
+  if (metrics_ != nullptr) {
+    std::vector<int64_t> per_expert(num_experts, 0);
+    for (const std::vector<int>& c : *choices) {
+      for (int e : c) ++per_expert[e];
+    }
+    for (int e = 0; e < num_experts; ++e) {
+      if (per_expert[e] > 0) metrics_->RecordDegraded(e, rerouted, per_expert[e]);
+    }
+  }
+  return choices;
 }
 
 void MoeServiceImpl::RunLocal(DispatchInput in, DispatchCall::Done done) {
@@ -178,7 +239,9 @@ void MoeServiceImpl::FillCommon(DispatchInput& in) const {
   in.log = log_;
 }
 
-void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+void MoeServiceImpl::Dispatch(Validated v, router::Routing routing,
+                              std::shared_ptr<const std::vector<std::vector<int>>> affected,
+                              grpc::CallbackServerContext* context,
                               const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
                               Finish finish) {
   const int64_t tokens = v.tokens, hidden = model_->config().hidden_size;
@@ -202,7 +265,7 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::Callba
       .routing = std::move(routing),
       .deadline = deadline,
       .context = context,
-      .done = [request, response, finish = std::move(finish), tokens, hidden, dtype](
+      .done = [request, response, finish = std::move(finish), tokens, hidden, dtype, affected = std::move(affected)](
                   const grpc::Status& status, absl::Span<const float> out, const router::Routing& routing) {
         grpc::Status checked = status;
         if (checked.ok()) {  // finite inputs can still overflow the experts' arithmetic (e.g. |x| = 1e20)
@@ -213,6 +276,12 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing, grpc::Callba
         if (checked.ok()) {
           proto::EncodeF32(out, {tokens, hidden}, dtype, response->mutable_output());
           if (request->return_routing()) AddRouting(routing, response);
+          if (affected != nullptr) {  // degraded mode: say which tokens lost which experts
+            response->set_degraded(true);
+            for (int t = 0; t < response->routing_size() && t < static_cast<int>(affected->size()); ++t) {
+              for (int e : (*affected)[t]) response->mutable_routing(t)->add_unavailable_experts(e);
+            }
+          }
         }
         finish(checked);
       }};

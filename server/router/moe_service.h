@@ -24,6 +24,14 @@
 
 namespace moe::server {
 
+// What a Forward does when some expert it routes to has no live worker (networked mode).
+enum class OnUnavailable {
+  kFail,     // UNAVAILABLE naming the experts and workers (default)
+  kReroute,  // those tokens go to their next-best live experts (renormalised); token-choice only,
+             // else (or with fewer than top_k live experts) as kDrop
+  kDrop,     // those experts' contributions are left out; the others keep their weights
+};
+
 struct MoeServiceOptions {
   std::string model_name = "default";
   int64_t max_tokens = 8192;
@@ -33,6 +41,7 @@ struct MoeServiceOptions {
   int max_batches_in_flight = 1;
   // A dispatch out longer than this stops holding up its layer's waiting Forwards.
   absl::Duration batch_stall = absl::Milliseconds(250);
+  OnUnavailable on_unavailable = OnUnavailable::kFail;
 };
 
 // Forward is a raw method (it parses the request bytes itself), so that bytes that are not a
@@ -98,8 +107,17 @@ class MoeServiceImpl final
       : options_(std::move(options)), model_(std::move(model)) {}
   // INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED per conventions.md.
   absl::StatusOr<Validated> Validate(const moe::v1::ForwardRequest& request) const;
-  // Hands a gated Forward to the batcher; `finish` gets its status once its output is encoded.
-  void Dispatch(Validated v, router::Routing routing, grpc::CallbackServerContext* context,
+  // Gates `v` (in degraded mode routing around experts that are down) and dispatches it; with
+  // `retry_once`, a dispatch failing UNAVAILABLE is gated and dispatched once more.
+  void GateAndDispatch(Validated v, grpc::CallbackServerContext* context, const moe::v1::ForwardRequest* request,
+                       moe::v1::ForwardResponse* response, Finish finish, bool retry_once);
+  // Degraded mode: reroutes or drops the pairs of `routing` on experts no live worker hosts;
+  // per token the experts it lost (null if none), counted in the metrics.
+  std::shared_ptr<const std::vector<std::vector<int>>> Degrade(const Validated& v, router::Routing& routing) const;
+  // Hands a gated Forward to the batcher; `finish` gets its status once its output is encoded
+  // (with `affected`, marked degraded).
+  void Dispatch(Validated v, router::Routing routing, std::shared_ptr<const std::vector<std::vector<int>>> affected,
+                grpc::CallbackServerContext* context,
                 const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response, Finish finish);
   void MakeBatcher(ForwardBatcher::Start start);
   // --local: one (possibly batched) dispatch as a task on the compute queue.

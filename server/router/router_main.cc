@@ -63,6 +63,10 @@ ABSL_FLAG(int, tls_reload_s, 10, "How often the TLS files are checked for change
 ABSL_FLAG(std::string, auth_token_file, "",
           "File holding a bearer token every call must carry (authorization: Bearer <token>); re-read "
           "when it changes. Health stays open. Empty: no authentication.");
+ABSL_FLAG(std::string, on_expert_unavailable, "fail",
+          "When every replica of an expert a token needs is down: fail (UNAVAILABLE), reroute (to the "
+          "token's next-best live experts, renormalised; token-choice routing) or drop (its contribution). "
+          "Affected tokens are marked in the response and counted in moe_router_degraded_tokens_total.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
@@ -158,6 +162,14 @@ int main(int argc, char** argv) {
   options.default_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
   options.max_batches_in_flight = std::max(0, absl::GetFlag(FLAGS_max_batches_in_flight));
   options.batch_stall = absl::Milliseconds(std::max<int64_t>(1, absl::GetFlag(FLAGS_batch_stall_ms)));
+  if (const std::string mode = absl::GetFlag(FLAGS_on_expert_unavailable); mode == "reroute") {
+    options.on_unavailable = moe::server::OnUnavailable::kReroute;
+  } else if (mode == "drop") {
+    options.on_unavailable = moe::server::OnUnavailable::kDrop;
+  } else if (mode != "fail") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--on_expert_unavailable must be fail, reroute or drop, not '", mode, "'")));
+  }
   const int64_t row_bytes = int64_t{config.hidden_size} * 4;
 
   const moe::proto::TlsFiles tls{.cert = absl::GetFlag(FLAGS_tls_cert),
@@ -268,13 +280,13 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
                "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
-               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s gate=\"%s\" experts_here=\"%s\"\n",
+               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s on_expert_unavailable=%s gate=\"%s\" experts_here=\"%s\"\n",
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
                absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port, health_port,
                server_credentials == nullptr ? "off" : (local || !tls.enabled() ? "port" : "port+workers(mTLS)"),
-               auth == nullptr ? "off" : "bearer", blas.c_str(),
+               auth == nullptr ? "off" : "bearer", absl::GetFlag(FLAGS_on_expert_unavailable).c_str(), blas.c_str(),
                backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));

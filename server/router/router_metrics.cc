@@ -95,6 +95,15 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::Mode
     up_.push_back(&up.Add({{"worker", w}}));
     up_.back()->Set(1);  // every worker answered GetWorkerInfo before the router started
   }
+  auto& degraded = prometheus::BuildCounter()
+                       .Name("moe_router_degraded_tokens_total")
+                       .Help("Tokens whose routed expert had no live worker (--on_expert_unavailable), by expert and "
+                             "what happened: rerouted to the next-best live expert, or dropped.")
+                       .Register(registry);
+  for (int e = 0; e < num_experts_; ++e) {
+    degraded_rerouted_.push_back(&degraded.Add({{"expert", absl::StrCat(e)}, {"reason", "rerouted"}}));
+    degraded_dropped_.push_back(&degraded.Add({{"expert", absl::StrCat(e)}, {"reason", "dropped"}}));
+  }
   if (!workers.empty()) {
     auto& replicas = prometheus::BuildGauge()
                          .Name("moe_expert_available_replicas")
@@ -160,6 +169,10 @@ void RouterMetrics::SetInflight(int worker, int inflight) { inflight_[worker]->S
 void RouterMetrics::SetUp(int worker, bool up) { up_[worker]->Set(up ? 1 : 0); }
 
 void RouterMetrics::RecordFailover(int worker, int groups) { failovers_[worker]->Increment(groups); }
+
+void RouterMetrics::RecordDegraded(int expert, bool rerouted, int64_t tokens) {
+  (rerouted ? degraded_rerouted_ : degraded_dropped_)[expert]->Increment(static_cast<double>(tokens));
+}
 
 void RouterMetrics::SetAvailableReplicas(int expert, int replicas) {
   if (expert >= 0 && expert < static_cast<int>(replicas_.size())) replicas_[expert]->Set(replicas);

@@ -42,6 +42,8 @@ class RouterMetrics {
   void RecordDispatch(int worker, absl::Duration duration);
   void SetInflight(int worker, int inflight);
   void SetUp(int worker, bool up);
+  // Degraded mode: `tokens` tokens lost `expert` (no live worker), rerouted or dropped.
+  void RecordDegraded(int expert, bool rerouted, int64_t tokens);
   // `groups` expert groups of a failed call to `worker` were re-sent to other replicas.
   void RecordFailover(int worker, int groups);
   // Workers up that host `expert` in every MoE layer (the fewest over layers).
@@ -61,6 +63,8 @@ class RouterMetrics {
   std::vector<prometheus::Gauge*> inflight_;                 // [worker]
   std::vector<prometheus::Gauge*> up_;                       // [worker]
   std::vector<prometheus::Counter*> failovers_;              // [worker]
+  std::vector<prometheus::Counter*> degraded_rerouted_;      // [expert]
+  std::vector<prometheus::Counter*> degraded_dropped_;       // [expert]
   std::vector<prometheus::Gauge*> replicas_;                 // [expert], networked mode only
   prometheus::Gauge* balancedness_;
   prometheus::Gauge* aux_loss_;

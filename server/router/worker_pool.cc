@@ -100,6 +100,15 @@ bool WorkerPool::ReportOutcome(int i, const grpc::Status& status) {
   return true;
 }
 
+std::vector<uint8_t> WorkerPool::UnavailableExperts(int layer, int num_experts) const {
+  std::vector<uint8_t> down(num_experts, 0);
+  for (int e = 0; e < num_experts; ++e) {
+    absl::Span<const int> replicas = ReplicasOf({layer, e});
+    down[e] = !replicas.empty() && std::none_of(replicas.begin(), replicas.end(), [&](int w) { return IsUp(w); });
+  }
+  return down;
+}
+
 std::vector<int> WorkerPool::AvailableReplicas(const experts::ModelConfig& config) const {
   std::vector<int> fewest(config.num_experts, -1);
   for (int layer = 0; layer < config.num_layers; ++layer) {

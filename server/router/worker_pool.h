@@ -92,6 +92,8 @@ class WorkerPool {
   // Records whether a call to worker i reached it (UNAVAILABLE means not); logs one line when
   // its state changes. Returns true if it changed.
   bool ReportOutcome(int i, const grpc::Status& status);
+  // Per routed expert of `layer` (num_experts of them): true when no replica is up.
+  std::vector<uint8_t> UnavailableExperts(int layer, int num_experts) const;
   // Per routed expert of `config`: the workers up and healthy hosting it, the fewest over MoE layers.
   std::vector<int> AvailableReplicas(const experts::ModelConfig& config) const;
   // Up: its last call reached it, its last health check passed, its channel is not failing.

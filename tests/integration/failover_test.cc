@@ -19,6 +19,9 @@
 #include "absl/synchronization/mutex.h"
 #include "client/moe_client.h"
 #include "gtest/gtest.h"
+#include "absl/container/fixed_array.h"
+#include "proto/tensor_codec.h"
+#include "router/degraded.h"
 #include "server/cluster/local_cluster.h"
 #include "server/common/server_runtime.h"
 #include "tests/testing/cluster_env.h"
@@ -298,6 +301,60 @@ TEST_F(FailoverTest, AStoppedWorkerWithoutReplicaCostsOnlyTheRequestsThatNeedIt)
   EXPECT_OK(client->Forward(0, Tensor::FromF32(split.needs, {1, kHidden})).status());
   server::StopChild(router, SIGKILL);
   for (server::ChildProcess& w : workers) server::StopChild(w, SIGKILL);
+}
+
+// --on_expert_unavailable=reroute|drop with a killed worker (experts 6-7, no replica): requests
+// that need them are answered, marked degraded (the response flag, and per token the experts it
+// lost), and equal the in-process layer on the routing the mode implies: the gate with 6-7 out of
+// reach (reroute) or the normal routing without their pairs (drop).
+TEST_F(FailoverTest, DegradedModeReroutesOrDropsTheExpertsOfADeadWorker) {
+  ASSERT_OK_AND_ASSIGN(auto ref, Reference::Load(*checkpoint_));
+  const int64_t n = 24;
+  const std::vector<float> x = RandomVector(n * kHidden, 77);
+  for (const std::string mode : {"reroute", "drop"}) {
+    std::vector<server::ChildProcess> workers;
+    for (const std::string& experts : {"0-1", "2-3", "4-5", "6-7"}) workers.push_back(StartWorker(*checkpoint_, experts));
+    server::ChildProcess router = StartRouter(*checkpoint_, workers, {"--on_expert_unavailable=" + mode});
+    ASSERT_GT(router.pid, 0);
+    server::StopChild(workers[3], SIGKILL);
+    auto client = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router.port), {.deadline = absl::Seconds(20)});
+    moe::v1::ForwardRequest request;
+    request.set_layer(0);
+    request.set_return_routing(true);
+    proto::EncodeTensor(Tensor::FromF32(x, {n, kHidden}), request.mutable_hidden_states());
+    for (int attempt = 0; attempt < 2; ++attempt) {  // the first finds the worker dead, the second knows
+      moe::v1::ForwardResponse response;
+      ASSERT_OK(client->ForwardRaw(request, &response)) << mode << " attempt " << attempt;
+      EXPECT_TRUE(response.degraded()) << mode;
+      ASSERT_OK_AND_ASSIGN(const router::Gate* gate, ref->GateOf(0));
+      absl::FixedArray<bool> down(8, false);
+      down[6] = down[7] = true;
+      ASSERT_OK_AND_ASSIGN(router::Routing routing, gate->Route(x, n));
+      const std::vector<std::vector<int>> lost = router::ExcludedChoices(routing, down);
+      if (mode == "reroute") {
+        ASSERT_OK_AND_ASSIGN(routing, gate->RouteExcluding(x, n, down));
+      } else {
+        router::DropExperts(down, routing);
+      }
+      int affected = 0;
+      ASSERT_EQ(response.routing_size(), n);
+      for (int64_t t = 0; t < n; ++t) {
+        const moe::v1::TokenRouting& r = response.routing(static_cast<int>(t));
+        EXPECT_EQ(std::vector<int>(r.unavailable_experts().begin(), r.unavailable_experts().end()), lost[t]);
+        EXPECT_EQ(std::vector<int>(r.experts().begin(), r.experts().end()),
+                  std::vector<int>(routing.ExpertsOf(t).begin(), routing.ExpertsOf(t).end()))
+            << mode << " token " << t;
+        affected += lost[t].empty() ? 0 : 1;
+      }
+      EXPECT_GT(affected, 0) << "the input must need experts 6-7";
+      ASSERT_OK_AND_ASSIGN(std::vector<float> expected, ref->ForwardRouted(0, x, n, routing));
+      absl::StatusOr<experts::Tensor> got = proto::ViewTensor(response.output(), "output");
+      ASSERT_OK(got.status());
+      EXPECT_LE(MaxRelError(std::vector<float>(got->f32().begin(), got->f32().end()), expected), 1e-5) << mode;
+    }
+    server::StopChild(router, SIGKILL);
+    for (server::ChildProcess& w : workers) server::StopChild(w, SIGKILL);
+  }
 }
 
 // The router's own deadline (--deadline_ms) runs out on a worker that holds the call (it still

@@ -51,4 +51,15 @@ absl::StatusOr<std::vector<float>> Reference::Forward(int layer, const std::vect
   return moe->Forward(x, n, *backend_, routing);
 }
 
+absl::StatusOr<std::vector<float>> Reference::ForwardRouted(int layer, const std::vector<float>& x, int64_t n,
+                                                            const router::Routing& routing) const {
+  ASSIGN_OR_RETURN(const router::MoeLayer* moe, model_->layer(layer));
+  return moe->Run(x, n, routing, *backend_);
+}
+
+absl::StatusOr<const router::Gate*> Reference::GateOf(int layer) const {
+  ASSIGN_OR_RETURN(const router::MoeLayer* moe, model_->layer(layer));
+  return &moe->gate();
+}
+
 }  // namespace moe::testing

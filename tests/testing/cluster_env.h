@@ -36,6 +36,10 @@ class Reference {
   // [n, H] f32 output of `layer` for `x` ([n, H] f32), and the routing used.
   absl::StatusOr<std::vector<float>> Forward(int layer, const std::vector<float>& x, int64_t n,
                                              router::Routing* routing = nullptr) const;
+  // The output of `layer` for `x` routed as `routing` says (e.g. a degraded routing).
+  absl::StatusOr<std::vector<float>> ForwardRouted(int layer, const std::vector<float>& x, int64_t n,
+                                                   const router::Routing& routing) const;
+  absl::StatusOr<const router::Gate*> GateOf(int layer) const;
   const experts::ModelConfig& config() const { return model_->config(); }
 
  private:
