@@ -182,7 +182,10 @@ void ForwardBatcher::Dispatch(Lane lane, std::vector<Forward> batch, absl::Time 
   start_(std::move(in), /*context=*/nullptr,
          [this, lane, slot, members, hidden](const grpc::Status& status, absl::Span<const float> out,
                                              const router::Routing&) {
-           if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+           // Not for CANCELLED (the router stopping) nor RESOURCE_EXHAUSTED (a worker full: sending
+           // each member again would only add load).
+           if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED &&
+               status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) {
              // A Forward must not fail for what it was batched with (say, a token needing an
              // expert whose worker is down or hung): each that still has time goes again alone
              // and gets its own answer; one whose deadline has passed gets the batch's status.

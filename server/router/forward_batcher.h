@@ -8,8 +8,8 @@
 // for all of them, outputs split back. A dispatch out longer than `stall` stops holding its slot
 // (a background watcher then sends what waits), so a hung worker cannot hold up a layer. A
 // batched dispatch runs under its earliest member's deadline; if it fails (other than by
-// cancellation), each Forward whose own deadline has not passed is sent again alone, so none
-// fails for what it was batched with. Under load this turns many small RPCs into
+// cancellation or a worker's RESOURCE_EXHAUSTED), each Forward whose own deadline has not passed
+// is sent again alone, so none fails for what it was batched with. Under load this turns many small RPCs into
 // few large ones; idle, it adds nothing (no batching window). Dispatching is injected (Start): to
 // the workers through DispatchCall, or in-process on the router's compute queue (--local). Used
 // by MoeServiceImpl. Thread-safe.

@@ -141,6 +141,18 @@ void MoeServiceImpl::ForwardAsync(grpc::CallbackServerContext* context, const mo
       return;
     }
   }
+  // Admission: a bounded number of Forwards in flight; beyond it, refused now rather than queued.
+  if (inflight_.fetch_add(1, std::memory_order_acq_rel) >= options_.max_inflight) {
+    inflight_.fetch_sub(1, std::memory_order_acq_rel);
+    finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("router overloaded: ", options_.max_inflight,
+                                     " Forwards in flight (--max_inflight); retry with backoff")));
+    return;
+  }
+  finish = [this, finish = std::move(finish)](const grpc::Status& status) {
+    inflight_.fetch_sub(1, std::memory_order_acq_rel);
+    finish(status);
+  };
   absl::StatusOr<Validated> v = Validate(*request);
   if (!v.ok()) {
     finish(proto::ToGrpcStatus(v.status()));

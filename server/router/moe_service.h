@@ -6,6 +6,7 @@
 // Thin: the work lives in router/ and DispatchCall. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -42,6 +43,9 @@ struct MoeServiceOptions {
   // A dispatch out longer than this stops holding up its layer's waiting Forwards.
   absl::Duration batch_stall = absl::Milliseconds(250);
   OnUnavailable on_unavailable = OnUnavailable::kFail;
+  // Forwards admitted and not yet answered (unary, stream steps and ModelInfer together); one
+  // more is refused at once with RESOURCE_EXHAUSTED, so overload never turns into timeouts.
+  int max_inflight = 256;
 };
 
 // Forward is a raw method (it parses the request bytes itself), so that bytes that are not a
@@ -134,6 +138,7 @@ class MoeServiceImpl final
   RouterMetrics* metrics_ = nullptr;
   RateLimitedLog* log_ = nullptr;
   TokenAuth* auth_ = nullptr;
+  std::atomic<int> inflight_{0};  // admitted Forwards (max_inflight)
 };
 
 // A caller's string as errors quote it: at most 64 bytes, so that a huge model name cannot push

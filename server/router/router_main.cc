@@ -67,6 +67,9 @@ ABSL_FLAG(std::string, on_expert_unavailable, "fail",
           "When every replica of an expert a token needs is down: fail (UNAVAILABLE), reroute (to the "
           "token's next-best live experts, renormalised; token-choice routing) or drop (its contribution). "
           "Affected tokens are marked in the response and counted in moe_router_degraded_tokens_total.");
+ABSL_FLAG(int, max_inflight, 256,
+          "Forwards admitted and not yet answered; one more is refused at once with RESOURCE_EXHAUSTED "
+          "(admission control: overload never becomes timeouts).");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
@@ -162,6 +165,7 @@ int main(int argc, char** argv) {
   options.default_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
   options.max_batches_in_flight = std::max(0, absl::GetFlag(FLAGS_max_batches_in_flight));
   options.batch_stall = absl::Milliseconds(std::max<int64_t>(1, absl::GetFlag(FLAGS_batch_stall_ms)));
+  options.max_inflight = std::max(1, absl::GetFlag(FLAGS_max_inflight));
   if (const std::string mode = absl::GetFlag(FLAGS_on_expert_unavailable); mode == "reroute") {
     options.on_unavailable = moe::server::OnUnavailable::kReroute;
   } else if (mode == "drop") {

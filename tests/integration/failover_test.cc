@@ -357,6 +357,50 @@ TEST_F(FailoverTest, DegradedModeReroutesOrDropsTheExpertsOfADeadWorker) {
   }
 }
 
+// Admission control: with --max_inflight=3 and three Forwards held at the worker, a fourth is
+// refused at once with RESOURCE_EXHAUSTED (not queued until a deadline); the held ones finish
+// normally once released, and the router then admits again.
+TEST_F(FailoverTest, BeyondMaxInflightAForwardIsRefusedAtOnceNotQueued) {
+  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
+  ASSERT_OK_AND_ASSIGN(auto backend,
+                       experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
+  HeldExpertService held(std::move(backend), ckpt->config());
+  int port = 0;
+  ASSERT_OK_AND_ASSIGN(auto held_server, server::StartServer({&held}, {.listen = "127.0.0.1:0"}, &port));
+  server::SetReady(*held_server, {"moe.v1.ExpertService"}, true);
+  server::ChildProcess router =
+      StartRouter(*checkpoint_, {server::ChildProcess{.port = port}}, {"--max_inflight=3", "--max_batches_in_flight=0"});
+  ASSERT_GT(router.pid, 0);
+  auto client = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router.port), {.deadline = absl::Seconds(20)});
+  const std::vector<float> x = RandomVector(4 * kHidden, 3);
+  absl::Mutex mu;
+  int answered = 0, ok = 0;
+  for (int i = 0; i < 3; ++i) {
+    client->ForwardAsync(0, Tensor::FromF32(x, {4, kHidden}), false, [&](absl::StatusOr<client::ForwardResult> r) {
+      absl::MutexLock lock(&mu);
+      ++answered;
+      ok += r.ok() ? 1 : 0;
+    });
+  }
+  held.WaitForArrivals(3);  // all three admitted and at the worker
+  EXPECT_THAT(client->Forward(0, Tensor::FromF32(x, {4, kHidden})),
+              StatusIs(absl::StatusCode::kResourceExhausted, "router overloaded: 3 Forwards in flight"));
+  EXPECT_OK(client->GetModelInfo().status());  // metadata is not admission-controlled
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(answered, 0) << "the refusal came while the admitted ones were still held";
+  }
+  held.ReleaseAll();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(+[](int* n) { return *n == 3; }, &answered));
+    EXPECT_EQ(ok, 3);
+  }
+  EXPECT_OK(client->Forward(0, Tensor::FromF32(x, {4, kHidden})).status());
+  server::StopChild(router, SIGKILL);
+  held_server->Shutdown();
+}
+
 // The router's own deadline (--deadline_ms) runs out on a worker that holds the call (it still
 // answers health checks): the caller's DEADLINE_EXCEEDED names the worker and the experts.
 TEST_F(FailoverTest, DeadlineExceededNamesTheWorkerAndExpertsThatDidNotAnswer) {

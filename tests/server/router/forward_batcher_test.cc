@@ -257,14 +257,18 @@ TEST_F(ForwardBatcherTest, ABatchThatRanOutOfTimeSendsAgainOnlyMembersWithTimeLe
   EXPECT_TRUE(d.pending.empty());
 }
 
-// A batch cancelled (the router stopping) is not sent again.
-TEST_F(ForwardBatcherTest, ACancelledBatchIsNotRetried) {
-  SubmitAll(*batcher, {{1, 0, 0, &a}, {1, 10, 0, &b}, {1, 20, 0, &c}});
-  d.Complete(0);
-  d.Fail(0, grpc::StatusCode::CANCELLED);
-  EXPECT_EQ(b.code, grpc::StatusCode::CANCELLED);
-  EXPECT_EQ(c.code, grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(d.pending.empty());
+// A batch cancelled (the router stopping) or refused by a full worker is not sent again: under
+// overload, one call per member would only add load.
+TEST_F(ForwardBatcherTest, ACancelledOrRefusedBatchIsNotRetried) {
+  for (grpc::StatusCode code : {grpc::StatusCode::CANCELLED, grpc::StatusCode::RESOURCE_EXHAUSTED}) {
+    Answer a, b, c;
+    SubmitAll(*batcher, {{1, 0, 0, &a}, {1, 10, 0, &b}, {1, 20, 0, &c}});
+    d.Complete(0);
+    d.Fail(0, code);
+    EXPECT_EQ(b.code, code);
+    EXPECT_EQ(c.code, code);
+    EXPECT_TRUE(d.pending.empty());
+  }
 }
 
 TEST_F(ForwardBatcherTest, AStalledDispatchStopsHoldingUpItsLayer) {
