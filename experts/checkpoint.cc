@@ -15,6 +15,27 @@ namespace moe::experts {
 
 namespace fs = std::filesystem;
 
+absl::StatusOr<std::map<std::string, std::string>> ParseShardIndex(absl::string_view json_text,
+                                                                   absl::string_view path) {
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, " is not valid JSON: ", e.what()));
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    return absl::DataLossError(absl::StrCat(path, ": missing object 'weight_map'"));
+  }
+  std::map<std::string, std::string> weight_map;
+  for (const auto& [name, file] : index["weight_map"].items()) {
+    if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
+      return absl::DataLossError(absl::StrCat(path, ": weight_map entry '", name, "' must be a file name in the folder"));
+    }
+    weight_map[name] = file.get<std::string>();
+  }
+  return weight_map;
+}
+
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
   ckpt->dir_ = dir;
@@ -29,23 +50,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     std::ifstream in(index_path);
     std::stringstream text;
     text << in.rdbuf();
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(text.str());
-    } catch (const nlohmann::json::exception& e) {
-      return absl::DataLossError(
-          absl::StrCat(index_path.string(), " is not valid JSON: ", e.what()));
-    }
-    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-      return absl::DataLossError(absl::StrCat(index_path.string(), ": missing object 'weight_map'"));
-    }
-    for (const auto& [name, file] : index["weight_map"].items()) {
-      if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
-        return absl::DataLossError(absl::StrCat(index_path.string(), ": weight_map entry '", name,
-                                                "' must be a file name in the folder"));
-      }
-      ckpt->weight_map_[name] = file.get<std::string>();
-    }
+    ASSIGN_OR_RETURN(ckpt->weight_map_, ParseShardIndex(text.str(), index_path.string()));
     return ckpt;
   }
   if (!fs::exists(fs::path(dir) / "model.safetensors", ec)) {

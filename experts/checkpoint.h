@@ -19,6 +19,11 @@
 
 namespace moe::experts {
 
+// The weight_map of a model.safetensors.index.json (`path` names it in errors): tensor name ->
+// shard file name. DATA_LOSS if it is not JSON, has no object weight_map, or maps a tensor to
+// something other than a file name in the folder. Used by Checkpoint::Open; fuzzed.
+absl::StatusOr<std::map<std::string, std::string>> ParseShardIndex(absl::string_view json_text, absl::string_view path);
+
 class Checkpoint {
  public:
   // Reads config.json and the shard index (or finds model.safetensors). NOT_FOUND if the folder,

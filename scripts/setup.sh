@@ -11,11 +11,18 @@ BUILD_PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-comp
   libdnnl-dev nlohmann-json3-dev)
 TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2 openssl)
 
-# moe_install_packages [build]: what building needs (the container image), or everything the
-# tests need (default). The benchmarks' peers come from PyPI (moe_torch_env).
+FUZZ_PACKAGES=(clang)  # scripts/fuzz.sh: libFuzzer comes with Debian's clang
+
+# moe_install_packages [build|fuzz]: what building needs (the container image), that plus clang
+# (scripts/fuzz.sh), or everything the tests need (default). The benchmarks' peers come from PyPI
+# (moe_torch_env).
 moe_install_packages() {
   local wanted=("${BUILD_PACKAGES[@]}")
-  [ "${1:-all}" = build ] || wanted+=("${TEST_PACKAGES[@]}")
+  case "${1:-all}" in
+    build) ;;
+    fuzz) wanted+=("${FUZZ_PACKAGES[@]}") ;;
+    *) wanted+=("${TEST_PACKAGES[@]}") ;;
+  esac
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
