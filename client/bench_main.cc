@@ -44,6 +44,8 @@ ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(bool, stream, false,
           "Send each client's Forwards on one MoeService.ForwardStream instead of unary calls (same channel).");
+ABSL_FLAG(bool, refusals_ok, false,
+          "Do not count RESOURCE_EXHAUSTED (admission control) as a failure in the exit status (overload runs).");
 ABSL_FLAG(bool, ping, false, "First time empty round trips (health Check) on the same channel, shown as tokens 0.");
 
 namespace {
@@ -197,16 +199,19 @@ int main(int argc, char** argv) {
   for (int64_t tokens : points) {
     Point p = tokens == 0 ? PingPoint(*client) : ForwardPoint(*client, tokens, info->hidden_size(), dtype);
     std::vector<std::string> errs;
+    int64_t refused = 0, other_errors = 0;  // refused: RESOURCE_EXHAUSTED (admission control)
     for (const auto& [code, count] : p.errors) {
       errs.push_back(absl::StrCat(code, "=", count));
-      failures += count;
+      (code == "RESOURCE_EXHAUSTED" ? refused : other_errors) += count;
+      if (!absl::GetFlag(FLAGS_refusals_ok) || code != "RESOURCE_EXHAUSTED") failures += count;
     }
     const double tps = p.ok * tokens / std::max(p.seconds, 1e-9);  // 0 for the ping
     std::printf("%8ld %9ld %12.0f %10.3f %10.3f %10.3f  %s\n", static_cast<long>(tokens), static_cast<long>(p.ok), tps,
                 p.p50 * 1e3, p.p90 * 1e3, p.p99 * 1e3, errs.empty() ? "none" : absl::StrJoin(errs, " ").c_str());
     json.push_back(absl::StrFormat(
-        R"({"tokens":%d,"requests":%d,"seconds":%g,"tokens_per_s":%g,"p50_s":%g,"p90_s":%g,"p99_s":%g,"errors":%d})",
-        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, static_cast<int64_t>(errs.size())));
+        R"({"tokens":%d,"requests":%d,"seconds":%g,"tokens_per_s":%g,"p50_s":%g,"p90_s":%g,"p99_s":%g,"errors":%d,)"
+        R"("refused":%d,"other_errors":%d})",
+        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, static_cast<int64_t>(errs.size()), refused, other_errors));
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     std::ofstream(path) << absl::StrFormat(R"({"router":"%s","local":%s,"concurrency":%d,"results":[%s]})", address,

@@ -11,7 +11,8 @@
 #   5. P6: on a tiny model (compute negligible), the 1-token round trip through router + 4
 #      workers against an empty round trip (health Check) on the same channel;
 #   6. P7: 16 concurrent clients against 1, networked, at 1 and 16 tokens per request;
-#   7. P5: moe-bench-codec, serializing + parsing a request against memcpy (own table).
+#   7. P5: moe-bench-codec, serializing + parsing a request against memcpy (own table);
+#   8. P8: admission control under ~3x overload (scripts/overload_bench.sh, own table).
 # Uses the demo checkpoint shape (hidden 1024, intermediate 3584, 8 experts, top-2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -113,3 +114,4 @@ for t in (1, 16):
         print(f"P7 at {t:>2} tokens/request: 16 clients {p7[t]['tokens_per_s']:.0f} tokens/s / 1 client "
               f"{net[t]['tokens_per_s']:.0f} = {p7[t]['tokens_per_s'] / net[t]['tokens_per_s']:.2f} (target >= 3)")
 PY
+echo; MOE_BENCH_OUT="$OUT" bash "$ROOT/scripts/overload_bench.sh"
