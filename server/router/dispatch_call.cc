@@ -156,8 +156,14 @@ void DispatchCall::Issue(WorkerCall& call) {
 
 void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
   pool_->Untrack(call.worker, call.tracked.get());
-  if (status.error_code() == grpc::StatusCode::CANCELLED && call.tracked->worker_lost.load(std::memory_order_acquire)) {
-    status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker stopped answering health checks");
+  if (status.error_code() == grpc::StatusCode::CANCELLED) {
+    if (call.tracked->worker_lost.load(std::memory_order_acquire)) {
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker stopped answering health checks");
+    } else if (server_context_ == nullptr || !server_context_->IsCancelled()) {
+      // Not our caller's cancellation: the worker's (a draining worker cancels what it will not run).
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("the worker cancelled the call (draining?): ", status.error_message()));
+    }
   }
   const int inflight = pool_->worker(call.worker).inflight.fetch_sub(1, std::memory_order_relaxed) - 1;
   if (in_.metrics != nullptr) {

@@ -204,6 +204,27 @@ TEST_F(FailoverTest, KillingAnyWorkerOfSplitReplicasUnderLoadFailsNoRequest) {
   }
 }
 
+// A worker told to stop (SIGTERM: NOT_SERVING, then it drains) under load: the router stops
+// sending to it, what it had in flight finishes or fails over, and no request fails; the worker
+// exits 0.
+TEST_F(FailoverTest, ADrainingWorkerUnderLoadFailsNoRequest) {
+  std::vector<server::ChildProcess> workers;
+  for (const std::string& experts : kSplitLayout) workers.push_back(StartWorker(*checkpoint_, experts));
+  server::ChildProcess router = StartRouter(*checkpoint_, workers);
+  ASSERT_GT(router.pid, 0);
+  {
+    Load load(absl::StrCat("127.0.0.1:", router.port), *inputs_, *expected_, 4);
+    load.WaitForCompleted(40);
+    EXPECT_EQ(server::StopChild(workers[1], SIGTERM), 0);  // returns once it has drained and exited
+    const int at_exit = load.completed();
+    load.WaitForCompleted(at_exit + 200);
+    load.Stop();
+    EXPECT_EQ(load.failed(), 0) << load.failures();
+  }
+  server::StopChild(router, SIGKILL);
+  for (server::ChildProcess& w : workers) server::StopChild(w, SIGKILL);
+}
+
 TEST_F(FailoverTest, AStoppedWorkerIsMarkedDownItsReplicasTakeOverAndItRejoinsAfterSigcont) {
   std::vector<server::ChildProcess> workers;
   for (const std::string& experts : kSplitLayout) workers.push_back(StartWorker(*checkpoint_, experts));
