@@ -86,6 +86,7 @@ float F16ToF32(uint16_t bits) {
 }
 
 void ConvertToF32(DType dtype, const void* src, float* dst, size_t count) {
+  if (count == 0) return;  // src and dst may be null then (empty tensors); memcpy must not see null
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, count * sizeof(float));
@@ -104,6 +105,7 @@ void ConvertToF32(DType dtype, const void* src, float* dst, size_t count) {
 }
 
 void ConvertFromF32(DType dtype, const float* src, void* dst, size_t count) {
+  if (count == 0) return;  // as in ConvertToF32
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, count * sizeof(float));
