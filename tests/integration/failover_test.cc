@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "client/moe_client.h"
+#include "experts/status_macros.h"
 #include "gtest/gtest.h"
 #include "absl/container/fixed_array.h"
 #include "proto/tensor_codec.h"
@@ -149,6 +150,26 @@ bool WaitForWorkerState(client::MoeClient& client, int index, bool up) {
   }
   return false;
 }
+
+// A worker in this process that holds every Forward until released (all experts), SERVING.
+struct HeldWorker {
+  static absl::StatusOr<std::unique_ptr<HeldWorker>> Start(const std::string& checkpoint) {
+    auto w = std::make_unique<HeldWorker>();
+    ASSIGN_OR_RETURN(auto ckpt, experts::Checkpoint::Open(checkpoint));
+    ASSIGN_OR_RETURN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
+    w->service = std::make_unique<HeldExpertService>(std::move(backend), ckpt->config());
+    ASSIGN_OR_RETURN(w->server, server::StartServer({w->service.get()}, {.listen = "127.0.0.1:0"}, &w->port));
+    server::SetReady(*w->server, {"moe.v1.ExpertService"}, true);
+    return w;
+  }
+  ~HeldWorker() {
+    service->ReleaseAll();
+    server->Shutdown();
+  }
+  std::unique_ptr<HeldExpertService> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
 
 class FailoverTest : public ::testing::Test {
  protected:
@@ -382,13 +403,9 @@ TEST_F(FailoverTest, DegradedModeReroutesOrDropsTheExpertsOfADeadWorker) {
 // refused at once with RESOURCE_EXHAUSTED (not queued until a deadline); the held ones finish
 // normally once released, and the router then admits again.
 TEST_F(FailoverTest, BeyondMaxInflightAForwardIsRefusedAtOnceNotQueued) {
-  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
-  ASSERT_OK_AND_ASSIGN(auto backend,
-                       experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
-  HeldExpertService held(std::move(backend), ckpt->config());
-  int port = 0;
-  ASSERT_OK_AND_ASSIGN(auto held_server, server::StartServer({&held}, {.listen = "127.0.0.1:0"}, &port));
-  server::SetReady(*held_server, {"moe.v1.ExpertService"}, true);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HeldWorker> worker, HeldWorker::Start(*checkpoint_));
+  HeldExpertService& held = *worker->service;
+  const int port = worker->port;
   server::ChildProcess router =
       StartRouter(*checkpoint_, {server::ChildProcess{.port = port}}, {"--max_inflight=3", "--max_batches_in_flight=0"});
   ASSERT_GT(router.pid, 0);
@@ -419,19 +436,14 @@ TEST_F(FailoverTest, BeyondMaxInflightAForwardIsRefusedAtOnceNotQueued) {
   }
   EXPECT_OK(client->Forward(0, Tensor::FromF32(x, {4, kHidden})).status());
   server::StopChild(router, SIGKILL);
-  held_server->Shutdown();
 }
 
 // The router's own deadline (--deadline_ms) runs out on a worker that holds the call (it still
 // answers health checks): the caller's DEADLINE_EXCEEDED names the worker and the experts.
 TEST_F(FailoverTest, DeadlineExceededNamesTheWorkerAndExpertsThatDidNotAnswer) {
-  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
-  ASSERT_OK_AND_ASSIGN(auto backend,
-                       experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
-  HeldExpertService held(std::move(backend), ckpt->config());
-  int port = 0;
-  ASSERT_OK_AND_ASSIGN(auto held_server, server::StartServer({&held}, {.listen = "127.0.0.1:0"}, &port));
-  server::SetReady(*held_server, {"moe.v1.ExpertService"}, true);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HeldWorker> worker, HeldWorker::Start(*checkpoint_));
+  HeldExpertService& held = *worker->service;
+  const int port = worker->port;
   server::ChildProcess fake{.port = port};
   server::ChildProcess router = StartRouter(*checkpoint_, {fake}, {"--deadline_ms=300"});
   ASSERT_GT(router.pid, 0);
@@ -442,7 +454,6 @@ TEST_F(FailoverTest, DeadlineExceededNamesTheWorkerAndExpertsThatDidNotAnswer) {
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded, "expert"));
   held.ReleaseAll();
   server::StopChild(router, SIGKILL);
-  held_server->Shutdown();
 }
 
 }  // namespace

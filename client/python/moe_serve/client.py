@@ -51,6 +51,16 @@ def _credentials(tls: bool, root_certificates: Optional[bytes], certificate_chai
                                         certificate_chain=certificate_chain)
 
 
+def _channel(api: Any, address: str, tls: bool, root_certificates: Optional[bytes],
+             certificate_chain: Optional[bytes], private_key: Optional[bytes], max_message_bytes: int) -> Any:
+    """A channel from `api` (grpc or grpc.aio), TLS when asked."""
+    credentials = _credentials(tls, root_certificates, certificate_chain, private_key)
+    options = _options(max_message_bytes)
+    if credentials is not None:
+        return api.secure_channel(address, credentials, options)
+    return api.insecure_channel(address, options)
+
+
 def _metadata(token: Optional[str]) -> Optional[List[Tuple[str, str]]]:
     return [("authorization", f"Bearer {token}")] if token else None
 
@@ -74,10 +84,8 @@ class Client:
                  certificate_chain: Optional[bytes] = None, private_key: Optional[bytes] = None,
                  token: Optional[str] = None, timeout: Optional[float] = 30.0, model: str = "",
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        credentials = _credentials(tls, root_certificates, certificate_chain, private_key)
-        options = _options(max_message_bytes)
-        self._channel = (grpc.secure_channel(address, credentials, options) if credentials is not None
-                         else grpc.insecure_channel(address, options))
+        self._channel = _channel(grpc, address, tls, root_certificates, certificate_chain, private_key,
+                                 max_message_bytes)
         self._stub = moe_pb2_grpc.MoeServiceStub(self._channel)
         self._metadata = _metadata(token)
         self._timeout = timeout
@@ -190,10 +198,8 @@ class AsyncClient:
                  certificate_chain: Optional[bytes] = None, private_key: Optional[bytes] = None,
                  token: Optional[str] = None, timeout: Optional[float] = 30.0, model: str = "",
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        credentials = _credentials(tls, root_certificates, certificate_chain, private_key)
-        options = _options(max_message_bytes)
-        self._channel = (grpc.aio.secure_channel(address, credentials, options) if credentials is not None
-                         else grpc.aio.insecure_channel(address, options))
+        self._channel = _channel(grpc.aio, address, tls, root_certificates, certificate_chain, private_key,
+                                 max_message_bytes)
         self._stub = moe_pb2_grpc.MoeServiceStub(self._channel)
         self._metadata = _metadata(token)
         self._timeout = timeout
