@@ -186,7 +186,15 @@ absl::StatusOr<Tensor> SafetensorsFile::Get(absl::string_view name) const {
         absl::StrCat("tensor '", name, "' in ", path_, " has dtype ", entry.dtype,
                      ", which moe-serve cannot serve (supported: F32, BF16, F16)"));
   }
-  return Tensor::Borrow(*dtype, entry.shape, data_ + entry.begin, shared_from_this());
+  const uint8_t* bytes = data_ + entry.begin;
+  if (reinterpret_cast<uintptr_t>(bytes) % DTypeSize(*dtype) != 0) {
+    // A file whose header is not padded (the safetensors library pads it to 8 bytes; others may
+    // not): reading its elements in place would be misaligned, so this tensor is copied.
+    Tensor aligned = Tensor::Zeros(*dtype, entry.shape);
+    std::memcpy(aligned.mutable_raw_data(), bytes, entry.end - entry.begin);
+    return aligned;
+  }
+  return Tensor::Borrow(*dtype, entry.shape, bytes, shared_from_this());
 }
 
 }  // namespace moe::experts

@@ -40,8 +40,9 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool Contains(absl::string_view name) const;
 
-  // A borrowed view of tensor `name`. NOT_FOUND if absent; INVALID_ARGUMENT if its dtype is one
-  // moe-serve cannot serve (anything but F32/BF16/F16, e.g. FP8), naming the tensor.
+  // A borrowed view of tensor `name` (an owned copy if its bytes are not aligned to its element
+  // size in the mapping). NOT_FOUND if absent; INVALID_ARGUMENT if its dtype is one moe-serve
+  // cannot serve (anything but F32/BF16/F16, e.g. FP8), naming the tensor.
   absl::StatusOr<Tensor> Get(absl::string_view name) const;
   // The bytes of tensor `name` whatever its dtype (for quantized weights: experts/fp8.h), with its
   // entry. NOT_FOUND if absent. The bytes live as long as this file.

@@ -66,6 +66,46 @@ TEST(SafetensorsReaderTest, HeaderIsPaddedToEightBytes) {
   EXPECT_EQ(len % 8, 0u);
 }
 
+// Bytes first, then wider elements, as a writer may add them: the file puts the widest first so
+// that every tensor starts aligned (no holes are allowed between them).
+TEST(SafetensorsReaderTest, WidestElementsAreWrittenFirstSoEveryTensorIsAligned) {
+  const std::string path = testing::MakeTempDir("st") + "/order.safetensors";
+  SafetensorsWriter writer;
+  writer.AddRaw("scales", "U8", {3}, {1, 2, 3});
+  writer.Add("b", Tensor::FromF32(testing::RandomVector(3, 8), {3}).ConvertTo(DType::kBF16));
+  writer.Add("f", Tensor::FromF32(testing::RandomVector(5, 9), {5}));
+  ASSERT_OK(writer.Write(path));
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+  EXPECT_EQ(file->entries().at("f").begin, 0u);
+  EXPECT_EQ(file->entries().at("b").begin, 20u);
+  EXPECT_EQ(file->entries().at("scales").begin, 26u);
+  for (const char* name : {"f", "b"}) {
+    ASSERT_OK_AND_ASSIGN(Tensor t, file->Get(name));
+    EXPECT_FALSE(t.is_owned()) << name << " is read in place";
+  }
+}
+
+// A file from a writer that does not pad its header (the format does not require it): tensors
+// that would be misaligned in the mapping come back as aligned copies with the same values.
+TEST(SafetensorsReaderTest, AnUnpaddedHeaderGivesAlignedCopies) {
+  const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";  // 55 bytes
+  ASSERT_NE((8 + header.size()) % 4, 0u);
+  const std::string path = testing::MakeTempDir("st") + "/odd.safetensors";
+  {
+    std::ofstream out(path, std::ios::binary);
+    const uint64_t len = header.size();
+    out.write(reinterpret_cast<const char*>(&len), 8);
+    out << header;
+    const float values[2] = {1.5f, -2.25f};
+    out.write(reinterpret_cast<const char*>(values), sizeof(values));
+  }
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+  ASSERT_OK_AND_ASSIGN(Tensor a, file->Get("a"));
+  EXPECT_TRUE(a.is_owned());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.raw_data()) % alignof(float), 0u);
+  EXPECT_EQ(std::vector<float>(a.f32().begin(), a.f32().end()), (std::vector<float>{1.5f, -2.25f}));
+}
+
 TEST(SafetensorsReaderTest, MissingFileIsNotFound) {
   EXPECT_THAT(SafetensorsFile::Open("/nonexistent/model.safetensors"),
               StatusIs(absl::StatusCode::kNotFound, "/nonexistent/model.safetensors"));
