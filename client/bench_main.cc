@@ -44,6 +44,7 @@ ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(bool, stream, false,
           "Send each client's Forwards on one MoeService.ForwardStream instead of unary calls (same channel).");
+ABSL_FLAG(int, backoff_ms, 0, "After a RESOURCE_EXHAUSTED answer, wait this long before the next request (overload runs).");
 ABSL_FLAG(bool, refusals_ok, false,
           "Do not count RESOURCE_EXHAUSTED (admission control) as a failure in the exit status (overload runs).");
 ABSL_FLAG(bool, ping, false, "First time empty round trips (health Check) on the same channel, shown as tokens 0.");
@@ -92,6 +93,9 @@ Point Drive(int64_t tokens, const Request& request) {
         if (total > 0 && issued.fetch_add(1) >= total) break;
         if (total == 0 && absl::Now() - start >= duration) break;
         absl::StatusOr<double> r = request(c);
+        if (absl::IsResourceExhausted(r.status()) && absl::GetFlag(FLAGS_backoff_ms) > 0) {
+          absl::SleepFor(absl::Milliseconds(absl::GetFlag(FLAGS_backoff_ms)));  // a client told to back off
+        }
         absl::MutexLock lock(&mu);
         if (r.ok()) {
           ++point.ok;
