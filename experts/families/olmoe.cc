@@ -1,5 +1,7 @@
 // experts/families/olmoe.cc
 // OLMoE: softmax, top-k, renormalised only when norm_topk_prob (default false); every layer MoE.
+// FlexOlmo (flex_olmo) has the same MoE block, tensors and config fields; its decoder layer adds a
+// post-feedforward RMSNorm after the block, which stays with the caller (docs/ROUTING.md).
 #include "experts/families/family.h"
 #include "experts/status_macros.h"
 
@@ -7,7 +9,7 @@ namespace moe::experts {
 
 extern const FamilyDescriptor kOlmoe = {
     .model_type = "olmoe",
-    .also_accepts = {},
+    .also_accepts = {"flex_olmo"},
     .architecture = "OlmoeForCausalLM",
     .names = {.gate = "model.layers.{L}.mlp.gate.weight", .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight"},
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {

@@ -53,6 +53,8 @@ CASES = [
                                       linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
                                       full_attention_interval=2)),
     ("olmoe", "olmoe", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, norm_topk_prob=False)),
+    ("flex_olmo", "flex_olmo", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, norm_topk_prob=False,
+                                    pad_token_id=1, bos_token_id=None, eos_token_id=2)),
     ("deepseek_v2", "deepseek_v2", dict(DEEPSEEK_ATTENTION, n_routed_experts=E, num_experts_per_tok=K,
                                         moe_intermediate_size=MOE_I, intermediate_size=DENSE_I, n_shared_experts=2,
                                         first_k_dense_replace=1, topk_method="greedy", norm_topk_prob=False,
@@ -300,7 +302,9 @@ def main():
     rng = np.random.default_rng(2026)
     only = set(filter(None, args.only.split(",")))
     gpt_oss = next(fields for label, _, fields in CASES if label == "gpt_oss")
-    cases = CASES + [("deepseek_v3 fp8", "deepseek_v3", CASES[6][2]), ("glm4_moe fp8", "glm4_moe", CASES[8][2]),
+    fields_of = {label: fields for label, _, fields in CASES}
+    cases = CASES + [("deepseek_v3 fp8", "deepseek_v3", fields_of["deepseek_v3"]),
+                     ("glm4_moe fp8", "glm4_moe", fields_of["glm4_moe"]),
                      ("gpt_oss mxfp4", "gpt_oss", dict(gpt_oss, intermediate_size=32))]
     for label, model_type, fields in cases:
         if only and label not in only:
