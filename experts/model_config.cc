@@ -32,7 +32,6 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
       {"dbrx", "its experts are [E·I, H] slabs and its weights are normalised by a p-norm"},
       {"longcat_flash", "its zero (identity) experts and softmax over E + Z experts are not implemented"},
       {"bailing_moe", "its grouped router with expert bias and scaling after the combine is not implemented"},
-      {"granitemoehybrid", "its shared MLP and Mamba layers are not read"},
       {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
       {"qwen3_5_moe", "it is the multimodal wrapper: serve its text model (model_type qwen3_5_moe_text)"},
   };

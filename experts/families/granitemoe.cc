@@ -30,9 +30,11 @@ extern const FamilyDescriptor kGraniteMoe = {
 // Granite MoE with a shared MLP (granitemoeshared): granitemoe's block plus an ungated
 // shared_mlp of shared_intermediate_size (fused input_linear [2I, H], gate rows first), which HF
 // adds in the decoder layer and moe-serve serves as the layer's always-on MLP.
+// GraniteMoeHybrid (granitemoehybrid) has the same MLP part and tensors in every layer (its Mamba
+// layers replace attention only, which stays with the caller).
 extern const FamilyDescriptor kGraniteMoeShared = {
     .model_type = "granitemoeshared",
-    .also_accepts = {},
+    .also_accepts = {"granitemoehybrid"},
     .architecture = "GraniteMoeSharedForCausalLM",
     .names = {.gate = "model.layers.{L}.block_sparse_moe.router.layer.weight",
               .shared_fused_gate_up = "model.layers.{L}.shared_mlp.input_linear.weight",

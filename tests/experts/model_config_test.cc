@@ -149,6 +149,7 @@ TEST(ModelConfigFamiliesTest, EveryAliasReadsTheSameField) {
       {"qwen3_next", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"olmoe", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"flex_olmo", "num_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"granitemoehybrid", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2, "shared_intermediate_size": 8)"},
       {"deepseek_v2", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"deepseek_v3", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1)"},
       {"kimi_k2", "n_routed_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1)"},

@@ -33,6 +33,13 @@ _BLOCK_NAMES = ("mlp", "block_sparse_moe", "feed_forward")
 _RETURNS_PAIR = ("Llama4TextMoe", "GptOssMLP")
 
 
+class _Zero(torch.nn.Module):
+    """Stands in for a decoder-level MLP whose output the router's answer already holds."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(hidden_states)
+
+
 class _Steps:
     """How the RemoteBlocks of one offload() reach the router: one MoeService.ForwardStream per
     thread (a decoding step's layers go one after another on it: measured 6-11 % less time per
@@ -159,7 +166,7 @@ def offload(model: Any, client: Union[Client, str], *, dense: bool = False, keep
             if spec.always_on_intermediate_size == 0:
                 raise ValueError(f"layer {i} has a shared_mlp but the router's layer {i} serves none")
             done._swaps.append((layer, "shared_mlp", shared))
-            layer.shared_mlp = None
+            layer.shared_mlp = _Zero()  # GraniteMoeHybrid calls it unconditionally; adding 0 is exact
         remote = RemoteBlock(steps, i, info.hidden_size, max_tokens, type(block).__name__ in _RETURNS_PAIR)
         done._swaps.append((layer, name, block if keep_originals else None))
         setattr(layer, name, remote)
