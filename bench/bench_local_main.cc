@@ -44,6 +44,8 @@ ABSL_FLAG(int, repeats, 7, "Timed repetitions per point (after one warm-up); the
 ABSL_FLAG(std::string, dtype, "bf16", "Weights: bf16 (kept as bf16, computed in bf16) or f32.");
 ABSL_FLAG(int, threads, 0, "Compute threads; 0 = every core.");
 ABSL_FLAG(int, small_rows, -1, "Rows per expert up to which our kernels run instead of oneDNN; -1 = default.");
+ABSL_FLAG(std::string, amx_kernel, "own",
+          "On AMX CPUs, the bf16 product past --small_rows rows: own (ours, cpu_amx_product.h) or onednn.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
 ABSL_FLAG(std::string, inputs_out, "",
@@ -104,6 +106,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-bench-local: --dtype must be bf16 or f32\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_amx_kernel) != "own" && absl::GetFlag(FLAGS_amx_kernel) != "onednn") {
+    std::fprintf(stderr, "moe-bench-local: --amx_kernel must be own or onednn\n");
+    return 2;
+  }
   const bool bf16 = dtype_name == "bf16";
   const moe::experts::DType dtype = bf16 ? moe::experts::DType::kBF16 : moe::experts::DType::kF32;
   const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : omp_get_num_procs();
@@ -116,6 +122,7 @@ int main(int argc, char** argv) {
   const moe::experts::BackendOptions options{.kind = kind,
                                              .threads = threads,
                                              .cpu_small_rows = absl::GetFlag(FLAGS_small_rows),
+                                             .cpu_onednn_amx = absl::GetFlag(FLAGS_amx_kernel) == "onednn",
                                              .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"};
   auto make_expert = [&](moe::experts::ExpertKey key, uint64_t seed) {
     moe::experts::ExpertWeights w = RandomExpert(key, h, inter, seed);

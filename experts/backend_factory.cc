@@ -32,7 +32,8 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Sp
     ASSIGN_OR_RETURN(auto backend, CpuExpertBackend::FromWeights(
                                        weights, {.threads = options.threads,
                                                  .f32_compute = options.cpu_f32_compute,
-                                                 .small_rows = options.cpu_small_rows}));
+                                                 .small_rows = options.cpu_small_rows,
+                                                 .onednn_amx = options.cpu_onednn_amx}));
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {

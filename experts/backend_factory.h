@@ -20,6 +20,7 @@ struct BackendOptions {
   int threads = 0;                   // CPU: compute threads (0 = every core)
   bool cpu_f32_compute = false;      // CPU: widen bf16 weights to f32 and compute in f32
   int cpu_small_rows = -1;           // CPU: rows up to which our kernels run (-1 = default)
+  bool cpu_onednn_amx = false;       // CPU with AMX: oneDNN's AMX matmul instead of ours (comparisons)
   int device = 0;                    // CUDA: device ordinal
   DType cuda_dtype = DType::kBF16;   // CUDA: weights and activations on the GPU
   bool cuda_grouped_gemm = false;    // CUDA: one grouped GEMM per projection (cuda::CudaOptions)

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "experts/cpu_amx_product.h"
 #include "experts/cpu_small_rows.h"
 #include "experts/cpu_swiglu.h"
 #include "experts/status_macros.h"
@@ -70,6 +71,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   backend->isa_ = config.choice.isa;
   backend->threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
   backend->gate_up_slice_ = options.gate_up_slice > 0 ? options.gate_up_slice : kGateUpSlice;
+  backend->own_amx_ = backend->isa_ == CpuIsa::kAmx && !options.onednn_amx;
   const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
   backend->hidden_ = static_cast<int>(hidden);
   bool any_bf16 = false, any_f32 = false;
@@ -155,6 +157,10 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     backend->small_rows_ = saved;
     backend->kernels_ = absl::StrCat("oneDNN ", backend->matmuls_.last_impl(), " for > ", saved, " rows, own ",
                                      own, " for <= ", saved);
+    if (main_dtype == DType::kBF16 && backend->own_amx_) {
+      backend->kernels_ = absl::StrCat("own amx (32x32 tiles, weights prefetched) for > ", saved, " rows, own ", own,
+                                       " for <= ", saved);
+    }
     // oneDNN's reference kernels are loops for checking, 10-100x slower than ours.
     if (absl::StartsWith(backend->matmuls_.last_impl(), "ref")) {
       backend->onednn_is_reference_ = true;
@@ -209,15 +215,19 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
   const DType dtype = e.w2.dtype();
   const bool bf16 = dtype == DType::kBF16;
   const bool own = rows <= small_rows_ || !OneDnnServes(dtype);
+  const bool amx = !own && bf16 && own_amx_;  // our AMX product instead of oneDNN's
   const int64_t m = own ? rows : MatmulCache::Bucket(rows);
   const int64_t h = hidden_, inter = e.inter;
   // Our kernels read bf16 rows padded with zeros to the packed K; oneDNN's brgemm wants them
   // dense (a leading dimension past K sends it to its reference kernel).
-  const int64_t ldx = own && bf16 ? e.gate_up[0].k_pad() : h;
-  const int64_t ld_act = own && bf16 ? e.w2.k_pad() : inter;
-  // Our kernels write the whole w1|w3 product ([rows, 2I], slice after slice) in one pass over
-  // the weights; oneDNN writes one slice at a time into an L2-sized buffer.
-  const int64_t gate_up_cols = own ? 2 * inter : e.gate_up[0].n();
+  const bool padded_k = (own || amx) && bf16;
+  const int64_t ldx = padded_k ? e.gate_up[0].k_pad() : h;
+  const int64_t ld_act = padded_k ? e.w2.k_pad() : inter;
+  // Our small-row kernels write the whole w1|w3 product ([rows, 2I], slice after slice) in one
+  // pass over the weights; the products of many rows write one slice at a time into an L2-sized
+  // buffer (ours with whole 64-column tiles, to n_pad).
+  const int64_t gate_up_cols = own ? 2 * inter : amx ? e.gate_up[0].n_pad() : e.gate_up[0].n();
+  const int64_t ldy = amx ? e.w2.n_pad() : h;
 
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
   const bool copy_f32 = !bf16 && (m != rows || (!own && !aligned(in)));
@@ -226,7 +236,7 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
   float* gate_up = gate_up_.Get(static_cast<size_t>(m * gate_up_cols));
   void* act = bf16 ? static_cast<void*>(act_bf16_.Get(static_cast<size_t>(m * ld_act)))
                    : static_cast<void*>(act_f32_.Get(static_cast<size_t>(m * ld_act)));
-  float* y_scratch = own ? nullptr : y_.Get(static_cast<size_t>(m * h));
+  float* y_scratch = own ? nullptr : y_.Get(static_cast<size_t>(m * ldy));
   if ((bf16 && xb == nullptr) || (copy_f32 && xf == nullptr) || gate_up == nullptr || act == nullptr ||
       (!own && y_scratch == nullptr)) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot allocate scratch for ", rows, " rows"));
@@ -255,6 +265,11 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
     }
   };
   const auto act_at = [&](int64_t column) { return static_cast<char*>(act) + column * act_size; };
+  const auto zero_act_padding = [&] {  // the products read K padding as zeros
+    for (int64_t r = 0; r < rows && ld_act > inter; ++r) {
+      std::memset(act_at(r * ld_act + inter), 0, static_cast<size_t>(ld_act - inter) * act_size);
+    }
+  };
   if (own) {
     SmallRowsProduct(isa_, e.gate_up, x, ldx, rows, gate_up, gate_up_cols, threads_);
     int64_t first = 0;  // the slice's first column of w1 (and of act)
@@ -264,9 +279,7 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
       SiluMulRows(isa_, g, g + cols, gate_up_cols, rows, cols, dtype, act_at(first), ld_act, threads_, glu(first));
       first += cols;
     }
-    for (int64_t r = 0; r < rows && ld_act > inter; ++r) {  // the product reads K padding as zeros
-      std::memset(act_at(r * ld_act + inter), 0, static_cast<size_t>(ld_act - inter) * act_size);
-    }
+    zero_act_padding();
     SmallRowsProduct(isa_, e.w2, act, ld_act, rows, out, h, threads_);
     add_down_bias();
     return absl::OkStatus();
@@ -275,14 +288,25 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
   int64_t first = 0;
   for (const PackedWeight& slice : e.gate_up) {
     const int64_t cols = slice.n() / 2;
-    RETURN_IF_ERROR(matmuls_.Run(slice, x, m, gate_up));
-    SiluMulRows(isa_, gate_up, gate_up + cols, slice.n(), rows, cols, dtype, act_at(first), ld_act, threads_,
-                glu(first));
+    if (amx) {
+      AmxProduct(slice, xb, ldx, m, gate_up, gate_up_cols, threads_);
+    } else {
+      RETURN_IF_ERROR(matmuls_.Run(slice, x, m, gate_up));
+    }
+    SiluMulRows(isa_, gate_up, gate_up + cols, amx ? gate_up_cols : slice.n(), rows, cols, dtype, act_at(first),
+                ld_act, threads_, glu(first));
     first += cols;
   }
-  float* y = m == rows && aligned(out) ? out : y_scratch;
-  RETURN_IF_ERROR(matmuls_.Run(e.w2, act, m, y));
-  if (y != out) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));
+  float* y = m == rows && ldy == h && aligned(out) ? out : y_scratch;
+  if (amx) {
+    zero_act_padding();
+    AmxProduct(e.w2, static_cast<const uint16_t*>(act), ld_act, m, y, ldy, threads_);
+  } else {
+    RETURN_IF_ERROR(matmuls_.Run(e.w2, act, m, y));
+  }
+  if (y != out) {
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * h, y + r * ldy, static_cast<size_t>(h) * sizeof(float));
+  }
   add_down_bias();
   return absl::OkStatus();
 }

@@ -2,10 +2,11 @@
 // The CPU expert backend: SwiGLU experts with weights kept in the checkpoint's dtype (bf16 stays
 // bf16; f16 is widened to f32, there being no f16 kernels), packed once at load (PackedWeight).
 // w1 and w3 are one product, in slices of 512 rows of each (the output of a slice is consumed by
-// silu⊙up while it is in L2). Groups of more than `small_rows` rows run on oneDNN matmuls
-// (AMX or AVX512-BF16 for bf16, AVX-512/AVX2 for f32); fewer rows, and bf16 on CPUs where oneDNN
-// has no bf16 kernel, run on our streaming kernels (cpu_small_rows.h); silu(gate)⊙up between the
-// products is our vectorised pass (cpu_swiglu.h). bf16 numerics:
+// silu⊙up while it is in L2). Groups of more than `small_rows` rows run on the many-row products:
+// for bf16 on AMX CPUs our AMX product (cpu_amx_product.h, which prefetches the weights), else
+// oneDNN matmuls (AVX512-BF16 for bf16, AVX-512/AVX2 for f32); fewer rows, and bf16 on CPUs where
+// oneDNN has no bf16 kernel, run on our streaming kernels (cpu_small_rows.h); silu(gate)⊙up
+// between the products is our vectorised pass (cpu_swiglu.h). bf16 numerics:
 // activations rounded once to bf16 before each product, f32 accumulation, f32 output. The
 // reference every other backend is tested against. Thread-safe: Run calls are serialised, since
 // each product already uses every thread.
@@ -37,6 +38,9 @@ class CpuExpertBackend : public ExpertBackend {
     int small_rows = -1;       // groups of up to this many rows use our kernels; -1 = measured default
     // Columns of w1 (and of w3) per slice of the w1|w3 product (see Expert); 0 = kGateUpSlice.
     int gate_up_slice = 0;
+    // On AMX CPUs, bf16 groups of more than `small_rows` rows use oneDNN's AMX matmul instead of
+    // ours (cpu_amx_product.h), for comparing the two.
+    bool onednn_amx = false;
   };
   // 512 gate + 512 up columns a slice: at 256 rows a slice's bf16 weights (2 MiB for H 1024) and
   // f32 output (1 MiB) stay in L2 while silu⊙up reads it. Measured 2026-12-01 (2-core Xeon,
@@ -105,6 +109,7 @@ class CpuExpertBackend : public ExpertBackend {
   int small_rows_ = 4;
   int gate_up_slice_ = kGateUpSlice;
   bool onednn_is_reference_ = false;
+  bool own_amx_ = false;  // bf16 past small_rows_ on our AMX product (AMX CPUs, unless told not to)
   CpuIsa isa_ = CpuIsa::kScalar;
   std::string kernels_;  // what device() says of the kernels
   ResidentWeights resident_;

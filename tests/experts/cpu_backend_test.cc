@@ -1,7 +1,7 @@
 // tests/experts/cpu_backend_test.cc
-// The CPU backend against a naive loop in double precision, on every kernel path: oneDNN for
-// every row count, our streaming kernels for every row count, and the default split between
-// them; f32, bf16 and f16 weights; row counts across every crossover. ctest runs this binary
+// The CPU backend against a naive loop in double precision, on every kernel path: the many-row
+// product for every row count (our AMX product on AMX CPUs, oneDNN elsewhere), oneDNN for every
+// row count, our streaming kernels for every row count, and the default split between them; f32, bf16 and f16 weights; row counts across every crossover. ctest runs this binary
 // once per MOE_CPU_ISA level (tests/CMakeLists.txt); a level this CPU lacks skips, saying so.
 #include "experts/cpu_backend.h"
 
@@ -104,7 +104,9 @@ std::string RequestedIsa() {
     }                                                                                                   \
   } while (0)
 
-enum class Path { kOneDnn, kOwn, kDefault };
+// kManyRows: every row count on the many-row product (ours on AMX CPUs for bf16, else oneDNN);
+// kOneDnn: the same with oneDNN also on AMX CPUs.
+enum class Path { kManyRows, kOneDnn, kOwn, kDefault };
 constexpr int kOwnEverywhere = 1 << 30;
 
 struct Case {
@@ -116,7 +118,10 @@ class CpuBackendPathTest : public ::testing::TestWithParam<Case> {
  protected:
   CpuExpertBackend::Options OptionsFor(Path path) {
     CpuExpertBackend::Options options;
-    options.small_rows = path == Path::kOneDnn ? 0 : path == Path::kOwn ? kOwnEverywhere : -1;
+    options.small_rows = path == Path::kOneDnn || path == Path::kManyRows ? 0
+                         : path == Path::kOwn                              ? kOwnEverywhere
+                                                                           : -1;
+    options.onednn_amx = path == Path::kOneDnn;
     // Slices of 32 rows of w1 and w3: I = 84 is 32 + 32 + 20 and I = 52 is 32 + 20, so every
     // path runs several slices, the last one ragged.
     options.gate_up_slice = 32;
@@ -216,14 +221,18 @@ TEST_P(CpuBackendPathTest, BiasesAndTheClampedActivationOfGptOss) {
 }
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  const char* path = info.param.path == Path::kOneDnn ? "OneDnn" : info.param.path == Path::kOwn ? "Own" : "Default";
+  const char* path = info.param.path == Path::kOneDnn     ? "OneDnn"
+                     : info.param.path == Path::kManyRows ? "ManyRows"
+                     : info.param.path == Path::kOwn      ? "Own"
+                                                          : "Default";
   return absl::StrCat(DTypeName(info.param.dtype), "_", path);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     DtypesAndPaths, CpuBackendPathTest,
     ::testing::Values(Case{DType::kF32, Path::kOneDnn}, Case{DType::kF32, Path::kOwn}, Case{DType::kF32, Path::kDefault},
-                      Case{DType::kBF16, Path::kOneDnn}, Case{DType::kBF16, Path::kOwn},
+                      Case{DType::kBF16, Path::kManyRows}, Case{DType::kBF16, Path::kOneDnn},
+                      Case{DType::kBF16, Path::kOwn},
                       Case{DType::kBF16, Path::kDefault}, Case{DType::kF16, Path::kDefault}),
     CaseName);
 
