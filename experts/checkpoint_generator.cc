@@ -56,7 +56,7 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   const ModelConfig& c = options.config;
   // Round-trip through the parser so we never write a config we would refuse to read.
   RETURN_IF_ERROR(ModelConfig::Parse(c.ToJson()).status());
-  if (options.fp8 && !c.names.stacked_gate_up.empty()) {
+  if (options.fp8 && (!c.names.stacked_gate_up.empty() || !c.names.flat_gate.empty())) {
     return absl::InvalidArgumentError(absl::StrCat("fp8 is written for per-expert families; ", c.model_type,
                                                    " stacks its experts"));
   }
@@ -89,7 +89,12 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
         plan.push_back({GateBiasName(c, layer), {e}, 0.5f, seed++, /*force_f32=*/true});
       }
       const int64_t mi = c.moe_intermediate_size;
-      if (!c.names.stacked_gate_up.empty()) {  // one [E, 2I, H] and one [E, H, I] tensor (or transposed)
+      if (!c.names.flat_gate.empty()) {  // DBRX: three [E·I, H] stacks
+        for (Projection p : {Projection::kGate, Projection::kUp, Projection::kDown}) {
+          plan.push_back({FlatExpertsName(c, layer, p), {e * mi, h},
+                          p == Projection::kDown ? 1.0f / std::sqrt(float(mi)) : sh, seed++});
+        }
+      } else if (!c.names.stacked_gate_up.empty()) {  // one [E, 2I, H] and one [E, H, I] tensor (or transposed)
         const bool t = c.names.stacked_transposed;
         plan.push_back({StackedGateUpName(c, layer), t ? std::vector<int64_t>{e, h, 2 * mi} : std::vector<int64_t>{e, 2 * mi, h},
                         sh, seed++, false, false, 2 * mi, h});

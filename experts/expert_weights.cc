@@ -60,6 +60,18 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
     }
     w.w2 = DequantizeMxfp4Expert(dnb, dns, key.expert, h, i, DType::kBF16);  // [H, I]
   }
+  if (routed && !c.names.flat_gate.empty()) {  // DBRX: three [E·I, H] stacks, views of this expert's rows
+    const std::vector<int64_t> shape = {c.num_experts * i, h};
+    ASSIGN_OR_RETURN(const Tensor gate, checkpoint.GetWithShape(FlatExpertsName(c, key.layer, Projection::kGate), shape));
+    ASSIGN_OR_RETURN(const Tensor up, checkpoint.GetWithShape(FlatExpertsName(c, key.layer, Projection::kUp), shape));
+    ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(FlatExpertsName(c, key.layer, Projection::kDown), shape));
+    w.w1 = gate.Rows(key.expert * i, i);
+    w.w3 = up.Rows(key.expert * i, i);
+    // Its [I, H] rows transposed into the [H, I] down weight (a copy of this expert only).
+    const Tensor rows = down.Rows(key.expert * i, i);
+    w.w2 = Tensor::Borrow(rows.dtype(), {1, i, h}, rows.raw_data(), nullptr).MatrixColumnsTransposed(0, 0, h);
+    return w;
+  }
   if (routed && (c.mxfp4 || !c.names.stacked_gate_up.empty())) {
     const int64_t e = c.num_experts;
     const bool inter = c.names.gate_up_interleaved;

@@ -29,7 +29,6 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
   }
   // Families seen but not served yet, with what each needs (docs/ROUTING.md).
   static constexpr std::pair<const char*, const char*> kNotYet[] = {
-      {"dbrx", "its experts are [E·I, H] slabs and its weights are normalised by a p-norm"},
       {"longcat_flash", "its zero (identity) experts and softmax over E + Z experts are not implemented"},
       {"bailing_moe", "its grouped router with expert bias and scaling after the combine is not implemented"},
       {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
@@ -133,6 +132,12 @@ const Json* ConfigFields::Find(Names names, const char** found) const {
   }
   *found = *names.begin();
   return nullptr;
+}
+
+bool ConfigFields::IsNull(const char* name) const { return j_.contains(name) && j_[name].is_null(); }
+
+const Json* ConfigFields::Object(const char* name) const {
+  return j_.contains(name) && j_[name].is_object() ? &j_[name] : nullptr;
 }
 
 bool ConfigFields::Has(Names names) const {
@@ -278,8 +283,10 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(absl::string_view json_text) {
     RETURN_IF_ERROR(ParseQuantization(j["quantization_config"], c));
   }
   const ConfigFields fields(j);
-  RETURN_IF_ERROR(fields.Int({"hidden_size"}, true, 1, &c.hidden_size));
-  RETURN_IF_ERROR(fields.Int({"num_hidden_layers"}, true, 1, &c.num_layers));
+  // (d_model and n_layers: DBRX's names, which its config class maps hidden_size and
+  // num_hidden_layers onto.)
+  RETURN_IF_ERROR(fields.Int({"hidden_size", "d_model"}, true, 1, &c.hidden_size));
+  RETURN_IF_ERROR(fields.Int({"num_hidden_layers", "n_layers"}, true, 1, &c.num_layers));
   RETURN_IF_ERROR(fields.String({"hidden_act"}, &c.hidden_act));
   RETURN_IF_ERROR(fields.String({"torch_dtype", "dtype"}, &c.torch_dtype));
   RETURN_IF_ERROR(c.family->parse(fields, c));

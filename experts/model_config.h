@@ -40,6 +40,9 @@ struct TensorNames {
   std::string stacked_gate_up_bias;   // [E, 2I] in the gate|up order of stacked_gate_up
   std::string stacked_down_bias;      // [E, H]
   std::string router_bias;            // [E] added to the router logits (gpt-oss), unlike gate_bias
+  // DBRX: gate, up and down stacked flat, each [E·I, H] (expert e's rows [e·I, (e+1)·I)); down's
+  // rows are the columns of the expert's [H, I] down weight (x·W2 rather than x·W2ᵀ).
+  std::string flat_gate, flat_up, flat_down;
 };
 
 struct ModelConfig {
@@ -66,6 +69,7 @@ struct ModelConfig {
   bool norm_needs_topk_above_one = false;  // DeepSeek: renormalise only when top_k > 1
   float norm_epsilon = 0.0f;               // added to the renormalisation's denominator
   float norm_floor = 0.0f;                 // the denominator is at least this (ERNIE's moe_norm_min)
+  float norm_p = 1.0f;                     // renormalise by the p-norm of the chosen (DBRX); 1 = their sum
   bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x), not Σ w_i·E_i(x)
   bool sparsemixer = false;                // PhiMoE: SparseMixer top-2 (router/sparsemixer.h)

@@ -42,6 +42,12 @@ std::string StackedDownBiasName(const ModelConfig& config, int layer) {
   return Fill(config.names.stacked_down_bias, layer);
 }
 
+std::string FlatExpertsName(const ModelConfig& config, int layer, Projection projection) {
+  const TensorNames& n = config.names;
+  return Fill(projection == Projection::kGate ? n.flat_gate : projection == Projection::kUp ? n.flat_up : n.flat_down,
+              layer);
+}
+
 std::string RouterBiasName(const ModelConfig& config, int layer) { return Fill(config.names.router_bias, layer); }
 
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection) {

@@ -26,6 +26,9 @@ std::string StackedGateUpName(const ModelConfig& config, int layer);
 std::string StackedDownName(const ModelConfig& config, int layer);
 std::string StackedGateUpBiasName(const ModelConfig& config, int layer);
 std::string StackedDownBiasName(const ModelConfig& config, int layer);
+// DBRX's flat stacks (TensorNames::flat_*): the layer's [E·I, H] gate, up or down tensor; empty
+// for other families.
+std::string FlatExpertsName(const ModelConfig& config, int layer, Projection projection);
 // The bias added to the router logits (gpt-oss's "mlp.router.bias"); empty if none.
 std::string RouterBiasName(const ModelConfig& config, int layer);
 // The always-on MLP of a layer: the shared expert(s) of an MoE layer (DeepSeek

@@ -121,7 +121,12 @@ float Gate::WeightFactor(absl::Span<const float> chosen) const {
   float factor = 1.0f;
   if (normalise) {
     float sum = 0.0f;
-    for (float v : chosen) sum += v;
+    if (spec_.norm_p == 1.0f) {
+      for (float v : chosen) sum += v;
+    } else {  // DBRX: (Σ |v|^p)^(1/p), as torch.norm(p=p)
+      for (float v : chosen) sum += std::pow(std::abs(v), spec_.norm_p);
+      sum = std::pow(sum, 1.0f / spec_.norm_p);
+    }
     factor = 1.0f / std::max(sum + spec_.norm_epsilon, spec_.norm_floor);
   }
   if (!normalise || !spec_.scale_only_without_norm) factor *= spec_.routed_scaling_factor;

@@ -23,6 +23,7 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.norm_needs_topk_above_one = c.norm_needs_topk_above_one;
   s.norm_epsilon = c.norm_epsilon;
   s.norm_floor = c.norm_floor;
+  s.norm_p = c.norm_p;
   s.scale_only_without_norm = c.scale_only_without_norm;
   s.weight_on_input = c.weight_on_input;
   s.sparsemixer = c.sparsemixer;
@@ -66,7 +67,9 @@ std::string RoutingSpec::DebugString() const {
       break;
   }
   if (sparsemixer) parts.push_back(absl::StrCat("sparsemixer eps ", sparsemixer_eps));
-  if (norm_topk_prob) parts.push_back("renormalised");
+  if (norm_topk_prob) {
+    parts.push_back(norm_p == 1.0f ? std::string("renormalised") : absl::StrCat("renormalised by the ", norm_p, "-norm"));
+  }
   if (weight_on_input) parts.push_back("weight on the input");
   if (routed_scaling_factor != 1.0f) parts.push_back(absl::StrCat("x", routed_scaling_factor));
   if (capacity_factor > 0) {

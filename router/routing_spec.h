@@ -32,6 +32,7 @@ struct RoutingSpec {
   bool norm_needs_topk_above_one = false;  // DeepSeek: renormalise only when top_k > 1
   float norm_epsilon = 0.0f;               // DeepSeek adds 1e-20 to the denominator
   float norm_floor = 0.0f;                 // ERNIE: the denominator is at least moe_norm_min
+  float norm_p = 1.0f;                     // DBRX: the denominator is the chosen weights' p-norm
   float routed_scaling_factor = 1.0f;
   bool scale_only_without_norm = false;    // DeepSeek-V2 scales only when it does not renormalise
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x) (Routing::weight_on_input)

@@ -32,6 +32,10 @@ class ConfigFields {
   absl::Status StringList(Names names, std::vector<std::string>* out) const;
   // Whether any of the names is present (not null).
   bool Has(Names names) const;
+  // Whether `name` is present with the value null (DBRX's "no renormalisation").
+  bool IsNull(const char* name) const;
+  // The object under `name` (DBRX's nested ffn_config), or nullptr when absent or not an object.
+  const nlohmann::json* Object(const char* name) const;
 
  private:
   const nlohmann::json* Find(Names names, const char** found) const;

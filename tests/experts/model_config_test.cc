@@ -113,8 +113,8 @@ TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   using ::moe::testing::StatusIs;
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'model_type' is 'switch_transformers'"));
-  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "dbrx"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: its experts are [E·I, H] slabs"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "longcat_flash"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: its zero (identity) experts"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "llama4"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "model_type llama4_text"));
   const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
@@ -185,6 +185,40 @@ TEST(ModelConfigFamiliesTest, EveryAliasReadsTheSameField) {
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_moe", "hidden_size": 8, "num_hidden_layers": 1,
     "moe_intermediate_size": 8, "num_experts_per_tok": 2})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "missing field 'num_experts' (or its alias 'num_local_experts')"));
+}
+
+// DBRX keeps its MoE fields in a nested ffn_config and names the model's d_model and n_layers.
+TEST(ModelConfigFamiliesTest, DbrxNestedFfnConfigAndPNorm) {
+  using ::moe::testing::StatusIs;
+  const auto dbrx = [](const std::string& ffn) {
+    return ModelConfig::Parse(absl::StrCat(R"({"model_type": "dbrx", "d_model": 16, "n_layers": 3,
+      "ffn_config": {"moe_num_experts": 6, "ffn_hidden_size": 12)", ffn, "}}"));
+  };
+  ASSERT_OK_AND_ASSIGN(ModelConfig c, dbrx(R"(, "moe_top_k": 2, "ffn_act_fn": {"name": "silu"})"));
+  EXPECT_EQ(c.hidden_size, 16);
+  EXPECT_EQ(c.num_layers, 3);
+  EXPECT_EQ(c.num_experts, 6);
+  EXPECT_EQ(c.top_k, 2);
+  EXPECT_EQ(c.moe_intermediate_size, 12);
+  EXPECT_TRUE(c.norm_topk_prob);  // moe_normalize_expert_weights absent: 1.0, the sum
+  EXPECT_EQ(c.norm_p, 1.0f);
+  ASSERT_OK_AND_ASSIGN(ModelConfig p2, dbrx(R"(, "moe_normalize_expert_weights": 2.0)"));
+  EXPECT_EQ(p2.top_k, 1);  // DbrxFFNConfig's default
+  EXPECT_EQ(p2.norm_p, 2.0f);
+  ASSERT_OK_AND_ASSIGN(ModelConfig none, dbrx(R"(, "moe_normalize_expert_weights": null)"));
+  EXPECT_FALSE(none.norm_topk_prob);
+  // What ToJson writes reads back the same.
+  ASSERT_OK_AND_ASSIGN(ModelConfig again, ModelConfig::Parse(p2.ToJson()));
+  EXPECT_EQ(again.norm_p, 2.0f);
+  EXPECT_EQ(again.num_experts, 6);
+  ASSERT_OK_AND_ASSIGN(ModelConfig again_none, ModelConfig::Parse(none.ToJson()));
+  EXPECT_FALSE(again_none.norm_topk_prob);
+  EXPECT_THAT(dbrx(R"(, "ffn_act_fn": {"name": "gelu"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'hidden_act' is 'gelu'"));
+  EXPECT_THAT(dbrx(R"(, "moe_normalize_expert_weights": 0)"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected a p > 0"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "dbrx", "d_model": 16, "n_layers": 3})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'ffn_config'"));
 }
 
 TEST(ModelConfigFamiliesTest, LayerRulesOfTheNewFamilies) {

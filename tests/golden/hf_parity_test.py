@@ -92,6 +92,13 @@ CASES = [
                                                   linear_value_head_dim=8, full_attention_interval=2)),
     ("afmoe", "afmoe", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                             intermediate_size=DENSE_I, num_shared_experts=1, num_dense_layers=1, route_scale=1.5)),
+    # DBRX: its own field names (d_model, n_layers, nested configs; rope_theta given because
+    # transformers 5.24's DbrxAttention reads it from attn_config, clip_qkv because it clamps with
+    # None otherwise); p = 2 for the p-norm (DBRX ships 1).
+    ("dbrx", "dbrx", dict(d_model=H, n_layers=LAYERS, n_heads=2,
+                          attn_config=dict(kv_n_heads=1, rope_theta=10000.0, clip_qkv=8.0),
+                          ffn_config=dict(moe_num_experts=E, moe_top_k=K, ffn_hidden_size=MOE_I,
+                                          moe_normalize_expert_weights=2.0))),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
@@ -99,7 +106,7 @@ CASES = [
 
 
 def mlp_of(layer):
-    for name in ("mlp", "block_sparse_moe", "feed_forward"):
+    for name in ("mlp", "block_sparse_moe", "feed_forward", "ffn"):
         if hasattr(layer, name):
             return getattr(layer, name)
     raise RuntimeError(f"no MLP block in {type(layer).__name__}")
@@ -109,7 +116,8 @@ def spread_router(model, rng):
     """Router weights with a spread that separates top-k; selection biases of both signs."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(("gate.weight", "router.weight", "gate.wg.weight")) and p.dim() == 2 and p.shape[0] == E:
+            if name.endswith(("gate.weight", "router.weight", "gate.wg.weight", "ffn.router.layer.weight")) and \
+                    p.dim() == 2 and p.shape[0] == E:
                 p.copy_(torch.from_numpy(rng.normal(0, 2.0 * H ** -0.5, tuple(p.shape)).astype(np.float32)))
             if name.endswith(("router.bias", "_proj_bias")):  # gpt-oss: router and expert biases
                 p.copy_(torch.from_numpy(rng.normal(0, 0.3, tuple(p.shape)).astype(np.float32)))
@@ -122,7 +130,7 @@ def spread_router(model, rng):
 
 def hf_reference(model, layer, x):
     """The HF module's output, and the experts it chose per token (None for a dense layer)."""
-    block = mlp_of(model.model.layers[layer])
+    block = mlp_of(moe_serve.hf.decoder_layers(model)[layer])
     chosen = []
     hooks = []
     if hasattr(block, "experts"):
@@ -138,7 +146,7 @@ def hf_reference(model, layer, x):
     for hook in hooks:
         hook.remove()
     out = out[0] if isinstance(out, tuple) else out
-    shared = getattr(model.model.layers[layer], "shared_mlp", None)  # Granite adds it in the decoder layer
+    shared = getattr(moe_serve.hf.decoder_layers(model)[layer], "shared_mlp", None)  # Granite adds it in the decoder layer
     if shared is not None:
         with torch.no_grad():
             out = out + shared(torch.from_numpy(x)[None])

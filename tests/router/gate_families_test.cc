@@ -193,4 +193,29 @@ TEST(GateFamiliesTest, ErnieFloorsTheRenormalisationAndLlama4WeighsTheInput) {
 }
 
 }  // namespace
+TEST(GateFamiliesTest, DbrxDividesByThePNorm) {
+  // Softmax of (0, -1, -3); the top-2 p = (0.705, 0.259) divided by (Σ pᵢ²)^½ with p = 2, by
+  // their sum with p = 1.
+  RoutingSpec spec;
+  spec.num_experts = 3;
+  spec.top_k = 2;
+  spec.norm_topk_prob = true;
+  spec.norm_p = 2.0f;
+  const Tensor w = Identity(3);
+  const std::vector<float> logits = {0.0f, -1.0f, -3.0f};
+  const double z = 1 + std::exp(-1.0) + std::exp(-3.0), p0 = 1 / z, p1 = std::exp(-1.0) / z;
+  ASSERT_OK_AND_ASSIGN(Gate l2, Gate::Create(spec, 3, {.weight = &w}));
+  ASSERT_OK_AND_ASSIGN(Routing r, l2.Route(logits, 1));
+  EXPECT_EQ(Ids(r, 0), (std::vector<int>{0, 1}));
+  EXPECT_NEAR(r.WeightsOf(0)[0], p0 / std::hypot(p0, p1), 1e-6);
+  EXPECT_NEAR(r.WeightsOf(0)[1], p1 / std::hypot(p0, p1), 1e-6);
+  spec.norm_p = 1.0f;
+  ASSERT_OK_AND_ASSIGN(Gate l1, Gate::Create(spec, 3, {.weight = &w}));
+  ASSERT_OK_AND_ASSIGN(Routing s, l1.Route(logits, 1));
+  EXPECT_NEAR(s.WeightsOf(0)[0], p0 / (p0 + p1), 1e-6);
+  EXPECT_EQ(RoutingSpec(spec).DebugString().find("-norm"), std::string::npos);
+  spec.norm_p = 2.0f;
+  EXPECT_NE(spec.DebugString().find("renormalised by the 2-norm"), std::string::npos) << spec.DebugString();
+}
+
 }  // namespace moe::router

@@ -6,7 +6,7 @@
     model.generate(...)            # every MoE block now runs on the router and its workers
     offloaded.restore()            # put the original blocks back (if kept)
 
-Each decoder layer's MLP block (`mlp`, `block_sparse_moe` or `feed_forward`) that has experts is
+Each decoder layer's MLP block (`mlp`, `block_sparse_moe`, `feed_forward` or DBRX's `ffn`) that has experts is
 replaced by a RemoteBlock, which sends the block's input to the router's layer of the same index
 and returns its answer in the input's dtype (float32, bfloat16 or float16; no float round trip).
 The steps go on one MoeService.ForwardStream per thread (unary Forwards with stream=False).
@@ -28,7 +28,7 @@ import torch
 from moe_serve.client import Client
 from moe_serve.errors import MoeServeError
 
-_BLOCK_NAMES = ("mlp", "block_sparse_moe", "feed_forward")
+_BLOCK_NAMES = ("mlp", "block_sparse_moe", "feed_forward", "ffn")  # ffn: DBRX
 # Blocks whose forward returns (hidden_states, router scores); their decoder layers unpack two values.
 _RETURNS_PAIR = ("Llama4TextMoe", "GptOssMLP")
 
@@ -108,7 +108,8 @@ class Offloaded:
 
 def decoder_layers(model: Any) -> Any:
     """The model's decoder layers (model.model.layers and the usual variants)."""
-    for path in ("model.layers", "model.language_model.layers", "language_model.model.layers", "layers"):
+    for path in ("model.layers", "model.language_model.layers", "language_model.model.layers", "transformer.blocks",
+                 "layers"):
         obj = model
         for part in path.split("."):
             obj = getattr(obj, part, None)
