@@ -168,6 +168,8 @@ TEST(ModelConfigFamiliesTest, EveryAliasReadsTheSameField) {
       {"afmoe", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8)"},
       {"qwen3_5_moe_text", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"minimax", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"bailing_hybrid", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_token": 2, "intermediate_size": 8, "num_expert_group": 2, "topk_group": 1)"},
+      {"bailing_hybrid", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8, "n_group": 2, "topk_group": 1)"},
   };
   for (const Alias& a : aliases) {
     const std::string json = absl::StrCat(R"({"model_type": ")", a.model_type, R"(", "hidden_size": 8, "num_hidden_layers": 2, ")",

@@ -99,6 +99,13 @@ CASES = [
                           attn_config=dict(kv_n_heads=1, rope_theta=10000.0, clip_qkv=8.0),
                           ffn_config=dict(moe_num_experts=E, moe_top_k=K, ffn_hidden_size=MOE_I,
                                           moe_normalize_expert_weights=2.0))),
+    # Ling 2.5 hybrid: transformers writes Ling's names (num_experts, num_experts_per_token,
+    # num_shared_experts, num_expert_group, moe_renormalize) for these DeepSeek ones.
+    ("bailing_hybrid", "bailing_hybrid", dict(DEEPSEEK_ATTENTION, num_local_experts=E, num_experts_per_tok=K,
+                                              moe_intermediate_size=MOE_I, intermediate_size=DENSE_I,
+                                              n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2,
+                                              norm_topk_prob=True, routed_scaling_factor=2.5, layer_group_size=2,
+                                              pad_token_id=0, eos_token_id=1)),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
