@@ -82,11 +82,12 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   };
   for (int layer = 0; layer < c.num_layers; ++layer) {
     if (c.IsMoeLayer(layer)) {
-      plan.push_back({GateWeightName(c, layer), {e, h}, sh, seed++});
-      if (!c.names.router_bias.empty()) plan.push_back({RouterBiasName(c, layer), {e}, 0.5f, seed++});
+      const int64_t scored = e + c.zero_experts;  // the gate scores zero experts too
+      plan.push_back({GateWeightName(c, layer), {scored, h}, sh, seed++});
+      if (!c.names.router_bias.empty()) plan.push_back({RouterBiasName(c, layer), {scored}, 0.5f, seed++});
       if (c.selection_bias) {
         // Selection bias, always f32; spread enough that some biased scores go negative.
-        plan.push_back({GateBiasName(c, layer), {e}, 0.5f, seed++, /*force_f32=*/true});
+        plan.push_back({GateBiasName(c, layer), {scored}, 0.5f, seed++, /*force_f32=*/true});
       }
       const int64_t mi = c.moe_intermediate_size;
       if (!c.names.flat_gate.empty()) {  // DBRX: three [E·I, H] stacks

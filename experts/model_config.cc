@@ -29,7 +29,6 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
   }
   // Families seen but not served yet, with what each needs (docs/ROUTING.md).
   static constexpr std::pair<const char*, const char*> kNotYet[] = {
-      {"longcat_flash", "its zero (identity) experts and softmax over E + Z experts are not implemented"},
       {"bailing_moe", "Ling 1.x/2.0 exist only as remote code, with no transformers module to test against; Ling 2.5 "
                       "(model_type bailing_hybrid) is served"},
       {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
@@ -83,8 +82,9 @@ absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
 }
 
 absl::Status Validate(const ModelConfig& c) {
-  if (c.top_k > c.num_experts) {
-    return FieldError("num_experts_per_tok", absl::StrCat("(", c.top_k, ") exceeds the number of experts (", c.num_experts, ")"));
+  if (c.top_k > c.num_experts + c.zero_experts) {
+    return FieldError("num_experts_per_tok",
+                      absl::StrCat("(", c.top_k, ") exceeds the number of experts (", c.num_experts + c.zero_experts, ")"));
   }
   if (c.hidden_act != "silu") return FieldError("hidden_act", absl::StrCat("is '", c.hidden_act, "'; supported: silu"));
   if (c.scoring_func != "softmax" && c.scoring_func != "sigmoid") {
@@ -285,9 +285,9 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(absl::string_view json_text) {
   }
   const ConfigFields fields(j);
   // (d_model and n_layers: DBRX's names, which its config class maps hidden_size and
-  // num_hidden_layers onto.)
+  // num_hidden_layers onto; num_layers: LongCat-Flash's, which its family reads first.)
   RETURN_IF_ERROR(fields.Int({"hidden_size", "d_model"}, true, 1, &c.hidden_size));
-  RETURN_IF_ERROR(fields.Int({"num_hidden_layers", "n_layers"}, true, 1, &c.num_layers));
+  RETURN_IF_ERROR(fields.Int({"num_hidden_layers", "n_layers", "num_layers"}, true, 1, &c.num_layers));
   RETURN_IF_ERROR(fields.String({"hidden_act"}, &c.hidden_act));
   RETURN_IF_ERROR(fields.String({"torch_dtype", "dtype"}, &c.torch_dtype));
   RETURN_IF_ERROR(c.family->parse(fields, c));

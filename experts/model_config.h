@@ -70,6 +70,7 @@ struct ModelConfig {
   float norm_epsilon = 0.0f;               // added to the renormalisation's denominator
   float norm_floor = 0.0f;                 // the denominator is at least this (ERNIE's moe_norm_min)
   float norm_p = 1.0f;                     // renormalise by the p-norm of the chosen (DBRX); 1 = their sum
+  int zero_experts = 0;                    // LongCat-Flash: identity experts after the routed ones
   bool scale_only_without_norm = false;    // DeepSeek-V2: routed_scaling_factor only without renorm
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x), not Σ w_i·E_i(x)
   bool sparsemixer = false;                // PhiMoE: SparseMixer top-2 (router/sparsemixer.h)

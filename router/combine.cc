@@ -39,4 +39,12 @@ void Combine(const DispatchPlan& plan, absl::Span<const float> expert_out, int64
   }
 }
 
+void AddIdentity(const Routing& routing, absl::Span<const float> x, int64_t hidden, absl::Span<float> out) {
+  for (size_t t = 0; t < routing.identity_weights.size(); ++t) {
+    const float w = routing.identity_weights[t];
+    if (w == 0.0f) continue;
+    for (int64_t j = 0; j < hidden; ++j) out[t * hidden + j] += w * x[t * hidden + j];
+  }
+}
+
 }  // namespace moe::router

@@ -21,4 +21,8 @@ void AccumulateRows(const DispatchPlan& plan, int64_t first_row, int64_t count,
 void Combine(const DispatchPlan& plan, absl::Span<const float> expert_out, int64_t hidden,
              absl::Span<float> out);
 
+// Zero (identity) experts: out[t] += routing.identity_weights[t]·x[t] (nothing when the routing
+// has none). `x` and `out` are [num_tokens, hidden].
+void AddIdentity(const Routing& routing, absl::Span<const float> x, int64_t hidden, absl::Span<float> out);
+
 }  // namespace moe::router

@@ -46,10 +46,18 @@ absl::StatusOr<Gate> Gate::Create(const RoutingSpec& spec, int hidden, const Gat
   Gate gate(spec, hidden);
   if (hidden <= 0) return absl::InvalidArgumentError("hidden size must be positive");
   if (spec.moe) {
-    const int e = spec.num_experts;
-    if (e < 1) return absl::InvalidArgumentError("an MoE layer needs at least one expert");
+    const int e = spec.num_experts + spec.zero_experts;  // the gate scores the zero experts too
+    if (spec.num_experts < 1) return absl::InvalidArgumentError("an MoE layer needs at least one expert");
+    if (spec.zero_experts < 0) return absl::InvalidArgumentError("zero_experts must not be negative");
     if (spec.top_k < 1 || spec.top_k > e) {
       return absl::InvalidArgumentError(absl::StrCat("top_k is ", spec.top_k, ", must be in [1, ", e, "]"));
+    }
+    if (spec.zero_experts > 0 && (spec.policy != RoutingSpec::Policy::kTokenChoice || spec.sparsemixer ||
+                                  spec.capacity_factor > 0 || spec.group_score != RoutingSpec::GroupScore::kNone ||
+                                  spec.weight_on_input)) {
+      return absl::InvalidArgumentError(
+          "zero (identity) experts are served with token-choice top-k routing only (no expert choice, balanced "
+          "assignment, capacity, groups, sparsemixer or weight on the input)");
     }
     if (spec.sparsemixer && (spec.top_k != 2 || e < 2)) {
       return absl::InvalidArgumentError(absl::StrCat("sparsemixer routing is top-2 of at least 2 experts; top_k is ",
@@ -76,7 +84,7 @@ absl::StatusOr<Gate> Gate::Create(const RoutingSpec& spec, int hidden, const Gat
 
 absl::Status Gate::Score(absl::Span<const float> x, int64_t n, std::vector<float>& scores,
                          std::vector<float>& selection, absl::Span<const bool> excluded) const {
-  const int64_t e = spec_.num_experts;
+  const int64_t e = scored();
   if (n < 0 || x.size() != static_cast<size_t>(n * hidden_)) {
     return absl::InvalidArgumentError(absl::StrCat("gate input has ", x.size(), " values, expected ", n, " tokens × ", hidden_));
   }
@@ -134,8 +142,8 @@ float Gate::WeightFactor(absl::Span<const float> chosen) const {
 }
 
 Routing Gate::TokenChoice(absl::Span<const float> scores, absl::Span<const float> selection, int64_t n) const {
-  const int e = spec_.num_experts, k = spec_.top_k;
-  Routing r = EmptyRouting(n, e);
+  const int e = scored(), k = spec_.top_k;
+  Routing r = EmptyRouting(n, spec_.num_experts);
   r.experts.resize(n * k);
   r.weights.resize(n * k);
   std::vector<float> factor(n);
@@ -149,7 +157,30 @@ Routing Gate::TokenChoice(absl::Span<const float> scores, absl::Span<const float
     r.token_offsets[t + 1] = (t + 1) * k;
   }
   if (spec_.capacity_factor > 0) ApplyCapacity(spec_, selection, scores, factor, r);
+  if (spec_.zero_experts > 0) SplitZeroExperts(r);
   return r;
+}
+
+void Gate::SplitZeroExperts(Routing& r) const {
+  const int e = spec_.num_experts;
+  r.identity_weights.assign(static_cast<size_t>(r.num_tokens), 0.0f);
+  int64_t kept = 0;
+  for (int64_t t = 0; t < r.num_tokens; ++t) {
+    const int64_t begin = r.token_offsets[t], end = r.token_offsets[t + 1];
+    r.token_offsets[t] = kept;
+    for (int64_t p = begin; p < end; ++p) {
+      if (r.experts[p] >= e) {
+        r.identity_weights[t] += r.weights[p];
+        continue;
+      }
+      r.experts[kept] = r.experts[p];
+      r.weights[kept] = r.weights[p];
+      ++kept;
+    }
+  }
+  r.token_offsets[r.num_tokens] = kept;
+  r.experts.resize(kept);
+  r.weights.resize(kept);
 }
 
 Routing Gate::SparseMixer(absl::Span<const float> logits, int64_t n) const {
@@ -224,7 +255,7 @@ absl::StatusOr<Routing> Gate::RouteImpl(absl::Span<const float> x, int64_t n, ab
     }
     r.score_sums.assign(spec_.num_experts, 0.0);
     for (int64_t t = 0; t < n; ++t) {
-      for (int e = 0; e < spec_.num_experts; ++e) r.score_sums[e] += scores[t * spec_.num_experts + e];
+      for (int e = 0; e < spec_.num_experts; ++e) r.score_sums[e] += scores[t * scored() + e];
     }
   }
   if (spec_.always_on) AddAlwaysOn(x, r);
@@ -242,7 +273,7 @@ absl::StatusOr<Routing> Gate::RouteExcluding(absl::Span<const float> x, int64_t 
     return absl::FailedPreconditionError(absl::StrCat("rerouting needs token-choice top-k routing; this layer uses ",
                                                       spec_.sparsemixer ? "sparsemixer" : spec_.PolicyName()));
   }
-  const int64_t live = std::count(excluded.begin(), excluded.end(), false);
+  const int64_t live = std::count(excluded.begin(), excluded.end(), false) + spec_.zero_experts;
   if (live < spec_.top_k) {
     return absl::FailedPreconditionError(absl::StrCat("only ", live, " experts are available; each token needs ",
                                                       spec_.top_k));
@@ -254,6 +285,13 @@ absl::StatusOr<std::vector<float>> Gate::Scores(absl::Span<const float> x, int64
   std::vector<float> scores, selection;
   if (!spec_.moe) return scores;
   RETURN_IF_ERROR(Score(x, n, scores, selection));
+  if (spec_.zero_experts > 0) {  // the routed experts' columns only
+    std::vector<float> routed(static_cast<size_t>(n * spec_.num_experts));
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy_n(scores.begin() + t * scored(), spec_.num_experts, routed.begin() + t * spec_.num_experts);
+    }
+    return routed;
+  }
   return scores;
 }
 

@@ -17,6 +17,7 @@
 namespace moe::router {
 
 struct GateWeights {
+  // E counts the zero (identity) experts too, when the spec has them.
   const experts::Tensor* weight = nullptr;       // [E, H]; null for a dense layer
   const experts::Tensor* bias = nullptr;         // [E] selection bias, when spec.selection_bias
   const experts::Tensor* shared_gate = nullptr;  // [1, H], when spec.shared_gate
@@ -46,7 +47,8 @@ class Gate {
   absl::StatusOr<Routing> RouteExcluding(absl::Span<const float> x, int64_t num_tokens,
                                          absl::Span<const bool> excluded) const;
 
-  // The routing scores [n, E] (softmax or sigmoid of the logits, before bias and masks), exposed
+  // The routing scores [n, E] of the routed experts (softmax or sigmoid of the logits over every
+  // expert the gate scores, zero experts included; before bias and masks), exposed
   // for load statistics (aux loss). Same errors as Route.
   absl::StatusOr<std::vector<float>> Scores(absl::Span<const float> x, int64_t num_tokens) const;
 
@@ -63,10 +65,14 @@ class Gate {
   // Normalisation and scaling of a token's chosen scores: the factor they are multiplied by.
   float WeightFactor(absl::Span<const float> chosen_scores) const;
   void AddAlwaysOn(absl::Span<const float> x, Routing& routing) const;
+  // Moves a token's zero-expert pairs into routing.identity_weights (their summed weight).
+  void SplitZeroExperts(Routing& routing) const;
+  // Experts the gate scores: the routed ones, then the zero (identity) ones.
+  int scored() const { return spec_.num_experts + spec_.zero_experts; }
 
   RoutingSpec spec_;
   int hidden_ = 0;
-  std::vector<float> weight_;       // [E, H]
+  std::vector<float> weight_;       // [E + zero experts, H]
   std::vector<float> bias_;         // [E] or empty
   std::vector<float> logit_bias_;  // [E] or empty
   std::vector<float> shared_gate_;  // [H] or empty

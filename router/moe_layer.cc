@@ -36,6 +36,7 @@ absl::StatusOr<std::vector<float>> MoeLayer::Run(absl::Span<const float> x, int6
                               absl::MakeSpan(expert_out.get(), row_values)));
   std::vector<float> out(static_cast<size_t>(num_tokens * h));
   Combine(plan, absl::MakeConstSpan(expert_out.get(), row_values), h, absl::MakeSpan(out));
+  AddIdentity(r, x, h, absl::MakeSpan(out));
   return out;
 }
 

@@ -17,26 +17,27 @@ absl::StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(const experts::Checkp
     RETURN_IF_ERROR(overrides.ApplyTo(spec));
     experts::Tensor weight, bias, shared_gate;
     GateWeights weights;
+    const int64_t scored = c.num_experts + c.zero_experts;  // the gate scores zero experts too
     if (spec.moe) {
-      ASSIGN_OR_RETURN(weight, checkpoint.GetWithShape(experts::GateWeightName(c, layer), {c.num_experts, c.hidden_size}));
+      ASSIGN_OR_RETURN(weight, checkpoint.GetWithShape(experts::GateWeightName(c, layer), {scored, c.hidden_size}));
       weights.weight = &weight;
     }
     if (spec.selection_bias) {
       // [E], or [1, E] as ERNIE stores it (one group of experts).
       const std::string name = experts::GateBiasName(c, layer);
       ASSIGN_OR_RETURN(bias, checkpoint.Get(name));
-      if (bias.shape() == std::vector<int64_t>{1, c.num_experts}) {
-        bias = experts::Tensor::Borrow(bias.dtype(), {c.num_experts}, bias.raw_data(), nullptr).Clone();
+      if (bias.shape() == std::vector<int64_t>{1, scored}) {
+        bias = experts::Tensor::Borrow(bias.dtype(), {scored}, bias.raw_data(), nullptr).Clone();
       }
-      if (bias.shape() != std::vector<int64_t>{c.num_experts}) {
+      if (bias.shape() != std::vector<int64_t>{scored}) {
         return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ", experts::ShapeString(bias.shape()),
-                                                       ", expected [", c.num_experts, "] or [1, ", c.num_experts, "]"));
+                                                       ", expected [", scored, "] or [1, ", scored, "]"));
       }
       weights.bias = &bias;
     }
     experts::Tensor logit_bias;
     if (spec.logit_bias) {
-      ASSIGN_OR_RETURN(logit_bias, checkpoint.GetWithShape(experts::RouterBiasName(c, layer), {c.num_experts}));
+      ASSIGN_OR_RETURN(logit_bias, checkpoint.GetWithShape(experts::RouterBiasName(c, layer), {scored}));
       weights.logit_bias = &logit_bias;
     }
     if (spec.shared_gate) {

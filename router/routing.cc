@@ -23,6 +23,14 @@ Routing Concatenate(absl::Span<const Routing* const> parts) {
     all.num_tokens += r->num_tokens;
     all.experts.insert(all.experts.end(), r->experts.begin(), r->experts.end());
     all.weights.insert(all.weights.end(), r->weights.begin(), r->weights.end());
+    if (!r->identity_weights.empty() || !all.identity_weights.empty()) {
+      all.identity_weights.resize(static_cast<size_t>(all.num_tokens - r->num_tokens), 0.0f);
+      if (r->identity_weights.empty()) {
+        all.identity_weights.resize(static_cast<size_t>(all.num_tokens), 0.0f);
+      } else {
+        all.identity_weights.insert(all.identity_weights.end(), r->identity_weights.begin(), r->identity_weights.end());
+      }
+    }
     AddInto(all.dropped, r->dropped);
     AddInto(all.rerouted, r->rerouted);
     AddInto(all.score_sums, r->score_sums);

@@ -24,6 +24,9 @@ struct Routing {
   // Llama 4: a routed pair's weight scales the expert's input instead, y = Σ E_i(w_i·x); its
   // output is then added with weight 1 (DispatchPlan applies it). Always-on pairs are not scaled.
   bool weight_on_input = false;
+  // LongCat-Flash's zero (identity) experts: per token the summed weight of the zero experts it
+  // chose, which are not pairs; Combine adds identity_weights[t]·x_t. Empty when the layer has none.
+  std::vector<float> identity_weights;
   std::vector<int64_t> dropped;        // per routed expert: pairs refused for lack of capacity
   std::vector<int64_t> rerouted;       // per routed expert: pairs moved elsewhere for lack of capacity
   std::vector<double> score_sums;      // per routed expert: Σ over tokens of its gate score (load stats)

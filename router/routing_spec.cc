@@ -24,6 +24,7 @@ RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
   s.norm_epsilon = c.norm_epsilon;
   s.norm_floor = c.norm_floor;
   s.norm_p = c.norm_p;
+  s.zero_experts = c.zero_experts;
   s.scale_only_without_norm = c.scale_only_without_norm;
   s.weight_on_input = c.weight_on_input;
   s.sparsemixer = c.sparsemixer;
@@ -57,7 +58,9 @@ std::string RoutingSpec::DebugString() const {
   }
   switch (policy) {
     case Policy::kTokenChoice:
-      parts.push_back(absl::StrCat("top-", top_k, " of ", num_experts));
+      parts.push_back(zero_experts > 0
+                          ? absl::StrCat("top-", top_k, " of ", num_experts, " + ", zero_experts, " zero (identity) experts")
+                          : absl::StrCat("top-", top_k, " of ", num_experts));
       break;
     case Policy::kExpertChoice:
       parts.push_back(absl::StrCat("expert choice over ", num_experts));

@@ -33,6 +33,9 @@ struct RoutingSpec {
   float norm_epsilon = 0.0f;               // DeepSeek adds 1e-20 to the denominator
   float norm_floor = 0.0f;                 // ERNIE: the denominator is at least moe_norm_min
   float norm_p = 1.0f;                     // DBRX: the denominator is the chosen weights' p-norm
+  // LongCat-Flash: zero (identity) experts, ids [num_experts, num_experts + zero_experts) of the
+  // gate; a token's weight on them multiplies its own input (Routing::identity_weights).
+  int zero_experts = 0;
   float routed_scaling_factor = 1.0f;
   bool scale_only_without_norm = false;    // DeepSeek-V2 scales only when it does not renormalise
   bool weight_on_input = false;            // Llama 4: y = Σ E_i(w_i·x) (Routing::weight_on_input)

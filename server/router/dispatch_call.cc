@@ -325,6 +325,7 @@ grpc::Status DispatchCall::Combine(std::vector<float>& out) {
     experts::ConvertToF32(in_.wire_dtype, src, rows.data(), rows.size());
     router::AccumulateRows(plan, plan.ExpertBegin(e), count, rows.data(), h, absl::MakeSpan(out));
   }
+  router::AddIdentity(in_.routing, in_.x, h, absl::MakeSpan(out));
   return grpc::Status::OK;
 }
 

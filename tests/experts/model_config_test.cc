@@ -113,8 +113,8 @@ TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   using ::moe::testing::StatusIs;
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'model_type' is 'switch_transformers'"));
-  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "longcat_flash"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: its zero (identity) experts"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "bailing_moe"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: Ling 1.x/2.0 exist only as remote code"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "llama4"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "model_type llama4_text"));
   const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
@@ -221,6 +221,26 @@ TEST(ModelConfigFamiliesTest, DbrxNestedFfnConfigAndPNorm) {
               StatusIs(absl::StatusCode::kInvalidArgument, "expected a p > 0"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "dbrx", "d_model": 16, "n_layers": 3})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'ffn_config'"));
+}
+
+// LongCat-Flash counts its decoder layers in num_layers and scores zero experts beside the routed.
+TEST(ModelConfigFamiliesTest, LongcatFlashLayersAndZeroExperts) {
+  ASSERT_OK_AND_ASSIGN(ModelConfig c, ModelConfig::Parse(R"({"model_type": "longcat_flash", "hidden_size": 16,
+    "num_layers": 3, "n_routed_experts": 8, "moe_topk": 2, "expert_ffn_hidden_size": 12, "zero_expert_num": 4,
+    "routed_scaling_factor": 1.5, "router_bias": true})"));
+  EXPECT_EQ(c.num_layers, 3);
+  EXPECT_EQ(c.num_experts, 8);
+  EXPECT_EQ(c.zero_experts, 4);
+  EXPECT_EQ(c.top_k, 2);
+  EXPECT_EQ(c.names.router_bias, "model.layers.{L}.mlp.router.classifier.bias");
+  ASSERT_OK_AND_ASSIGN(ModelConfig again, ModelConfig::Parse(c.ToJson()));
+  EXPECT_EQ(again.zero_experts, 4);
+  EXPECT_EQ(again.num_layers, 3);
+  EXPECT_FALSE(again.names.router_bias.empty());
+  // top-k may reach into the zero experts, not past them.
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "longcat_flash", "hidden_size": 16, "num_layers": 1,
+    "n_routed_experts": 2, "moe_topk": 5, "expert_ffn_hidden_size": 12, "zero_expert_num": 2})"),
+              ::moe::testing::StatusIs(absl::StatusCode::kInvalidArgument, "exceeds the number of experts (4)"));
 }
 
 TEST(ModelConfigFamiliesTest, LayerRulesOfTheNewFamilies) {

@@ -106,6 +106,12 @@ CASES = [
                                               n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2,
                                               norm_topk_prob=True, routed_scaling_factor=2.5, layer_group_size=2,
                                               pad_token_id=0, eos_token_id=1)),
+    # LongCat-Flash: 4 zero (identity) experts beside the 8 routed ones; its config counts decoder
+    # layers in num_layers (num_hidden_layers is twice that, the attention sublayers).
+    ("longcat_flash", "longcat_flash", dict(num_hidden_layers=2 * LAYERS, n_routed_experts=E, zero_expert_num=4,
+                                            moe_topk=K, expert_ffn_hidden_size=MOE_I, ffn_hidden_size=DENSE_I,
+                                            routed_scaling_factor=1.5, q_lora_rank=16, kv_lora_rank=16,
+                                            qk_nope_head_dim=8, qk_rope_head_dim=8, head_dim=8, v_head_dim=16)),
     ("jamba", "jamba", dict(num_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I, expert_layer_period=2,
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
@@ -123,8 +129,8 @@ def spread_router(model, rng):
     """Router weights with a spread that separates top-k; selection biases of both signs."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(("gate.weight", "router.weight", "gate.wg.weight", "ffn.router.layer.weight")) and \
-                    p.dim() == 2 and p.shape[0] == E:
+            if name.endswith(("gate.weight", "router.weight", "gate.wg.weight", "ffn.router.layer.weight",
+                              "router.classifier.weight")) and p.dim() == 2 and p.shape[0] >= E:
                 p.copy_(torch.from_numpy(rng.normal(0, 2.0 * H ** -0.5, tuple(p.shape)).astype(np.float32)))
             if name.endswith(("router.bias", "_proj_bias")):  # gpt-oss: router and expert biases
                 p.copy_(torch.from_numpy(rng.normal(0, 0.3, tuple(p.shape)).astype(np.float32)))
@@ -157,8 +163,10 @@ def hf_reference(model, layer, x):
     if shared is not None:
         with torch.no_grad():
             out = out + shared(torch.from_numpy(x)[None])
-    experts = [sorted(map(int, row)) for row in chosen[0].reshape(N_TOKENS, -1)] if chosen else None
-    return out.reshape(N_TOKENS, H).double().numpy(), experts
+    # (Zero experts, ids >= E in LongCat-Flash, are computed on the router and not reported.)
+    experts = [sorted(int(e) for e in row if e < E) for row in chosen[0].reshape(N_TOKENS, -1)] if chosen else None
+    zero_picks = int((chosen[0] >= E).sum()) if chosen else 0
+    return out.reshape(N_TOKENS, H).double().numpy(), experts, zero_picks
 
 
 FP8_BLOCK = [16, 16]  # tiny dims: 24 and 40 leave ragged edge blocks
@@ -354,12 +362,15 @@ def main():
         refs = [hf_reference(model, layer, xs[layer]) for layer in range(LAYERS)]
         moe_layers = sum(r[1] is not None for r in refs)
         check(moe_layers > 0, f"{label}: {shards} shards, {moe_layers} of {LAYERS} layers MoE in HF's model")
+        if model_type == "longcat_flash":
+            zero_picks = sum(r[2] for r in refs)
+            check(zero_picks > 0, f"{label}: HF chose zero (identity) experts {zero_picks} times")
         for mode, workers in (("in-process", 0), ("networked", 3)):
             cluster = Cluster(args.bin, ckpt, workers, f32_compute=fp8 or mxfp4, quiet=True)
             try:
                 for layer in range(LAYERS):
                     got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
-                    ref_out, ref_experts = refs[layer]
+                    ref_out, ref_experts, _ = refs[layer]
                     err = np.abs(got - ref_out).max() / np.abs(ref_out).max()
                     if ref_experts is None:
                         check(err <= TOL, f"{label}, {mode}, layer {layer} (dense): rel err {err:.2e}")

@@ -70,5 +70,24 @@ TEST(CombineTest, TokenMajorIsBitIdenticalToExpertByExpertAccumulation) {
   for (int i = 0; i < num_tokens * h; ++i) ASSERT_EQ(whole[i], by_expert[i]) << "value " << i;
 }
 
+TEST(CombineTest, ZeroExpertsAddTheirWeightTimesTheInput) {
+  Routing r;
+  r.num_tokens = 2;
+  r.token_offsets = {0, 1, 1};
+  r.experts = {0};
+  r.weights = {0.5f};
+  r.identity_weights = {0.25f, 2.0f};  // token 1 chose only zero experts
+  ASSERT_OK_AND_ASSIGN(DispatchPlan plan, DispatchPlan::Build(r, 1));
+  const int h = 3;
+  const std::vector<float> x = testing::RandomVector(2 * h, 5), expert_out = testing::RandomVector(h, 6);
+  std::vector<float> out(2 * h);
+  Combine(plan, expert_out, h, absl::MakeSpan(out));
+  AddIdentity(r, x, h, absl::MakeSpan(out));
+  for (int j = 0; j < h; ++j) {
+    EXPECT_FLOAT_EQ(out[j], 0.5f * expert_out[j] + 0.25f * x[j]);
+    EXPECT_FLOAT_EQ(out[h + j], 2.0f * x[h + j]);
+  }
+}
+
 }  // namespace
 }  // namespace moe::router

@@ -192,7 +192,6 @@ TEST(GateFamiliesTest, ErnieFloorsTheRenormalisationAndLlama4WeighsTheInput) {
   EXPECT_NEAR(l.WeightsOf(0)[1], Sigmoid(-1.0), 1e-6);
 }
 
-}  // namespace
 TEST(GateFamiliesTest, DbrxDividesByThePNorm) {
   // Softmax of (0, -1, -3); the top-2 p = (0.705, 0.259) divided by (Σ pᵢ²)^½ with p = 2, by
   // their sum with p = 1.
@@ -218,4 +217,40 @@ TEST(GateFamiliesTest, DbrxDividesByThePNorm) {
   EXPECT_NE(spec.DebugString().find("renormalised by the 2-norm"), std::string::npos) << spec.DebugString();
 }
 
+TEST(GateFamiliesTest, LongcatZeroExpertsBecomeIdentityWeights) {
+  // 2 routed + 2 zero experts, softmax over all 4 of (2, 0, 0, 3) (the identity weight makes x
+  // the logits); top-2 = zero expert 3 and routed expert 0, × 1.5, not renormalised.
+  RoutingSpec spec;
+  spec.num_experts = 2;
+  spec.zero_experts = 2;
+  spec.top_k = 2;
+  spec.norm_topk_prob = false;
+  spec.routed_scaling_factor = 1.5f;
+  const Tensor w = Identity(4);
+  std::vector<float> x = {2.0f, 0.0f, 0.0f, 3.0f};
+  const double z = std::exp(2.0) + 2 + std::exp(3.0);
+  ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, 4, {.weight = &w}));
+  ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(x, 1));
+  EXPECT_EQ(Ids(r, 0), (std::vector<int>{0}));
+  EXPECT_NEAR(r.WeightsOf(0)[0], 1.5 * std::exp(2.0) / z, 1e-6);
+  ASSERT_EQ(r.identity_weights.size(), 1u);
+  EXPECT_NEAR(r.identity_weights[0], 1.5 * std::exp(3.0) / z, 1e-6);
+  ASSERT_OK_AND_ASSIGN(std::vector<float> scores, gate.Scores(x, 1));
+  EXPECT_EQ(scores.size(), 2u);  // the routed experts' columns only
+  EXPECT_NEAR(scores[0], std::exp(2.0) / z, 1e-6);
+  EXPECT_NE(spec.DebugString().find("2 zero (identity) experts"), std::string::npos) << spec.DebugString();
+  // Both zero experts chosen: no pair at all, the weights summed.
+  x = {0.0f, 0.0f, 3.0f, 3.0f};
+  ASSERT_OK_AND_ASSIGN(Routing only_zero, gate.Route(x, 1));
+  EXPECT_TRUE(Ids(only_zero, 0).empty());
+  EXPECT_NEAR(only_zero.identity_weights[0], 1.5 * 2 * std::exp(3.0) / (2 + 2 * std::exp(3.0)), 1e-6);
+  // Policies that need every expert to be real are refused.
+  spec.n_group = 2;
+  spec.topk_group = 1;
+  spec.group_score = RoutingSpec::GroupScore::kTop2Sum;
+  EXPECT_THAT(Gate::Create(spec, 4, {.weight = &w}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "token-choice top-k routing only"));
+}
+
+}  // namespace
 }  // namespace moe::router

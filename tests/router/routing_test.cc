@@ -29,5 +29,17 @@ TEST(ConcatenateTest, RenumbersTokensAndSumsStatistics) {
   EXPECT_EQ(all.ExpertsOf(2)[0], 3);
 }
 
+TEST(ConcatenateTest, IdentityWeightsLineUpWithTheirTokens) {
+  // LongCat-Flash's zero experts: a part without identity weights contributes zeros.
+  Routing a{.num_tokens = 2, .num_experts = 2, .token_offsets = {0, 1, 1}, .experts = {0}, .weights = {0.5f}};
+  Routing b{.num_tokens = 2, .num_experts = 2, .token_offsets = {0, 1, 2}, .experts = {1, 0},
+            .weights = {0.25f, 1.0f}, .identity_weights = {0.75f, 0.0f}};
+  const Routing* parts[] = {&a, &b, &a};
+  const Routing all = Concatenate(parts);
+  EXPECT_EQ(all.identity_weights, (std::vector<float>{0, 0, 0.75f, 0, 0, 0}));
+  const Routing* none[] = {&a, &a};
+  EXPECT_TRUE(Concatenate(none).identity_weights.empty());
+}
+
 }  // namespace
 }  // namespace moe::router
