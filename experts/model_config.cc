@@ -29,8 +29,6 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
   }
   // Families seen but not served yet, with what each needs (docs/ROUTING.md).
   static constexpr std::pair<const char*, const char*> kNotYet[] = {
-      {"bailing_moe", "Ling 1.x/2.0 exist only as remote code, with no transformers module to test against; Ling 2.5 "
-                      "(model_type bailing_hybrid) is served"},
       {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
       {"qwen3_5_moe", "it is the multimodal wrapper: serve its text model (model_type qwen3_5_moe_text)"},
   };

@@ -113,8 +113,8 @@ TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   using ::moe::testing::StatusIs;
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'model_type' is 'switch_transformers'"));
-  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "bailing_moe"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: Ling 1.x/2.0 exist only as remote code"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_5_moe"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "model_type qwen3_5_moe_text"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "llama4"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "model_type llama4_text"));
   const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
@@ -168,6 +168,8 @@ TEST(ModelConfigFamiliesTest, EveryAliasReadsTheSameField) {
       {"afmoe", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8)"},
       {"qwen3_5_moe_text", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
       {"minimax", "num_local_experts", R"("intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"bailing_moe", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2)"},
+      {"bailing_moe_v2", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_token": 2, "score_function": "sigmoid", "moe_router_enable_expert_bias": true)"},
       {"bailing_hybrid", "num_experts", R"("moe_intermediate_size": 8, "num_experts_per_token": 2, "intermediate_size": 8, "num_expert_group": 2, "topk_group": 1)"},
       {"bailing_hybrid", "num_local_experts", R"("moe_intermediate_size": 8, "num_experts_per_tok": 2, "intermediate_size": 8, "n_group": 2, "topk_group": 1)"},
   };

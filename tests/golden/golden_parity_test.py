@@ -2,7 +2,8 @@
 
 For each family this writes a checkpoint with the `safetensors` package itself (not with our
 writer), computes each layer's output in float64 NumPy from routing.md (and DeepSeek's published
-gate code), and compares moe-serve's answers — in-process (a --local router) and over the network
+gate code; Ling 1.x/2.0's bailing_moe, which transformers does not have, from its remote code's
+math as docs/ROUTING.md states it), and compares moe-serve's answers — in-process (a --local router) and over the network
 (router + workers, shared experts in the router or on a worker) — token by token: the selected
 experts must be identical for every token without a near-tie, and the output relative error
 ≤ 1e-5 (f32). Run by ctest through the virtualenv that scripts/test.sh makes (numpy, safetensors).
@@ -41,6 +42,11 @@ def config_for(family, **over):
              "scoring_func": "sigmoid" if v3 else "softmax", "topk_method": "noaux_tc" if v3 else "greedy",
              "n_group": 4 if v3 else 1, "topk_group": 2 if v3 else 1, "norm_topk_prob": v3,
              "routed_scaling_factor": 2.5 if v3 else 16.0}
+    elif family == "bailing_moe":  # Ling 2.0's router by default; Ling 1.x's with overrides
+        c = {"model_type": "bailing_moe", "num_experts": E, "moe_intermediate_size": MOE_I,
+             "intermediate_size": DENSE_I, "num_shared_experts": 1, "first_k_dense_replace": 1,
+             "score_function": "sigmoid", "moe_router_enable_expert_bias": True, "n_group": 4, "topk_group": 2,
+             "norm_topk_prob": True, "routed_scaling_factor": 2.5}
     elif family == "switch_moe":
         c = {"model_type": "switch_moe", "num_experts": E, "intermediate_size": MOE_I, "capacity_factor": 1.0}
         base["num_experts_per_tok"] = 1
@@ -55,6 +61,8 @@ def is_moe(c, layer):
         return layer not in c["mlp_only_layers"] and (layer + 1) % c["decoder_sparse_step"] == 0
     if t.startswith("deepseek"):
         return layer >= c["first_k_dense_replace"] and layer % c["moe_layer_freq"] == 0
+    if t == "bailing_moe":
+        return layer >= c["first_k_dense_replace"]
     return True
 
 
@@ -64,7 +72,8 @@ def names(c, layer):
     if c["model_type"] == "mixtral":
         return {"gate": p + "block_sparse_moe.gate.weight",
                 "expert": lambda e, w: p + f"block_sparse_moe.experts.{e}.{ {'gate': 'w1', 'up': 'w3', 'down': 'w2'}[w] }.weight"}
-    n = {"gate": p + "mlp.gate.weight", "bias": p + "mlp.gate.e_score_correction_bias",
+    bias = "mlp.gate.expert_bias" if c["model_type"] == "bailing_moe" else "mlp.gate.e_score_correction_bias"
+    n = {"gate": p + "mlp.gate.weight", "bias": p + bias,
          "expert": lambda e, w: p + f"mlp.experts.{e}.{w}_proj.weight",
          "dense": lambda w: p + f"mlp.{w}_proj.weight", "shared_gate": p + "mlp.shared_expert_gate.weight"}
     block = "shared_expert" if c["model_type"] == "qwen2_moe" else "shared_experts"
@@ -88,13 +97,15 @@ def make_weights(c, rng, bias_range):
         w[n["gate"]] = rng.normal(0, H ** -0.5, (E, H)).astype(np.float32)
         for e in range(E):
             mlp(lambda p, e=e: n["expert"](e, p), MOE_I)
-        if c["model_type"] == "deepseek_v3":
+        if c["model_type"] == "deepseek_v3" or c.get("moe_router_enable_expert_bias"):
             w[n["bias"]] = rng.uniform(*bias_range, E).astype(np.float32)
         if c["model_type"] == "qwen2_moe":
             w[n["shared_gate"]] = rng.normal(0, H ** -0.5, (1, H)).astype(np.float32)
             mlp(n["shared"], c["shared_expert_intermediate_size"])
         if c["model_type"].startswith("deepseek"):
             mlp(n["shared"], c["n_shared_experts"] * MOE_I)
+        if c["model_type"] == "bailing_moe" and c["num_shared_experts"] > 0:
+            mlp(n["shared"], c["num_shared_experts"] * MOE_I)
     return w
 
 
@@ -112,13 +123,16 @@ def reference(c, w, layer, x):
         return run_mlp(w, n["dense"], x), [[] for _ in range(n_tok)], np.full(n_tok, np.inf)
     t, k = c["model_type"], c["num_experts_per_tok"]
     logits = x @ w[n["gate"]].astype(np.float64).T
-    if c.get("scoring_func") == "sigmoid":
+    if c.get("scoring_func", c.get("score_function")) == "sigmoid":
         scores = 1 / (1 + np.exp(-logits))
     else:
         scores = np.exp(logits - logits.max(1, keepdims=True))
         scores /= scores.sum(1, keepdims=True)
-    sel = scores + (w[n["bias"]].astype(np.float64) if t == "deepseek_v3" else 0)
+    biased = t == "deepseek_v3" or c.get("moe_router_enable_expert_bias")
+    sel = scores + (w[n["bias"]].astype(np.float64) if biased else 0)
     margins = np.full(n_tok, np.inf)
+    if t == "bailing_moe" and c["n_group"] > 1:
+        c = dict(c, topk_method="noaux_tc")  # Ling 2.0 scores groups by their top-2 sum
     if c.get("topk_method") in ("group_limited_greedy", "noaux_tc"):
         g = sel.reshape(n_tok, c["n_group"], -1)
         gs = np.sort(g, axis=2)[:, :, -2:].sum(2) if c["topk_method"] == "noaux_tc" else g.max(2)
@@ -146,6 +160,10 @@ def reference(c, w, layer, x):
         if k > 1 and c["norm_topk_prob"]:
             wts = wts / (wts.sum(1, keepdims=True) + 1e-20)
         wts = wts * c["routed_scaling_factor"]
+    elif t == "bailing_moe":
+        if c["norm_topk_prob"]:
+            wts = wts / (wts.sum(1, keepdims=True) + 1e-20)
+        wts = wts * c.get("routed_scaling_factor", 1.0)
     chosen_lists = [list(map(int, row)) for row in chosen]
     if t == "switch_moe":  # capacity in token order; past it the token gets no expert output
         cap = int(np.ceil(c["capacity_factor"] * n_tok * k / E))
@@ -163,7 +181,7 @@ def reference(c, w, layer, x):
     if t == "qwen2_moe":
         gate = 1 / (1 + np.exp(-(x @ w[n["shared_gate"]].astype(np.float64).T)))
         out += gate * run_mlp(w, n["shared"], x)
-    if t.startswith("deepseek"):
+    if t.startswith("deepseek") or (t == "bailing_moe" and c["num_shared_experts"] > 0):
         out += run_mlp(w, n["shared"], x)
     return out, chosen_lists, margins
 
@@ -191,6 +209,11 @@ def main():
         # Biases below -1 make every biased score negative: the −∞ vs 0.0 mask case.
         ("deepseek_v3", {}, (-1.2, -0.6)),
         ("switch_moe", {}, (0, 0)),
+        # Ling 2.0 (sigmoid, expert bias, groups, x2.5) and Ling 1.x (softmax, no bias or groups).
+        ("bailing_moe", {}, (-0.3, 0.3)),
+        ("bailing_moe", {"score_function": "softmax", "moe_router_enable_expert_bias": False, "n_group": 1,
+                         "topk_group": 1, "routed_scaling_factor": 1.0, "num_shared_experts": 0,
+                         "first_k_dense_replace": 0}, (0, 0)),
     ]
     rng = np.random.default_rng(2026)
     for family, over, bias_range in cases:
