@@ -22,16 +22,22 @@
 #include "experts/status_macros.h"
 
 namespace moe::experts {
+namespace {
+
+// Both Ling families name their tensors alike (the selection bias is gate.expert_bias on disk).
+const TensorNames kLingNames = {.gate = "model.layers.{L}.mlp.gate.weight",
+                                .gate_bias = "model.layers.{L}.mlp.gate.expert_bias",
+                                .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight",
+                                .shared = "model.layers.{L}.mlp.shared_experts.{P}.weight",
+                                .dense = "model.layers.{L}.mlp.{P}.weight"};
+
+}  // namespace
 
 extern const FamilyDescriptor kBailingMoe = {
     .model_type = "bailing_moe",
     .also_accepts = {"bailing_moe_v2"},
     .architecture = "BailingMoeV2ForCausalLM",
-    .names = {.gate = "model.layers.{L}.mlp.gate.weight",
-              .gate_bias = "model.layers.{L}.mlp.gate.expert_bias",
-              .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight",
-              .shared = "model.layers.{L}.mlp.shared_experts.{P}.weight",
-              .dense = "model.layers.{L}.mlp.{P}.weight"},
+    .names = kLingNames,
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
       RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"},
                                      {"num_experts_per_tok", "num_experts_per_token"}, {"moe_intermediate_size"}));
@@ -84,11 +90,7 @@ extern const FamilyDescriptor kBailingHybrid = {
     .model_type = "bailing_hybrid",
     .also_accepts = {},
     .architecture = "BailingHybridForCausalLM",
-    .names = {.gate = "model.layers.{L}.mlp.gate.weight",
-              .gate_bias = "model.layers.{L}.mlp.gate.expert_bias",
-              .expert = "model.layers.{L}.mlp.experts.{E}.{P}.weight",
-              .shared = "model.layers.{L}.mlp.shared_experts.{P}.weight",
-              .dense = "model.layers.{L}.mlp.{P}.weight"},
+    .names = kLingNames,
     .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
       RETURN_IF_ERROR(ReadExpertDims(j, c, {"num_experts", "num_local_experts"},
                                      {"num_experts_per_token", "num_experts_per_tok"}, {"moe_intermediate_size"}));
