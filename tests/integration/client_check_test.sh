@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # moe-client --check through a real cluster on a model with shared experts and a dense first layer
-# (DeepSeek-V3 layout): every layer's networked output must match the in-process reference.
+# (DeepSeek-V3 layout), then on dbrx, longcat_flash and bailing_moe checkpoints: every layer's
+# networked output must match the in-process reference.
 # Args: <bin dir> <tmp dir>.
 set -euo pipefail
 bin="$1"; tmp="$2/client-check"
@@ -12,4 +13,16 @@ out=$("$bin/moe-cluster" --checkpoint="$tmp/model" --workers=2 --nometrics -- mo
 echo "$out" | grep -E "^layer|check vs|parity"
 worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
 [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: parity $worst"; exit 1; }
-echo "1 passed, 0 failed"
+# Families of new shapes written by moe-make-checkpoint --family: flat [E·I, H] stacks (dbrx),
+# zero experts (longcat_flash), Ling's router (bailing_moe): networked equals in-process.
+for family in dbrx longcat_flash bailing_moe; do
+  rm -rf "$tmp/$family"
+  "$bin/moe-make-checkpoint" --family=$family --out="$tmp/$family" --hidden_size=64 --intermediate_size=32 \
+    --num_experts=8 --top_k=2 --num_layers=2 --dtype=f32 --seed=5 >/dev/null
+  out=$("$bin/moe-cluster" --checkpoint="$tmp/$family" --workers=2 --nometrics -- moe-client --tokens=48 --all_layers \
+        --check --checkpoint="$tmp/$family" 2>/dev/null)
+  worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
+  echo "$family: parity ${worst:-missing}"
+  [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: $family parity $worst"; exit 1; }
+done
+echo "4 passed, 0 failed"
