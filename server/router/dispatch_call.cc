@@ -1,6 +1,8 @@
 // server/router/dispatch_call.cc
 #include "server/router/dispatch_call.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/tensor_codec.h"
@@ -52,6 +54,7 @@ DispatchCall::DispatchCall(WorkerPool* pool, DispatchInput input, grpc::Callback
 
 grpc::Status DispatchCall::BuildCalls() {
   const router::DispatchPlan& plan = in_.plan;
+  each_token_once_ = in_.each_token_once && plan.row_input_scales().empty();
   const int num_experts = plan.num_experts();
   call_of_expert_.assign(num_experts, -1);
   offset_of_expert_.assign(num_experts, 0);
@@ -86,35 +89,72 @@ grpc::Status DispatchCall::BuildCalls() {
     call.experts.push_back(e);
     call.rows += plan.RowsOf(e);
   }
+  for (auto& c : calls_) FillRequest(*c);
+  return grpc::Status::OK;
+}
+
+void DispatchCall::FillRequest(WorkerCall& c) {
+  const router::DispatchPlan& plan = in_.plan;
   const size_t elem = experts::DTypeSize(in_.wire_dtype);
-  std::vector<float> row_buffer;
-  for (auto& c : calls_) {
-    c->request.set_layer(in_.layer);
-    moe::v1::Tensor* tokens = c->request.mutable_tokens();
-    tokens->set_dtype(proto::ToWireDType(in_.wire_dtype));
-    tokens->add_shape(c->rows);
-    tokens->add_shape(in_.hidden);
-    std::string* data = tokens->mutable_data();
-    data->resize(static_cast<size_t>(c->rows * in_.hidden) * elem);
-    char* dst = data->data();
-    for (int e : c->experts) {
-      moe::v1::ExpertGroup* g = c->request.add_groups();
-      g->set_expert(e);
-      g->set_num_rows(plan.RowsOf(e));
-      std::vector<float> scaled;  // Routing::weight_on_input: the row times its weight
+  c.request.set_layer(in_.layer);
+  moe::v1::Tensor* tokens = c.request.mutable_tokens();
+  tokens->set_dtype(proto::ToWireDType(in_.wire_dtype));
+  std::string* data = tokens->mutable_data();
+  if (each_token_once_) {
+    // (token, expert, weight) of every row of these experts, then by token: each token's pairs
+    // stay in ascending expert order (the experts are ascending and the sort is stable).
+    struct Pair {
+      int32_t token, expert;
+      float weight;
+    };
+    std::vector<Pair> pairs;
+    for (int e : c.experts) {
       for (int64_t r = plan.ExpertBegin(e); r < plan.ExpertEnd(e); ++r) {
-        const float* src = in_.x.data() + static_cast<int64_t>(plan.row_tokens()[r]) * in_.hidden;
-        if (!plan.row_input_scales().empty()) {
-          scaled.resize(in_.hidden);
-          plan.Gather(in_.x, in_.hidden, r, 1, scaled.data());
-          src = scaled.data();
-        }
-        experts::ConvertFromF32(in_.wire_dtype, src, dst, in_.hidden);
-        dst += in_.hidden * elem;
+        pairs.push_back({plan.row_tokens()[r], e, plan.row_weights()[r]});
       }
     }
+    std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.token < b.token; });
+    c.tokens.clear();
+    for (const Pair& p : pairs) {
+      if (c.tokens.empty() || c.tokens.back() != p.token) {
+        c.tokens.push_back(p.token);
+        c.request.add_pair_counts(0);
+      }
+      c.request.set_pair_counts(c.request.pair_counts_size() - 1, c.request.pair_counts(c.request.pair_counts_size() - 1) + 1);
+      c.request.add_pair_experts(p.expert);
+      c.request.add_pair_weights(p.weight);
+    }
+    c.rows = static_cast<int64_t>(c.tokens.size());
+    tokens->add_shape(c.rows);
+    tokens->add_shape(in_.hidden);
+    data->resize(static_cast<size_t>(c.rows * in_.hidden) * elem);
+    char* dst = data->data();
+    for (int32_t t : c.tokens) {
+      experts::ConvertFromF32(in_.wire_dtype, in_.x.data() + static_cast<int64_t>(t) * in_.hidden, dst, in_.hidden);
+      dst += in_.hidden * elem;
+    }
+    return;
   }
-  return grpc::Status::OK;
+  tokens->add_shape(c.rows);
+  tokens->add_shape(in_.hidden);
+  data->resize(static_cast<size_t>(c.rows * in_.hidden) * elem);
+  char* dst = data->data();
+  for (int e : c.experts) {
+    moe::v1::ExpertGroup* g = c.request.add_groups();
+    g->set_expert(e);
+    g->set_num_rows(plan.RowsOf(e));
+    std::vector<float> scaled;  // Routing::weight_on_input: the row times its weight
+    for (int64_t r = plan.ExpertBegin(e); r < plan.ExpertEnd(e); ++r) {
+      const float* src = in_.x.data() + static_cast<int64_t>(plan.row_tokens()[r]) * in_.hidden;
+      if (!plan.row_input_scales().empty()) {
+        scaled.resize(in_.hidden);
+        plan.Gather(in_.x, in_.hidden, r, 1, scaled.data());
+        src = scaled.data();
+      }
+      experts::ConvertFromF32(in_.wire_dtype, src, dst, in_.hidden);
+      dst += in_.hidden * elem;
+    }
+  }
 }
 
 void DispatchCall::StartLocal() {
@@ -169,6 +209,8 @@ void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
   if (in_.metrics != nullptr) {
     in_.metrics->SetInflight(call.worker, inflight);
     in_.metrics->RecordDispatch(call.worker, absl::Now() - call.issued);
+    in_.metrics->RecordBytes(call.worker, call.request.tokens().data().size(),
+                             status.ok() ? call.response.outputs().data().size() : 0);
   }
   if (pool_->ReportOutcome(call.worker, status) && in_.metrics != nullptr) {
     in_.metrics->SetUp(call.worker, status.error_code() != grpc::StatusCode::UNAVAILABLE);
@@ -203,36 +245,24 @@ bool DispatchCall::FailOver(WorkerCall& failed) {
                      stranded.size() == 1 ? "expert " : "experts ", absl::StrJoin(stranded, ","), " to fail over to"));
     return false;
   }
-  // One new call per target worker, with the failed call's rows of its experts, in expert order.
-  const size_t row_bytes = static_cast<size_t>(in_.hidden) * experts::DTypeSize(in_.wire_dtype);
-  const std::string& rows = failed.request.tokens().data();
+  // One new call per target worker with the rows of its experts, in expert order.
   std::vector<std::unique_ptr<WorkerCall>> fresh;
   std::vector<int> fresh_of_worker(pool_->size(), -1);
   std::vector<int64_t> offsets(num);
-  int64_t at = 0;
   for (int j = 0; j < num; ++j) {
     const int e = failed.experts[j];
-    const int64_t count = in_.plan.RowsOf(e);
     if (fresh_of_worker[target[j]] < 0) {
       fresh_of_worker[target[j]] = static_cast<int>(fresh.size());
       fresh.push_back(std::make_unique<WorkerCall>());
-      WorkerCall& c = *fresh.back();
-      c.worker = target[j];
-      c.retried = true;
-      c.request.set_layer(in_.layer);
-      c.request.mutable_tokens()->set_dtype(failed.request.tokens().dtype());
+      fresh.back()->worker = target[j];
+      fresh.back()->retried = true;
     }
     WorkerCall& c = *fresh[fresh_of_worker[target[j]]];
     offsets[j] = c.rows;
     c.experts.push_back(e);
-    c.rows += count;
-    moe::v1::ExpertGroup* g = c.request.add_groups();
-    g->set_expert(e);
-    g->set_num_rows(count);
-    c.request.mutable_tokens()->mutable_data()->append(rows, static_cast<size_t>(at) * row_bytes,
-                                                        static_cast<size_t>(count) * row_bytes);
-    at += count;
+    c.rows += in_.plan.RowsOf(e);
   }
+  for (auto& c : fresh) FillRequest(*c);
   std::vector<WorkerCall*> to_issue;
   {
     absl::MutexLock lock(&calls_mu_);
@@ -242,8 +272,6 @@ bool DispatchCall::FailOver(WorkerCall& failed) {
       offset_of_expert_[failed.experts[j]] = offsets[j];
     }
     for (auto& c : fresh) {
-      c->request.mutable_tokens()->add_shape(c->rows);
-      c->request.mutable_tokens()->add_shape(in_.hidden);
       to_issue.push_back(c.get());
       calls_.push_back(std::move(c));
     }
@@ -317,13 +345,25 @@ grpc::Status DispatchCall::Combine(std::vector<float>& out) {
                              h, absl::MakeSpan(out));
       continue;
     }
-    if (call_of_expert_[e] < 0) continue;
+    if (call_of_expert_[e] < 0 || each_token_once_) continue;
     const WorkerCall& c = *calls_[call_of_expert_[e]];
     const int64_t count = plan.RowsOf(e);
     rows.resize(static_cast<size_t>(count * h));
     const char* src = c.response.outputs().data().data() + offset_of_expert_[e] * h * elem;
     experts::ConvertToF32(in_.wire_dtype, src, rows.data(), rows.size());
     router::AccumulateRows(plan, plan.ExpertBegin(e), count, rows.data(), h, absl::MakeSpan(out));
+  }
+  if (each_token_once_) {  // one weighted sum per token and worker, in call order
+    for (const auto& c : calls_) {
+      if (c->replaced) continue;
+      rows.resize(static_cast<size_t>(c->rows * h));
+      experts::ConvertToF32(in_.wire_dtype, c->response.outputs().data().data(), rows.data(), rows.size());
+      for (int64_t i = 0; i < c->rows; ++i) {
+        float* dst = out.data() + static_cast<int64_t>(c->tokens[i]) * h;
+        const float* sum = rows.data() + i * h;
+        for (int64_t j = 0; j < h; ++j) dst[j] += sum[j];
+      }
+    }
   }
   router::AddIdentity(in_.routing, in_.x, h, absl::MakeSpan(out));
   return grpc::Status::OK;

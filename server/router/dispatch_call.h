@@ -50,6 +50,10 @@ struct DispatchInput {
   RouterMetrics* metrics = nullptr;  // may be null
   const experts::ModelConfig* config = nullptr;  // for the replicas gauge when a worker changes state
   RateLimitedLog* log = nullptr;     // warnings for failed dispatches; may be null
+  // Send each token once per worker with its (expert, weight) pairs there and take back one
+  // weighted sum per token (ExpertRequest's each-token-once form), instead of one row per pair.
+  // Not with Routing::weight_on_input (a pair's weight scales its input there).
+  bool each_token_once = true;
 };
 
 // Adds the routing of every token to `response` (routed experts; the always-on weight apart).
@@ -70,7 +74,8 @@ class DispatchCall {
   struct WorkerCall {
     int worker = -1;
     std::vector<int> experts;  // ascending
-    int64_t rows = 0;
+    int64_t rows = 0;          // rows sent: pairs, or tokens in the each-token-once form
+    std::vector<int32_t> tokens;  // each-token-once form: the token of each row sent (ascending)
     std::shared_ptr<TrackedCall> tracked;  // the ClientContext, shared with the health checker
     moe::v1::ExpertRequest request;
     moe::v1::ExpertResponse response;
@@ -83,6 +88,9 @@ class DispatchCall {
   DispatchCall(WorkerPool* pool, DispatchInput input, grpc::CallbackServerContext* server_context, Done done);
   // OK, or UNAVAILABLE when an expert's only replicas are known down (nothing is sent then).
   grpc::Status BuildCalls();
+  // Fills call.request (and call.rows, call.tokens) with the rows of call.experts, in the form
+  // each_token_once_ says.
+  void FillRequest(WorkerCall& call);
   void StartLocal();
   void Issue(WorkerCall& call);
   void OnReply(WorkerCall& call, grpc::Status status);
@@ -111,6 +119,7 @@ class DispatchCall {
   std::vector<float> local_in_, local_out_;
   absl::Status local_status_;
   std::atomic<int> pending_{0};
+  bool each_token_once_ = false;  // in_.each_token_once, unless the routing weighs inputs
 };
 
 }  // namespace moe::server

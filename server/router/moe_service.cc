@@ -249,6 +249,7 @@ void MoeServiceImpl::FillCommon(DispatchInput& in) const {
   in.metrics = metrics_;
   in.config = &model_->config();
   in.log = log_;
+  in.each_token_once = options_.each_token_once;
 }
 
 void MoeServiceImpl::Dispatch(Validated v, router::Routing routing,

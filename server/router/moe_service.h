@@ -46,6 +46,9 @@ struct MoeServiceOptions {
   // Forwards admitted and not yet answered (unary, stream steps and ModelInfer together); one
   // more is refused at once with RESOURCE_EXHAUSTED, so overload never turns into timeouts.
   int max_inflight = 256;
+  // Networked: each token crosses to a worker once with its experts there, and one weighted sum
+  // per token comes back (DispatchInput::each_token_once); false: one row per (token, expert).
+  bool each_token_once = true;
 };
 
 // Forward is a raw method (it parses the request bytes itself), so that bytes that are not a

@@ -88,7 +88,14 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::Mode
                         .Name("moe_worker_failovers_total")
                         .Help("Token groups of a failed call to the worker re-sent to replicas of their experts.")
                         .Register(registry);
+  auto& bytes = prometheus::BuildCounter()
+                    .Name("moe_worker_dispatch_bytes_total")
+                    .Help("Tensor bytes of ExpertService calls, by worker and direction (sent: token rows to the "
+                          "worker; received: outputs back).")
+                    .Register(registry);
   for (const std::string& w : workers) {
+    bytes_sent_.push_back(&bytes.Add({{"worker", w}, {"direction", "sent"}}));
+    bytes_received_.push_back(&bytes.Add({{"worker", w}, {"direction", "received"}}));
     failovers_.push_back(&failovers.Add({{"worker", w}}));
     dispatch_duration_.push_back(&dispatch.Add({{"worker", w}}, LatencyBuckets()));
     inflight_.push_back(&inflight.Add({{"worker", w}}));
@@ -169,6 +176,11 @@ void RouterMetrics::SetInflight(int worker, int inflight) { inflight_[worker]->S
 void RouterMetrics::SetUp(int worker, bool up) { up_[worker]->Set(up ? 1 : 0); }
 
 void RouterMetrics::RecordFailover(int worker, int groups) { failovers_[worker]->Increment(groups); }
+
+void RouterMetrics::RecordBytes(int worker, size_t sent, size_t received) {
+  bytes_sent_[worker]->Increment(static_cast<double>(sent));
+  bytes_received_[worker]->Increment(static_cast<double>(received));
+}
 
 void RouterMetrics::RecordDegraded(int expert, bool rerouted, int64_t tokens) {
   (rerouted ? degraded_rerouted_ : degraded_dropped_)[expert]->Increment(static_cast<double>(tokens));

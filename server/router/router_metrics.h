@@ -46,6 +46,8 @@ class RouterMetrics {
   void RecordDegraded(int expert, bool rerouted, int64_t tokens);
   // `groups` expert groups of a failed call to `worker` were re-sent to other replicas.
   void RecordFailover(int worker, int groups);
+  // Tensor bytes of one ExpertService call: token rows sent, outputs received (0 if it failed).
+  void RecordBytes(int worker, size_t sent, size_t received);
   // Workers up that host `expert` in every MoE layer (the fewest over layers).
   void SetAvailableReplicas(int expert, int replicas);
 
@@ -63,6 +65,7 @@ class RouterMetrics {
   std::vector<prometheus::Gauge*> inflight_;                 // [worker]
   std::vector<prometheus::Gauge*> up_;                       // [worker]
   std::vector<prometheus::Counter*> failovers_;              // [worker]
+  std::vector<prometheus::Counter*> bytes_sent_, bytes_received_;  // [worker]
   std::vector<prometheus::Counter*> degraded_rerouted_;      // [expert]
   std::vector<prometheus::Counter*> degraded_dropped_;       // [expert]
   std::vector<prometheus::Gauge*> replicas_;                 // [expert], networked mode only

@@ -4,6 +4,7 @@
 #include "experts/finite_values.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
@@ -12,6 +13,81 @@
 #include "proto/tensor_codec.h"
 
 namespace moe::server {
+
+namespace {
+
+// The each-token-once form: validated, then expanded into one row per pair, grouped by expert in
+// ascending order (tokens in order within each), with the token and weight of every row.
+absl::StatusOr<DecodedExpertRequest> DecodeEachTokenOnce(const experts::ExpertBackend& backend,
+                                                         const moe::v1::ExpertRequest& request,
+                                                         const experts::Tensor& tokens, DecodedExpertRequest d) {
+  const int64_t hidden = backend.hidden_size();
+  d.tokens = d.rows;
+  if (request.groups_size() > 0) {
+    return absl::InvalidArgumentError("groups and pair_counts are two forms of a request; send one");
+  }
+  if (request.pair_counts_size() != d.tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("pair_counts has ", request.pair_counts_size(),
+                                                   " entries; expected one per token (", d.tokens, ")"));
+  }
+  int64_t pairs = 0;
+  for (int32_t c : request.pair_counts()) {
+    if (c < 0) return absl::InvalidArgumentError(absl::StrCat("pair_counts has a negative entry (", c, ")"));
+    pairs += c;
+  }
+  if (request.pair_experts_size() != pairs || request.pair_weights_size() != pairs) {
+    return absl::InvalidArgumentError(absl::StrCat("pair_experts has ", request.pair_experts_size(),
+                                                   " and pair_weights ", request.pair_weights_size(),
+                                                   " entries; pair_counts add up to ", pairs));
+  }
+  // Rows by expert (ascending), tokens in order within each.
+  absl::flat_hash_map<int32_t, int64_t> count_of;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int32_t e = request.pair_experts(static_cast<int>(p));
+    if (!std::isfinite(request.pair_weights(static_cast<int>(p)))) {
+      return absl::InvalidArgumentError(absl::StrCat("pair_weights[", p, "] is not finite"));
+    }
+    if (count_of.find(e) == count_of.end()) {
+      const experts::ExpertKey key{static_cast<int>(request.layer()), e};
+      if (!backend.Hosts(key)) {
+        return absl::NotFoundError(absl::StrCat("expert ", key.expert, " of layer ", key.layer,
+                                                " is not hosted by this ", backend.name(), " backend"));
+      }
+    }
+    ++count_of[e];
+  }
+  std::vector<int32_t> experts;
+  for (const auto& [e, count] : count_of) experts.push_back(e);
+  std::sort(experts.begin(), experts.end());
+  absl::flat_hash_map<int32_t, int64_t> next_row;
+  int64_t row = 0;
+  for (int32_t e : experts) {
+    d.groups.push_back({{static_cast<int>(request.layer()), e}, row, count_of[e]});
+    next_row[e] = row;
+    row += count_of[e];
+  }
+  d.rows = pairs;
+  std::vector<float> sent(static_cast<size_t>(d.tokens * hidden));
+  experts::ConvertToF32(tokens.dtype(), tokens.raw_data(), sent.data(), sent.size());
+  RETURN_IF_ERROR(experts::CheckFiniteRows(sent, hidden, "tokens", "row", absl::StatusCode::kInvalidArgument,
+                                           "expected finite values"));
+  d.in.resize(static_cast<size_t>(pairs * hidden));
+  d.pair_token.resize(static_cast<size_t>(pairs));
+  d.pair_weight.resize(static_cast<size_t>(pairs));
+  int64_t p = 0;
+  for (int64_t t = 0; t < d.tokens; ++t) {
+    for (int32_t j = 0; j < request.pair_counts(static_cast<int>(t)); ++j, ++p) {
+      const int64_t r = next_row[request.pair_experts(static_cast<int>(p))]++;
+      std::memcpy(&d.in[r * hidden], &sent[t * hidden], static_cast<size_t>(hidden) * sizeof(float));
+      d.pair_token[r] = static_cast<int32_t>(t);
+      d.pair_weight[r] = request.pair_weights(static_cast<int>(p));
+    }
+  }
+  d.out.resize(d.in.size());
+  return d;
+}
+
+}  // namespace
 
 absl::StatusOr<DecodedExpertRequest> DecodeExpertRequest(const experts::ExpertBackend& backend, int64_t max_rows,
                                                          const moe::v1::ExpertRequest& request) {
@@ -27,6 +103,9 @@ absl::StatusOr<DecodedExpertRequest> DecodeExpertRequest(const experts::ExpertBa
   if (d.rows > max_rows) {
     return absl::ResourceExhaustedError(
         absl::StrCat("tokens has ", d.rows, " rows; this worker accepts at most ", max_rows));
+  }
+  if (request.pair_counts_size() > 0 || request.pair_experts_size() > 0 || request.pair_weights_size() > 0) {
+    return DecodeEachTokenOnce(backend, request, tokens, std::move(d));
   }
   d.groups.reserve(request.groups_size());
   int64_t next_row = 0;
@@ -110,7 +189,20 @@ std::vector<absl::Status> RunExpertBatchOrEach(experts::ExpertBackend& backend,
 }
 
 void EncodeExpertResponse(const DecodedExpertRequest& decoded, int64_t hidden, moe::v1::ExpertResponse* response) {
-  proto::EncodeF32(decoded.out, {decoded.rows, hidden}, decoded.dtype, response->mutable_outputs());
+  if (decoded.pair_token.empty() && decoded.tokens == 0) {
+    proto::EncodeF32(decoded.out, {decoded.rows, hidden}, decoded.dtype, response->mutable_outputs());
+    return;
+  }
+  // Each token once: Σ w·E(x) per token, rows taken expert by expert (ascending), so each token's
+  // sum runs over its experts in ascending order.
+  std::vector<float> sums(static_cast<size_t>(decoded.tokens * hidden), 0.0f);
+  for (int64_t r = 0; r < decoded.rows; ++r) {
+    float* dst = &sums[static_cast<int64_t>(decoded.pair_token[r]) * hidden];
+    const float* src = &decoded.out[r * hidden];
+    const float w = decoded.pair_weight[r];
+    for (int64_t j = 0; j < hidden; ++j) dst[j] += w * src[j];
+  }
+  proto::EncodeF32(sums, {decoded.tokens, hidden}, decoded.dtype, response->mutable_outputs());
 }
 
 absl::Status RunExpertRequest(experts::ExpertBackend& backend, int64_t max_rows,

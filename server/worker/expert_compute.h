@@ -17,13 +17,18 @@
 
 namespace moe::server {
 
-// One ExpertRequest, decoded: its groups (rows numbered within the request), its rows in f32, and
-// room for the outputs.
+// One ExpertRequest, decoded: its groups (rows numbered within `in`), its rows in f32, and room
+// for the outputs. A request in the each-token-once form is expanded: `in` holds one row per
+// (token, expert) pair, grouped by expert, and row r's output is added with pair_weight[r] into
+// token pair_token[r]'s sum when encoding.
 struct DecodedExpertRequest {
   std::vector<experts::ExpertGroup> groups;
-  int64_t rows = 0;
+  int64_t rows = 0;                             // of `in` (expanded rows in the each-token-once form)
   experts::DType dtype = experts::DType::kF32;  // of the tokens; the outputs go back in it
   std::vector<float> in, out;                   // [rows, hidden]
+  int64_t tokens = 0;                           // each-token-once form: tokens sent; else 0
+  std::vector<int32_t> pair_token;              // [rows] in that form
+  std::vector<float> pair_weight;               // [rows] in that form
 };
 
 // INVALID_ARGUMENT for malformed tokens or groups (naming the field), NOT_FOUND for an expert
@@ -43,7 +48,8 @@ absl::Status RunExpertBatch(experts::ExpertBackend& backend, absl::Span<DecodedE
 std::vector<absl::Status> RunExpertBatchOrEach(experts::ExpertBackend& backend,
                                                absl::Span<DecodedExpertRequest* const> batch);
 
-// Writes `decoded.out` into `response` in the request's dtype.
+// Writes `decoded.out` into `response` in the request's dtype (in the each-token-once form, the
+// weighted sum per token).
 void EncodeExpertResponse(const DecodedExpertRequest& decoded, int64_t hidden, moe::v1::ExpertResponse* response);
 
 // Decode, run alone, encode: one request start to finish.

@@ -13,6 +13,13 @@ out=$("$bin/moe-cluster" --checkpoint="$tmp/model" --workers=2 --nometrics -- mo
 echo "$out" | grep -E "^layer|check vs|parity"
 worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
 [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: parity $worst"; exit 1; }
+# The per-expert wire form (--noeach_token_once), with the shared experts on a worker too.
+out=$("$bin/moe-cluster" --checkpoint="$tmp/model" --workers=2 --nometrics --shared_on_workers \
+      --router_flags="--noeach_token_once" -- moe-client --tokens=48 --all_layers --check --checkpoint="$tmp/model" 2>/dev/null)
+worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
+echo "per-expert form, shared experts on workers: parity ${worst:-missing}"
+[ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: per-expert parity $worst"; exit 1; }
+
 # Families of new shapes written by moe-make-checkpoint --family: flat [E·I, H] stacks (dbrx),
 # zero experts (longcat_flash), Ling's router (bailing_moe): networked equals in-process.
 for family in dbrx longcat_flash bailing_moe; do
@@ -25,4 +32,4 @@ for family in dbrx longcat_flash bailing_moe; do
   echo "$family: parity ${worst:-missing}"
   [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: $family parity $worst"; exit 1; }
 done
-echo "4 passed, 0 failed"
+echo "5 passed, 0 failed"

@@ -2,7 +2,8 @@
 // Decoding and batched compute of ExpertService requests: requests merged into one backend step
 // (shared experts, different layers, empty groups) give what each gives alone; the decoder
 // refuses what the backend does not host, so one bad request cannot fail a step; a merged step
-// that fails is retried request by request.
+// that fails is retried request by request; the each-token-once form answers one weighted sum per
+// token, equal to the per-expert form combined, and refuses inconsistent pairs.
 #include "server/worker/expert_compute.h"
 
 #include <cmath>
@@ -97,6 +98,89 @@ TEST_F(ExpertComputeTest, TheDecoderRefusesWhatABatchCouldNotRun) {
   short_groups.mutable_groups(0)->set_num_rows(2);
   EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, short_groups),
               testing::StatusIs(absl::StatusCode::kInvalidArgument, "groups cover 2 rows; expected all 3"));
+}
+
+// The each-token-once form: 3 tokens, token 0 → experts 2 (0.75) and 0 (0.25), token 1 → expert 1
+// (1.0), token 2 → experts 0 (0.5) and 1 (2.0). The answer is one weighted sum per token, equal
+// (up to f32 rounding) to the per-expert form's rows combined with the same weights.
+TEST_F(ExpertComputeTest, EachTokenOnceAnswersOneWeightedSumPerToken) {
+  const std::vector<float> x = testing::RandomVector(3 * kHidden, 21);
+  moe::v1::ExpertRequest once;
+  once.set_layer(0);
+  proto::EncodeF32(x, {3, kHidden}, DType::kF32, once.mutable_tokens());
+  const std::vector<std::pair<int, float>> pairs[3] = {{{2, 0.75f}, {0, 0.25f}}, {{1, 1.0f}}, {{0, 0.5f}, {1, 2.0f}}};
+  for (const auto& token : pairs) {
+    once.add_pair_counts(static_cast<int>(token.size()));
+    for (auto [e, w] : token) {
+      once.add_pair_experts(e);
+      once.add_pair_weights(w);
+    }
+  }
+  moe::v1::ExpertResponse response;
+  ASSERT_OK(RunExpertRequest(*backend_, 1000, once, &response));
+  ASSERT_OK_AND_ASSIGN(experts::Tensor got, proto::ViewTensor(response.outputs(), "outputs"));
+  ASSERT_EQ(got.shape(), (std::vector<int64_t>{3, kHidden}));
+  // The same pairs in the per-expert form, one row each, combined here.
+  for (int t = 0; t < 3; ++t) {
+    std::vector<double> want(kHidden, 0.0);
+    for (auto [e, w] : pairs[t]) {
+      moe::v1::ExpertRequest one;
+      one.set_layer(0);
+      moe::v1::ExpertGroup* g = one.add_groups();
+      g->set_expert(e);
+      g->set_num_rows(1);
+      proto::EncodeF32(absl::MakeConstSpan(x).subspan(t * kHidden, kHidden), {1, kHidden}, DType::kF32,
+                       one.mutable_tokens());
+      moe::v1::ExpertResponse r;
+      ASSERT_OK(RunExpertRequest(*backend_, 1000, one, &r));
+      ASSERT_OK_AND_ASSIGN(experts::Tensor row, proto::ViewTensor(r.outputs(), "outputs"));
+      for (int j = 0; j < kHidden; ++j) want[j] += w * row.f32()[j];
+    }
+    for (int j = 0; j < kHidden; ++j) {
+      EXPECT_NEAR(got.f32()[t * kHidden + j], want[j], 1e-5 * (1 + std::abs(want[j]))) << t << "/" << j;
+    }
+  }
+  // In a batch with a per-expert request, each gets its own form back.
+  ASSERT_OK_AND_ASSIGN(DecodedExpertRequest a, DecodeExpertRequest(*backend_, 1000, once));
+  ASSERT_OK_AND_ASSIGN(DecodedExpertRequest b, DecodeExpertRequest(*backend_, 1000, MakeRequest(0, {{0, 2}}, 22, DType::kF32)));
+  EXPECT_EQ(a.rows, 5);  // expanded: one row per pair
+  DecodedExpertRequest* both[] = {&a, &b};
+  ASSERT_OK(RunExpertBatch(*backend_, both));
+  moe::v1::ExpertResponse ra, rb;
+  EncodeExpertResponse(a, kHidden, &ra);
+  EncodeExpertResponse(b, kHidden, &rb);
+  ASSERT_OK_AND_ASSIGN(experts::Tensor oa, proto::ViewTensor(ra.outputs(), "outputs"));
+  ASSERT_OK_AND_ASSIGN(experts::Tensor ob, proto::ViewTensor(rb.outputs(), "outputs"));
+  EXPECT_EQ(oa.shape(), (std::vector<int64_t>{3, kHidden}));
+  EXPECT_EQ(ob.shape(), (std::vector<int64_t>{2, kHidden}));
+  for (int j = 0; j < 3 * kHidden; ++j) EXPECT_NEAR(oa.f32()[j], got.f32()[j], 1e-5 * (1 + std::abs(got.f32()[j])));
+}
+
+TEST_F(ExpertComputeTest, EachTokenOnceRefusesInconsistentPairs) {
+  const auto request = [](std::vector<int> counts, std::vector<int> experts, std::vector<float> weights) {
+    moe::v1::ExpertRequest r;
+    r.set_layer(0);
+    proto::EncodeF32(testing::RandomVector(2 * kHidden, 23), {2, kHidden}, DType::kF32, r.mutable_tokens());
+    for (int c : counts) r.add_pair_counts(c);
+    for (int e : experts) r.add_pair_experts(e);
+    for (float w : weights) r.add_pair_weights(w);
+    return r;
+  };
+  using testing::StatusIs;
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, request({1}, {0}, {1})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "pair_counts has 1 entries; expected one per token (2)"));
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, request({1, 1}, {0}, {1})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "pair_counts add up to 2"));
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, request({1, -1}, {0}, {1})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "negative"));
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, request({1, 1}, {0, 7}, {1, 1})),
+              StatusIs(absl::StatusCode::kNotFound, "expert 7 of layer 0 is not hosted"));
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, request({1, 1}, {0, 1}, {1, std::nanf("")})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "pair_weights[1] is not finite"));
+  moe::v1::ExpertRequest both = request({1, 1}, {0, 1}, {1, 1});
+  both.add_groups()->set_expert(0);
+  EXPECT_THAT(DecodeExpertRequest(*backend_, 1000, both),
+              StatusIs(absl::StatusCode::kInvalidArgument, "two forms of a request"));
 }
 
 // The CPU backend, refusing any step of more than `max_rows` rows (as a GPU out of memory would).
