@@ -39,8 +39,11 @@ echo; echo "== 2. router --local (one gRPC hop, experts in the router)"
 "$B/moe-cluster" --checkpoint="$MODEL" --workers=0 -- \
   moe-bench --router={router} --tokens="$TOKENS" --duration_s="$DURATION" --json="$OUT/router_local.json" 2>/dev/null
 echo; echo "== 3. networked: router + 4 workers, each its own process"
-"$B/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
-  moe-bench --router={router} --tokens="$TOKENS" --duration_s="$DURATION" --json="$OUT/networked.json" 2>/dev/null
+# (and the router's metrics after it: the bytes its worker calls carried)
+"$B/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- bash -c \
+  'moe-bench --router={router} --tokens="$0" --duration_s="$1" --json="$2/networked.json" 2>/dev/null &&
+   /usr/bin/python3 -c "import os, urllib.request; print(urllib.request.urlopen(\"http://\" + os.environ[\"MOE_ROUTER_METRICS\"] + \"/metrics\").read().decode())" >"$2/networked_metrics.txt"' \
+  "$TOKENS" "$DURATION" "$OUT"
 echo; echo "== 4. Hugging Face transformers' MoE block, PyTorch from PyPI (same shapes and threads)"
 for dt in bf16 f32; do
   "$TORCH_PYTHON" "$ROOT/scripts/hf_peers.py" --dtype=$dt --tokens="$TOKENS" --threads="$(nproc)" \
@@ -58,7 +61,7 @@ echo; echo "== 6. P7: 16 concurrent clients vs 1 (networked, demo model)"
 echo; echo "== 7. P5: one hop's serialize + parse vs memcpy"
 "$B/moe-bench-codec"
 echo
-/usr/bin/python3 - "$OUT" <<'PY'
+/usr/bin/python3 - "$OUT" "$MODEL" <<'PY'
 import json, sys
 out = sys.argv[1]
 local = {r["tokens"]: r for r in json.load(open(f"{out}/local.json"))["results"] if r["bench"] == "moe_layer"}
@@ -71,6 +74,16 @@ for t in sorted(local):
     a = rl.get(t, {}).get("tokens_per_s", 0)
     b = net.get(t, {}).get("tokens_per_s", 0)
     print(f"{t:>8} {ip:>12.0f} {a:>15.0f} {b:>12.0f} {b/ip:>15.2f} {a/ip:>16.2f}")
+metrics = open(f"{out}/networked_metrics.txt").read().splitlines()
+def total(prefix, needle=""):
+    return sum(float(l.split()[-1]) for l in metrics if l.startswith(prefix) and needle in l)
+pairs = total("moe_expert_tokens_routed_total")
+sent = total("moe_worker_dispatch_bytes_total", 'direction="sent"')
+received = total("moe_worker_dispatch_bytes_total", 'direction="received"')
+hidden = json.load(open(f"{sys.argv[2]}/config.json"))["hidden_size"]
+if pairs > 0:
+    print(f"wire bytes per routed (token, expert) pair, networked run: sent {sent / pairs:.0f}, received "
+          f"{received / pairs:.0f} (one f32 row each way without --each_token_once: {4 * hidden})")
 print()
 print("C1: MoE layer tokens/s, ours in-process / HF transformers' block (the faster of its implementations)")
 print("C2: expert FFN GFLOP/s / oneDNN dense matmul of the same FLOPs (target >= 0.9 at >= 256 rows)")

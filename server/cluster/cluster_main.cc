@@ -1,9 +1,10 @@
 // server/cluster/cluster_main.cc
 // moe-cluster: a local cluster on loopback — W expert workers (× replicas) and a router, each a
 // separate process on an ephemeral port. Prints the addresses once every process is SERVING,
-// then either runs the command after `--` (with MOE_ROUTER set, MOE_WORKERS the workers'
-// addresses comma-separated, and "{router}" replaced by the
-// router's address) and stops when it ends, or waits for Ctrl-C / SIGTERM.
+// then either runs the command after `--` (with MOE_ROUTER set, MOE_ROUTER_METRICS the router's
+// metrics address (empty with --nometrics), MOE_WORKERS the workers' addresses comma-separated,
+// and "{router}" replaced by the router's address) and stops when it ends, or waits for Ctrl-C /
+// SIGTERM.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   ::setenv("MOE_ROUTER", router.c_str(), 1);
+  ::setenv("MOE_ROUTER_METRICS", (*cluster)->router_metrics_address().c_str(), 1);
   ::setenv("MOE_WORKERS", absl::StrJoin((*cluster)->worker_addresses(), ",").c_str(), 1);
   const std::string path = absl::StrCat(moe::server::ExecutableDir(), ":", std::getenv("PATH") ? std::getenv("PATH") : "");
   ::setenv("PATH", path.c_str(), 1);
