@@ -13,7 +13,8 @@
 namespace moe::base {
 
 // Sets the usage message and Abseil's usage config, parses argv (exits on --help or a bad flag),
-// and returns the positional arguments (argv[0] first), as absl::ParseCommandLine does.
+// and returns the positional arguments (argv[0] first), as absl::ParseCommandLine does. Turns
+// Abseil's Mutex deadlock detection off (programs only; tests keep it).
 std::vector<char*> InitProgram(int argc, char** argv, absl::string_view usage);
 
 // Whether `--help` lists a flag defined in `file`: every file but Abseil's own.

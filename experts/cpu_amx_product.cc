@@ -140,7 +140,9 @@ void AmxProduct(const PackedWeight& w, const uint16_t* x, int64_t ldx, int64_t r
     const int64_t blocks = (w.k_pad() + kb - 1) / kb;
     kb = ((w.k_pad() + blocks - 1) / blocks + kKStep - 1) / kKStep * kKStep;
   }
-  const int n = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, tiles)));
+  // A product of under ~4 MFLOP (a few µs of AMX) runs on one thread: waking a second costs more.
+  const bool small = 2 * rows * w.n_pad() * w.k_pad() < (int64_t{4} << 20);
+  const int n = small ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, tiles)));
 #pragma omp parallel num_threads(n)
   {
     const int64_t me = omp_get_thread_num(), all = omp_get_num_threads();

@@ -3,6 +3,9 @@
 // — as many as fit in a row budget, at least one — and hands them to `step` together. This is
 // the worker's dynamic batching: requests that arrive while a step computes are merged into the
 // next one, so a busy worker runs fewer, larger steps, and an idle one starts at once (no timer).
+// RunIfIdle lets the caller run a step of its one item on its own thread when nothing is queued
+// or computing (no hand-off to the queue's thread, no wake-up); items arriving meanwhile queue
+// for the next step as usual. One step at a time either way.
 // Used by ExpertServiceImpl with T = its pending Forward. Thread-safe.
 #pragma once
 
@@ -50,6 +53,21 @@ class BatchQueue {
     items_.push_back(std::move(item));
     return absl::OkStatus();
   }
+  // If no step is running and nothing waits, runs `step` on {item} on the calling thread and
+  // returns true; otherwise returns false with `item` untouched (Submit it then).
+  bool RunIfIdle(T& item) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (busy_ || stopping_ || !items_.empty()) return false;
+      busy_ = true;
+    }
+    std::vector<T> one;
+    one.push_back(std::move(item));
+    step_(one);
+    absl::MutexLock lock(&mu_);
+    busy_ = false;
+    return true;
+  }
   // Items waiting (not yet taken by a step).
   size_t depth() const {
     absl::MutexLock lock(&mu_);
@@ -64,7 +82,10 @@ class BatchQueue {
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
-            +[](BatchQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS { return q->stopping_ || !q->items_.empty(); }, this));
+            +[](BatchQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !q->busy_ && (q->stopping_ || !q->items_.empty());
+            },
+            this));
         if (items_.empty()) return;  // stopping and drained
         int64_t rows = 0;
         while (!items_.empty() && (batch.empty() || rows + rows_of_(items_.front()) <= max_step_rows_)) {
@@ -72,8 +93,11 @@ class BatchQueue {
           batch.push_back(std::move(items_.front()));
           items_.pop_front();
         }
+        busy_ = true;
       }
       step_(batch);
+      absl::MutexLock lock(&mu_);
+      busy_ = false;
     }
   }
 
@@ -84,6 +108,7 @@ class BatchQueue {
   mutable absl::Mutex mu_;
   std::deque<T> items_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;  // a step is running (on the queue's thread or a RunIfIdle caller)
   std::thread thread_;  // last: started once everything above exists
 };
 

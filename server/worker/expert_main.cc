@@ -51,6 +51,9 @@ ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before R
 ABSL_FLAG(int64_t, max_batch_rows, 65536,
           "Dynamic batching: requests waiting while a step computes are merged into the next step, up to this "
           "many rows; 0 = one request per step.");
+ABSL_FLAG(bool, inline_when_idle, true,
+          "Compute a request that finds the worker idle on the gRPC thread that decoded it (no hand-off to the "
+          "compute thread); --noinline_when_idle always hands off.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on this worker's port.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -116,7 +119,8 @@ int main(int argc, char** argv) {
   moe::server::ExpertServiceImpl service(
       {.max_rows = max_rows,
        .queue_capacity = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_queue_capacity))),
-       .max_batch_rows = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_batch_rows))});
+       .max_batch_rows = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_batch_rows)),
+       .inline_when_idle = absl::GetFlag(FLAGS_inline_when_idle)});
   std::shared_ptr<grpc::ServerCredentials> credentials;
   const moe::proto::TlsFiles tls{.cert = absl::GetFlag(FLAGS_tls_cert),
                                  .key = absl::GetFlag(FLAGS_tls_key),

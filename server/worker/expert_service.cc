@@ -68,6 +68,8 @@ grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext
     return reactor;
   }
   pending->decoded = *std::move(decoded);
+  // An idle worker computes right here, on the thread that decoded: no hand-off, no wake-up.
+  if (options_.inline_when_idle && queue_.RunIfIdle(pending)) return reactor;
   if (absl::Status queued = queue_.Submit(pending); !queued.ok()) {
     pending->finish(proto::ToGrpcStatus(queued));  // Submit left `pending` with us
     return reactor;

@@ -26,6 +26,9 @@ struct ExpertServiceOptions {
   int64_t max_rows = 65536;        // most rows one request may carry
   size_t queue_capacity = 256;     // requests that may wait; more is RESOURCE_EXHAUSTED
   int64_t max_batch_rows = 65536;  // most rows merged into one step; 0 = no batching (one request per step)
+  // A request that finds the worker idle (nothing computing, nothing queued) is computed on the
+  // gRPC thread that decoded it instead of being handed to the compute thread.
+  bool inline_when_idle = true;
 };
 
 class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {

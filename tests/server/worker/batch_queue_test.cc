@@ -1,10 +1,12 @@
 // tests/server/worker/batch_queue_test.cc
 // BatchQueue: items that wait while a step runs are taken together by the next step, within the
 // row budget, in FIFO order; a full queue refuses and leaves the item with the caller; the
-// destructor runs what is queued. The step is held on a Notification, never on a sleep.
+// destructor runs what is queued; RunIfIdle runs a step on the caller only when no step runs and
+// nothing waits. The step is held on a Notification, never on a sleep.
 #include "server/worker/batch_queue.h"
 
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -107,6 +109,30 @@ TEST(BatchQueueTest, AnIdleQueueStartsAStepAtOnce) {
     done.WaitForNotification();  // no timer: the step ran without anything else arriving
   }
   EXPECT_EQ(r.Steps(), (std::vector<std::vector<int>>{{9}}));
+}
+
+TEST(BatchQueueTest, RunIfIdleRunsOnTheCallerOnlyWhenNothingElseIs) {
+  Recorder r;
+  {
+    auto q = MakeQueue(r, 16, 100);
+    // Idle: the caller runs the step itself; the first step blocks, so run it on another thread.
+    std::thread caller([&] {
+      auto item = std::make_unique<Item>(Item{1, 1});
+      EXPECT_TRUE(q->RunIfIdle(item));
+      EXPECT_EQ(item, nullptr);
+    });
+    r.first_started.WaitForNotification();  // step [1] runs on `caller`, held
+    // Busy: not run inline, the item stays with us; queued items wait for the running step.
+    auto second = std::make_unique<Item>(Item{2, 1});
+    EXPECT_FALSE(q->RunIfIdle(second));
+    ASSERT_NE(second, nullptr);
+    ASSERT_OK(q->Submit(second));
+    ASSERT_OK(Submit(*q, 3, 1));
+    EXPECT_EQ(q->depth(), 2u);
+    r.release.Notify();
+    caller.join();
+  }
+  EXPECT_EQ(r.Steps(), (std::vector<std::vector<int>>{{1}, {2, 3}}));
 }
 
 }  // namespace
