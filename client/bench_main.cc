@@ -57,6 +57,7 @@ using moe::experts::Tensor;
 struct Point {
   int64_t tokens = 0, ok = 0;
   double seconds = 0, p50 = 0, p90 = 0, p99 = 0;
+  std::vector<double> quantiles;  // latency at 0 %, 1 %, ..., 100 % (the CDF, for plots)
   std::map<std::string, int64_t> errors;
 };
 
@@ -123,6 +124,11 @@ Point Drive(int64_t tokens, const Request& request) {
   point.p50 = Percentile(latencies, 0.50);
   point.p90 = Percentile(latencies, 0.90);
   point.p99 = Percentile(latencies, 0.99);
+  std::sort(latencies.begin(), latencies.end());
+  for (int q = 0; q <= 100 && !latencies.empty(); ++q) {
+    point.quantiles.push_back(latencies[std::min(latencies.size() - 1,
+                                                 static_cast<size_t>(q / 100.0 * (latencies.size() - 1) + 0.5))]);
+  }
   return point;
 }
 
@@ -214,8 +220,9 @@ int main(int argc, char** argv) {
                 p.p50 * 1e3, p.p90 * 1e3, p.p99 * 1e3, errs.empty() ? "none" : absl::StrJoin(errs, " ").c_str());
     json.push_back(absl::StrFormat(
         R"({"tokens":%d,"requests":%d,"seconds":%g,"tokens_per_s":%g,"p50_s":%g,"p90_s":%g,"p99_s":%g,"errors":%d,)"
-        R"("refused":%d,"other_errors":%d})",
-        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, static_cast<int64_t>(errs.size()), refused, other_errors));
+        R"("refused":%d,"other_errors":%d,"quantiles_s":[%s]})",
+        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, static_cast<int64_t>(errs.size()), refused, other_errors,
+        absl::StrJoin(p.quantiles, ",", [](std::string* out, double v) { absl::StrAppend(out, absl::StrFormat("%g", v)); })));
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     std::ofstream(path) << absl::StrFormat(R"({"router":"%s","local":%s,"concurrency":%d,"results":[%s]})", address,
