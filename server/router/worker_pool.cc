@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "proto/channel.h"
 
@@ -22,11 +23,20 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
     w->address = address;
     w->channel = proto::MakeChannel(address, max_message_bytes, proto::kWorkerKeepalive, credentials);
     w->stub = moe::v1::ExpertService::NewStub(w->channel);
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);  // the worker may still be starting
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
-    grpc::Status s = w->stub->GetWorkerInfo(&ctx, moe::v1::GetWorkerInfoRequest(), &w->info);
+    // The worker may still be starting (wait_for_ready) or loading its experts: it then answers
+    // UNAVAILABLE, and is asked again, less and less often, until `timeout` has passed.
+    const absl::Time give_up = absl::Now() + timeout;
+    absl::Duration pause = absl::Milliseconds(50);
+    grpc::Status s;
+    while (true) {
+      grpc::ClientContext ctx;
+      ctx.set_wait_for_ready(true);
+      ctx.set_deadline(absl::ToChronoTime(give_up));
+      s = w->stub->GetWorkerInfo(&ctx, moe::v1::GetWorkerInfoRequest(), &w->info);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() + pause >= give_up) break;
+      absl::SleepFor(pause);  // a retry's pacing, while the worker loads
+      pause = std::min(pause * 2, absl::Seconds(1));
+    }
     if (!s.ok()) {
       return absl::UnavailableError(absl::StrCat("worker ", address, " did not answer GetWorkerInfo within ",
                                                  absl::FormatDuration(timeout), ": ", s.error_message()));

@@ -197,6 +197,38 @@ TEST_F(FailureTest, RouterRefusesToServeWhileAnExpertHasNoWorker) {
   EXPECT_EQ(server::StopChild(worker, SIGTERM), 0);
 }
 
+// A worker still loading its experts answers GetWorkerInfo UNAVAILABLE: a router started beside it
+// (as Kubernetes starts them) asks again until it is loaded, then serves.
+TEST_F(FailureTest, RouterWaitsForAWorkerStillLoadingItsExperts) {
+  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
+  ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
+  HeldExpertService worker(std::move(backend), ckpt->config());
+  worker.SetLoading(true);
+  worker.ReleaseAll();  // Forwards are answered at once
+  int port = 0;
+  ASSERT_OK_AND_ASSIGN(auto server, server::StartServer({&worker}, {.listen = "127.0.0.1:0"}, &port));
+  server::SetReady(*server, {"moe.v1.ExpertService"}, true);
+  // Loaded once the router has been refused and asked again. (The router is spawned from this
+  // thread: a launcher thread's exit would signal it, PR_SET_PDEATHSIG.)
+  bool asked_again = false;
+  std::thread load([&] {
+    asked_again = worker.WaitForInfoCalls(2, absl::Seconds(60));
+    worker.SetLoading(false);
+  });
+  absl::StatusOr<server::ChildProcess> router = server::SpawnServer(
+      {BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_, absl::StrCat("--workers=127.0.0.1:", port),
+       "--listen=127.0.0.1:0"},
+      absl::Seconds(120));
+  load.join();
+  EXPECT_TRUE(asked_again);
+  ASSERT_OK(router.status());
+  auto client = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router->port));
+  const std::vector<float> x = RandomVector(3 * kHidden, 8);
+  EXPECT_OK(client->Forward(0, Tensor::FromF32(x, {3, kHidden})).status());
+  EXPECT_EQ(server::StopChild(*router, SIGTERM), 0);
+  server->Shutdown();
+}
+
 // A router process in front of one held, in-process worker hosting every expert.
 class HeldWorkerTest : public FailureTest {
  protected:

@@ -12,6 +12,20 @@ HeldExpertService::HeldExpertService(std::shared_ptr<experts::ExpertBackend> bac
 
 HeldExpertService::~HeldExpertService() { ReleaseAll(); }
 
+void HeldExpertService::SetLoading(bool loading) {
+  absl::MutexLock lock(&mu_);
+  loading_ = loading;
+}
+
+bool HeldExpertService::WaitForInfoCalls(int count, absl::Duration timeout) {
+  struct Target {
+    const int* calls;
+    int count;
+  } target{&info_calls_, count};
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(+[](Target* t) { return *t->calls >= t->count; }, &target), timeout);
+}
+
 void HeldExpertService::WaitForArrivals(int count) {
   struct Target {
     const int* arrivals;
@@ -56,6 +70,16 @@ grpc::ServerUnaryReactor* HeldExpertService::Forward(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* HeldExpertService::GetWorkerInfo(grpc::CallbackServerContext* context,
                                                            const moe::v1::GetWorkerInfoRequest*,
                                                            moe::v1::GetWorkerInfoResponse* response) {
+  grpc::ServerUnaryReactor* loading_reactor = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    ++info_calls_;
+    if (loading_) loading_reactor = context->DefaultReactor();
+  }
+  if (loading_reactor != nullptr) {
+    loading_reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its experts"));
+    return loading_reactor;
+  }
   for (const experts::ExpertKey& key : backend_->hosted()) {
     moe::v1::HostedExpert* e = response->add_experts();
     e->set_layer(key.layer);

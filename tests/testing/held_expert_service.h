@@ -24,6 +24,11 @@ class HeldExpertService final : public moe::v1::ExpertService::CallbackService {
   void WaitForArrivals(int count);
   // Answers every held call (and every later one at once).
   void ReleaseAll();
+  // While loading, GetWorkerInfo answers UNAVAILABLE "still loading its experts", as a real worker
+  // does before its backend is ready; WaitForInfoCalls blocks until `count` have been asked (false
+  // if `timeout` passes first: a guard against a hung test, not a synchronisation).
+  void SetLoading(bool loading);
+  bool WaitForInfoCalls(int count, absl::Duration timeout);
 
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
                                     const moe::v1::ExpertRequest* request,
@@ -45,6 +50,8 @@ class HeldExpertService final : public moe::v1::ExpertService::CallbackService {
   absl::Mutex mu_;
   int arrivals_ ABSL_GUARDED_BY(mu_) = 0;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool loading_ ABSL_GUARDED_BY(mu_) = false;
+  int info_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Held> held_ ABSL_GUARDED_BY(mu_);
 };
 
