@@ -1,8 +1,9 @@
 // client/bench_main.cc
 // moe-bench: drives a running router with C concurrent clients for T seconds or N requests per
 // point, printing a progress line, then tokens/s, p50/p90/p99 latency and errors by code per
-// token count; --json writes the same as JSON. --ping first measures an empty round trip on the
-// same channel (a grpc.health.v1 Check): performance.md P6's denominator.
+// token count; --json writes the same as JSON. --rate paces the offered load instead of running
+// a closed loop (soak and overload runs at a fraction of capacity). --ping first measures an
+// empty round trip on the same channel (a grpc.health.v1 Check): performance.md P6's denominator.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -47,6 +48,9 @@ ABSL_FLAG(bool, stream, false,
 ABSL_FLAG(int, backoff_ms, 0, "After a RESOURCE_EXHAUSTED answer, wait this long before the next request (overload runs).");
 ABSL_FLAG(bool, refusals_ok, false,
           "Do not count RESOURCE_EXHAUSTED (admission control) as a failure in the exit status (overload runs).");
+ABSL_FLAG(double, rate, 0,
+          "Requests per second from all clients together, paced (client c sends its k-th request at "
+          "(k * concurrency + c) / rate s, or at once when behind); 0 = closed loop, each client as fast as it can.");
 ABSL_FLAG(bool, ping, false, "First time empty round trips (health Check) on the same channel, shown as tokens 0.");
 
 namespace {
@@ -86,12 +90,18 @@ Point Drive(int64_t tokens, const Request& request) {
   point.tokens = tokens;
   std::atomic<int64_t> issued{0}, done{0};
   std::atomic<bool> stop{false};
+  const double rate = absl::GetFlag(FLAGS_rate);
   const absl::Time start = absl::Now();
   std::vector<std::thread> threads;
   for (int c = 0; c < concurrency; ++c) {
     threads.emplace_back([&, c] {
-      while (!stop.load()) {
+      for (int64_t k = 0; !stop.load(); ++k) {
         if (total > 0 && issued.fetch_add(1) >= total) break;
+        if (rate > 0) {  // the pacing of an offered load, not synchronisation
+          const absl::Time due = start + absl::Seconds((static_cast<double>(k) * concurrency + c) / rate);
+          if (total == 0 && due - start >= duration) break;
+          absl::SleepFor(due - absl::Now());
+        }
         if (total == 0 && absl::Now() - start >= duration) break;
         absl::StatusOr<double> r = request(c);
         if (absl::IsResourceExhausted(r.status()) && absl::GetFlag(FLAGS_backoff_ms) > 0) {
@@ -220,8 +230,12 @@ int main(int argc, char** argv) {
                 p.p50 * 1e3, p.p90 * 1e3, p.p99 * 1e3, errs.empty() ? "none" : absl::StrJoin(errs, " ").c_str());
     json.push_back(absl::StrFormat(
         R"({"tokens":%d,"requests":%d,"seconds":%g,"tokens_per_s":%g,"p50_s":%g,"p90_s":%g,"p99_s":%g,"errors":%d,)"
-        R"("refused":%d,"other_errors":%d,"quantiles_s":[%s]})",
-        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, static_cast<int64_t>(errs.size()), refused, other_errors,
+        R"("errors_by_code":{%s},"refused":%d,"other_errors":%d,"quantiles_s":[%s]})",
+        tokens, p.ok, p.seconds, tps, p.p50, p.p90, p.p99, refused + other_errors,
+        absl::StrJoin(p.errors, ",", [](std::string* out, const auto& e) {
+          absl::StrAppend(out, absl::StrFormat(R"("%s":%d)", e.first, e.second));
+        }),
+        refused, other_errors,
         absl::StrJoin(p.quantiles, ",", [](std::string* out, double v) { absl::StrAppend(out, absl::StrFormat("%g", v)); })));
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
