@@ -4,8 +4,9 @@
 // clients keep sending — no request may fail; a stopped worker without a replica costs only the
 // requests that need its experts, and those fail UNAVAILABLE naming it (found by the router's
 // health checks, not by waiting out the 20 s deadline); after SIGCONT it serves again; a
-// DEADLINE_EXCEEDED from the router names the worker and experts that did not answer. Counts are
-// asserted, never timings; "under load" is observed (requests completed), not slept for.
+// DEADLINE_EXCEEDED from the router names the worker and experts that did not answer; a slow or
+// partitioned link (a fault proxy: no netem here) is marked down and its replicas take over.
+// Counts are asserted, never timings; "under load" is observed (requests completed), not slept for.
 #include <signal.h>
 
 #include <atomic>
@@ -29,6 +30,7 @@
 #include "tests/testing/held_expert_service.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tcp_fault_proxy.h"
 
 namespace moe::testing {
 namespace {
@@ -267,6 +269,46 @@ TEST_F(FailoverTest, AStoppedWorkerIsMarkedDownItsReplicasTakeOverAndItRejoinsAf
     load.Stop();
     EXPECT_EQ(load.failed(), 0) << load.failures();
   }
+  server::StopChild(router, SIGKILL);
+  for (server::ChildProcess& w : workers) server::StopChild(w, SIGKILL);
+}
+
+// A worker's link goes bad under load (a TcpFaultProxy between the router and worker 0; every
+// expert has a replica): a delay the health check tolerates, a delay beyond its timeout, healed,
+// then a partition (every byte dropped, connection open), healed. The slow and the partitioned
+// link are marked down, their calls fail over, the worker rejoins each time — 0 failed requests.
+TEST_F(FailoverTest, ASlowOrPartitionedLinkIsMarkedDownItsReplicasTakeOverAndItRejoins) {
+  std::vector<server::ChildProcess> workers;
+  for (const std::string& experts : kSplitLayout) workers.push_back(StartWorker(*checkpoint_, experts));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TcpFaultProxy> link, TcpFaultProxy::Start(workers[0].port));
+  std::vector<server::ChildProcess> seen = workers;  // what the router is told: worker 0 behind the proxy
+  seen[0] = server::ChildProcess{.port = link->port()};
+  server::ChildProcess router = StartRouter(*checkpoint_, seen);
+  ASSERT_GT(router.pid, 0);
+  const std::string address = absl::StrCat("127.0.0.1:", router.port);
+  auto watcher = client::MoeClient::Connect(address);
+  {
+    Load load(address, *inputs_, *expected_, 4);
+    load.WaitForCompleted(40);
+    link->SetDelay(absl::Milliseconds(20));  // each way; the health check allows 500 ms
+    load.WaitForCompleted(load.completed() + 60);
+    link->SetDelay(absl::Seconds(2));  // beyond the health check's timeout
+    EXPECT_TRUE(WaitForWorkerState(*watcher, 0, /*up=*/false));
+    load.WaitForCompleted(load.completed() + 100);
+    link->SetDelay(absl::ZeroDuration());
+    EXPECT_TRUE(WaitForWorkerState(*watcher, 0, /*up=*/true));
+    load.WaitForCompleted(load.completed() + 60);
+    link->SetBlackhole(true);
+    EXPECT_TRUE(WaitForWorkerState(*watcher, 0, /*up=*/false));
+    load.WaitForCompleted(load.completed() + 100);
+    link->SetBlackhole(false);  // the broken connection is dropped; the router connects again
+    EXPECT_TRUE(WaitForWorkerState(*watcher, 0, /*up=*/true));
+    load.WaitForCompleted(load.completed() + 60);
+    load.Stop();
+    EXPECT_EQ(load.failed(), 0) << load.failures();
+  }
+  EXPECT_GT(link->bytes_dropped(), 0);
+  EXPECT_GE(link->connections_accepted(), 2) << "after the partition the router must have connected again";
   server::StopChild(router, SIGKILL);
   for (server::ChildProcess& w : workers) server::StopChild(w, SIGKILL);
 }
