@@ -43,14 +43,15 @@ def main(csv_path: str, png_path: str) -> int:
         ax[0][0].set(title="served tokens/s (offered 70 % of capacity)", xlabel="minute", ylim=(0, None))
         ax[0][1].plot(minute, [float(r["p50_ms"]) for r in rows], marker="o", label="p50")
         ax[0][1].plot(minute, [float(r["p99_ms"]) for r in rows], marker="o", label="p99")
-        ax[0][1].set(title="latency per minute (a worker killed or drained each minute)", xlabel="minute",
+        ax[0][1].set(title="latency per minute (a worker lost each minute)", xlabel="minute",
                      ylabel="ms", ylim=(0, None))
         ax[0][1].legend()
         ax[1][0].plot(minute, [float(r["router_rss_mb"]) for r in rows], marker="o", color="C2", label="RSS MB")
-        ax[1][0].set(title="router", xlabel="minute", ylabel="RSS MB", ylim=(0, None))
+        ax[1][0].set(title="router: memory and open descriptors", xlabel="minute", ylabel="RSS MB", ylim=(0, None))
         fd_axis = ax[1][0].twinx()
         fd_axis.plot(minute, [int(r["router_fds"]) for r in rows], marker="x", color="C3", label="open fds")
         fd_axis.set(ylabel="open fds", ylim=(0, None))
+        ax[1][0].legend(handles=ax[1][0].get_lines() + fd_axis.get_lines(), loc="lower right")
         for w in range(3):
             ax[1][1].plot(minute, [float(r[f"w{w}_rss_mb"]) for r in rows], marker="o", label=f"worker {w}")
         ax[1][1].set(title="workers (restarted in turn)", xlabel="minute", ylabel="RSS MB", ylim=(0, None))
