@@ -17,10 +17,17 @@ absl::StatusOr<MetricsServer> StartMetricsServer(const std::string& host, int po
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
   }
   server.exposer->RegisterCollectable(registry);
+  server.registry = registry;
   const std::vector<int> ports = server.exposer->GetListeningPorts();
   if (ports.empty()) return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
   server.port = ports.front();
   return server;
+}
+
+void StopMetricsServer(MetricsServer& server) {
+  if (server.exposer == nullptr) return;
+  server.exposer->RemoveCollectable(server.registry);  // under the lock a scrape holds while collecting
+  (void)server.exposer.release();
 }
 
 std::string HostOf(const std::string& address) {

@@ -233,9 +233,8 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.ExpertService"}, true);
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
-  // The gRPC drain is complete. civetweb's teardown waits out its poll loop (about 2 s) for
-  // nothing left to serve, so the metrics endpoint is left to process exit.
-  (void)metrics_server.exposer.release();
+  // The gRPC drain is complete; no scrape may read the metrics once they start being destroyed.
+  moe::server::StopMetricsServer(metrics_server);
   std::fprintf(stderr, "moe-expert: stopped\n");
   return device_failed ? 3 : 0;
 }
