@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+#include "base/sanitizer_threads.h"
+
 #include "dnnl.hpp"
 
 namespace moe::bench {
@@ -95,6 +97,7 @@ DenseResult DenseMatmul(int64_t m, int64_t k, int64_t n, bool bf16, int repeats)
 }
 
 double StreamReadBandwidth(size_t bytes, int threads, int repeats) {
+  threads = base::ThreadsForThisBuild(threads);  // one under TSan (base/sanitizer_threads.h)
   const size_t n = bytes / sizeof(uint64_t);
   auto* p = static_cast<uint64_t*>(std::aligned_alloc(64, n * sizeof(uint64_t)));
 #pragma omp parallel for num_threads(threads) schedule(static)

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "base/sanitizer_threads.h"
 #include "experts/cpu_amx_product.h"
 #include "experts/cpu_small_rows.h"
 #include "experts/cpu_swiglu.h"
@@ -69,14 +70,8 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   ASSIGN_OR_RETURN(const CpuKernelConfig config, ConfigureCpuKernels());
   std::unique_ptr<CpuExpertBackend> backend(new CpuExpertBackend());
   backend->isa_ = config.choice.isa;
-  backend->threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
-#if defined(__SANITIZE_THREAD__)
-  // Under ThreadSanitizer the kernels run on one thread: Debian's libgomp is not instrumented, so
-  // TSan cannot see an OpenMP region's fork/join and reports (then symbolises, to suppress) every
-  // access a kernel's team shares. What TSan is for — our own threads, queues and gRPC callbacks —
-  // is unchanged; the multi-threaded kernel paths are checked by the plain build's tests.
-  backend->threads_ = 1;
-#endif
+  // One thread under ThreadSanitizer (base/sanitizer_threads.h says why).
+  backend->threads_ = base::ThreadsForThisBuild(options.threads > 0 ? options.threads : omp_get_num_procs());
   backend->gate_up_slice_ = options.gate_up_slice > 0 ? options.gate_up_slice : kGateUpSlice;
   backend->own_amx_ = backend->isa_ == CpuIsa::kAmx && !options.onednn_amx;
   const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
