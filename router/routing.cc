@@ -38,4 +38,20 @@ Routing Concatenate(absl::Span<const Routing* const> parts) {
   return all;
 }
 
+Routing Slice(const Routing& routing, int64_t begin, int64_t end) {
+  Routing part;
+  part.num_tokens = end - begin;
+  part.num_experts = routing.num_experts;
+  part.weight_on_input = routing.weight_on_input;
+  const int64_t first = routing.token_offsets[begin], last = routing.token_offsets[end];
+  part.token_offsets.reserve(static_cast<size_t>(part.num_tokens + 1));
+  for (int64_t t = begin; t <= end; ++t) part.token_offsets.push_back(routing.token_offsets[t] - first);
+  part.experts.assign(routing.experts.begin() + first, routing.experts.begin() + last);
+  part.weights.assign(routing.weights.begin() + first, routing.weights.begin() + last);
+  if (!routing.identity_weights.empty()) {
+    part.identity_weights.assign(routing.identity_weights.begin() + begin, routing.identity_weights.begin() + end);
+  }
+  return part;
+}
+
 }  // namespace moe::router

@@ -46,4 +46,10 @@ struct Routing {
 // statistics summed. All parts must have the same num_experts.
 Routing Concatenate(absl::Span<const Routing* const> parts);
 
+// Tokens [begin, end) of `routing` as a routing of their own (renumbered from 0): their pairs,
+// weights and identity weights. The per-expert statistics (dropped, rerouted, score sums) belong
+// to the whole gating and are left empty. Used to cut one dispatch into micro-batches.
+// Requires 0 <= begin <= end <= routing.num_tokens.
+Routing Slice(const Routing& routing, int64_t begin, int64_t end);
+
 }  // namespace moe::router

@@ -45,8 +45,12 @@ std::unique_ptr<MoeServiceImpl> MoeServiceImpl::Networked(MoeServiceOptions opti
   s->workers_ = workers;
   s->backend_ = local_backend;
   s->queue_ = queue;
-  s->MakeBatcher([workers](DispatchInput in, grpc::CallbackServerContext* context, DispatchCall::Done done) {
-    DispatchCall::Start(workers, std::move(in), context, std::move(done));
+  s->MakeBatcher([workers, micro = s->options_.micro_batching](DispatchInput in, grpc::CallbackServerContext* context,
+                                                                DispatchCall::Done done) {
+    StartMicroBatched(micro, std::move(in), context, std::move(done),
+                      [workers](DispatchInput part, grpc::CallbackServerContext* context, DispatchCall::Done done) {
+                        DispatchCall::Start(workers, std::move(part), context, std::move(done));
+                      });
   });
   return s;
 }

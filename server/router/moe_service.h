@@ -19,6 +19,7 @@
 #include "server/common/compute_queue.h"
 #include "server/common/rate_limited_log.h"
 #include "server/router/forward_batcher.h"
+#include "server/router/micro_batches.h"
 #include "server/router/router_metrics.h"
 #include "server/router/token_auth.h"
 #include "server/router/worker_pool.h"
@@ -49,6 +50,9 @@ struct MoeServiceOptions {
   // Networked: each token crosses to a worker once with its experts there, and one weighted sum
   // per token comes back (DispatchInput::each_token_once); false: one row per (token, expert).
   bool each_token_once = true;
+  // Networked: dispatches of at least min_tokens tokens leave as `parts` micro-batches at once,
+  // overlapping transfer and compute (server/router/micro_batches.h); parts = 1 is the serial path.
+  MicroBatching micro_batching;
 };
 
 // Forward is a raw method (it parses the request bytes itself), so that bytes that are not a

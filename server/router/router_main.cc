@@ -73,6 +73,10 @@ ABSL_FLAG(int, max_inflight, 256,
 ABSL_FLAG(bool, each_token_once, true,
           "Send each token to a worker once, with its experts there, and take back one weighted sum per token "
           "(dispatch and combine bytes fall by up to top-k); false: one row per (token, expert) each way.");
+ABSL_FLAG(int, micro_batches, 1,
+          "Networked: a dispatch of at least --micro_batch_min_tokens tokens leaves as this many micro-batches at "
+          "once, so workers compute one while the router sends or combines another; 1 = the serial path.");
+ABSL_FLAG(int64_t, micro_batch_min_tokens, 256, "The smallest dispatch that --micro_batches cuts.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
@@ -170,6 +174,8 @@ int main(int argc, char** argv) {
   options.batch_stall = absl::Milliseconds(std::max<int64_t>(1, absl::GetFlag(FLAGS_batch_stall_ms)));
   options.max_inflight = std::max(1, absl::GetFlag(FLAGS_max_inflight));
   options.each_token_once = absl::GetFlag(FLAGS_each_token_once);
+  options.micro_batching = {.parts = std::max(1, absl::GetFlag(FLAGS_micro_batches)),
+                            .min_tokens = std::max<int64_t>(2, absl::GetFlag(FLAGS_micro_batch_min_tokens))};
   if (const std::string mode = absl::GetFlag(FLAGS_on_expert_unavailable); mode == "reroute") {
     options.on_unavailable = moe::server::OnUnavailable::kReroute;
   } else if (mode == "drop") {
@@ -288,14 +294,18 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
                "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
-               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s on_expert_unavailable=%s each_token_once=%s gate=\"%s\" experts_here=\"%s\"\n",
+               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s on_expert_unavailable=%s each_token_once=%s micro_batches=%s gate=\"%s\" experts_here=\"%s\"\n",
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
                absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port, health_port,
                server_credentials == nullptr ? "off" : (local || !tls.enabled() ? "port" : "port+workers(mTLS)"),
                auth == nullptr ? "off" : "bearer", absl::GetFlag(FLAGS_on_expert_unavailable).c_str(),
-               local ? "n/a" : options.each_token_once ? "on" : "off", blas.c_str(),
+               local ? "n/a" : options.each_token_once ? "on" : "off",
+               local || options.micro_batching.parts == 1
+                   ? "off"
+                   : absl::StrCat(options.micro_batching.parts, "@", options.micro_batching.min_tokens).c_str(),
+               blas.c_str(),
                backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # moe-client --check through a real cluster on a model with shared experts and a dense first layer
-# (DeepSeek-V3 layout), then on dbrx, longcat_flash and bailing_moe checkpoints: every layer's
+# (DeepSeek-V3 layout) — serial, per-expert wire form, micro-batched — then on dbrx, longcat_flash and bailing_moe checkpoints: every layer's
 # networked output must match the in-process reference.
 # Args: <bin dir> <tmp dir>.
 set -euo pipefail
@@ -19,6 +19,13 @@ out=$("$bin/moe-cluster" --checkpoint="$tmp/model" --workers=2 --nometrics --sha
 worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
 echo "per-expert form, shared experts on workers: parity ${worst:-missing}"
 [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: per-expert parity $worst"; exit 1; }
+# Micro-batched dispatches (--micro_batches, 3 uneven parts of the 48 tokens): the same answers.
+out=$("$bin/moe-cluster" --checkpoint="$tmp/model" --workers=2 --nometrics \
+      --router_flags="--micro_batches=3 --micro_batch_min_tokens=16" -- moe-client --tokens=47 --all_layers --check \
+      --checkpoint="$tmp/model" 2>/dev/null)
+worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
+echo "micro-batched (3 parts): parity ${worst:-missing}"
+[ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: micro-batched parity $worst"; exit 1; }
 
 # Families of new shapes written by moe-make-checkpoint --family: flat [E·I, H] stacks (dbrx),
 # zero experts (longcat_flash), Ling's router (bailing_moe): networked equals in-process.
@@ -32,4 +39,4 @@ for family in dbrx longcat_flash bailing_moe; do
   echo "$family: parity ${worst:-missing}"
   [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL: $family parity $worst"; exit 1; }
 done
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"

@@ -205,26 +205,41 @@ std::vector<std::vector<float>>* FailoverTest::expected_ = nullptr;
 // call's groups must go to several workers.
 const std::vector<std::string> kSplitLayout = {"0-5", "0-1,4-7", "2-3,6-7"};
 
+// Router + the split layout under 4 clients; kill -9 of worker `victim` mid-load; the number of
+// failed (or wrong) requests among the 200 after the kill.
+void KillOneOfSplitReplicasUnderLoad(const std::string& checkpoint, const std::vector<std::vector<float>>& inputs,
+                                     const std::vector<std::vector<float>>& expected, int victim,
+                                     std::vector<std::string> router_flags) {
+  std::vector<server::ChildProcess> workers;
+  for (const std::string& experts : kSplitLayout) workers.push_back(StartWorker(checkpoint, experts));
+  server::ChildProcess router = StartRouter(checkpoint, workers, std::move(router_flags));
+  ASSERT_GT(router.pid, 0);
+  {
+    Load load(absl::StrCat("127.0.0.1:", router.port), inputs, expected, 4);
+    load.WaitForCompleted(40);
+    server::StopChild(workers[victim], SIGKILL);  // a crash, with calls in flight
+    const int at_kill = load.completed();
+    load.WaitForCompleted(at_kill + 200);
+    load.Stop();
+    EXPECT_EQ(load.failed(), 0) << "victim " << kSplitLayout[victim] << ":\n" << load.failures();
+  }
+  server::StopChild(router, SIGKILL);
+  for (server::ChildProcess& w : workers) {
+    if (w.pid > 0) server::StopChild(w, SIGKILL);
+  }
+}
+
 TEST_F(FailoverTest, KillingAnyWorkerOfSplitReplicasUnderLoadFailsNoRequest) {
   for (int victim = 0; victim < 3; ++victim) {
-    std::vector<server::ChildProcess> workers;
-    for (const std::string& experts : kSplitLayout) workers.push_back(StartWorker(*checkpoint_, experts));
-    server::ChildProcess router = StartRouter(*checkpoint_, workers);
-    ASSERT_GT(router.pid, 0);
-    {
-      Load load(absl::StrCat("127.0.0.1:", router.port), *inputs_, *expected_, 4);
-      load.WaitForCompleted(40);
-      server::StopChild(workers[victim], SIGKILL);  // a crash, with calls in flight
-      const int at_kill = load.completed();
-      load.WaitForCompleted(at_kill + 200);
-      load.Stop();
-      EXPECT_EQ(load.failed(), 0) << "victim " << kSplitLayout[victim] << ":\n" << load.failures();
-    }
-    server::StopChild(router, SIGKILL);
-    for (server::ChildProcess& w : workers) {
-      if (w.pid > 0) server::StopChild(w, SIGKILL);
-    }
+    KillOneOfSplitReplicasUnderLoad(*checkpoint_, *inputs_, *expected_, victim, {});
   }
+}
+
+// The same with every Forward cut into micro-batches (--micro_batches): each part fails over on
+// its own, and the joined answers stay exact.
+TEST_F(FailoverTest, MicroBatchedDispatchesFailOverToo) {
+  KillOneOfSplitReplicasUnderLoad(*checkpoint_, *inputs_, *expected_, 1,
+                                  {"--micro_batches=3", "--micro_batch_min_tokens=8"});
 }
 
 // A worker told to stop (SIGTERM: NOT_SERVING, then it drains) under load: the router stops

@@ -1,5 +1,6 @@
 // tests/router/routing_test.cc
 // router::Concatenate: tokens renumbered in order, pairs kept, per-expert statistics summed.
+// router::Slice: a token range as its own routing; slicing and concatenating again gives back the pairs.
 #include "router/routing.h"
 
 #include "gtest/gtest.h"
@@ -39,6 +40,32 @@ TEST(ConcatenateTest, IdentityWeightsLineUpWithTheirTokens) {
   EXPECT_EQ(all.identity_weights, (std::vector<float>{0, 0, 0.75f, 0, 0, 0}));
   const Routing* none[] = {&a, &a};
   EXPECT_TRUE(Concatenate(none).identity_weights.empty());
+}
+
+TEST(SliceTest, ATokenRangeKeepsItsPairsAndIdentityWeights) {
+  Routing all{.num_tokens = 3, .num_experts = 3, .token_offsets = {0, 2, 3, 5}, .experts = {0, 2, 1, 3, 0},
+              .weights = {0.5f, 0.5f, 1.0f, 1.0f, 0.25f}, .weight_on_input = true,
+              .identity_weights = {0.1f, 0.2f, 0.3f}, .dropped = {1, 0, 0}};
+  const Routing mid = Slice(all, 1, 3);
+  EXPECT_EQ(mid.num_tokens, 2);
+  EXPECT_EQ(mid.num_experts, 3);
+  EXPECT_TRUE(mid.weight_on_input);
+  EXPECT_EQ(mid.token_offsets, (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_EQ(mid.experts, (std::vector<int32_t>{1, 3, 0}));
+  EXPECT_EQ(mid.weights, (std::vector<float>{1.0f, 1.0f, 0.25f}));
+  EXPECT_EQ(mid.identity_weights, (std::vector<float>{0.2f, 0.3f}));
+  EXPECT_TRUE(mid.dropped.empty());  // statistics stay with the whole gating
+  const Routing none = Slice(all, 2, 2);
+  EXPECT_EQ(none.num_tokens, 0);
+  EXPECT_EQ(none.token_offsets, (std::vector<int64_t>{0}));
+
+  const Routing head = Slice(all, 0, 1);
+  const Routing* parts[] = {&head, &mid};
+  const Routing again = Concatenate(parts);
+  EXPECT_EQ(again.token_offsets, all.token_offsets);
+  EXPECT_EQ(again.experts, all.experts);
+  EXPECT_EQ(again.weights, all.weights);
+  EXPECT_EQ(again.identity_weights, all.identity_weights);
 }
 
 }  // namespace
