@@ -16,7 +16,9 @@
 #   8. a plot (scripts/bench_plot.py): tokens/s against batch size for in-process, --local,
 #      networked and HF's block, and the networked latency CDF, to docs/benchmarks.png
 #      (MOE_BENCH_PNG overrides);
-#   9. P8: admission control under ~3x overload (scripts/overload_bench.sh, own table).
+#   9. P8: admission control under ~3x overload (scripts/overload_bench.sh, own table);
+#  10. micro-batch overlap against the serial path on fast and 1 Gbit/s links
+#      (scripts/overlap_bench.sh, own table; needs root for network namespaces, else skipped).
 # Uses the demo checkpoint shape (hidden 1024, intermediate 3584, 8 experts, top-2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -136,3 +138,9 @@ echo; echo "== plot: tokens/s against batch size, latency CDF (matplotlib in the
   "$TORCH_PYTHON" -m pip install -q --disable-pip-version-check matplotlib==3.11.2 >&2
 "$TORCH_PYTHON" "$ROOT/scripts/bench_plot.py" "$OUT" "${MOE_BENCH_PNG:-$ROOT/docs/benchmarks.png}"
 echo; MOE_BENCH_OUT="$OUT" bash "$ROOT/scripts/overload_bench.sh"
+echo
+if [ "$(id -u)" = 0 ]; then
+  MOE_BENCH_OUT="$OUT" bash "$ROOT/scripts/overlap_bench.sh"
+else
+  echo "== micro-batch overlap: skipped (scripts/overlap_bench.sh needs root for network namespaces)"
+fi
