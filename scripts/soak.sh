@@ -11,6 +11,8 @@
 # descriptors grew more than 10 % after its first 5 minutes. Writes the per-minute JSON of
 # moe-bench, soak.csv and the logs to $MOE_SOAK_OUT (default build/soak). Not part of
 # scripts/test.sh (it takes the minutes it is given); run it on a quiet machine.
+# MOE_SOAK_ROUTER_WRAPPER runs the router under a tool, e.g. "heaptrack -o build/soak/router" (the
+# memory and descriptors reported are then the router's own process, found by name).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -34,16 +36,20 @@ start_worker() {  # $1 = index
 }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "nan"; }
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-cleanup() { kill "${PIDS[@]}" "${ROUTER_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() { kill "${PIDS[@]}" "${ROUTER_REAL_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 for i in 0 1 2; do PORTS[$i]=$(free_port); start_worker "$i"; done
 # The router writes its port to --ready_fd once SERVING, after it has met every worker.
 rm -f "$OUT/ready"; mkfifo "$OUT/ready"
-"$B/moe-router" --checkpoint="$MODEL" --listen="127.0.0.1:0" --metrics_port=-1 --ready_fd=3 \
+# shellcheck disable=SC2206
+WRAPPER=(${MOE_SOAK_ROUTER_WRAPPER:-})
+"${WRAPPER[@]}" "$B/moe-router" --checkpoint="$MODEL" --listen="127.0.0.1:0" --metrics_port=-1 --ready_fd=3 \
   --workers="127.0.0.1:${PORTS[0]},127.0.0.1:${PORTS[1]},127.0.0.1:${PORTS[2]}" 3>"$OUT/ready" >>"$OUT/router.log" 2>&1 &
 ROUTER_PID=$!
 read -r -t 120 ROUTER_PORT _ <"$OUT/ready"
 ROUTER_PORT="${ROUTER_PORT%% *}"
+ROUTER_REAL_PID=$ROUTER_PID
+if [ ${#WRAPPER[@]} -gt 0 ]; then ROUTER_REAL_PID=$(pgrep -n -f "^$B/moe-router --checkpoint=$MODEL"); fi
 BENCH=("$B/moe-bench" --router="127.0.0.1:$ROUTER_PORT" --concurrency=8 --tokens=16)
 "${BENCH[@]}" --duration_s=10 --json="$OUT/capacity.json" >/dev/null 2>>"$OUT/bench.log"
 RATE=$(/usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]; print(round(0.7 * r["tokens_per_s"] / 16))' "$OUT/capacity.json")
@@ -61,7 +67,7 @@ for ((m = 1; m <= MINUTES; m++)); do
   sleep 5
   start_worker "$victim"
   wait "$bench" || true        # failed requests are counted from its JSON below
-  /usr/bin/python3 - "$OUT/minute$m.json" "$m" "$RATE" "$(rss_mb "$ROUTER_PID")" "$(fds "$ROUTER_PID")" \
+  /usr/bin/python3 - "$OUT/minute$m.json" "$m" "$RATE" "$(rss_mb "$ROUTER_REAL_PID")" "$(fds "$ROUTER_REAL_PID")" \
     "$(rss_mb "${PIDS[0]}")" "$(fds "${PIDS[0]}")" "$(rss_mb "${PIDS[1]}")" "$(fds "${PIDS[1]}")" \
     "$(rss_mb "${PIDS[2]}")" "$(fds "${PIDS[2]}")" "SIG$signal worker $victim, restarted" "$OUT/soak.csv" <<'PY'
 import json, sys

@@ -2,7 +2,8 @@
 # Router, two workers and the client, each in its own network namespace (veth pairs on a bridge
 # that lives in a namespace of its own, addresses on a private test subnet that exists only in
 # these namespaces), names resolved through /etc/netns/<ns>/hosts the way cluster DNS would. A real
-# request flow with parity, then worker 1's link cut and restored (multihost_check.py).
+# request flow with parity, then worker 1's link cut and restored (multihost_check.py), then made
+# lossy (tc tbf with a tiny queue drops packets; TCP retransmits): answers still exact.
 # Args: <bin dir> <python stubs dir> <tmp dir>. Exit 77 (skip) where namespaces cannot be made.
 set -euo pipefail
 bin="$1"; stubs="$2"; tmp="$3/multihost"
@@ -65,4 +66,27 @@ echo "ok   worker 1's link is down"
 check cut
 ip -n "$p-net" link set w1 up
 check restored
-echo "6 passed, 0 failed"
+# A lossy link: a token bucket with a queue of a few packets on both ends of worker 1's link (no
+# sch_netem on these kernels; tbf is there) drops whatever bursts beyond it, so TCP loses real
+# packets and retransmits. Requests must still all come back right, only later; the qdisc's own
+# drop counters prove the loss happened.
+for end in "$p-net w1" "$p-w1 eth0"; do
+  set -- $end
+  tc -n "$1" qdisc add dev "$2" root tbf rate 40mbit burst 6kb limit 9kb
+done
+for i in 1 2 3 4 5; do
+  out=$(ip netns exec "$p-client" "$bin/moe-client" --router=moe-router:50051 --tokens=256 --all_layers --check \
+        --checkpoint="$model" --seed=$i)
+  worst=$(echo "$out" | awk '/^parity: worst max rel err/ {print $6}')
+  [ -n "$worst" ] && awk -v w="$worst" 'BEGIN { exit !(w <= 1e-6) }' ||
+    { echo "$out"; echo "FAIL: a request over the lossy link (try $i): parity ${worst:-missing}"; exit 1; }
+done
+dropped=0
+for end in "$p-net w1" "$p-w1 eth0"; do
+  set -- $end
+  n=$(tc -s -n "$1" qdisc show dev "$2" | awk '/dropped/ { gsub(",", "", $7); print $7; exit }')
+  dropped=$((dropped + ${n:-0}))
+done
+[ "$dropped" -gt 0 ] || { echo "FAIL: the lossy link dropped no packet (the test would prove nothing)"; exit 1; }
+echo "ok   5 requests over worker 1's lossy link ($dropped packets dropped by it) match the in-process path"
+echo "7 passed, 0 failed"
