@@ -11,6 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
+source "$ROOT/scripts/netns.sh"
 moe_install_packages
 moe_build
 B="$BUILD/bin"
@@ -36,23 +37,12 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for h in net "${hosts[@]}"; do ip netns del "$p-$h" 2>/dev/null || true; rm -rf "/etc/netns/$p-$h"; done
+  moe_netns_down "$p" "${hosts[@]}"
 }
 trap cleanup EXIT
-ip netns add "$p-net"
-ip -n "$p-net" link add br0 type bridge
-ip -n "$p-net" link set br0 up
-for h in "${hosts[@]}"; do
-  ip netns add "$p-$h"
-  ip link add eth0 netns "$p-$h" type veth peer name "$h" netns "$p-net"
-  ip -n "$p-$h" addr add "${addr[$h]}/24" dev eth0
-  ip -n "$p-$h" link set eth0 up
-  ip -n "$p-$h" link set lo up
-  ip -n "$p-net" link set "$h" master br0 up
-  mkdir -p "/etc/netns/$p-$h"
-  printf '127.0.0.1 localhost\n%s moe-router\n%s expert-0\n%s expert-1\n' \
-    "${addr[router]}" "${addr[w0]}" "${addr[w1]}" > "/etc/netns/$p-$h/hosts"
-done
+moe_netns_up "$p" "${addr[router]} moe-router
+${addr[w0]} expert-0
+${addr[w1]} expert-1" router="${addr[router]}" w0="${addr[w0]}" w1="${addr[w1]}" client="${addr[client]}"
 # Starts a server in namespace $1 and waits for its port on a FIFO (no sleeps); its pid in $started.
 start() {
   local ns="$1"; shift

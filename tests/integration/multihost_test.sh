@@ -8,6 +8,7 @@
 set -euo pipefail
 bin="$1"; stubs="$2"; tmp="$3/multihost"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../../scripts/netns.sh"
 p="moe$$"
 if [ "$(id -u)" != 0 ] || ! ip netns add "$p-probe" 2>/dev/null; then echo "SKIP: needs root for network namespaces"; exit 77; fi
 ip netns del "$p-probe"
@@ -16,24 +17,13 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for h in net router w0 w1 client; do ip netns del "$p-$h" 2>/dev/null || true; rm -rf "/etc/netns/$p-$h"; done
+  moe_netns_down "$p" router w0 w1 client
 }
 trap cleanup EXIT
 declare -A addr=([router]=10.213.7.10 [w0]=10.213.7.11 [w1]=10.213.7.12 [client]=10.213.7.20)
-ip netns add "$p-net"
-ip -n "$p-net" link add br0 type bridge
-ip -n "$p-net" link set br0 up
-for h in router w0 w1 client; do
-  ip netns add "$p-$h"
-  ip link add eth0 netns "$p-$h" type veth peer name "$h" netns "$p-net"
-  ip -n "$p-$h" addr add "${addr[$h]}/24" dev eth0
-  ip -n "$p-$h" link set eth0 up
-  ip -n "$p-$h" link set lo up
-  ip -n "$p-net" link set "$h" master br0 up
-  mkdir -p "/etc/netns/$p-$h"
-  printf '127.0.0.1 localhost\n%s moe-router\n%s expert-0.experts\n%s expert-1.experts\n' \
-    "${addr[router]}" "${addr[w0]}" "${addr[w1]}" > "/etc/netns/$p-$h/hosts"
-done
+moe_netns_up "$p" "${addr[router]} moe-router
+${addr[w0]} expert-0.experts
+${addr[w1]} expert-1.experts" router="${addr[router]}" w0="${addr[w0]}" w1="${addr[w1]}" client="${addr[client]}"
 model="$tmp/model"
 "$bin/moe-make-checkpoint" --out="$model" --hidden_size=64 --intermediate_size=48 --num_experts=8 --top_k=2 \
   --num_layers=2 --dtype=f32 --seed=9 >/dev/null
