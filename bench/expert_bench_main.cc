@@ -1,9 +1,11 @@
 // bench/expert_bench_main.cc
 // moe-expert-bench: one worker step (G experts × m tokens each) on an expert backend, per shape:
-// achieved TFLOP/s (6·G·m·H·I per step, wall time of Run, host staging of the f32 activations
-// included), and on a GPU the ratio to one cuBLAS dense GEMM of the same FLOPs (performance.md
-// H1) and the weight bytes read per second against a device-to-device copy (H3), both measured in
-// the same run. On a GPU both ways of issuing a step's products run side by side (back to back,
+// achieved TFLOP/s (6·G·m·H·I per step), and on a GPU the ratio to one cuBLAS dense GEMM of the
+// same FLOPs (performance.md H1) and the weight bytes read per second against a device-to-device
+// copy (H3), both measured in the same run. On a GPU the step's products are timed with device
+// events (ExpertBackend::LastStepTimes), as the dense GEMM is, and the host staging of the f32
+// activations (both ways) is shown beside them, with the wall time of the whole Run; on the CPU
+// the wall time of Run is all there is. On a GPU both ways of issuing a step's products run side by side (back to back,
 // grouped GEMM; cuda::CudaOptions) so the table says which wins where. --json writes the rows.
 #include <algorithm>
 #include <chrono>
@@ -65,20 +67,39 @@ bool ParseDims(const std::string& dims, int64_t& h, int64_t& inter) {
 }
 
 struct Timing {
-  double median_ms = 0, min_ms = 0, max_ms = 0;
+  double median_ms = 0, min_ms = 0, max_ms = 0;  // wall time of Run
+  bool on_device = false;                        // the backend reported device times:
+  double compute_ms = 0, staging_ms = 0;         // their medians (products; staging in + out)
 };
 
-// Median (and spread) of `repeats` wall times of one Run after a warm-up.
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median (and spread) of `repeats` wall times of one Run after a warm-up, and of the device's
+// own times where the backend has them.
 absl::StatusOr<Timing> TimeRun(ExpertBackend& b, absl::Span<const moe::experts::ExpertGroup> step,
                                absl::Span<const float> in, absl::Span<float> out, int repeats) {
-  std::vector<double> ms;
+  std::vector<double> ms, compute, staging;
   for (int r = 0; r <= repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = b.Run(step, in, out); !s.ok()) return s;
-    if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    if (r == 0) continue;
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    if (const auto device = b.LastStepTimes(); device.has_value()) {
+      compute.push_back(device->compute_ms);
+      staging.push_back(device->stage_in_ms + device->stage_out_ms);
+    }
   }
-  std::sort(ms.begin(), ms.end());
-  return Timing{ms[ms.size() / 2], ms.front(), ms.back()};
+  Timing t{.median_ms = Median(ms), .min_ms = *std::min_element(ms.begin(), ms.end()),
+           .max_ms = *std::max_element(ms.begin(), ms.end())};
+  if (compute.size() == ms.size()) {
+    t.on_device = true;
+    t.compute_ms = Median(compute);
+    t.staging_ms = Median(staging);
+  }
+  return t;
 }
 
 }  // namespace
@@ -159,9 +180,10 @@ int main(int argc, char** argv) {
       backends.push_back(*std::move(b));
     }
     weights.clear();
-    std::printf("\n%s: H=%ld I=%ld\n%-13s %8s %10s %14s %10s %10s %12s %10s\n", dims.c_str(), static_cast<long>(h),
-                static_cast<long>(inter), "mode", "tokens", "median ms", "spread ms", "TFLOP/s", "H1 ratio",
-                "weight GB/s", "H3 ratio");
+    std::printf("\n%s: H=%ld I=%ld (TFLOP/s, H1 and H3 over the %s)\n%-13s %8s %10s %14s %10s %10s %10s %10s %12s %10s\n",
+                dims.c_str(), static_cast<long>(h), static_cast<long>(inter),
+                on_gpu ? "products' device time" : "wall time of Run", "mode", "tokens", "wall ms", "spread ms",
+                "device ms", "staging ms", "TFLOP/s", "H1 ratio", "weight GB/s", "H3 ratio");
     const double weight_bytes = double(groups) * 3 * h * inter * (on_gpu ? moe::experts::DTypeSize(*dtype) : 4);
     for (int64_t m : tokens) {
       const Tensor in = Filled(groups * m, h, 99 + m, 1.0f);
@@ -183,21 +205,30 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "moe-expert-bench: %s\n", t.status().ToString().c_str());
           return 1;
         }
-        const double tflops = 6.0 * groups * m * h * inter / (t->median_ms * 1e-3) / 1e12;
-        const double gbps = weight_bytes / (t->median_ms * 1e-3) / 1e9;
+        // A device's products against the dense GEMM, both timed on the device; else wall time.
+        const double step_ms = t->on_device ? t->compute_ms : t->median_ms;
+        const double tflops = 6.0 * groups * m * h * inter / (step_ms * 1e-3) / 1e12;
+        const double gbps = weight_bytes / (step_ms * 1e-3) / 1e9;
         const double h1 = dense > 0 ? tflops / dense : 0, h3 = copy_gbps > 0 ? gbps / copy_gbps : 0;
         // H1 and H3 are GPU ratios; the CPU has its own (P2, moe-bench-local).
         const std::string h1_text = on_gpu ? absl::StrFormat("%.2f", h1) : "-";
         const std::string h3_text = on_gpu ? absl::StrFormat("%.2f", h3) : "-";
-        std::printf("%-13s %8ld %10.3f %6.3f-%-7.3f %10.3f %10s %12.0f %10s\n", modes[i].c_str(),
-                    static_cast<long>(m), t->median_ms, t->min_ms, t->max_ms, tflops, h1_text.c_str(), gbps,
-                    h3_text.c_str());
+        const std::string device_text = t->on_device ? absl::StrFormat("%.3f", t->compute_ms) : "-";
+        const std::string staging_text = t->on_device ? absl::StrFormat("%.3f", t->staging_ms) : "-";
+        std::printf("%-13s %8ld %10.3f %6.3f-%-7.3f %10s %10s %10.3f %10s %12.0f %10s\n", modes[i].c_str(),
+                    static_cast<long>(m), t->median_ms, t->min_ms, t->max_ms, device_text.c_str(),
+                    staging_text.c_str(), tflops, h1_text.c_str(), gbps, h3_text.c_str());
         json_rows.push_back(absl::StrFormat(
             R"({"dims":"%s","hidden":%d,"intermediate":%d,"mode":"%s","tokens_per_expert":%d,"median_ms":%g,)"
-            R"("min_ms":%g,"max_ms":%g,"tflops":%g,"dense_tflops":%g,"h1":%g,"weight_gbps":%g,"h3":%g})",
-            dims, h, inter, modes[i], m, t->median_ms, t->min_ms, t->max_ms, tflops, dense, h1, gbps, h3));
+            R"("min_ms":%g,"max_ms":%g,"device_compute_ms":%g,"staging_ms":%g,"tflops":%g,"dense_tflops":%g,)"
+            R"("h1":%g,"weight_gbps":%g,"h3":%g})",
+            dims, h, inter, modes[i], m, t->median_ms, t->min_ms, t->max_ms, t->compute_ms, t->staging_ms, tflops,
+            dense, h1, gbps, h3));
       }
-      if (on_gpu) std::printf("%-13s %8ld %10s %14s %10.3f\n", "dense GEMM", static_cast<long>(m), "", "", dense);
+      if (on_gpu) {
+        std::printf("%-13s %8ld %10s %14s %10s %10s %10.3f\n", "dense GEMM", static_cast<long>(m), "", "", "", "",
+                    dense);
+      }
     }
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {

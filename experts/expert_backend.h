@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,15 @@ class ExpertBackend {
   // OK while the backend can compute. A device that hit an unrecoverable (sticky) error returns
   // INTERNAL forever after; the worker then turns NOT_SERVING and exits instead of answering.
   virtual absl::Status Health() const { return absl::OkStatus(); }
+
+  // Where the last Run's time went on a device, measured with the device's own events: staging
+  // in (host f32 rows to the device and into the compute dtype), the expert products, staging
+  // out. Empty for backends that compute on the host (the CPU's). For benchmarks (moe-expert-bench
+  // times H1 and H3 on `compute_ms`, as it times the dense GEMM it compares with). Thread-safe.
+  struct StepTimes {
+    double stage_in_ms = 0, compute_ms = 0, stage_out_ms = 0;
+  };
+  virtual std::optional<StepTimes> LastStepTimes() const { return std::nullopt; }
 };
 
 // The checks every backend's Run starts with (buffer sizes, group bounds, hosted experts).

@@ -8,7 +8,8 @@
 // projections write y; y comes back as f32. The per-group products are issued either back to
 // back (one cublasGemmEx each; the down projection writes f32 directly) or as one
 // cublasGemmGroupedBatchedEx per projection (which needs C in the inputs' dtype, so y is rounded
-// to it once). moe-expert-bench measures both.
+// to it once). moe-expert-bench measures both. Device events around staging in, the products and
+// staging out give LastStepTimes.
 //
 // Row-major products on column-major cuBLAS: C[m,N] = A[m,K]·B[N,K]ᵀ is computed as the
 // column-major Cᵀ = B·Aᵀ, i.e. gemm(OP_T, OP_N, N, m, K, B, ldb, A, lda, C, ldc).
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -69,6 +71,9 @@ class CudaExpertBackend final : public ExpertBackend {
   static absl::StatusOr<std::unique_ptr<CudaExpertBackend>> Create(absl::Span<const ExpertWeights> weights,
                                                                   const CudaOptions& options);
   ~CudaExpertBackend() override {
+    for (cudaEvent_t e : events_) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -83,6 +88,10 @@ class CudaExpertBackend final : public ExpertBackend {
   absl::Status Health() const override {
     absl::MutexLock lock(&mu_);
     return sticky_;
+  }
+  std::optional<StepTimes> LastStepTimes() const override {
+    absl::MutexLock lock(&mu_);
+    return last_times_;
   }
 
  private:
@@ -124,6 +133,9 @@ class CudaExpertBackend final : public ExpertBackend {
   cublasHandle_t cublas_ = nullptr;
   mutable absl::Mutex mu_;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
+  // Recorded on the stream around staging in, the products and staging out (LastStepTimes).
+  cudaEvent_t events_[4] = {nullptr, nullptr, nullptr, nullptr};
+  std::optional<StepTimes> last_times_ ABSL_GUARDED_BY(mu_);
   std::vector<Step> steps_ ABSL_GUARDED_BY(mu_);
   GroupedGemm up_ ABSL_GUARDED_BY(mu_), down_ ABSL_GUARDED_BY(mu_);
   PinnedBuffer host_in_ ABSL_GUARDED_BY(mu_), host_out_ ABSL_GUARDED_BY(mu_), host_ptrs_ ABSL_GUARDED_BY(mu_);
@@ -157,6 +169,7 @@ absl::StatusOr<std::unique_ptr<CudaExpertBackend>> CudaExpertBackend::Create(abs
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
   CUBLAS_RETURN_IF_ERROR(cublasCreate(&b->cublas_));
   CUBLAS_RETURN_IF_ERROR(cublasSetStream(b->cublas_, b->stream_));
+  for (cudaEvent_t& e : b->events_) CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
   b->hidden_ = static_cast<int>(weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0);
   for (const ExpertWeights& w : weights) {
     const int64_t inter = w.w1.rank() == 2 ? w.w1.dim(0) : 0, h = b->hidden_;
@@ -181,6 +194,10 @@ absl::StatusOr<std::unique_ptr<CudaExpertBackend>> CudaExpertBackend::Create(abs
   b->ld_act_ = PadTo8(b->intermediate_);
   b->ld_h_ = 2 * b->ld_act_;
   std::sort(b->hosted_.begin(), b->hosted_.end());
+  // The weights went up with cudaMemcpy from pageable memory on the legacy stream, which may
+  // return before the copy has landed and does not order work on the non-blocking compute
+  // stream: the first Run could read weights still in flight. Wait for them here, once.
+  CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return b;
 }
 
@@ -190,10 +207,14 @@ absl::Status CudaExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::
   absl::MutexLock lock(&mu_);
   if (!sticky_.ok()) return sticky_;
   absl::Status status = RunLocked(groups, in, out);
-  // After a failure, let what was already queued finish before the staging buffers are reused.
-  if (!status.ok()) cudaStreamSynchronize(stream_);
+  cudaError_t last = cudaPeekAtLastError();
+  if (!status.ok()) {
+    // Let what was already queued finish before the staging buffers are reused; a sticky error
+    // of that work shows here even if a launch's own check already read it.
+    const cudaError_t sync = cudaStreamSynchronize(stream_);
+    if (IsSticky(sync)) last = sync;
+  }
   // A sticky error poisons the context: remember it, never compute again.
-  const cudaError_t last = cudaPeekAtLastError();
   if (IsSticky(last)) sticky_ = FromCuda(last, "device is in an unrecoverable state");
   if (!sticky_.ok()) return sticky_;
   return status;
@@ -223,14 +244,21 @@ absl::Status CudaExpertBackend::RunLocked(absl::Span<const ExpertGroup> groups, 
   RETURN_IF_ERROR(act_.Reserve(rows * ld_act_ * elem_));
 
   std::memcpy(host_in_.get(), in.data() + lo * h, (hi - lo) * h * sizeof(float));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[0], stream_));
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(in_f32_.get<float>() + lo * h, host_in_.get(), (hi - lo) * h * sizeof(float),
                                        cudaMemcpyHostToDevice, stream_));
   CUDA_RETURN_IF_ERROR(internal::LaunchFromF32(in_f32_.get<float>() + lo * h, X(lo), KernelDType(options_.dtype),
                                                hi - lo, h, ld_x_, stream_));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[1], stream_));
   RETURN_IF_ERROR(options_.grouped_gemm ? Grouped(lo, hi) : BackToBack(lo, hi));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2], stream_));
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_out_.get(), Y32(lo), (hi - lo) * h * sizeof(float),
                                        cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[3], stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  float ms[3] = {0, 0, 0};
+  for (int i = 0; i < 3; ++i) CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms[i], events_[i], events_[i + 1]));
+  last_times_ = StepTimes{.stage_in_ms = ms[0], .compute_ms = ms[1], .stage_out_ms = ms[2]};
   for (const Step& s : steps_) {
     std::memcpy(out.data() + s.row_begin * h, host_out_.get<float>() + (s.row_begin - lo) * h,
                 s.num_rows * h * sizeof(float));

@@ -66,6 +66,12 @@ __global__ void FillKernel(T* out, int64_t n, uint32_t seed) {
   }
 }
 
+// cudaGetLastError after a launch returns the oldest error not yet read, which may be an earlier
+// failure (say, a cudaMalloc that the caller already handled): read it away before launching, so
+// the error a launch reports is its own. Sticky errors stay visible to cudaPeekAtLastError's
+// caller through the context itself.
+void ClearStaleError() { (void)cudaGetLastError(); }
+
 int Blocks(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
 
 // Calls f with a typed null pointer of `dtype`'s element type.
@@ -85,6 +91,7 @@ void WithType(int dtype, F&& f) {
 cudaError_t LaunchFromF32(const float* in, void* out, int dtype, int64_t rows, int64_t cols, int64_t ld_out,
                           cudaStream_t stream) {
   if (rows * cols == 0) return cudaSuccess;
+  ClearStaleError();
   WithType(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     FromF32Kernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(in, static_cast<T*>(out), rows, cols, ld_out);
@@ -95,6 +102,7 @@ cudaError_t LaunchFromF32(const float* in, void* out, int dtype, int64_t rows, i
 cudaError_t LaunchToF32(const void* in, int dtype, int64_t ld_in, float* out, int64_t rows, int64_t cols,
                         cudaStream_t stream) {
   if (rows * cols == 0) return cudaSuccess;
+  ClearStaleError();
   WithType(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     ToF32Kernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(static_cast<const T*>(in), ld_in, out, rows, cols);
@@ -105,6 +113,7 @@ cudaError_t LaunchToF32(const void* in, int dtype, int64_t ld_in, float* out, in
 cudaError_t LaunchSiluMul(const void* h, int64_t ld_h, void* act, int64_t ld_act, int dtype, int64_t rows,
                           int64_t inter, cudaStream_t stream) {
   if (rows * inter == 0) return cudaSuccess;
+  ClearStaleError();
   WithType(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     SiluMulKernel<<<Blocks(rows * inter), kThreads, 0, stream>>>(static_cast<const T*>(h), ld_h, static_cast<T*>(act),
@@ -115,6 +124,7 @@ cudaError_t LaunchSiluMul(const void* h, int64_t ld_h, void* act, int64_t ld_act
 
 cudaError_t LaunchFillPattern(void* out, int dtype, int64_t n, uint32_t seed, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
+  ClearStaleError();
   WithType(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     FillKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<T*>(out), n, seed);

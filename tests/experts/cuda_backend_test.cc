@@ -1,6 +1,7 @@
 // tests/experts/cuda_backend_test.cc
 // The CUDA backend against the CPU backend (the reference) on fresh random inputs: 1, 7, 64 and
-// 1000 tokens, uneven and empty groups, groups out of row order, every dtype, both ways of
+// 1000 tokens, uneven and empty groups, groups out of row order, groups of equal size (merged
+// into one grouped-GEMM problem), every dtype, both ways of
 // issuing the products (back to back, grouped GEMM), a hidden size that is not a multiple of 8
 // and experts of different intermediate sizes on one worker; outputs poisoned with NaN first so
 // an element the GPU did not write fails. Skips, with the reason, where no GPU is usable.
@@ -73,6 +74,16 @@ TEST_P(CudaBackendTest, MatchesTheCpuBackend) {
       ASSERT_OK(gpu->Run(groups, in, absl::MakeSpan(got)));
       const double err = MaxRelError(got, want, 0, tokens * hidden);
       EXPECT_LE(err, tolerance) << DTypeName(dtype) << " tokens=" << tokens;
+    }
+    // Groups of equal size — the production case a grouped GEMM merges into one problem of
+    // several members — 1 and 16 rows each, every expert (expert 3's I differs in one shape).
+    for (int64_t r : {1, 16}) {
+      const std::vector<ExpertGroup> groups = {{{0, 0}, 0, r}, {{0, 1}, r, r}, {{0, 2}, 2 * r, r}, {{0, 3}, 3 * r, r}};
+      const std::vector<float> in = testing::RandomVector(4 * r * hidden, 2000 + r);
+      std::vector<float> want(in.size()), got(in.size(), std::numeric_limits<float>::quiet_NaN());
+      ASSERT_OK(cpu->Run(groups, in, absl::MakeSpan(want)));
+      ASSERT_OK(gpu->Run(groups, in, absl::MakeSpan(got)));
+      EXPECT_LE(MaxRelError(got, want, 0, 4 * r * hidden), tolerance) << DTypeName(dtype) << " equal groups of " << r;
     }
     // Steady state: the same call again gives the same answer (buffers reused, not reallocated).
     const std::vector<float> in = testing::RandomVector(7 * hidden, 5);

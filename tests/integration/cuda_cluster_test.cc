@@ -54,7 +54,8 @@ TEST_P(CudaWorkersTest, MatchTheInProcessCpuPath) {
   EXPECT_OK(cluster->Stop());
 }
 
-INSTANTIATE_TEST_SUITE_P(Gemms, CudaWorkersTest, ::testing::Values("back_to_back", "grouped"));
+INSTANTIATE_TEST_SUITE_P(Gemms, CudaWorkersTest, ::testing::Values("back_to_back", "grouped"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace moe::testing

@@ -13,10 +13,15 @@ echo "ok   packed: $(ls "$tmp/pack/bin" | wc -l) binaries, $(du -sh "$tmp/pack.t
 rc=0
 MOE_GPU_CHECK_BACKEND=cpu "$tmp/pack/gpu-check.sh" run "$tmp/pack" "$tmp/out" >"$tmp/dry.txt" 2>&1 || rc=$?
 if [ $rc != 0 ]; then cat "$tmp/dry.txt"; echo "FAIL: dry run exited $rc"; exit 1; fi
-for want in "ok   cuda_backend_test" "ok   cuda_cluster_test" "== 2. moe-expert-bench" \
-            "-- the CPU backend" "== 3. H4" "gpu-check: every step ran"; do
+for want in "== 0. environment" "cuda_backend_test.BF16_back_to_back" "cuda_backend_test.F32_grouped" \
+            "cuda_cluster_test.refusals" "cuda_cluster_test.grouped" "== 3. moe-expert-bench" \
+            "-- the CPU backend" "== 4. H4" "h4-networked" "gpu-check: every step ran and passed"; do
   grep -qF -- "$want" "$tmp/dry.txt" || { cat "$tmp/dry.txt"; echo "FAIL: no '$want'"; exit 1; }
 done
+# Every step is in the summary with its time; OUT holds only small results (scratch lives elsewhere).
+[ "$(grep -c ' ok .*s$' "$tmp/out/summary.txt")" -ge 14 ] || { cat "$tmp/out/summary.txt"; echo "FAIL: summary"; exit 1; }
+[ ! -e "$tmp/out/h4-model" ] && [ ! -e "$tmp/out/tmp" ] || { ls "$tmp/out"; echo "FAIL: scratch in OUT"; exit 1; }
+[ "$(du -sk "$tmp/out" | cut -f1)" -lt 4096 ] || { du -sh "$tmp/out"/*; echo "FAIL: OUT over 4 MiB"; exit 1; }
 python3 - "$tmp/out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -26,7 +31,7 @@ assert all(r["median_ms"] > 0 and r["tflops"] > 0 for r in bench["results"]), be
 net = json.load(open(f"{out}/h4_networked.json"))["results"]
 assert sorted(r["tokens"] for r in net) == [1, 16] and all(r["tokens_per_s"] > 0 for r in net), net
 PY
-echo "ok   the dry run ran every step from the bundle and wrote its JSON"
+echo "ok   the dry run ran every step from the bundle, timed each, and wrote only small results to OUT"
 
 if command -v nvidia-smi >/dev/null; then
   echo "ok   (a GPU driver is present: the no-GPU exit is not checked here)"
