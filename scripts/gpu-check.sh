@@ -21,7 +21,10 @@
 #        both ways of issuing the GEMMs, the products timed on the device, staging beside them;
 #        then the CPU backend on one small shape (for scale);
 #     4. H4: the MoE layer in-process (moe-bench-local --backend=cuda) against a router with two
-#        CUDA workers on the same GPU (moe-cluster + moe-bench), tokens/s and the ratio.
+#        CUDA workers on the same GPU (moe-cluster + moe-bench), tokens/s and the ratio;
+#     5. parity against Hugging Face transformers (tests/golden/gpu_hf_parity.py: mixtral and
+#        qwen2_moe, CUDA workers vs the HF module, bf16 rel <= 1e-2, the same experts) where
+#        $MOE_GPU_PYTHON (default python3) has torch and transformers; said and skipped where not.
 #   OUT gets only small things: summary.txt (one line per step), each step's log, the JSON of
 #   the benchmarks. Scratch (test temporaries, the H4 checkpoint) goes to $MOE_GPU_SCRATCH
 #   (default: a fresh folder under ${TMPDIR:-/tmp}), which is removed at the end.
@@ -41,6 +44,8 @@ case "${1:-}" in
       moe-make-checkpoint moe-expert-bench moe-bench-local "$build/tests/cuda_backend_test" \
       "$build/tests/cuda_cluster_test"
     cp "$here/gpu-check.sh" "$dir/"
+    mkdir -p "$dir/python"
+    cp "$here/../tests/golden/gpu_hf_parity.py" "$here/../tests/golden/moe_processes.py" "$dir/python/"
     tar -czf "$dir.tar.gz" -C "$(dirname "$dir")" "$(basename "$dir")"
     echo "packed: $dir.tar.gz ($(du -sh "$dir.tar.gz" | cut -f1)); on the GPU machine:" \
       "tar -xzf $(basename "$dir").tar.gz && $(basename "$dir")/gpu-check.sh run $(basename "$dir") OUT"
@@ -219,5 +224,14 @@ for t in sorted(local):
 PY
 else
   for f in h4-in-process h4-networked; do [ -f "$out/$f.log" ] && tail -5 "$out/$f.log"; done
+fi
+
+echo; echo "== 5. parity against Hugging Face transformers"
+python="${MOE_GPU_PYTHON:-python3}"
+if "$python" -c "import numpy, torch, transformers" 2>/dev/null; then
+  step gpu-hf-parity 300 1 "$python" "$dir/python/gpu_hf_parity.py" --bin="$B" --tmp="$scratch" \
+    --backend="$backend" || true
+else
+  echo "gpu-hf-parity                            skipped: $python has no torch + transformers" | tee -a "$summary"
 fi
 finish

@@ -10,12 +10,14 @@ import numpy as np
 
 
 class Cluster:
-    """moe-cluster on `ckpt` with `workers` workers (0: a --local router); `router` is its address."""
+    """moe-cluster on `ckpt` with `workers` workers (0: a --local router), `worker_flags` added to each
+    worker's; `router` is its address."""
 
-    def __init__(self, bin_dir, ckpt, workers, shared_on_workers=False, f32_compute=False, quiet=False):
+    def __init__(self, bin_dir, ckpt, workers, shared_on_workers=False, f32_compute=False, quiet=False,
+                 worker_flags=""):
         extra = " --cpu_compute=f32" if f32_compute else ""
         args = [f"{bin_dir}/moe-cluster", f"--checkpoint={ckpt}", f"--workers={workers}",
-                f"--worker_flags=--threads=1{extra}"]
+                f"--worker_flags=--threads=1{extra}{' ' + worker_flags if worker_flags else ''}"]
         if extra:
             args.append(f"--router_flags={extra.strip()}")
         if shared_on_workers:

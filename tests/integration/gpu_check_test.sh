@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/gpu-check.sh, the one command that runs the CUDA checks on a GPU machine, must not rot
 # while no GPU runs it: pack a bundle, then dry-run every step on the CPU backend from the bundle
-# (MOE_GPU_CHECK_BACKEND=cpu) and check each step reported. Without a GPU, a real run must stop
+# (MOE_GPU_CHECK_BACKEND=cpu; the HF parity step too where MOE_GPU_PYTHON has torch) and check each
+# step reported. Without a GPU, a real run must stop
 # with exit 77 and the driver's reason. Args: <repo> <build dir> <tmp dir>.
 set -euo pipefail
 repo="$1"; build="$2"; tmp="$3/gpu-check-test"
@@ -18,6 +19,11 @@ for want in "== 0. environment" "cuda_backend_test.BF16_back_to_back" "cuda_back
             "-- the CPU backend" "== 4. H4" "h4-networked" "gpu-check: every step ran and passed"; do
   grep -qF -- "$want" "$tmp/dry.txt" || { cat "$tmp/dry.txt"; echo "FAIL: no '$want'"; exit 1; }
 done
+# With MOE_GPU_PYTHON (ctest sets it to the torch venv's python), the HF parity step ran on CPU workers.
+if [ -n "${MOE_GPU_PYTHON:-}" ]; then
+  grep -qE '^gpu-hf-parity +ok' "$tmp/out/summary.txt" || { cat "$tmp/dry.txt"; echo "FAIL: HF parity step"; exit 1; }
+  grep -q '4 passed, 0 failed' "$tmp/out/gpu-hf-parity.log" || { cat "$tmp/out/gpu-hf-parity.log"; exit 1; }
+fi
 # Every step is in the summary with its time; OUT holds only small results (scratch lives elsewhere).
 [ "$(grep -c ' ok .*s$' "$tmp/out/summary.txt")" -ge 14 ] || { cat "$tmp/out/summary.txt"; echo "FAIL: summary"; exit 1; }
 [ ! -e "$tmp/out/h4-model" ] && [ ! -e "$tmp/out/tmp" ] || { ls "$tmp/out"; echo "FAIL: scratch in OUT"; exit 1; }
