@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from safetensors.numpy import save_file
 
-from moe_processes import Cluster, run_client
+from moe_processes import Checks, Cluster, run_client
 
 H, MOE_I, DENSE_I, E, N_TOKENS = 32, 24, 40, 8, 41
 TIE = 1e-4      # selection margins below this are near-ties: routing may legitimately differ
@@ -191,11 +191,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--tmp", required=True)
     args = ap.parse_args()
-    results = {"passed": 0, "failed": 0}
-
-    def check(ok, what):
-        results["passed" if ok else "failed"] += 1
-        print(("ok   " if ok else "FAIL ") + what, flush=True)
+    check = Checks()
 
     cases = [
         ("mixtral", {}, (0, 0)),
@@ -259,8 +255,7 @@ def main():
                           f"for {clear.sum()}/{N_TOKENS} tokens without a near-tie, rel err {err:.2e}")
             finally:
                 cluster.stop()
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from moe_processes import Cluster, run_client
+from moe_processes import Checks, Cluster, run_client
 
 H, E, K, I, LAYERS, N = 64, 8, 2, 96, 2, 37
 TOL = 1e-2
@@ -53,11 +53,7 @@ def main():
     os.makedirs(tmp, exist_ok=True)
     print(f"gpu_hf_parity: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"workers on {args.backend}", flush=True)
-    results = {"passed": 0, "failed": 0}
-
-    def check(ok, what):
-        results["passed" if ok else "failed"] += 1
-        print(("ok   " if ok else "FAIL ") + what, flush=True)
+    check = Checks()
 
     rng = np.random.default_rng(14)
     for model_type, fields in CASES:
@@ -89,8 +85,7 @@ def main():
                       f"{'identical' if differ == 0 else 'DIFFER'} for {N - differ}/{N} tokens, rel err {err:.2e}")
         finally:
             cluster.stop()
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from moe_processes import Cluster, run_client
+from moe_processes import Checks, Cluster, run_client
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client", "python"))
 import moe_serve  # noqa: E402  (client/python, the source tree; grpcio + protobuf in the torch venv)
@@ -321,11 +321,7 @@ def main():
     os.makedirs(args.tmp, exist_ok=True)
     torch.set_num_threads(1)
     print(f"hf_parity: torch {torch.__version__}, transformers {transformers.__version__}", flush=True)
-    results = {"passed": 0, "failed": 0}
-
-    def check(ok, what):
-        results["passed" if ok else "failed"] += 1
-        print(("ok   " if ok else "FAIL ") + what, flush=True)
+    check = Checks()
 
     rng = np.random.default_rng(2026)
     only = set(filter(None, args.only.split(",")))
@@ -386,8 +382,7 @@ def main():
                         mismatch_check(model_type, fields, cluster, check, label)
             finally:
                 cluster.stop()
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The moe-serve processes the golden tests drive: a local cluster (moe-cluster) and one call of
-moe-client. Shared by golden_parity_test.py (NumPy reference) and hf_parity_test.py (HF
-transformers); standard library and numpy only, so it runs in either venv."""
+"""What the golden tests share: the moe-serve processes they drive (a local cluster, moe-cluster,
+and one call of moe-client) and their tally of checks. Used by golden_parity_test.py (NumPy
+reference), hf_parity_test.py and gpu_hf_parity.py (HF transformers); standard library and numpy
+only, so it runs in any of their pythons."""
 import json
 import os
 import signal
@@ -48,3 +49,22 @@ def run_client(bin_dir, router, layer, x, tmp):
     subprocess.run([f"{bin_dir}/moe-client", f"--router={router}", f"--npy={x_path}", f"--layer={layer}",
                     f"--save_output={out}", f"--save_routing={routing}"], check=True, stdout=subprocess.DEVNULL)
     return np.load(out).astype(np.float64), json.load(open(routing))
+
+
+class Checks:
+    """The tally of one test script: check(ok, what) prints "ok   what" or "FAIL what" and counts
+    it; summary() prints "N passed, M failed" and returns the script's exit status."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def __call__(self, ok, what):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        print(("ok   " if ok else "FAIL ") + what, flush=True)
+
+    def summary(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        return 1 if self.failed else 0
