@@ -147,17 +147,20 @@ class TcpFaultProxy::Connection {
         chunk = std::move(p.queue.front());
         p.queue.pop_front();
       }
+      // Counted before the write, so that a receiver holding the bytes also sees them counted; what a
+      // failed write did not send is taken back.
+      faults_->forwarded += static_cast<int64_t>(chunk.bytes.size());
       size_t sent = 0;
       while (sent < chunk.bytes.size()) {
         const ssize_t n = ::send(p.to, chunk.bytes.data() + sent, chunk.bytes.size() - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {  // the receiver is gone: close the other way too
+          faults_->forwarded -= static_cast<int64_t>(chunk.bytes.size() - sent);
           Kill();
           return;
         }
         sent += static_cast<size_t>(n);
       }
-      faults_->forwarded += static_cast<int64_t>(chunk.bytes.size());
     }
   }
 

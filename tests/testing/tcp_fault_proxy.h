@@ -42,6 +42,7 @@ class TcpFaultProxy {
   void SetBlackhole(bool on);
   void DropConnections();
   int64_t connections_accepted() const;
+  // Bytes written on toward their receiver; a byte the receiver has read is already counted.
   int64_t bytes_forwarded() const;
   int64_t bytes_dropped() const;
   // Blocks until `count` bytes have been dropped by the blackhole, or `timeout` (then false).
