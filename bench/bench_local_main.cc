@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
     moe::bench::DenseResult dense;
     if (on_cpu) dense = moe::bench::DenseMatmul(m, h, 3 * int64_t{inter}, bf16, repeats);
     std::printf("%8d %11.3f %10.0f %9.1f %10.1f %7.2f  %s\n", m, t.median * 1e3, m / t.median, gflops, dense.gflops,
-                on_cpu ? gflops / dense.gflops : 0.0, dense.impl);
+                on_cpu ? gflops / dense.gflops : 0.0, dense.impl.c_str());
     json_rows.push_back(absl::StrFormat(
         R"({"bench":"expert_ffn","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"dense_gflops":%g,"dense_impl":"%s"})",
         m, t.median, t.min, t.max, gflops, dense.gflops, dense.impl));

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/sanitizer_threads.h"
@@ -53,9 +54,24 @@ DenseResult DenseMatmul(int64_t m, int64_t k, int64_t n, bool bf16, int repeats)
   using tag = dnnl::memory::format_tag;
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(engine);
-  const dt type = bf16 ? dt::bf16 : dt::f32;
-  const dnnl::memory::desc a({m, k}, type, tag::ab), b_any({k, n}, type, tag::any), c({m, n}, dt::f32, tag::ab);
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b_any, c), engine);
+  const dnnl::memory::desc c({m, n}, dt::f32, tag::ab);
+  auto describe = [&](dt type) {
+    const dnnl::memory::desc a({m, k}, type, tag::ab), b_any({k, n}, type, tag::any);
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b_any, c), engine);
+  };
+  // oneDNN has no bf16 matmul on a CPU without AVX512-BF16/AMX (or capped below them): the
+  // ceiling there is the f32 GEMM, which is what a bf16 kernel must reach by widening weights.
+  std::string fallback;
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = describe(bf16 ? dt::bf16 : dt::f32);
+  } catch (const dnnl::error& e) {
+    if (!bf16) throw;
+    fallback = std::string("no bf16 matmul on this CPU (") + e.what() + "): f32 ";
+    bf16 = false;
+    pd = describe(dt::f32);
+  }
+  const dnnl::memory::desc a({m, k}, bf16 ? dt::bf16 : dt::f32, tag::ab);
   dnnl::memory am(a, engine), bm(pd.weights_desc(), engine), cm(c, engine);
   // Random, never-zero inputs (bit patterns of small normals).
   std::mt19937 rng(7);
@@ -92,7 +108,8 @@ DenseResult DenseMatmul(int64_t m, int64_t k, int64_t n, bool bf16, int repeats)
   DenseResult r;
   r.median_s = t[t.size() / 2];
   r.gflops = 2.0 * m * k * n / r.median_s / 1e9;
-  r.impl = pd.impl_info_str();
+  r.impl = fallback + pd.impl_info_str();
+  r.bf16 = bf16;
   return r;
 }
 
