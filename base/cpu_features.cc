@@ -1,5 +1,5 @@
-// experts/cpu_features.cc
-#include "experts/cpu_features.h"
+// base/cpu_features.cc
+#include "base/cpu_features.h"
 
 #include <cpuid.h>
 #include <sys/syscall.h>
@@ -9,14 +9,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "dnnl.hpp"
 
-namespace moe::experts {
+namespace moe::base {
 namespace {
 
 constexpr std::array<absl::string_view, 5> kIsaNames = {"scalar", "avx2", "avx512", "avx512_bf16", "amx"};
@@ -47,22 +45,6 @@ std::string BrandString() {
     std::memcpy(brand + 16 * i, &r, 16);
   }
   return std::string(absl::StripAsciiWhitespace(brand));
-}
-
-dnnl::cpu_isa OneDnnIsa(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::kAmx:
-      return dnnl::cpu_isa::avx512_core_amx;
-    case CpuIsa::kAvx512Bf16:
-      return dnnl::cpu_isa::avx512_core_bf16;
-    case CpuIsa::kAvx512:
-      return dnnl::cpu_isa::avx512_core;
-    case CpuIsa::kAvx2:
-      return dnnl::cpu_isa::avx2;
-    case CpuIsa::kScalar:
-      return dnnl::cpu_isa::sse41;  // oneDNN's lowest; our kernels stay scalar
-  }
-  return dnnl::cpu_isa::all;
 }
 
 }  // namespace
@@ -134,28 +116,4 @@ bool RequestAmxPermission() {
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) == 0;
 }
 
-absl::StatusOr<CpuKernelConfig> ConfigureCpuKernels() {
-  static std::once_flag once;
-  static absl::StatusOr<CpuKernelConfig>* result = nullptr;
-  std::call_once(once, [] {
-    CpuKernelConfig config;
-    config.features = DetectCpuFeatures();
-    const char* cap_env = std::getenv("MOE_CPU_ISA");
-    const absl::string_view cap = cap_env == nullptr ? "" : cap_env;
-    absl::StatusOr<CpuIsaChoice> first = ChooseCpuIsa(config.features, cap, /*amx_permitted=*/true);
-    if (!first.ok()) {
-      result = new absl::StatusOr<CpuKernelConfig>(first.status());
-      return;
-    }
-    const bool amx_permitted = first->isa != CpuIsa::kAmx || RequestAmxPermission();
-    config.choice = *ChooseCpuIsa(config.features, cap, amx_permitted);
-    // oneDNN takes the cap only before its first kernel is generated; a later call is a no-op.
-    dnnl::set_max_cpu_isa(OneDnnIsa(config.choice.isa));
-    config.line = absl::StrCat("CPU ", config.features.model, "; kernels ", CpuIsaName(config.choice.isa));
-    if (!config.choice.fallback.empty()) absl::StrAppend(&config.line, " (fallback: ", config.choice.fallback, ")");
-    result = new absl::StatusOr<CpuKernelConfig>(std::move(config));
-  });
-  return *result;
-}
-
-}  // namespace moe::experts
+}  // namespace moe::base

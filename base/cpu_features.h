@@ -1,4 +1,4 @@
-// experts/cpu_features.h
+// base/cpu_features.h
 // What the CPU can run, read with cpuid/xgetbv (never by model number), and the one decision of
 // which instruction set the CPU expert kernels use: the best the CPU and OS support, capped by
 // MOE_CPU_ISA=scalar|avx2|avx512|avx512_bf16|amx, with AMX only if the kernel grants the
@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace moe::experts {
+namespace moe::base {
 
 struct CpuFeatures {
   std::string model;          // the brand string, e.g. "Intel(R) Xeon(R) Platinum 8592+"
@@ -49,15 +49,4 @@ absl::StatusOr<CpuIsaChoice> ChooseCpuIsa(const CpuFeatures& features, absl::str
 // Asks Linux for the AMX tile-data permission; false where it is refused or unknown.
 bool RequestAmxPermission();
 
-struct CpuKernelConfig {
-  CpuFeatures features;
-  CpuIsaChoice choice;
-  std::string line;  // "CPU <model>; kernels <isa> ...; fallback: ..." for startup lines
-};
-
-// Once per process: detects the CPU, reads MOE_CPU_ISA, requests AMX if it would be used, caps
-// oneDNN to the chosen ISA. Later calls return the first result. INVALID_ARGUMENT for a
-// MOE_CPU_ISA that does not parse.
-absl::StatusOr<CpuKernelConfig> ConfigureCpuKernels();
-
-}  // namespace moe::experts
+}  // namespace moe::base

@@ -1,4 +1,4 @@
-// experts/status_macros.h
+// base/status_macros.h
 // RETURN_IF_ERROR / ASSIGN_OR_RETURN for absl::Status, which Debian's Abseil (20220623) lacks.
 // Used by every module of moe-serve; header-only, no state.
 #pragma once

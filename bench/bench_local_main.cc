@@ -20,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -28,9 +27,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/program.h"
 #include "bench/dense_peers.h"
-#include "experts/backend_factory.h"
-#include "experts/safetensors_writer.h"
+#include "experts/factory/backend_factory.h"
+#include "model/safetensors_writer.h"
 #include "proto/message_memory.h"
 #include "router/moe_layer.h"
 #include "router/openblas_kernels.h"
@@ -82,7 +82,7 @@ std::vector<float> Random(size_t n, uint64_t seed, float stddev) {
 }
 
 moe::experts::ExpertWeights RandomExpert(moe::experts::ExpertKey key, int h, int i, uint64_t seed) {
-  using moe::experts::Tensor;
+  using moe::model::Tensor;
   return {key, Tensor::FromF32(Random(size_t(i) * h, seed, 1 / std::sqrt(float(h))), {i, h}),
           Tensor::FromF32(Random(size_t(i) * h, seed + 1, 1 / std::sqrt(float(h))), {i, h}),
           Tensor::FromF32(Random(size_t(h) * i, seed + 2, 1 / std::sqrt(float(i))), {h, i})};
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool bf16 = dtype_name == "bf16";
-  const moe::experts::DType dtype = bf16 ? moe::experts::DType::kBF16 : moe::experts::DType::kF32;
+  const moe::model::DType dtype = bf16 ? moe::model::DType::kBF16 : moe::model::DType::kF32;
   const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : omp_get_num_procs();
   std::vector<int> tokens;
   for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_tokens), ',')) {
@@ -211,8 +211,8 @@ int main(int argc, char** argv) {
   moe::router::RoutingSpec spec;
   spec.num_experts = e;
   spec.top_k = k;
-  const moe::experts::Tensor gate_weight =
-      moe::experts::Tensor::FromF32(Random(size_t(e) * h, 5, 1 / std::sqrt(float(h))), {e, h});
+  const moe::model::Tensor gate_weight =
+      moe::model::Tensor::FromF32(Random(size_t(e) * h, 5, 1 / std::sqrt(float(h))), {e, h});
   auto gate = moe::router::Gate::Create(spec, h, {.weight = &gate_weight});
   moe::router::MoeLayer layer(0, std::move(gate).value());
   // Every expert's weights as warm as the peer's (HF's block, measured the same way): one
@@ -240,10 +240,10 @@ int main(int argc, char** argv) {
         m, t.median, t.min, t.max, gflops, touched));
   }
   if (const std::string path = absl::GetFlag(FLAGS_inputs_out); !path.empty()) {
-    moe::experts::SafetensorsWriter writer;
+    moe::model::SafetensorsWriter writer;
     writer.Add("gate.weight", gate_weight);
     for (size_t i = 0; i < tokens.size(); ++i) {
-      writer.Add(absl::StrCat("x.", tokens[i]), moe::experts::Tensor::FromF32(inputs[i], {tokens[i], h}));
+      writer.Add(absl::StrCat("x.", tokens[i]), moe::model::Tensor::FromF32(inputs[i], {tokens[i], h}));
     }
     check(writer.Write(path));
   }

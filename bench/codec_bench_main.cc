@@ -14,13 +14,13 @@
 #include <random>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "base/program.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/proto_buffer_reader.h"
-#include "grpcpp/impl/codegen/proto_utils.h"
 #include "moe/v1/moe.pb.h"
 #include "proto/message_memory.h"
 #include "proto/tensor_codec.h"
@@ -63,7 +63,7 @@ bool Table(int repeats) {
     g->set_expert(0);
     g->set_num_rows(rows);
     const double encode_ms = MedianMs(repeats, [&] {
-      moe::proto::EncodeF32(x, {rows, hidden}, moe::experts::DType::kF32, request.mutable_tokens());
+      moe::proto::EncodeF32(x, {rows, hidden}, moe::model::DType::kF32, request.mutable_tokens());
     });
     grpc::ByteBuffer buffer;
     const double serialize_ms = MedianMs(repeats, [&] {

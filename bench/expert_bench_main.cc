@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -23,8 +22,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "experts/backend_factory.h"
+#include "base/program.h"
 #include "experts/cuda/cuda_backend.h"
+#include "experts/factory/backend_factory.h"
 
 ABSL_FLAG(std::string, backend, "", "cuda or cpu; default: cuda where a GPU is usable, else cpu.");
 ABSL_FLAG(std::vector<std::string>, dims, std::vector<std::string>({"mixtral", "deepseek"}),
@@ -40,10 +40,10 @@ ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.")
 
 namespace {
 
-using moe::experts::DType;
+using moe::model::DType;
 using moe::experts::ExpertBackend;
 using moe::experts::ExpertWeights;
-using moe::experts::Tensor;
+using moe::model::Tensor;
 
 // Cheap deterministic fill in [-scale, scale): the weights' values do not change the timings.
 Tensor Filled(int64_t rows, int64_t cols, uint64_t seed, float scale) {
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
-  const std::optional<DType> dtype = moe::experts::ParseDType(absl::AsciiStrToUpper(dtype_name));
+  const std::optional<DType> dtype = moe::model::ParseDType(absl::AsciiStrToUpper(dtype_name));
   if (!dtype.has_value()) {
     std::fprintf(stderr, "moe-expert-bench: --dtype: '%s' is not bf16, f16 or f32\n", dtype_name.c_str());
     return 2;
@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
                 dims.c_str(), static_cast<long>(h), static_cast<long>(inter),
                 on_gpu ? "products' device time" : "wall time of Run", "mode", "tokens", "wall ms", "spread ms",
                 "device ms", "staging ms", "TFLOP/s", "H1 ratio", "weight GB/s", "H3 ratio");
-    const double weight_bytes = double(groups) * 3 * h * inter * (on_gpu ? moe::experts::DTypeSize(*dtype) : 4);
+    const double weight_bytes = double(groups) * 3 * h * inter * (on_gpu ? moe::model::DTypeSize(*dtype) : 4);
     for (int64_t m : tokens) {
       const Tensor in = Filled(groups * m, h, 99 + m, 1.0f);
       std::vector<float> out(in.num_elements());

@@ -10,7 +10,7 @@
 #include "absl/flags/flag.h"
 #include "base/program.h"
 #include "experts/expert_weights.h"
-#include "experts/model_config.h"
+#include "model/model_config.h"
 #include "server/router/router_metrics.h"
 #include "server/worker/expert_metrics.h"
 
@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
                          "The cost per call of recording router and worker metrics.\n"
                          "  moe-bench-metrics --calls=100000");
   const int calls = std::max(1, absl::GetFlag(FLAGS_calls));
-  const auto config = moe::experts::DefaultConfig("mixtral", 4096, 14336, 8, 2, 32).value();
+  const auto config = moe::model::DefaultConfig("mixtral", 4096, 14336, 8, 2, 32).value();
   prometheus::Registry registry;
   moe::server::RouterMetrics router(registry, config, {"expert-0:50061", "expert-1:50061"});
   moe::server::ExpertMetrics worker(registry, moe::experts::AllExperts(config), config.AlwaysOnId());

@@ -16,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -26,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "base/program.h"
 #include "client/moe_client.h"
 #include "proto/message_memory.h"
 
@@ -55,8 +55,8 @@ ABSL_FLAG(bool, ping, false, "First time empty round trips (health Check) on the
 
 namespace {
 
-using moe::experts::DType;
-using moe::experts::Tensor;
+using moe::model::DType;
+using moe::model::Tensor;
 
 struct Point {
   int64_t tokens = 0, ok = 0;

@@ -13,17 +13,17 @@
 #include <string>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/program.h"
 #include "client/moe_client.h"
 #include "client/npy.h"
-#include "experts/checkpoint.h"
-#include "experts/cpu_backend.h"
+#include "experts/cpu/cpu_backend.h"
 #include "experts/expert_weights.h"
+#include "model/checkpoint.h"
 #include "proto/message_memory.h"
 #include "router/moe_model.h"
 #include "router/openblas_kernels.h"
@@ -50,8 +50,8 @@ ABSL_FLAG(std::string, save_routing, "",
 
 namespace {
 
-using moe::experts::DType;
-using moe::experts::Tensor;
+using moe::model::DType;
+using moe::model::Tensor;
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "moe-client: %s\n", s.ToString().c_str());
@@ -125,11 +125,11 @@ int main(int argc, char** argv) {
   }
   const int64_t n = x.dim(0);
 
-  std::unique_ptr<moe::experts::Checkpoint> checkpoint;
+  std::unique_ptr<moe::model::Checkpoint> checkpoint;
   std::unique_ptr<moe::router::MoeModel> reference;
   std::unique_ptr<moe::experts::CpuExpertBackend> backend;
   if (absl::GetFlag(FLAGS_check)) {
-    auto ckpt = moe::experts::Checkpoint::Open(absl::GetFlag(FLAGS_checkpoint));
+    auto ckpt = moe::model::Checkpoint::Open(absl::GetFlag(FLAGS_checkpoint));
     if (!ckpt.ok()) return Fail(ckpt.status());
     checkpoint = std::move(*ckpt);
     auto model = moe::router::MoeModel::Create(*checkpoint);
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
     }
     const double mean = sum / out.num_elements();
     std::printf("layer %ld: %ld tokens %s, %.2f ms, output mean %+.4f std %.4f min %+.3f max %+.3f\n",
-                static_cast<long>(layers[li]), static_cast<long>(n), std::string(moe::experts::DTypeName(dtype)).c_str(),
+                static_cast<long>(layers[li]), static_cast<long>(n), std::string(moe::model::DTypeName(dtype)).c_str(),
                 absl::ToDoubleMilliseconds(result->latency), mean,
                 std::sqrt(std::max(0.0, sum_sq / out.num_elements() - mean * mean)), lo, hi);
     for (int64_t t = 0; t < n; ++t) {

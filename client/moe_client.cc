@@ -9,12 +9,12 @@
 #include <chrono>
 
 #include "absl/synchronization/notification.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "proto/channel.h"
 #include "proto/status_convert.h"
 #include "proto/tensor_codec.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace moe::client {
 namespace {
@@ -64,7 +64,7 @@ void MoeClient::Prepare(grpc::ClientContext& context) const {
 }
 
 absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardResponse& response) {
-  absl::StatusOr<experts::Tensor> view = proto::ViewTensor(response.output(), "output");
+  absl::StatusOr<model::Tensor> view = proto::ViewTensor(response.output(), "output");
   if (!view.ok()) return absl::InternalError(std::string(view.status().message()));
   ForwardResult result;
   result.output = view->Clone();
@@ -76,7 +76,7 @@ absl::StatusOr<ForwardResult> ParseForwardResponse(const moe::v1::ForwardRespons
   return result;
 }
 
-void MoeClient::ForwardAsync(int64_t layer, const experts::Tensor& hidden_states, bool return_routing,
+void MoeClient::ForwardAsync(int64_t layer, const model::Tensor& hidden_states, bool return_routing,
                              std::function<void(absl::StatusOr<ForwardResult>)> done) {
   auto* call = new AsyncForward();
   call->request.set_layer(layer);
@@ -96,7 +96,7 @@ void MoeClient::ForwardAsync(int64_t layer, const experts::Tensor& hidden_states
   });
 }
 
-absl::StatusOr<ForwardResult> MoeClient::Forward(int64_t layer, const experts::Tensor& hidden_states,
+absl::StatusOr<ForwardResult> MoeClient::Forward(int64_t layer, const model::Tensor& hidden_states,
                                                  bool return_routing) {
   absl::Notification finished;
   absl::StatusOr<ForwardResult> result;
@@ -122,7 +122,7 @@ std::unique_ptr<ForwardStream> MoeClient::OpenStream() {
   return s;
 }
 
-absl::StatusOr<ForwardResult> ForwardStream::Forward(int64_t layer, const experts::Tensor& hidden_states,
+absl::StatusOr<ForwardResult> ForwardStream::Forward(int64_t layer, const model::Tensor& hidden_states,
                                                      bool return_routing) {
   if (!failed_.ok()) return failed_;
   if (closed_) return absl::FailedPreconditionError("the stream is closed");

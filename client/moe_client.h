@@ -11,15 +11,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "experts/tensor.h"
 #include "grpcpp/security/credentials.h"
+#include "model/tensor.h"
 #include "moe/v1/moe.grpc.pb.h"
 #include "proto/tls_credentials.h"
 
 namespace moe::client {
 
 struct ForwardResult {
-  experts::Tensor output;                    // [tokens, hidden], the dtype sent
+  model::Tensor output;                    // [tokens, hidden], the dtype sent
   std::vector<std::vector<int>> experts;     // per token, when routing was asked for
   std::vector<std::vector<float>> weights;   // per token, when routing was asked for
   std::vector<float> always_on_weights;      // per token: weight of the shared/dense MLP
@@ -32,7 +32,7 @@ struct ForwardResult {
 class ForwardStream {
  public:
   // The next step; a failure ends the stream (later calls return it again).
-  absl::StatusOr<ForwardResult> Forward(int64_t layer, const experts::Tensor& hidden_states,
+  absl::StatusOr<ForwardResult> Forward(int64_t layer, const model::Tensor& hidden_states,
                                         bool return_routing = false);
   // Half-closes and returns the stream's final status.
   absl::Status Close();
@@ -60,10 +60,10 @@ class MoeClient {
 
   // Runs `hidden_states` through MoE layer `layer`. The server's status on failure
   // (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ...).
-  absl::StatusOr<ForwardResult> Forward(int64_t layer, const experts::Tensor& hidden_states,
+  absl::StatusOr<ForwardResult> Forward(int64_t layer, const model::Tensor& hidden_states,
                                         bool return_routing = false);
   // The same without blocking: `done` runs on a gRPC thread.
-  void ForwardAsync(int64_t layer, const experts::Tensor& hidden_states, bool return_routing,
+  void ForwardAsync(int64_t layer, const model::Tensor& hidden_states, bool return_routing,
                     std::function<void(absl::StatusOr<ForwardResult>)> done);
   // Sends `request` exactly as given (for callers that build requests themselves, and tests).
   absl::Status ForwardRaw(const moe::v1::ForwardRequest& request, moe::v1::ForwardResponse* response);

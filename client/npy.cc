@@ -11,7 +11,7 @@
 
 namespace moe::client {
 
-absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path) {
+absl::StatusOr<model::Tensor> ReadNpy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   std::stringstream buffer;
@@ -40,11 +40,11 @@ absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path) {
   std::smatch m;
   if (!std::regex_search(header, m, std::regex("'descr':\\s*'([^']*)'"))) return bad("no descr");
   const std::string descr = m[1];
-  experts::DType dtype;
+  model::DType dtype;
   if (descr == "<f4") {
-    dtype = experts::DType::kF32;
+    dtype = model::DType::kF32;
   } else if (descr == "<f2") {
-    dtype = experts::DType::kF16;
+    dtype = model::DType::kF16;
   } else {
     return bad(absl::StrCat("dtype '", descr, "' is not supported; use float32 or float16"));
   }
@@ -54,7 +54,7 @@ absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path) {
   }
   int64_t rows = 0, cols = 0;
   if (!absl::SimpleAtoi(m[1].str(), &rows) || !absl::SimpleAtoi(m[2].str(), &cols)) return bad("bad shape");
-  experts::Tensor t = experts::Tensor::Zeros(dtype, {rows, cols});
+  model::Tensor t = model::Tensor::Zeros(dtype, {rows, cols});
   const size_t data_start = header_start + header_len;
   if (bytes.size() - data_start != t.num_bytes()) {
     return bad(absl::StrCat("data has ", bytes.size() - data_start, " bytes; shape needs ", t.num_bytes()));
@@ -63,8 +63,8 @@ absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path) {
   return t;
 }
 
-absl::Status WriteNpy(const std::string& path, const experts::Tensor& tensor) {
-  const experts::Tensor f32 = tensor.ToF32();
+absl::Status WriteNpy(const std::string& path, const model::Tensor& tensor) {
+  const model::Tensor f32 = tensor.ToF32();
   std::string header = absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (", f32.dim(0), ", ",
                                     f32.dim(1), "), }");
   // Pad so that magic (6) + version (2) + length (2) + header ends on a multiple of 64, with '\n'.

@@ -7,15 +7,15 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "experts/tensor.h"
+#include "model/tensor.h"
 
 namespace moe::client {
 
 // INVALID_ARGUMENT naming the file for anything but a C-ordered 2-D <f4/<f2 array;
 // NOT_FOUND if the file cannot be read.
-absl::StatusOr<experts::Tensor> ReadNpy(const std::string& path);
+absl::StatusOr<model::Tensor> ReadNpy(const std::string& path);
 
 // Writes a 2-D tensor as a float32 .npy file (format 1.0). INTERNAL if writing fails.
-absl::Status WriteNpy(const std::string& path, const experts::Tensor& tensor);
+absl::Status WriteNpy(const std::string& path, const model::Tensor& tensor);
 
 }  // namespace moe::client

@@ -4,14 +4,14 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "experts/fp8.h"
-#include "experts/status_macros.h"
-#include "experts/tensor_names.h"
+#include "base/status_macros.h"
+#include "model/fp8.h"
+#include "model/tensor_names.h"
 
 namespace moe::experts {
 
-absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, ExpertKey key) {
-  const ModelConfig& c = checkpoint.config();
+absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpoint, ExpertKey key) {
+  const model::ModelConfig& c = checkpoint.config();
   const bool in_model = key.layer >= 0 && key.layer < c.num_layers;
   const bool routed = in_model && c.IsMoeLayer(key.layer) && key.expert >= 0 && key.expert < c.num_experts;
   const bool always_on = in_model && key.expert == c.AlwaysOnId() && c.HasAlwaysOn(key.layer);
@@ -23,8 +23,8 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
   }
   const int64_t h = c.hidden_size;
   const int64_t i = routed ? c.moe_intermediate_size : c.AlwaysOnIntermediate(key.layer);
-  auto name = [&](Projection p) {
-    return routed ? ExpertWeightName(c, key.layer, key.expert, p) : AlwaysOnWeightName(c, key.layer, p);
+  auto name = [&](model::Projection p) {
+    return routed ? model::ExpertWeightName(c, key.layer, key.expert, p) : model::AlwaysOnWeightName(c, key.layer, p);
   };
   ExpertWeights w;
   w.key = key;
@@ -36,40 +36,40 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
       std::vector<int64_t> shape;
       ASSIGN_OR_RETURN(const uint8_t* bytes, checkpoint.GetRaw(name, &dtype, &shape));
       if (dtype != "U8" || shape != want) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is ", dtype, ShapeString(shape),
-                                                       ", expected U8", ShapeString(want)));
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is ", dtype, model::ShapeString(shape),
+                                                       ", expected U8", model::ShapeString(want)));
       }
       return bytes;
     };
     if (h % 32 != 0 || i % 32 != 0) {
       return absl::InvalidArgumentError("mxfp4 needs hidden and intermediate sizes that are multiples of 32");
     }
-    const std::string gu = StackedGateUpName(c, key.layer), dn = StackedDownName(c, key.layer);
+    const std::string gu = model::StackedGateUpName(c, key.layer), dn = model::StackedDownName(c, key.layer);
     ASSIGN_OR_RETURN(const uint8_t* gub, raw(gu + "_blocks", {e, 2 * i, h / 32, 16}));
     ASSIGN_OR_RETURN(const uint8_t* gus, raw(gu + "_scales", {e, 2 * i, h / 32}));
     ASSIGN_OR_RETURN(const uint8_t* dnb, raw(dn + "_blocks", {e, h, i / 32, 16}));
     ASSIGN_OR_RETURN(const uint8_t* dns, raw(dn + "_scales", {e, h, i / 32}));
-    const Tensor gate_up = DequantizeMxfp4Expert(gub, gus, key.expert, 2 * i, h, DType::kBF16);  // [2I, H]
+    const model::Tensor gate_up = model::DequantizeMxfp4Expert(gub, gus, key.expert, 2 * i, h, model::DType::kBF16);  // [2I, H]
     // Rows 2j and 2j + 1 are gate j and up j (interleaved).
-    const Tensor g3 = Tensor::Borrow(DType::kBF16, {i, 2, h}, gate_up.raw_data(), nullptr);
-    w.w1 = Tensor::Zeros(DType::kBF16, {i, h});
-    w.w3 = Tensor::Zeros(DType::kBF16, {i, h});
+    const model::Tensor g3 = model::Tensor::Borrow(model::DType::kBF16, {i, 2, h}, gate_up.raw_data(), nullptr);
+    w.w1 = model::Tensor::Zeros(model::DType::kBF16, {i, h});
+    w.w3 = model::Tensor::Zeros(model::DType::kBF16, {i, h});
     for (int64_t r = 0; r < i; ++r) {
       std::memcpy(static_cast<uint16_t*>(w.w1.mutable_raw_data()) + r * h, g3.MatrixRows(r, 0, 1).raw_data(), h * 2);
       std::memcpy(static_cast<uint16_t*>(w.w3.mutable_raw_data()) + r * h, g3.MatrixRows(r, 1, 1).raw_data(), h * 2);
     }
-    w.w2 = DequantizeMxfp4Expert(dnb, dns, key.expert, h, i, DType::kBF16);  // [H, I]
+    w.w2 = model::DequantizeMxfp4Expert(dnb, dns, key.expert, h, i, model::DType::kBF16);  // [H, I]
   }
   if (routed && !c.names.flat_gate.empty()) {  // DBRX: three [E·I, H] stacks, views of this expert's rows
     const std::vector<int64_t> shape = {c.num_experts * i, h};
-    ASSIGN_OR_RETURN(const Tensor gate, checkpoint.GetWithShape(FlatExpertsName(c, key.layer, Projection::kGate), shape));
-    ASSIGN_OR_RETURN(const Tensor up, checkpoint.GetWithShape(FlatExpertsName(c, key.layer, Projection::kUp), shape));
-    ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(FlatExpertsName(c, key.layer, Projection::kDown), shape));
+    ASSIGN_OR_RETURN(const model::Tensor gate, checkpoint.GetWithShape(model::FlatExpertsName(c, key.layer, model::Projection::kGate), shape));
+    ASSIGN_OR_RETURN(const model::Tensor up, checkpoint.GetWithShape(model::FlatExpertsName(c, key.layer, model::Projection::kUp), shape));
+    ASSIGN_OR_RETURN(const model::Tensor down, checkpoint.GetWithShape(model::FlatExpertsName(c, key.layer, model::Projection::kDown), shape));
     w.w1 = gate.Rows(key.expert * i, i);
     w.w3 = up.Rows(key.expert * i, i);
     // Its [I, H] rows transposed into the [H, I] down weight (a copy of this expert only).
-    const Tensor rows = down.Rows(key.expert * i, i);
-    w.w2 = Tensor::Borrow(rows.dtype(), {1, i, h}, rows.raw_data(), nullptr).MatrixColumnsTransposed(0, 0, h);
+    const model::Tensor rows = down.Rows(key.expert * i, i);
+    w.w2 = model::Tensor::Borrow(rows.dtype(), {1, i, h}, rows.raw_data(), nullptr).MatrixColumnsTransposed(0, 0, h);
     return w;
   }
   if (routed && (c.mxfp4 || !c.names.stacked_gate_up.empty())) {
@@ -78,10 +78,10 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
     if (!c.mxfp4) {
       // One slice of the layer's stacked tensors: views (or, transposed, copies of this expert only).
       const bool t = c.names.stacked_transposed;
-      ASSIGN_OR_RETURN(const Tensor gate_up, checkpoint.GetWithShape(StackedGateUpName(c, key.layer),
+      ASSIGN_OR_RETURN(const model::Tensor gate_up, checkpoint.GetWithShape(model::StackedGateUpName(c, key.layer),
                                                                      t ? std::vector<int64_t>{e, h, 2 * i}
                                                                        : std::vector<int64_t>{e, 2 * i, h}));
-      ASSIGN_OR_RETURN(const Tensor down, checkpoint.GetWithShape(StackedDownName(c, key.layer),
+      ASSIGN_OR_RETURN(const model::Tensor down, checkpoint.GetWithShape(model::StackedDownName(c, key.layer),
                                                                   t ? std::vector<int64_t>{e, i, h}
                                                                     : std::vector<int64_t>{e, h, i}));
       if (inter && !t) return absl::UnimplementedError("interleaved gate/up is served in the transposed layout only");
@@ -92,39 +92,39 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, Ex
       w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
     }
     if (!c.names.stacked_gate_up_bias.empty()) {
-      ASSIGN_OR_RETURN(const Tensor gub, checkpoint.GetWithShape(StackedGateUpBiasName(c, key.layer), {e, 2 * i}));
-      ASSIGN_OR_RETURN(const Tensor db, checkpoint.GetWithShape(StackedDownBiasName(c, key.layer), {e, h}));
+      ASSIGN_OR_RETURN(const model::Tensor gub, checkpoint.GetWithShape(model::StackedGateUpBiasName(c, key.layer), {e, 2 * i}));
+      ASSIGN_OR_RETURN(const model::Tensor db, checkpoint.GetWithShape(model::StackedDownBiasName(c, key.layer), {e, h}));
       // As [E, 1, 2I]: the bias row of expert e is a 1-row matrix, split like the weights' columns.
-      const Tensor gub3 = Tensor::Borrow(gub.dtype(), {e, 1, 2 * i}, gub.raw_data(), nullptr);
-      const Tensor row1 = gub3.MatrixColumnsTransposed(key.expert, 0, i, inter ? 2 : 1);
-      const Tensor row3 = gub3.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, inter ? 2 : 1);
-      w.b1 = Tensor::Borrow(row1.dtype(), {i}, row1.raw_data(), nullptr).Clone();
-      w.b3 = Tensor::Borrow(row3.dtype(), {i}, row3.raw_data(), nullptr).Clone();
-      w.b2 = Tensor::Borrow(db.dtype(), {h},
-                            static_cast<const uint8_t*>(db.raw_data()) + key.expert * h * DTypeSize(db.dtype()), nullptr)
+      const model::Tensor gub3 = model::Tensor::Borrow(gub.dtype(), {e, 1, 2 * i}, gub.raw_data(), nullptr);
+      const model::Tensor row1 = gub3.MatrixColumnsTransposed(key.expert, 0, i, inter ? 2 : 1);
+      const model::Tensor row3 = gub3.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, inter ? 2 : 1);
+      w.b1 = model::Tensor::Borrow(row1.dtype(), {i}, row1.raw_data(), nullptr).Clone();
+      w.b3 = model::Tensor::Borrow(row3.dtype(), {i}, row3.raw_data(), nullptr).Clone();
+      w.b2 = model::Tensor::Borrow(db.dtype(), {h},
+                            static_cast<const uint8_t*>(db.raw_data()) + key.expert * h * model::DTypeSize(db.dtype()), nullptr)
                  .Clone();
     }
     w.activation = {.alpha = c.swiglu_alpha, .limit = c.swiglu_limit};
     return w;
   }
   if (always_on && c.IsMoeLayer(key.layer) && !c.names.shared_fused_gate_up.empty()) {
-    ASSIGN_OR_RETURN(const Tensor gate_up, checkpoint.GetWeight(SharedFusedGateUpName(c, key.layer), {2 * i, h}));
+    ASSIGN_OR_RETURN(const model::Tensor gate_up, checkpoint.GetWeight(model::SharedFusedGateUpName(c, key.layer), {2 * i, h}));
     w.w1 = gate_up.Rows(0, i);
     w.w3 = gate_up.Rows(i, i);
-    ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(SharedFusedDownName(c, key.layer), {h, i}));
+    ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(model::SharedFusedDownName(c, key.layer), {h, i}));
     return w;
   }
-  ASSIGN_OR_RETURN(w.w1, checkpoint.GetWeight(name(Projection::kGate), {i, h}));
-  ASSIGN_OR_RETURN(w.w3, checkpoint.GetWeight(name(Projection::kUp), {i, h}));
-  ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(name(Projection::kDown), {h, i}));
+  ASSIGN_OR_RETURN(w.w1, checkpoint.GetWeight(name(model::Projection::kGate), {i, h}));
+  ASSIGN_OR_RETURN(w.w3, checkpoint.GetWeight(name(model::Projection::kUp), {i, h}));
+  ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(name(model::Projection::kDown), {h, i}));
   return w;
 }
 
-std::vector<ExpertKey> AllExperts(const ModelConfig& config) {
+std::vector<ExpertKey> AllExperts(const model::ModelConfig& config) {
   return ExpertRange(config, 0, config.num_experts - 1);
 }
 
-std::vector<ExpertKey> ExpertRange(const ModelConfig& config, int first, int last) {
+std::vector<ExpertKey> ExpertRange(const model::ModelConfig& config, int first, int last) {
   std::vector<ExpertKey> keys;
   for (int layer = 0; layer < config.num_layers; ++layer) {
     if (!config.IsMoeLayer(layer)) continue;
@@ -133,7 +133,7 @@ std::vector<ExpertKey> ExpertRange(const ModelConfig& config, int first, int las
   return keys;
 }
 
-std::vector<ExpertKey> AlwaysOnExperts(const ModelConfig& config) {
+std::vector<ExpertKey> AlwaysOnExperts(const model::ModelConfig& config) {
   std::vector<ExpertKey> keys;
   for (int layer = 0; layer < config.num_layers; ++layer) {
     if (config.HasAlwaysOn(layer)) keys.push_back({layer, config.AlwaysOnId()});

@@ -8,9 +8,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "experts/checkpoint.h"
 #include "experts/expert_backend.h"
-#include "experts/tensor.h"
+#include "model/checkpoint.h"
+#include "model/tensor.h"
 
 namespace moe::experts {
 
@@ -23,10 +23,10 @@ struct ExpertActivation {
 
 struct ExpertWeights {
   ExpertKey key;
-  Tensor w1;  // [I, H] gate projection
-  Tensor w3;  // [I, H] up projection
-  Tensor w2;  // [H, I] down projection
-  Tensor b1, b3, b2;  // biases [I], [I], [H] (gpt-oss); empty when the family has none
+  model::Tensor w1;  // [I, H] gate projection
+  model::Tensor w3;  // [I, H] up projection
+  model::Tensor w2;  // [H, I] down projection
+  model::Tensor b1, b3, b2;  // biases [I], [I], [H] (gpt-oss); empty when the family has none
   ExpertActivation activation;
 };
 
@@ -34,13 +34,13 @@ struct ExpertWeights {
 // layer) or the always-on MLP (expert == config.AlwaysOnId()). NOT_FOUND if the key is outside
 // the model or a tensor is missing; INVALID_ARGUMENT naming the tensor for a wrong shape or a
 // dtype we cannot serve.
-absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint, ExpertKey key);
+absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpoint, ExpertKey key);
 
 // Every routed expert of every MoE layer, sorted: what workers host.
-std::vector<ExpertKey> AllExperts(const ModelConfig& config);
+std::vector<ExpertKey> AllExperts(const model::ModelConfig& config);
 // Routed experts [first, last] of every MoE layer, sorted.
-std::vector<ExpertKey> ExpertRange(const ModelConfig& config, int first, int last);
+std::vector<ExpertKey> ExpertRange(const model::ModelConfig& config, int first, int last);
 // The always-on MLP of every layer that has one (shared experts, dense layers), sorted.
-std::vector<ExpertKey> AlwaysOnExperts(const ModelConfig& config);
+std::vector<ExpertKey> AlwaysOnExperts(const model::ModelConfig& config);
 
 }  // namespace moe::experts

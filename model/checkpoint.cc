@@ -1,17 +1,17 @@
-// experts/checkpoint.cc
-#include "experts/checkpoint.h"
+// model/checkpoint.cc
+#include "model/checkpoint.h"
 
-#include "experts/fp8.h"
+#include "model/fp8.h"
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
-namespace moe::experts {
+namespace moe::model {
 
 namespace fs = std::filesystem;
 
@@ -134,4 +134,4 @@ std::vector<std::string> Checkpoint::OpenedFiles() const {
   return names;
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

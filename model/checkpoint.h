@@ -1,4 +1,4 @@
-// experts/checkpoint.h
+// model/checkpoint.h
 // A Hugging Face checkpoint folder: config.json plus model.safetensors, or shards listed in
 // model.safetensors.index.json. Shards are mapped lazily, on the first request for one of their
 // tensors, so a worker that hosts two experts touches only the files (and pages) it needs.
@@ -13,11 +13,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "experts/model_config.h"
-#include "experts/safetensors_reader.h"
-#include "experts/tensor.h"
+#include "model/model_config.h"
+#include "model/safetensors_reader.h"
+#include "model/tensor.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 // The weight_map of a model.safetensors.index.json (`path` names it in errors): tensor name ->
 // shard file name. DATA_LOSS if it is not JSON, has no object weight_map, or maps a tensor to
@@ -41,7 +41,7 @@ class Checkpoint {
                                       const std::vector<int64_t>& shape) const;
   // An expert/MLP weight of `shape`: GetWithShape, or, for an F8_E4M3 weight of a checkpoint with
   // an FP8 quantization_config, the weight dequantized to bf16 with its `<name>_scale_inv` (an
-  // owned tensor; experts/fp8.h).
+  // owned tensor; model/fp8.h).
   absl::StatusOr<Tensor> GetWeight(const std::string& name, const std::vector<int64_t>& shape) const;
   // The bytes of tensor `name` of any dtype, with its safetensors dtype string and shape
   // (quantized weights). NOT_FOUND if absent.
@@ -63,4 +63,4 @@ class Checkpoint {
   mutable std::map<std::string, std::shared_ptr<const SafetensorsFile>> files_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

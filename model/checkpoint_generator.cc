@@ -1,5 +1,5 @@
-// experts/checkpoint_generator.cc
-#include "experts/checkpoint_generator.h"
+// model/checkpoint_generator.cc
+#include "model/checkpoint_generator.h"
 
 #include <cmath>
 #include <filesystem>
@@ -9,14 +9,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "experts/fp8.h"
-#include "experts/safetensors_writer.h"
-#include "experts/status_macros.h"
-#include "experts/tensor.h"
-#include "experts/tensor_names.h"
+#include "base/status_macros.h"
+#include "model/fp8.h"
+#include "model/safetensors_writer.h"
+#include "model/tensor.h"
+#include "model/tensor_names.h"
 #include "nlohmann/json.hpp"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 namespace fs = std::filesystem;
@@ -172,4 +172,4 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
   return WriteText(fs::path(dir) / "config.json", written.ToJson());
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

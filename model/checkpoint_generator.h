@@ -1,4 +1,4 @@
-// experts/checkpoint_generator.h
+// model/checkpoint_generator.h
 // Writes a seeded random checkpoint in the Hugging Face layout of any supported family (config.json
 // plus one
 // model.safetensors or N shards with model.safetensors.index.json): gates, DeepSeek's selection
@@ -11,10 +11,10 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "experts/dtype.h"
-#include "experts/model_config.h"
+#include "model/dtype.h"
+#include "model/model_config.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 struct GeneratorOptions {
   ModelConfig config;
@@ -33,4 +33,4 @@ struct GeneratorOptions {
 // INVALID_ARGUMENT for an invalid config or shard count; INTERNAL if writing fails.
 absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOptions& options);
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,10 +1,10 @@
-// experts/dtype.cc
-#include "experts/dtype.h"
+// model/dtype.cc
+#include "model/dtype.h"
 
 #include <bit>
 #include <cstring>
 
-namespace moe::experts {
+namespace moe::model {
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
@@ -123,4 +123,4 @@ void ConvertFromF32(DType dtype, const float* src, void* dst, size_t count) {
   }
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,4 +1,4 @@
-// experts/dtype.h
+// model/dtype.h
 // The element types moe-serve moves and stores (F32, BF16, F16) and exact conversions between
 // them (round to nearest even, NaN and Inf preserved). Pure functions; thread-safe.
 #pragma once
@@ -10,7 +10,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 enum class DType { kF32, kBF16, kF16 };
 
@@ -31,4 +31,4 @@ void ConvertToF32(DType dtype, const void* src, float* dst, size_t count);
 // Converts `count` f32 values at `src` into `dtype` at `dst` (rounding to nearest even).
 void ConvertFromF32(DType dtype, const float* src, void* dst, size_t count);
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,11 +1,11 @@
-// experts/finite_values.cc
-#include "experts/finite_values.h"
+// model/finite_values.cc
+#include "model/finite_values.h"
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 absl::Status CheckFiniteRows(absl::Span<const float> values, int64_t width, absl::string_view what,
                              absl::string_view row, absl::StatusCode code, absl::string_view hint) {
@@ -18,4 +18,4 @@ absl::Status CheckFiniteRows(absl::Span<const float> values, int64_t width, absl
   return absl::OkStatus();
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,5 +1,5 @@
-// experts/fp8.cc
-#include "experts/fp8.h"
+// model/fp8.cc
+#include "model/fp8.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 // Row i of `out` (BF16, rounded once, or F32) from f32 values.
@@ -140,4 +140,4 @@ Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64
   return out;
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,4 +1,4 @@
-// experts/fp8.h (FP8 and MXFP4 weights)
+// model/fp8.h (FP8 and MXFP4 weights)
 // FP8 block-scaled weights as DeepSeek-V3/R1 and Kimi-K2 ship them (quantization_config
 // {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}): each weight [n, k]
 // is F8_E4M3 (OCP e4m3fn: bias 7, no infinities, S.1111.111 = NaN) with a `<name>_scale_inv`
@@ -10,9 +10,9 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
-#include "experts/tensor.h"
+#include "model/tensor.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 // The value of an e4m3fn code, exactly.
 float E4m3ToF32(uint8_t code);
@@ -45,4 +45,4 @@ void QuantizeMxfp4Expert(const float* w, int64_t n, int64_t k, std::vector<uint8
 Tensor DequantizeMxfp4Expert(const uint8_t* blocks, const uint8_t* scales, int64_t index, int64_t n, int64_t k,
                              DType dtype);
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,5 +1,5 @@
-// experts/model_config.cc
-#include "experts/model_config.h"
+// model/model_config.cc
+#include "model/model_config.h"
 
 #include <algorithm>
 #include <fstream>
@@ -7,11 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 #include "nlohmann/json.hpp"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 using Json = nlohmann::json;
@@ -358,4 +358,4 @@ absl::StatusOr<ModelConfig> DefaultConfig(absl::string_view model_type, int hidd
   return c;
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

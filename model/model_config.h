@@ -1,6 +1,6 @@
-// experts/model_config.h
+// model/model_config.h
 // What moe-serve needs from a Hugging Face config.json, for every MoE family it serves. The
-// families themselves are data (experts/families/, one file each: model_types, field names and
+// families themselves are data (model/families/, one file each: model_types, field names and
 // aliases, layer rules, tensor names, routing math); this is the common shape they fill in. Anything
 // we cannot serve is refused naming the field. A plain value type; thread-compatible.
 #pragma once
@@ -12,9 +12,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace moe::experts {
+namespace moe::model {
 
-struct FamilyDescriptor;  // experts/families/family.h
+struct FamilyDescriptor;  // model/families/family.h
 
 // Tensor name patterns of a family's checkpoint: "{L}" is the layer, "{E}" the expert, "{P}" the
 // projection name. Empty: the family has no such tensor.
@@ -103,7 +103,7 @@ struct ModelConfig {
   // weight_block_size [n, k]; 0 = not quantized.
   int fp8_block_n = 0;
   int fp8_block_k = 0;
-  bool mxfp4 = false;  // quant_method "mxfp4": stacked experts as `_blocks` + `_scales` (experts/fp8.h)
+  bool mxfp4 = false;  // quant_method "mxfp4": stacked experts as `_blocks` + `_scales` (model/fp8.h)
 
   TensorNames names;  // the family's
 
@@ -137,4 +137,4 @@ std::vector<std::string> ServedModelTypes();
 absl::StatusOr<ModelConfig> DefaultConfig(absl::string_view model_type, int hidden, int moe_intermediate,
                                           int experts, int top_k, int layers);
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,5 +1,5 @@
-// experts/safetensors_reader.cc
-#include "experts/safetensors_reader.h"
+// model/safetensors_reader.cc
+#include "model/safetensors_reader.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,10 +12,10 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 // The reference implementation refuses headers above 100 MB; so do we.
@@ -197,4 +197,4 @@ absl::StatusOr<Tensor> SafetensorsFile::Get(absl::string_view name) const {
   return Tensor::Borrow(*dtype, entry.shape, bytes, shared_from_this());
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

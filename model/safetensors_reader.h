@@ -1,4 +1,4 @@
-// experts/safetensors_reader.h
+// model/safetensors_reader.h
 // Reads one .safetensors file: maps it read-only, validates the 8-byte header length, the JSON
 // header and every tensor's dtype, shape and byte range, then hands out borrowed views that keep
 // the mapping alive. Used by Checkpoint. Immutable after Open; safe to share across threads.
@@ -12,9 +12,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "experts/tensor.h"
+#include "model/tensor.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
  public:
@@ -44,7 +44,7 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   // size in the mapping). NOT_FOUND if absent; INVALID_ARGUMENT if its dtype is one moe-serve
   // cannot serve (anything but F32/BF16/F16, e.g. FP8), naming the tensor.
   absl::StatusOr<Tensor> Get(absl::string_view name) const;
-  // The bytes of tensor `name` whatever its dtype (for quantized weights: experts/fp8.h), with its
+  // The bytes of tensor `name` whatever its dtype (for quantized weights: model/fp8.h), with its
   // entry. NOT_FOUND if absent. The bytes live as long as this file.
   absl::StatusOr<const uint8_t*> RawBytes(absl::string_view name, Entry* entry) const;
 
@@ -64,4 +64,4 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
 // Byte size of one element of a safetensors dtype; 0 if the name is not a safetensors dtype.
 size_t SafetensorsDTypeSize(absl::string_view dtype);
 
-}  // namespace moe::experts
+}  // namespace moe::model

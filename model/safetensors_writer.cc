@@ -1,5 +1,5 @@
-// experts/safetensors_writer.cc
-#include "experts/safetensors_writer.h"
+// model/safetensors_writer.cc
+#include "model/safetensors_writer.h"
 
 #include <algorithm>
 
@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
-namespace moe::experts {
+namespace moe::model {
 
 void SafetensorsWriter::Add(std::string name, Tensor tensor) {
   std::string dtype(DTypeName(tensor.dtype()));
@@ -76,4 +76,4 @@ absl::Status SafetensorsWriter::Write(const std::string& path,
   return absl::OkStatus();
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

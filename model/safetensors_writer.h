@@ -1,4 +1,4 @@
-// experts/safetensors_writer.h
+// model/safetensors_writer.h
 // Writes tensors into a .safetensors file in the reference layout (8-byte little-endian header
 // length, JSON header padded with spaces to 8 bytes, data in insertion order). Used by the
 // checkpoint generator and tests. Not thread-safe; use one writer per file.
@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "experts/tensor.h"
+#include "model/tensor.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 class SafetensorsWriter {
  public:
@@ -36,4 +36,4 @@ class SafetensorsWriter {
   std::vector<Entry> tensors_;
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

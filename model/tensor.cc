@@ -1,12 +1,12 @@
-// experts/tensor.cc
-#include "experts/tensor.h"
+// model/tensor.cc
+#include "model/tensor.h"
 
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 int64_t Product(const std::vector<int64_t>& shape) {
@@ -107,4 +107,4 @@ std::string ShapeString(absl::Span<const int64_t> shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,4 +1,4 @@
-// experts/tensor.h
+// model/tensor.h
 // A small row-major tensor: dtype, shape and storage that is either owned (allocated here) or
 // borrowed (a view into memory kept alive by a holder, e.g. a safetensors mmap). Copies share
 // storage; Clone() makes a deep copy. Not internally synchronised: share const tensors freely,
@@ -12,9 +12,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "experts/dtype.h"
+#include "model/dtype.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 class Tensor {
  public:
@@ -82,4 +82,4 @@ class Tensor {
 // "[8, 4096]".
 std::string ShapeString(absl::Span<const int64_t> shape);
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,10 +1,10 @@
-// experts/tensor_names.cc
-#include "experts/tensor_names.h"
+// model/tensor_names.cc
+#include "model/tensor_names.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 std::string Fill(const std::string& pattern, int layer, int expert = -1, absl::string_view projection = "") {
@@ -64,4 +64,4 @@ std::string SharedFusedDownName(const ModelConfig& config, int layer) {
 
 std::string SharedGateName(const ModelConfig& config, int layer) { return Fill(config.names.shared_gate, layer); }
 
-}  // namespace moe::experts
+}  // namespace moe::model

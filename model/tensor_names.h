@@ -1,14 +1,14 @@
-// experts/tensor_names.h
+// model/tensor_names.h
 // Tensor names of a layer of a checkpoint, from its family's patterns (ModelConfig::names,
-// experts/families/), in one place so the reader, the generator and the tests agree. Pure
+// model/families/), in one place so the reader, the generator and the tests agree. Pure
 // functions; thread-safe.
 #pragma once
 
 #include <string>
 
-#include "experts/model_config.h"
+#include "model/model_config.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 // The three projections of a SwiGLU MLP: gate (Mixtral's w1), up (w3), down (w2).
 enum class Projection { kGate, kUp, kDown };
@@ -40,4 +40,4 @@ std::string SharedFusedDownName(const ModelConfig& config, int layer);
 // The shared expert's sigmoid gate [1, H]: "model.layers.N.mlp.shared_expert_gate.weight".
 std::string SharedGateName(const ModelConfig& config, int layer);
 
-}  // namespace moe::experts
+}  // namespace moe::model

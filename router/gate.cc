@@ -9,24 +9,24 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
 #include "router/balanced_assignment.h"
 #include "router/capacity.h"
-#include "router/sparsemixer.h"
 #include "router/expert_choice.h"
 #include "router/scoring.h"
+#include "router/sparsemixer.h"
 
 namespace moe::router {
 namespace {
 
-absl::StatusOr<std::vector<float>> ToF32(const experts::Tensor* t, std::vector<int64_t> shape, const char* what) {
+absl::StatusOr<std::vector<float>> ToF32(const model::Tensor* t, std::vector<int64_t> shape, const char* what) {
   if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("the ", what, " is missing"));
   if (t->shape() != shape) {
-    return absl::InvalidArgumentError(absl::StrCat("the ", what, " has shape ", experts::ShapeString(t->shape()),
-                                                   ", expected ", experts::ShapeString(shape)));
+    return absl::InvalidArgumentError(absl::StrCat("the ", what, " has shape ", model::ShapeString(t->shape()),
+                                                   ", expected ", model::ShapeString(shape)));
   }
   std::vector<float> out(static_cast<size_t>(t->num_elements()));
-  experts::ConvertToF32(t->dtype(), t->raw_data(), out.data(), out.size());
+  model::ConvertToF32(t->dtype(), t->raw_data(), out.data(), out.size());
   return out;
 }
 

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "experts/tensor.h"
+#include "model/tensor.h"
 #include "router/routing.h"
 #include "router/routing_spec.h"
 
@@ -18,10 +18,10 @@ namespace moe::router {
 
 struct GateWeights {
   // E counts the zero (identity) experts too, when the spec has them.
-  const experts::Tensor* weight = nullptr;       // [E, H]; null for a dense layer
-  const experts::Tensor* bias = nullptr;         // [E] selection bias, when spec.selection_bias
-  const experts::Tensor* shared_gate = nullptr;  // [1, H], when spec.shared_gate
-  const experts::Tensor* logit_bias = nullptr;   // [E], when spec.logit_bias
+  const model::Tensor* weight = nullptr;       // [E, H]; null for a dense layer
+  const model::Tensor* bias = nullptr;         // [E] selection bias, when spec.selection_bias
+  const model::Tensor* shared_gate = nullptr;  // [1, H], when spec.shared_gate
+  const model::Tensor* logit_bias = nullptr;   // [E], when spec.logit_bias
 };
 
 class Gate {

@@ -1,7 +1,7 @@
 // router/hidden_states_check.cc
 #include "router/hidden_states_check.h"
 
-#include "experts/finite_values.h"
+#include "model/finite_values.h"
 
 #include <cmath>
 
@@ -9,12 +9,12 @@
 
 namespace moe::router {
 
-absl::Status CheckHiddenStatesShape(const experts::Tensor& hidden_states, int64_t hidden,
+absl::Status CheckHiddenStatesShape(const model::Tensor& hidden_states, int64_t hidden,
                                     int64_t max_tokens) {
   const auto& shape = hidden_states.shape();
   if (shape.size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat("hidden_states.shape is ",
-                                                   experts::ShapeString(shape),
+                                                   model::ShapeString(shape),
                                                    "; expected rank 2: [tokens, ", hidden, "]"));
   }
   if (shape[0] < 1) {
@@ -33,7 +33,7 @@ absl::Status CheckHiddenStatesShape(const experts::Tensor& hidden_states, int64_
 }
 
 absl::Status CheckFinite(absl::Span<const float> values, int64_t hidden) {
-  return experts::CheckFiniteRows(values, hidden, "hidden_states", "token", absl::StatusCode::kInvalidArgument,
+  return model::CheckFiniteRows(values, hidden, "hidden_states", "token", absl::StatusCode::kInvalidArgument,
                                   "expected finite values");
 }
 

@@ -8,13 +8,13 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "experts/tensor.h"
+#include "model/tensor.h"
 
 namespace moe::router {
 
 // INVALID_ARGUMENT naming `hidden_states` and the expected value when the shape is not
 // [n, hidden] with 1 <= n; RESOURCE_EXHAUSTED when n > max_tokens (if max_tokens > 0).
-absl::Status CheckHiddenStatesShape(const experts::Tensor& hidden_states, int64_t hidden,
+absl::Status CheckHiddenStatesShape(const model::Tensor& hidden_states, int64_t hidden,
                                     int64_t max_tokens);
 // INVALID_ARGUMENT naming the first token and column holding NaN or ±Inf.
 absl::Status CheckFinite(absl::Span<const float> values, int64_t hidden);

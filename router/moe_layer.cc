@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
 #include "router/combine.h"
 #include "router/dispatch_plan.h"
 

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "experts/checkpoint.h"
-#include "experts/model_config.h"
+#include "model/checkpoint.h"
+#include "model/model_config.h"
 #include "router/moe_layer.h"
 #include "router/routing_spec.h"
 
@@ -20,17 +20,17 @@ class MoeModel {
  public:
   // Loads every layer's gate, with `overrides` applied to every MoE layer's spec. Errors of
   // Checkpoint::GetWithShape / Gate::Create naming the tensor, or of the overrides naming the flag.
-  static absl::StatusOr<std::unique_ptr<MoeModel>> Create(const experts::Checkpoint& checkpoint,
+  static absl::StatusOr<std::unique_ptr<MoeModel>> Create(const model::Checkpoint& checkpoint,
                                                           const RoutingOverrides& overrides = {});
 
-  const experts::ModelConfig& config() const { return config_; }
+  const model::ModelConfig& config() const { return config_; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
   // NOT_FOUND naming the layer and the valid range when `layer` is outside the model.
   absl::StatusOr<const MoeLayer*> layer(int64_t layer) const;
 
  private:
   MoeModel() = default;
-  experts::ModelConfig config_;
+  model::ModelConfig config_;
   std::vector<MoeLayer> layers_;
 };
 

@@ -19,7 +19,7 @@ constexpr char kReexecMarker[] = "MOE_OPENBLAS_REEXEC";
 
 }  // namespace
 
-std::optional<std::string> CorrectedOpenBlasCore(absl::string_view core, const experts::CpuFeatures& features) {
+std::optional<std::string> CorrectedOpenBlasCore(absl::string_view core, const base::CpuFeatures& features) {
   if (core != "Prescott") return std::nullopt;
   if (features.avx512_bf16) return "Cooperlake";
   if (features.avx512) return "SkylakeX";
@@ -36,7 +36,7 @@ std::string EnsureOpenBlasKernels(char** argv, absl::string_view loaded_core) {
                         set == nullptr ? "" : set, " set by re-exec)");
   }
   const std::string core = loaded_core.empty() ? std::string(openblas_get_corename()) : std::string(loaded_core);
-  const std::optional<std::string> wanted = CorrectedOpenBlasCore(core, experts::DetectCpuFeatures());
+  const std::optional<std::string> wanted = CorrectedOpenBlasCore(core, base::DetectCpuFeatures());
   if (!wanted.has_value()) return absl::StrCat("OpenBLAS ", core, " 1 thread");
   if (set != nullptr) {
     return absl::StrCat("OpenBLAS ", core, " 1 thread (warning: OPENBLAS_CORETYPE=", set, " keeps the SSE3 kernels; this CPU can run ",

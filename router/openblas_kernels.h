@@ -11,14 +11,14 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "experts/cpu_features.h"
+#include "base/cpu_features.h"
 
 namespace moe::router {
 
 // The OPENBLAS_CORETYPE that `features` deserve when OpenBLAS chose `core`: "Cooperlake"
 // (AVX512-BF16), "SkylakeX" (AVX-512) or "Haswell" (AVX2) if `core` is the Prescott fallback;
 // nullopt when `core` needs no correction (or the CPU has nothing better).
-std::optional<std::string> CorrectedOpenBlasCore(absl::string_view core, const experts::CpuFeatures& features);
+std::optional<std::string> CorrectedOpenBlasCore(absl::string_view core, const base::CpuFeatures& features);
 
 // Also makes OpenBLAS single-threaded: the gate's GEMM is small ([tokens, H] x [H, experts]), and
 // OpenBLAS's own threads spin after each call, taking the cores from the expert kernels' OpenMP

@@ -8,7 +8,7 @@
 
 namespace moe::router {
 
-RoutingSpec RoutingSpec::FromConfig(const experts::ModelConfig& c, int layer) {
+RoutingSpec RoutingSpec::FromConfig(const model::ModelConfig& c, int layer) {
   RoutingSpec s;
   s.moe = c.IsMoeLayer(layer);
   s.num_experts = c.num_experts;

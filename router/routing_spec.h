@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "experts/model_config.h"
+#include "model/model_config.h"
 
 namespace moe::router {
 
@@ -55,7 +55,7 @@ struct RoutingSpec {
   uint64_t noise_seed = 0;
 
   // The family's own routing for `layer` of `config`.
-  static RoutingSpec FromConfig(const experts::ModelConfig& config, int layer);
+  static RoutingSpec FromConfig(const model::ModelConfig& config, int layer);
   // "sigmoid + bias, top-2 of 4 groups (top-2 sum), top-8 of 256, renormalised, ×2.5, shared".
   std::string DebugString() const;
   absl::string_view ScoringName() const { return scoring == Scoring::kSoftmax ? "softmax" : "sigmoid"; }

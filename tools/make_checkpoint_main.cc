@@ -4,11 +4,11 @@
 #include <cstdio>
 #include <string>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "experts/checkpoint_generator.h"
+#include "base/program.h"
+#include "model/checkpoint_generator.h"
 
 ABSL_FLAG(std::string, out, "", "Folder to write the checkpoint into (created if missing).");
 ABSL_FLAG(std::string, family, "mixtral",
@@ -39,24 +39,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-make-checkpoint: --out is required (see --help)\n");
     return 2;
   }
-  auto config = moe::experts::DefaultConfig(absl::GetFlag(FLAGS_family), absl::GetFlag(FLAGS_hidden_size),
+  auto config = moe::model::DefaultConfig(absl::GetFlag(FLAGS_family), absl::GetFlag(FLAGS_hidden_size),
                                             absl::GetFlag(FLAGS_intermediate_size), absl::GetFlag(FLAGS_num_experts),
                                             absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_num_layers));
   if (!config.ok()) {
     std::fprintf(stderr, "moe-make-checkpoint: --family: %s\n", config.status().ToString().c_str());
     return 2;
   }
-  moe::experts::GeneratorOptions options;
+  moe::model::GeneratorOptions options;
   options.config = *std::move(config);
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.seed = absl::GetFlag(FLAGS_seed);
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   if (dtype == "bf16") {
-    options.dtype = moe::experts::DType::kBF16;
+    options.dtype = moe::model::DType::kBF16;
   } else if (dtype == "f16") {
-    options.dtype = moe::experts::DType::kF16;
+    options.dtype = moe::model::DType::kF16;
   } else if (dtype == "f32") {
-    options.dtype = moe::experts::DType::kF32;
+    options.dtype = moe::model::DType::kF32;
   } else {
     std::fprintf(stderr, "moe-make-checkpoint: --dtype must be bf16, f16 or f32, got '%s'\n",
                  dtype.c_str());
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   }
   options.fp8 = quant == "fp8";
   options.mxfp4 = quant == "mxfp4";
-  if (absl::Status s = moe::experts::WriteRandomCheckpoint(out, options); !s.ok()) {
+  if (absl::Status s = moe::model::WriteRandomCheckpoint(out, options); !s.ok()) {
     std::fprintf(stderr, "moe-make-checkpoint: %s\n", s.ToString().c_str());
     return 1;
   }

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "base/program.h"
 #include "router/gate.h"
 #include "router/openblas_kernels.h"
 
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal;
   std::vector<float> w(size_t(e) * h);
   for (float& v : w) v = normal(rng) / std::sqrt(float(h));
-  const moe::experts::Tensor weight = moe::experts::Tensor::FromF32(w, {e, h});
+  const moe::model::Tensor weight = moe::model::Tensor::FromF32(w, {e, h});
 
   RoutingSpec base;
   base.num_experts = e;

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   std::vector<float> x(tokens * hidden);
   for (float& v : x) v = normal(rng);
   absl::StatusOr<moe::client::ForwardResult> r =
-      client->Forward(/*layer=*/0, moe::experts::Tensor::FromF32(x, {tokens, hidden}), /*return_routing=*/true);
+      client->Forward(/*layer=*/0, moe::model::Tensor::FromF32(x, {tokens, hidden}), /*return_routing=*/true);
   if (!r.ok()) {
     std::fprintf(stderr, "Forward: %s\n", r.status().ToString().c_str());
     return 1;
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   // The same layer twice more on one stream (a decoder's steps).
   std::unique_ptr<moe::client::ForwardStream> stream = client->OpenStream();
   for (int step = 0; step < 2; ++step) {
-    absl::StatusOr<moe::client::ForwardResult> s = stream->Forward(0, moe::experts::Tensor::FromF32(x, {tokens, hidden}));
+    absl::StatusOr<moe::client::ForwardResult> s = stream->Forward(0, moe::model::Tensor::FromF32(x, {tokens, hidden}));
     if (!s.ok()) {
       std::fprintf(stderr, "ForwardStream: %s\n", s.status().ToString().c_str());
       return 1;

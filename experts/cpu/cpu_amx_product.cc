@@ -1,5 +1,5 @@
-// experts/cpu_amx_product.cc
-#include "experts/cpu_amx_product.h"
+// experts/cpu/cpu_amx_product.cc
+#include "experts/cpu/cpu_amx_product.h"
 
 #include <immintrin.h>
 #include <omp.h>

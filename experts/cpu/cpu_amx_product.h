@@ -1,4 +1,4 @@
-// experts/cpu_amx_product.h
+// experts/cpu/cpu_amx_product.h
 // Our AMX product for bf16 weights at many rows per expert (prefill): tiles of 32 rows × 32
 // columns (two A tiles, two B tiles, four f32 accumulators) over the packed weights in the
 // layout they already have (PackedWeight's VNNI blocks are AMX's B-tile layout), with the next
@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "experts/cpu_packed_weight.h"
+#include "experts/cpu/cpu_packed_weight.h"
 
 namespace moe::experts {
 

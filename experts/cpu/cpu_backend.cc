@@ -1,5 +1,5 @@
-// experts/cpu_backend.cc
-#include "experts/cpu_backend.h"
+// experts/cpu/cpu_backend.cc
+#include "experts/cpu/cpu_backend.h"
 
 #include <omp.h>
 
@@ -7,14 +7,15 @@
 #include <cmath>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/sanitizer_threads.h"
-#include "experts/cpu_amx_product.h"
-#include "experts/cpu_small_rows.h"
-#include "experts/cpu_swiglu.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "experts/cpu/cpu_amx_product.h"
+#include "experts/cpu/cpu_kernel_config.h"
+#include "experts/cpu/cpu_small_rows.h"
+#include "experts/cpu/cpu_swiglu.h"
 
 namespace moe::experts {
 namespace {
@@ -27,7 +28,7 @@ constexpr int kSmallRowsF32 = 8;
 
 // Rows [begin, begin + count) of w1 and then the same rows of w3, in their own dtype (for
 // packing one slice of the w1|w3 product).
-std::vector<uint8_t> StackRows(const Tensor& w1, const Tensor& w3, int64_t begin, int64_t count) {
+std::vector<uint8_t> StackRows(const model::Tensor& w1, const model::Tensor& w3, int64_t begin, int64_t count) {
   const size_t row_bytes = w1.num_bytes() / static_cast<size_t>(w1.dim(0));
   const auto* a = static_cast<const uint8_t*>(w1.raw_data()) + begin * row_bytes;
   const auto* b = static_cast<const uint8_t*>(w3.raw_data()) + begin * row_bytes;
@@ -36,7 +37,7 @@ std::vector<uint8_t> StackRows(const Tensor& w1, const Tensor& w3, int64_t begin
   return both;
 }
 
-void ToBf16Rows(CpuIsa isa, const float* in, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
+void ToBf16Rows(base::CpuIsa isa, const float* in, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
   if (ld == width) {
     RoundToBf16(isa, in, out, rows * width);
     return;
@@ -50,7 +51,7 @@ void ToBf16Rows(CpuIsa isa, const float* in, int64_t rows, int64_t width, int64_
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::Create(
-    const Checkpoint& checkpoint, absl::Span<const ExpertKey> hosted, Options options) {
+    const model::Checkpoint& checkpoint, absl::Span<const ExpertKey> hosted, Options options) {
   std::vector<ExpertWeights> weights;
   weights.reserve(hosted.size());
   for (const ExpertKey& key : hosted) {
@@ -60,8 +61,8 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::Create(
   return FromWeights(weights, options);
 }
 
-bool CpuExpertBackend::OneDnnServes(DType dtype) const {
-  return !onednn_is_reference_ && (dtype == DType::kF32 || isa_ >= CpuIsa::kAvx512Bf16);
+bool CpuExpertBackend::OneDnnServes(model::DType dtype) const {
+  return !onednn_is_reference_ && (dtype == model::DType::kF32 || isa_ >= base::CpuIsa::kAvx512Bf16);
 }
 
 absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
@@ -73,7 +74,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   // One thread under ThreadSanitizer (base/sanitizer_threads.h says why).
   backend->threads_ = base::ThreadsForThisBuild(options.threads > 0 ? options.threads : omp_get_num_procs());
   backend->gate_up_slice_ = options.gate_up_slice > 0 ? options.gate_up_slice : kGateUpSlice;
-  backend->own_amx_ = backend->isa_ == CpuIsa::kAmx && !options.onednn_amx;
+  backend->own_amx_ = backend->isa_ == base::CpuIsa::kAmx && !options.onednn_amx;
   const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
   backend->hidden_ = static_cast<int>(hidden);
   bool any_bf16 = false, any_f32 = false;
@@ -84,8 +85,8 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     if (inter <= 0 || hidden <= 0 || w.w1.shape() != up_shape || w.w3.shape() != up_shape ||
         w.w2.shape() != down_shape) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", ShapeString(w.w1.shape()),
-          " w3 ", ShapeString(w.w3.shape()), " w2 ", ShapeString(w.w2.shape()), "; expected w1/w3 [I, ",
+          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", model::ShapeString(w.w1.shape()),
+          " w3 ", model::ShapeString(w.w3.shape()), " w2 ", model::ShapeString(w.w2.shape()), "; expected w1/w3 [I, ",
           hidden, "] and w2 [", hidden, ", I]"));
     }
     if (backend->experts_.contains(w.key)) {
@@ -93,21 +94,21 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
           absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer, " given twice"));
     }
     // bf16 stays bf16 (unless f32 compute is asked for); f16 has no kernels and is widened.
-    const bool keep_bf16 = w.w1.dtype() == DType::kBF16 && w.w3.dtype() == DType::kBF16 &&
-                           w.w2.dtype() == DType::kBF16 && !options.f32_compute;
-    const DType dtype = keep_bf16 ? DType::kBF16 : DType::kF32;
+    const bool keep_bf16 = w.w1.dtype() == model::DType::kBF16 && w.w3.dtype() == model::DType::kBF16 &&
+                           w.w2.dtype() == model::DType::kBF16 && !options.f32_compute;
+    const model::DType dtype = keep_bf16 ? model::DType::kBF16 : model::DType::kF32;
     // oneDNN's f32 brgemm reads the blocked layout; its AVX2 jit gemm wants plain rows.
     const PackedLayout layout =
-        keep_bf16 || backend->isa_ >= CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
+        keep_bf16 || backend->isa_ >= base::CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
     Expert e;
     e.inter = inter;
     // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
     const bool same = w.w1.dtype() == w.w3.dtype();
-    const Tensor w1 = same ? Tensor() : w.w1.ToF32(), w3 = same ? Tensor() : w.w3.ToF32();
+    const model::Tensor w1 = same ? model::Tensor() : w.w1.ToF32(), w3 = same ? model::Tensor() : w.w3.ToF32();
     for (int64_t begin = 0; begin < inter; begin += backend->gate_up_slice_) {
       const int64_t count = std::min<int64_t>(backend->gate_up_slice_, inter - begin);
       const std::vector<uint8_t> rows = same ? StackRows(w.w1, w.w3, begin, count) : StackRows(w1, w3, begin, count);
-      ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : DType::kF32,
+      ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : model::DType::kF32,
                                                               2 * count, hidden, dtype, layout));
       backend->resident_.bytes += static_cast<int64_t>(slice.bytes());
       e.gate_up.push_back(std::move(slice));
@@ -117,12 +118,12 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
       if (w.b1.shape() != std::vector<int64_t>{inter} || w.b3.shape() != std::vector<int64_t>{inter} ||
           w.b2.shape() != std::vector<int64_t>{hidden}) {
         return absl::InvalidArgumentError(absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer,
-                                                       " has biases ", ShapeString(w.b1.shape()), ", ",
-                                                       ShapeString(w.b3.shape()), ", ", ShapeString(w.b2.shape()),
+                                                       " has biases ", model::ShapeString(w.b1.shape()), ", ",
+                                                       model::ShapeString(w.b3.shape()), ", ", model::ShapeString(w.b2.shape()),
                                                        "; expected [I], [I], [H]"));
       }
-      const auto f32 = [](const Tensor& t) {
-        const Tensor f = t.ToF32();
+      const auto f32 = [](const model::Tensor& t) {
+        const model::Tensor f = t.ToF32();
         return std::vector<float>(f.f32().begin(), f.f32().end());
       };
       e.b1 = f32(w.b1);
@@ -139,15 +140,15 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   }
   std::sort(backend->hosted_.begin(), backend->hosted_.end());
   backend->resident_.dtype = any_bf16 && any_f32 ? "mixed" : any_bf16 ? "bf16" : "f32";
-  const DType main_dtype = any_bf16 ? DType::kBF16 : DType::kF32;
+  const model::DType main_dtype = any_bf16 ? model::DType::kBF16 : model::DType::kF32;
   backend->small_rows_ = options.small_rows >= 0 ? options.small_rows
-                         : main_dtype == DType::kBF16 ? kSmallRowsBf16
+                         : main_dtype == model::DType::kBF16 ? kSmallRowsBf16
                                                       : kSmallRowsF32;
 
   // Build one primitive now, so that the startup line names the kernel oneDNN chose.
   // Our kernels' level: vdpbf16ps for bf16 (also on AMX CPUs); f32 needs no more than AVX-512.
   const std::string own = std::string(
-      CpuIsaName(std::min(backend->isa_, main_dtype == DType::kBF16 ? CpuIsa::kAvx512Bf16 : CpuIsa::kAvx512)));
+      base::CpuIsaName(std::min(backend->isa_, main_dtype == model::DType::kBF16 ? base::CpuIsa::kAvx512Bf16 : base::CpuIsa::kAvx512)));
   if (backend->OneDnnServes(main_dtype)) {
     std::vector<float> in(static_cast<size_t>(16 * hidden), 0.0f), out(in.size());
     absl::MutexLock lock(&backend->mu_);
@@ -159,7 +160,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     backend->small_rows_ = saved;
     backend->kernels_ = absl::StrCat("oneDNN ", backend->matmuls_.last_impl(), " for > ", saved, " rows, own ",
                                      own, " for <= ", saved);
-    if (main_dtype == DType::kBF16 && backend->own_amx_) {
+    if (main_dtype == model::DType::kBF16 && backend->own_amx_) {
       backend->kernels_ = absl::StrCat("own amx (32x32 tiles, weights prefetched) for > ", saved, " rows, own ", own,
                                        " for <= ", saved);
     }
@@ -171,7 +172,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     }
   } else {
     backend->kernels_ = absl::StrCat("own ", own, " for every row count (oneDNN has no ",
-                                     DTypeName(main_dtype), " matmul at ", CpuIsaName(backend->isa_), ")");
+                                     model::DTypeName(main_dtype), " matmul at ", base::CpuIsaName(backend->isa_), ")");
   }
   backend->kernels_ = absl::StrCat(config.line, ": ", backend->kernels_);
   return backend;
@@ -214,8 +215,8 @@ absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::S
 }
 
 absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float* out, int64_t rows) {
-  const DType dtype = e.w2.dtype();
-  const bool bf16 = dtype == DType::kBF16;
+  const model::DType dtype = e.w2.dtype();
+  const bool bf16 = dtype == model::DType::kBF16;
   const bool own = rows <= small_rows_ || !OneDnnServes(dtype);
   const bool amx = !own && bf16 && own_amx_;  // our AMX product instead of oneDNN's
   const int64_t m = own ? rows : MatmulCache::Bucket(rows);

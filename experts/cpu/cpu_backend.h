@@ -1,4 +1,4 @@
-// experts/cpu_backend.h
+// experts/cpu/cpu_backend.h
 // The CPU expert backend: SwiGLU experts with weights kept in the checkpoint's dtype (bf16 stays
 // bf16; f16 is widened to f32, there being no f16 kernels), packed once at load (PackedWeight).
 // w1 and w3 are one product, in slices of 512 rows of each (the output of a slice is consumed by
@@ -21,12 +21,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "experts/checkpoint.h"
-#include "experts/cpu_features.h"
-#include "experts/cpu_matmul.h"
-#include "experts/cpu_packed_weight.h"
+#include "base/cpu_features.h"
+#include "experts/cpu/cpu_matmul.h"
+#include "experts/cpu/cpu_packed_weight.h"
 #include "experts/expert_backend.h"
 #include "experts/expert_weights.h"
+#include "model/checkpoint.h"
 
 namespace moe::experts {
 
@@ -50,7 +50,7 @@ class CpuExpertBackend : public ExpertBackend {
   // Loads `hosted` from `checkpoint`. Errors as LoadExpertWeights; INVALID_ARGUMENT for a bad
   // MOE_CPU_ISA.
   static absl::StatusOr<std::unique_ptr<CpuExpertBackend>> Create(
-      const Checkpoint& checkpoint, absl::Span<const ExpertKey> hosted, Options options);
+      const model::Checkpoint& checkpoint, absl::Span<const ExpertKey> hosted, Options options);
   // Builds from weights already in memory (any dtype; each expert may have its own
   // intermediate size). INVALID_ARGUMENT if the hidden sizes disagree, an expert's three shapes
   // do not fit together, an expert is given twice, or `weights` is empty.
@@ -70,7 +70,7 @@ class CpuExpertBackend : public ExpertBackend {
   absl::Status Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
                    absl::Span<float> out) override;
 
-  CpuIsa isa() const { return isa_; }
+  base::CpuIsa isa() const { return isa_; }
   int small_rows() const { return small_rows_; }
 
  private:
@@ -85,7 +85,7 @@ class CpuExpertBackend : public ExpertBackend {
   };
   CpuExpertBackend() = default;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
-  bool OneDnnServes(DType dtype) const;
+  bool OneDnnServes(model::DType dtype) const;
   absl::Status RunChunk(const Expert& e, const float* in, float* out, int64_t rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Grow-only scratch on 64-byte boundaries: oneDNN's AMX kernels ran ~30 % slower on rows that
@@ -110,7 +110,7 @@ class CpuExpertBackend : public ExpertBackend {
   int gate_up_slice_ = kGateUpSlice;
   bool onednn_is_reference_ = false;
   bool own_amx_ = false;  // bf16 past small_rows_ on our AMX product (AMX CPUs, unless told not to)
-  CpuIsa isa_ = CpuIsa::kScalar;
+  base::CpuIsa isa_ = base::CpuIsa::kScalar;
   std::string kernels_;  // what device() says of the kernels
   ResidentWeights resident_;
   std::vector<ExpertKey> hosted_;

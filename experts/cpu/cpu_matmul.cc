@@ -1,13 +1,13 @@
-// experts/cpu_matmul.cc
-#include "experts/cpu_matmul.h"
+// experts/cpu/cpu_matmul.cc
+#include "experts/cpu/cpu_matmul.h"
 
 #include "absl/strings/str_cat.h"
 
 namespace moe::experts {
 namespace {
 
-dnnl::memory::data_type OneDnnType(DType dtype) {
-  return dtype == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+dnnl::memory::data_type OneDnnType(model::DType dtype) {
+  return dtype == model::DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
 }
 
 }  // namespace

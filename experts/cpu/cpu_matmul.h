@@ -1,4 +1,4 @@
-// experts/cpu_matmul.h
+// experts/cpu/cpu_matmul.h
 // oneDNN matmuls of activations by PackedWeights (bf16×bf16 or f32×f32, f32 out). A primitive is
 // created once per (weight shape and dtype, row bucket) and reused: rows are padded up to the
 // bucket, since a primitive with a runtime row count loses the AMX kernel. (No post-ops: a fused
@@ -15,8 +15,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "dnnl.hpp"
-#include "experts/cpu_packed_weight.h"
-#include "experts/dtype.h"
+#include "experts/cpu/cpu_packed_weight.h"
+#include "model/dtype.h"
 
 namespace moe::experts {
 

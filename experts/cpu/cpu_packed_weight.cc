@@ -1,5 +1,5 @@
-// experts/cpu_packed_weight.cc
-#include "experts/cpu_packed_weight.h"
+// experts/cpu/cpu_packed_weight.cc
+#include "experts/cpu/cpu_packed_weight.h"
 
 #include <sys/mman.h>
 
@@ -20,15 +20,15 @@ dnnl::memory::desc PackedWeight::desc() const {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   if (layout_ == PackedLayout::kPlainKN) return dnnl::memory::desc({k_, n_}, dt::f32, {n_pad_, 1});
-  return dtype_ == DType::kBF16 ? dnnl::memory::desc({k_, n_}, dt::bf16, tag::BA16a64b2a)
+  return dtype_ == model::DType::kBF16 ? dnnl::memory::desc({k_, n_}, dt::bf16, tag::BA16a64b2a)
                                 : dnnl::memory::desc({k_, n_}, dt::f32, tag::BA16a64b);
 }
 
-absl::StatusOr<PackedWeight> PackedWeight::Pack(const void* src, DType src_dtype, int64_t n, int64_t k, DType dtype,
+absl::StatusOr<PackedWeight> PackedWeight::Pack(const void* src, model::DType src_dtype, int64_t n, int64_t k, model::DType dtype,
                                                 PackedLayout layout) {
   if (n <= 0 || k <= 0) return absl::InvalidArgumentError(absl::StrCat("cannot pack a [", n, ", ", k, "] weight"));
-  if (dtype == DType::kF16) return absl::InvalidArgumentError("the CPU kernels keep weights as bf16 or f32, not f16");
-  if (dtype == DType::kBF16 && layout != PackedLayout::kBlocked) {
+  if (dtype == model::DType::kF16) return absl::InvalidArgumentError("the CPU kernels keep weights as bf16 or f32, not f16");
+  if (dtype == model::DType::kBF16 && layout != PackedLayout::kBlocked) {
     return absl::InvalidArgumentError("bf16 weights are packed blocked only");
   }
   PackedWeight w;
@@ -62,15 +62,15 @@ absl::StatusOr<PackedWeight> PackedWeight::Pack(const void* src, DType src_dtype
   // f16 (and f32 → bf16) go through an f32 copy; bf16 → bf16 and f32 → f32 are reordered as is.
   std::vector<float> widened;
   const void* plain = src;
-  DType plain_dtype = src_dtype;
-  if (src_dtype == DType::kF16 || src_dtype != dtype) {
+  model::DType plain_dtype = src_dtype;
+  if (src_dtype == model::DType::kF16 || src_dtype != dtype) {
     widened.resize(static_cast<size_t>(n * k));
-    ConvertToF32(src_dtype, src, widened.data(), widened.size());
+    model::ConvertToF32(src_dtype, src, widened.data(), widened.size());
     plain = widened.data();
-    plain_dtype = DType::kF32;
+    plain_dtype = model::DType::kF32;
   }
-  const auto dt_of = [](DType d) {
-    return d == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+  const auto dt_of = [](model::DType d) {
+    return d == model::DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
   };
   try {
     dnnl::engine engine(dnnl::engine::kind::cpu, 0);

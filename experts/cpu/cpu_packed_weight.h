@@ -1,4 +1,4 @@
-// experts/cpu_packed_weight.h
+// experts/cpu/cpu_packed_weight.h
 // One weight matrix of a CPU expert, packed once at load into the layout both the oneDNN
 // matmul and our small-row kernels read: bf16 as oneDNN's VNNI-blocked BA16a64b2a (64 output
 // columns per tile, K in pairs); f32 as BA16a64b where oneDNN's brgemm takes it (AVX-512) or
@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "dnnl.hpp"
-#include "experts/dtype.h"
+#include "model/dtype.h"
 
 namespace moe::experts {
 
@@ -28,10 +28,10 @@ class PackedWeight {
   // Packs W, row-major [n, k] of `src_dtype` (F32, BF16 or F16), into `dtype` (F32 or BF16) in
   // `layout`. The padding (n to 64; k to oneDNN's block, 32 for bf16, 16 for f32) is zero. INVALID_ARGUMENT for bf16 in kPlainKN or
   // non-positive sizes.
-  static absl::StatusOr<PackedWeight> Pack(const void* src, DType src_dtype, int64_t n, int64_t k, DType dtype,
+  static absl::StatusOr<PackedWeight> Pack(const void* src, model::DType src_dtype, int64_t n, int64_t k, model::DType dtype,
                                            PackedLayout layout);
 
-  DType dtype() const { return dtype_; }
+  model::DType dtype() const { return dtype_; }
   PackedLayout layout() const { return layout_; }
   int64_t n() const { return n_; }
   int64_t k() const { return k_; }
@@ -51,7 +51,7 @@ class PackedWeight {
   struct Free {
     void operator()(void* p) const { std::free(p); }
   };
-  DType dtype_ = DType::kF32;
+  model::DType dtype_ = model::DType::kF32;
   PackedLayout layout_ = PackedLayout::kBlocked;
   int64_t n_ = 0, k_ = 0, n_pad_ = 0, k_pad_ = 0;
   size_t bytes_ = 0;

@@ -1,8 +1,8 @@
-// experts/cpu_small_rows.cc
+// experts/cpu/cpu_small_rows.cc
 // Each variant walks tile t (64 columns) down the K rows and keeps the running sums of up to
 // kRowTile rows in registers. The kernels are compiled for their ISA with target attributes, so
 // this file needs no -m flags and the binary runs on any x86-64; callers pass an ISA the CPU has.
-#include "experts/cpu_small_rows.h"
+#include "experts/cpu/cpu_small_rows.h"
 
 #include <immintrin.h>
 
@@ -51,9 +51,9 @@ void Bf16Scalar(const PackedWeight& w, const uint16_t* x, int64_t ldx, int64_t r
   for (int64_t r = 0; r < rows; ++r) {
     float sums[kTile] = {};
     for (int64_t p = 0; p < w.k_pad() / 2; ++p) {
-      const float x0 = BF16ToF32(x[r * ldx + 2 * p]), x1 = BF16ToF32(x[r * ldx + 2 * p + 1]);
+      const float x0 = model::BF16ToF32(x[r * ldx + 2 * p]), x1 = model::BF16ToF32(x[r * ldx + 2 * p + 1]);
       const uint16_t* b = tile + p * 2 * kTile;
-      for (int64_t j = 0; j < kTile; ++j) sums[j] += x0 * BF16ToF32(b[2 * j]) + x1 * BF16ToF32(b[2 * j + 1]);
+      for (int64_t j = 0; j < kTile; ++j) sums[j] += x0 * model::BF16ToF32(b[2 * j]) + x1 * model::BF16ToF32(b[2 * j + 1]);
     }
     StoreTile(sums, y + r * ldy, t, w.n());
   }
@@ -115,7 +115,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void Bf16Avx512(const Packe
       }
       for (int r = 0; r < nr; ++r) {
         const uint16_t* xr = x + (r0 + r) * ldx + 2 * p;
-        const __m512 x0 = _mm512_set1_ps(BF16ToF32(xr[0])), x1 = _mm512_set1_ps(BF16ToF32(xr[1]));
+        const __m512 x0 = _mm512_set1_ps(model::BF16ToF32(xr[0])), x1 = _mm512_set1_ps(model::BF16ToF32(xr[1]));
         for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_fmadd_ps(x1, odd[j], _mm512_fmadd_ps(x0, even[j], acc[r][j]));
       }
     }
@@ -139,7 +139,7 @@ __attribute__((target("avx2,fma"))) void Bf16Avx2(const PackedWeight& w, const u
     for (int64_t p = 0; p < pairs; ++p) {
       const __m256i* b = reinterpret_cast<const __m256i*>(tile + p * 2 * kTile);
       PrefetchStep(b, 2 * kTile * sizeof(uint16_t));
-      const __m256 x0 = _mm256_set1_ps(BF16ToF32(xr[2 * p])), x1 = _mm256_set1_ps(BF16ToF32(xr[2 * p + 1]));
+      const __m256 x0 = _mm256_set1_ps(model::BF16ToF32(xr[2 * p])), x1 = _mm256_set1_ps(model::BF16ToF32(xr[2 * p + 1]));
       for (int j = 0; j < 8; ++j) {
         const __m256i v = _mm256_load_si256(b + j);
         const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -235,20 +235,20 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void RoundToBf16Avx512(cons
     const __m512i bits = _mm512_mask_or_epi32(rounded, nan, high, quiet);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(bits));
   }
-  for (; i < count; ++i) dst[i] = F32ToBF16(src[i]);
+  for (; i < count; ++i) dst[i] = model::F32ToBF16(src[i]);
 }
 
 }  // namespace
 
-void RoundToBf16(CpuIsa isa, const float* src, uint16_t* dst, int64_t count) {
-  if (isa >= CpuIsa::kAvx512) {
+void RoundToBf16(base::CpuIsa isa, const float* src, uint16_t* dst, int64_t count) {
+  if (isa >= base::CpuIsa::kAvx512) {
     RoundToBf16Avx512(src, dst, count);
     return;
   }
-  for (int64_t i = 0; i < count; ++i) dst[i] = F32ToBF16(src[i]);
+  for (int64_t i = 0; i < count; ++i) dst[i] = model::F32ToBF16(src[i]);
 }
 
-void SmallRowsProduct(CpuIsa isa, absl::Span<const PackedWeight> ws, const void* x, int64_t ldx, int64_t rows,
+void SmallRowsProduct(base::CpuIsa isa, absl::Span<const PackedWeight> ws, const void* x, int64_t ldx, int64_t rows,
                       float* y, int64_t ldy, int threads) {
   if (ws.empty()) return;
   // Weight i's tiles follow weight i-1's in one parallel loop; its columns start at col[i].
@@ -267,11 +267,11 @@ void SmallRowsProduct(CpuIsa isa, absl::Span<const PackedWeight> ws, const void*
   const auto weight_of = [&](int64_t t) {
     return static_cast<size_t>(std::upper_bound(first_tile.begin(), first_tile.end(), t) - first_tile.begin() - 1);
   };
-  if (ws[0].dtype() == DType::kBF16) {
+  if (ws[0].dtype() == model::DType::kBF16) {
     const auto* xb = static_cast<const uint16_t*>(x);
-    auto* kernel = isa >= CpuIsa::kAvx512Bf16 ? Bf16Avx512Bf16
-                   : isa == CpuIsa::kAvx512   ? Bf16Avx512
-                   : isa == CpuIsa::kAvx2     ? Bf16Avx2
+    auto* kernel = isa >= base::CpuIsa::kAvx512Bf16 ? Bf16Avx512Bf16
+                   : isa == base::CpuIsa::kAvx512   ? Bf16Avx512
+                   : isa == base::CpuIsa::kAvx2     ? Bf16Avx2
                                               : Bf16Scalar;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < tiles; ++t) {
@@ -281,7 +281,7 @@ void SmallRowsProduct(CpuIsa isa, absl::Span<const PackedWeight> ws, const void*
     return;
   }
   const auto* xf = static_cast<const float*>(x);
-  auto* kernel = isa >= CpuIsa::kAvx512 ? F32Avx512 : isa == CpuIsa::kAvx2 ? F32Avx2 : F32Scalar;
+  auto* kernel = isa >= base::CpuIsa::kAvx512 ? F32Avx512 : isa == base::CpuIsa::kAvx2 ? F32Avx2 : F32Scalar;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t t = 0; t < tiles; ++t) {
     const size_t i = weight_of(t);
@@ -289,7 +289,7 @@ void SmallRowsProduct(CpuIsa isa, absl::Span<const PackedWeight> ws, const void*
   }
 }
 
-void SmallRowsProduct(CpuIsa isa, const PackedWeight& w, const void* x, int64_t ldx, int64_t rows, float* y,
+void SmallRowsProduct(base::CpuIsa isa, const PackedWeight& w, const void* x, int64_t ldx, int64_t rows, float* y,
                       int64_t ldy, int threads) {
   SmallRowsProduct(isa, absl::MakeConstSpan(&w, 1), x, ldx, rows, y, ldy, threads);
 }

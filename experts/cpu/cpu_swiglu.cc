@@ -1,5 +1,5 @@
-// experts/cpu_swiglu.cc
-#include "experts/cpu_swiglu.h"
+// experts/cpu/cpu_swiglu.cc
+#include "experts/cpu/cpu_swiglu.h"
 
 #include <immintrin.h>
 
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "experts/cpu_small_rows.h"
+#include "experts/cpu/cpu_small_rows.h"
 
 // GCC 12 warns inside its own intrinsics headers (undefined vector values).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -131,10 +131,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void GluRowAvx512(const flo
 
 }  // namespace
 
-void SiluMulRows(CpuIsa isa, const float* gate, const float* up, int64_t ld_in, int64_t rows, int64_t cols,
-                 DType act_dtype, void* act, int64_t ld_act, int threads, const GluParams& glu) {
-  auto* plain = isa >= CpuIsa::kAvx512 ? RowAvx512 : isa == CpuIsa::kAvx2 ? RowAvx2 : RowScalar;
-  auto* general = isa >= CpuIsa::kAvx512 ? GluRowAvx512 : GluRowScalar;
+void SiluMulRows(base::CpuIsa isa, const float* gate, const float* up, int64_t ld_in, int64_t rows, int64_t cols,
+                 model::DType act_dtype, void* act, int64_t ld_act, int threads, const GluParams& glu) {
+  auto* plain = isa >= base::CpuIsa::kAvx512 ? RowAvx512 : isa == base::CpuIsa::kAvx2 ? RowAvx2 : RowScalar;
+  auto* general = isa >= base::CpuIsa::kAvx512 ? GluRowAvx512 : GluRowScalar;
   const bool simple = glu.gate_bias == nullptr && glu.up_bias == nullptr && glu.alpha <= 0.0f;
   const auto row = [&](const float* g, const float* u, int64_t n, float* out) {
     if (simple) {
@@ -143,7 +143,7 @@ void SiluMulRows(CpuIsa isa, const float* gate, const float* up, int64_t ld_in, 
       general(g, u, glu.gate_bias, glu.up_bias, glu.alpha, glu.limit, n, out);
     }
   };
-  const bool bf16 = act_dtype == DType::kBF16;
+  const bool bf16 = act_dtype == model::DType::kBF16;
   // Below ~64K elements a parallel region costs more than it saves.
   const int team = rows * cols >= (int64_t{1} << 16) ? threads : 1;
 #pragma omp parallel num_threads(team)

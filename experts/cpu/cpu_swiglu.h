@@ -1,4 +1,4 @@
-// experts/cpu_swiglu.h
+// experts/cpu/cpu_swiglu.h
 // The SwiGLU activation between an expert's two products: act = silu(gate) ⊙ up, read from the
 // output of the fused w1|w3 product (gate and up columns side by side) and written as bf16 (the
 // activation's one rounding) or f32. Vectorised for AVX-512 and AVX2 with our own exp (Cephes' polynomial, ≤ 2 ulp), a
@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "experts/cpu_features.h"
-#include "experts/dtype.h"
+#include "base/cpu_features.h"
+#include "model/dtype.h"
 
 namespace moe::experts {
 
@@ -27,7 +27,7 @@ struct GluParams {
   float limit = 0.0f;
 };
 
-void SiluMulRows(CpuIsa isa, const float* gate, const float* up, int64_t ld_in, int64_t rows, int64_t cols,
-                 DType act_dtype, void* act, int64_t ld_act, int threads, const GluParams& glu = {});
+void SiluMulRows(base::CpuIsa isa, const float* gate, const float* up, int64_t ld_in, int64_t rows, int64_t cols,
+                 model::DType act_dtype, void* act, int64_t ld_act, int threads, const GluParams& glu = {});
 
 }  // namespace moe::experts

@@ -143,14 +143,14 @@ class CudaExpertBackend final : public ExpertBackend {
       act_ ABSL_GUARDED_BY(mu_), y_ ABSL_GUARDED_BY(mu_), y32_ ABSL_GUARDED_BY(mu_), ptrs_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::Status Upload(const Tensor& a, const Tensor* b, DType dtype, DeviceBuffer& dst) {
+absl::Status Upload(const model::Tensor& a, const model::Tensor* b, model::DType dtype, DeviceBuffer& dst) {
   // Converts a (and b after it, if given) to `dtype` on the host and copies them to `dst`.
   const size_t n = static_cast<size_t>(a.num_elements()) + (b != nullptr ? b->num_elements() : 0);
   std::vector<float> f32(n);
-  ConvertToF32(a.dtype(), a.raw_data(), f32.data(), a.num_elements());
-  if (b != nullptr) ConvertToF32(b->dtype(), b->raw_data(), f32.data() + a.num_elements(), b->num_elements());
-  std::vector<uint8_t> packed(n * DTypeSize(dtype));
-  ConvertFromF32(dtype, f32.data(), packed.data(), n);
+  model::ConvertToF32(a.dtype(), a.raw_data(), f32.data(), a.num_elements());
+  if (b != nullptr) model::ConvertToF32(b->dtype(), b->raw_data(), f32.data() + a.num_elements(), b->num_elements());
+  std::vector<uint8_t> packed(n * model::DTypeSize(dtype));
+  model::ConvertFromF32(dtype, f32.data(), packed.data(), n);
   RETURN_IF_ERROR(dst.Reserve(packed.size()));
   CUDA_RETURN_IF_ERROR(cudaMemcpy(dst.get(), packed.data(), packed.size(), cudaMemcpyHostToDevice));
   return absl::OkStatus();
@@ -163,7 +163,7 @@ absl::StatusOr<std::unique_ptr<CudaExpertBackend>> CudaExpertBackend::Create(abs
   std::unique_ptr<CudaExpertBackend> b(new CudaExpertBackend());
   b->options_ = options;
   b->device_ = std::move(description);
-  b->elem_ = DTypeSize(options.dtype);
+  b->elem_ = model::DTypeSize(options.dtype);
   b->type_ = CublasDType(options.dtype);
   CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
@@ -295,7 +295,7 @@ absl::Status CudaExpertBackend::BackToBack(int64_t lo, int64_t hi) {
 
 absl::Status CudaExpertBackend::Grouped(int64_t lo, int64_t hi) {
   // Grouped GEMM writes C in the inputs' dtype: y goes through a padded buffer unless it is f32.
-  const bool f32 = options_.dtype == DType::kF32;
+  const bool f32 = options_.dtype == model::DType::kF32;
   if (!f32) RETURN_IF_ERROR(y_.Reserve(hi * ld_x_ * elem_));
   const size_t g = steps_.size();
   RETURN_IF_ERROR(host_ptrs_.Reserve(6 * g * sizeof(void*)));

@@ -55,11 +55,11 @@ struct Session {
 
 }  // namespace
 
-absl::StatusOr<double> GpuDenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, DType dtype, int repeats) {
+absl::StatusOr<double> GpuDenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, model::DType dtype, int repeats) {
   Session s;
   RETURN_IF_ERROR(s.Open(device, /*with_blas=*/true));
   DeviceBuffer a, b, c;
-  const size_t elem = DTypeSize(dtype);
+  const size_t elem = model::DTypeSize(dtype);
   RETURN_IF_ERROR(a.Reserve(m * k * elem));
   RETURN_IF_ERROR(b.Reserve(n * k * elem));
   RETURN_IF_ERROR(c.Reserve(m * n * elem));

@@ -7,12 +7,12 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
-#include "experts/dtype.h"
+#include "model/dtype.h"
 
 namespace moe::experts::cuda {
 
 // TFLOP/s of C[m,n] = A[m,k]·B[n,k]ᵀ in `dtype` with f32 accumulation.
-absl::StatusOr<double> GpuDenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, DType dtype, int repeats);
+absl::StatusOr<double> GpuDenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, model::DType dtype, int repeats);
 // GB/s of read + write traffic of one cudaMemcpyAsync of `bytes` within the device.
 absl::StatusOr<double> GpuDeviceCopyGBps(int device, int64_t bytes, int repeats);
 

@@ -21,7 +21,7 @@ struct PluginApi {
   absl::StatusOr<std::string> (*describe_device)(int device);
   absl::StatusOr<std::unique_ptr<ExpertBackend>> (*create_backend)(absl::Span<const ExpertWeights> weights,
                                                                    const CudaOptions& options);
-  absl::StatusOr<double> (*dense_gemm_tflops)(int device, int64_t m, int64_t n, int64_t k, DType dtype, int repeats);
+  absl::StatusOr<double> (*dense_gemm_tflops)(int device, int64_t m, int64_t n, int64_t k, model::DType dtype, int repeats);
   absl::StatusOr<double> (*device_copy_gbps)(int device, int64_t bytes, int repeats);
 };
 

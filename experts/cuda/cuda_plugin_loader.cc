@@ -59,7 +59,7 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateCudaBackend(absl::Span<cons
   return (*plugin)->create_backend(weights, options);
 }
 
-absl::StatusOr<double> DenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, DType dtype, int repeats) {
+absl::StatusOr<double> DenseGemmTflops(int device, int64_t m, int64_t n, int64_t k, model::DType dtype, int repeats) {
   auto plugin = Plugin();
   if (!plugin.ok()) return plugin.status();
   return (*plugin)->dense_gemm_tflops(device, m, n, k, dtype, repeats);

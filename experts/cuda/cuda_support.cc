@@ -51,10 +51,10 @@ absl::Status FromCublas(cublasStatus_t s, const char* what) {
   return absl::InternalError(message);
 }
 
-int KernelDType(DType d) { return d == DType::kF32 ? 0 : d == DType::kBF16 ? 1 : 2; }
+int KernelDType(model::DType d) { return d == model::DType::kF32 ? 0 : d == model::DType::kBF16 ? 1 : 2; }
 
-cudaDataType_t CublasDType(DType d) {
-  return d == DType::kF32 ? CUDA_R_32F : d == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+cudaDataType_t CublasDType(model::DType d) {
+  return d == model::DType::kF32 ? CUDA_R_32F : d == model::DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 
 absl::StatusOr<std::string> DescribeGpu(int device) {

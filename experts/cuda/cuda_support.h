@@ -13,8 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "experts/dtype.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/dtype.h"
 
 namespace moe::experts::cuda {
 
@@ -29,8 +29,8 @@ absl::Status FromCublas(cublasStatus_t s, const char* what);
 #define CUBLAS_RETURN_IF_ERROR(expr) RETURN_IF_ERROR(::moe::experts::cuda::FromCublas((expr), #expr))
 
 // The dtype codes of cuda_kernels.h (0 f32, 1 bf16, 2 f16) and cuBLAS's data types.
-int KernelDType(DType d);
-cudaDataType_t CublasDType(DType d);
+int KernelDType(model::DType d);
+cudaDataType_t CublasDType(model::DType d);
 
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.2 GiB)", or FAILED_PRECONDITION saying why not.
 absl::StatusOr<std::string> DescribeGpu(int device);

@@ -1,14 +1,14 @@
-// experts/backend_factory.cc
-#include "experts/backend_factory.h"
+// experts/factory/backend_factory.cc
+#include "experts/factory/backend_factory.h"
 
 #include "absl/strings/str_cat.h"
-#include "experts/cpu_backend.h"
+#include "base/status_macros.h"
+#include "experts/cpu/cpu_backend.h"
 #include "experts/cuda/cuda_backend.h"
-#include "experts/status_macros.h"
 
 namespace moe::experts {
 
-absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const Checkpoint& checkpoint,
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkpoint& checkpoint,
                                                              absl::Span<const ExpertKey> hosted,
                                                              const BackendOptions& options) {
   if (options.kind == "cuda") {

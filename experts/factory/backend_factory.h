@@ -1,4 +1,4 @@
-// experts/backend_factory.h
+// experts/factory/backend_factory.h
 // The one place that chooses an expert backend by name ("cpu" or "cuda"). Called by moe-expert,
 // the router (--local and its shared experts), tests and benchmarks. Thread-safe (no state).
 #pragma once
@@ -8,10 +8,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "experts/checkpoint.h"
-#include "experts/dtype.h"
 #include "experts/expert_backend.h"
 #include "experts/expert_weights.h"
+#include "model/checkpoint.h"
+#include "model/dtype.h"
 
 namespace moe::experts {
 
@@ -22,13 +22,13 @@ struct BackendOptions {
   int cpu_small_rows = -1;           // CPU: rows up to which our kernels run (-1 = default)
   bool cpu_onednn_amx = false;       // CPU with AMX: oneDNN's AMX matmul instead of ours (comparisons)
   int device = 0;                    // CUDA: device ordinal
-  DType cuda_dtype = DType::kBF16;   // CUDA: weights and activations on the GPU
+  model::DType cuda_dtype = model::DType::kBF16;   // CUDA: weights and activations on the GPU
   bool cuda_grouped_gemm = false;    // CUDA: one grouped GEMM per projection (cuda::CudaOptions)
 };
 
 // Creates a backend of `options.kind` hosting `hosted`. INVALID_ARGUMENT for an unknown kind;
 // FAILED_PRECONDITION for "cuda" in a build or on a machine without CUDA; errors of loading.
-absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const Checkpoint& checkpoint,
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkpoint& checkpoint,
                                                              absl::Span<const ExpertKey> hosted,
                                                              const BackendOptions& options);
 // The same from weights already in memory (tests, benchmarks).

@@ -1,11 +1,11 @@
-// experts/families/afmoe.cc
+// model/families/afmoe.cc
 // AFMoE (Arcee): σ of the router logits, top-k on σ + expert_bias, the chosen σ renormalised
 // (+1e-20) and × route_scale; num_shared_experts ungated shared experts; layers below
 // num_dense_layers are dense. The decoder's post-MLP norm is the caller's.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kAfmoe = {
     .model_type = "afmoe",
@@ -52,4 +52,4 @@ extern const FamilyDescriptor kAfmoe = {
     .is_moe = DeepseekLayerRule,  // first_k_dense_replace = num_dense_layers, moe_layer_freq 1
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,4 +1,4 @@
-// experts/families/bailing.cc
+// model/families/bailing.cc
 // inclusionAI's Ling (Bailing) MoE families.
 //
 // bailing_moe — Ling 1.x (BailingMoeForCausalLM) and Ling 2.0 (BailingMoeV2ForCausalLM), served
@@ -18,10 +18,10 @@
 // "dense" (else those below first_k_dense_replace). Its config.json uses Ling's own names, which
 // HF's attribute_map maps the DeepSeek names onto; both are read. Its KDA / MLA attention is the
 // caller's.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 // Both Ling families name their tensors alike (the selection bias is gate.expert_bias on disk).
@@ -143,4 +143,4 @@ extern const FamilyDescriptor kBailingHybrid = {
     .is_moe = DeepseekLayerRule,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,4 +1,4 @@
-// experts/families/dbrx.cc
+// model/families/dbrx.cc
 // DBRX (dbrx): softmax over the router logits (ffn.router.layer), top-k, the chosen weights
 // divided by their p-norm, p = ffn_config.moe_normalize_expert_weights (1 when absent: their
 // sum; null: not renormalised); experts stacked flat per layer as ffn.experts.mlp.w1 / v1 / w2,
@@ -9,10 +9,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kDbrx = {
     .model_type = "dbrx",
@@ -58,4 +58,4 @@ extern const FamilyDescriptor kDbrx = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,4 +1,4 @@
-// experts/families/deepseek.cc
+// model/families/deepseek.cc
 // The DeepSeek router and the families that reuse it (routing.md):
 //   deepseek_v2            softmax (or scoring_func), greedy or group_limited_greedy (groups by
 //                          their max), renormalised when norm_topk_prob and top_k > 1, else
@@ -10,10 +10,10 @@
 //                          sum always, renormalised whenever norm_topk_prob (dots1 defaults to
 //                          false), always scaled; MoE from first_k_dense_replace on.
 // All: n_shared_experts ungated shared experts fused into one MLP, names "mlp.shared_experts".
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 const TensorNames kDeepseekNames = {.gate = "model.layers.{L}.mlp.gate.weight",
@@ -182,4 +182,4 @@ extern const FamilyDescriptor kDots1 = {
     .is_moe = DeepseekLayerRule,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

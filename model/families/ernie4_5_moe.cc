@@ -1,14 +1,14 @@
-// experts/families/ernie4_5_moe.cc
+// model/families/ernie4_5_moe.cc
 // ERNIE 4.5 MoE (ernie4_5_moe): p = softmax(logits); top-k on p + e_score_correction_bias
 // (moe_statics, [1, E]); weights p / max(Σp, moe_norm_min); moe_num_shared_experts ungated shared
 // experts; layer l is MoE iff moe_layer_start_index <= l <= moe_layer_end_index (-1: the last)
 // and (l + 1) % moe_layer_interval == 0, the others a dense MLP. Expert biases (use_bias) are
 // refused.
 #include "absl/strings/str_cat.h"
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kErnie45Moe = {
     .model_type = "ernie4_5_moe",
@@ -68,4 +68,4 @@ extern const FamilyDescriptor kErnie45Moe = {
     },
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,7 +1,7 @@
-// experts/families/family.h
+// model/families/family.h
 // One MoE family as data: the config.json `model_type`s it accepts, how its fields (with the
 // aliases Hugging Face's config classes accept) map onto the common ModelConfig, which layers are
-// MoE, its tensor names and its routing math. Each family is one file in experts/families/;
+// MoE, its tensor names and its routing math. Each family is one file in model/families/;
 // family_registry.cc lists them. Read by ModelConfig (parse, ToJson, layer rules); descriptors are
 // constants, safe to share across threads.
 #pragma once
@@ -12,10 +12,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "experts/model_config.h"
+#include "model/model_config.h"
 #include "nlohmann/json.hpp"
 
-namespace moe::experts {
+namespace moe::model {
 
 // Typed reads of config.json fields, each by its names: the first is the one the family writes,
 // the others are aliases (HF's attribute_map, names renamed across transformers versions); the
@@ -77,4 +77,4 @@ bool QwenLayerRule(const ModelConfig& c, int layer);      // decoder_sparse_step
 // Per-expert tensor names of the two common layouts (HF names of the projections).
 inline constexpr const char* kHfProjections[3] = {"gate_proj", "up_proj", "down_proj"};
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,9 +1,9 @@
-// experts/families/family_registry.cc
+// model/families/family_registry.cc
 // The list of families (an explicit list rather than self-registration: a static library drops
 // object files nothing refers to).
-#include "experts/families/family.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kMixtral, kQwen2Moe, kQwen3Moe, kQwen3Next, kOlmoe, kDeepseekV2, kDeepseekV3,
     kDeepseekV32, kGlm4Moe, kDots1, kMinimaxM2, kHunyuanV1Moe, kJamba, kGraniteMoe, kGraniteMoeShared, kLlama4Text, kErnie45Moe, kPhimoe, kGptOss, kQwen35MoeText, kAfmoe, kDbrx, kBailingMoe, kBailingHybrid, kLongcatFlash, kSwitchMoe;
@@ -15,4 +15,4 @@ const std::vector<const FamilyDescriptor*>& AllFamilies() {
   return families;
 }
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,14 +1,14 @@
-// experts/families/gpt_oss.cc
+// model/families/gpt_oss.cc
 // gpt-oss: router logits = W·x + b (mlp.router.bias); top-k on the logits, softmax over the k
 // (= the full softmax renormalised over the top-k); experts stacked transposed with gate and up
 // interleaved (experts.gate_up_proj [E, H, 2I]: column 2j is gate j, 2j+1 up j), biases on both
 // products, and the clamped activation g = min(g, limit), u = clamp(u, ±limit),
 // (u + 1)·g·σ(alpha·g) (swiglu_alpha 1.702, swiglu_limit 7). The bf16 form is served; MXFP4
 // (`*_blocks`/`*_scales`, quantization_config mxfp4) is refused by its quant_method.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kGptOss = {
     .model_type = "gpt_oss",
@@ -44,4 +44,4 @@ extern const FamilyDescriptor kGptOss = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

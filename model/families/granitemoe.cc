@@ -1,12 +1,12 @@
-// experts/families/granitemoe.cc
+// model/families/granitemoe.cc
 // IBM Granite MoE (granitemoe): top-k on the router logits, softmax over the k (= the full
 // softmax renormalised over the top-k); experts stacked per layer as input_linear [E, 2I, H]
 // (gate rows first) and output_linear [E, H, I]; every layer MoE. Its embedding, residual and
 // logits multipliers are outside the MoE block: the caller's.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kGraniteMoe = {
     .model_type = "granitemoe",
@@ -61,4 +61,4 @@ extern const FamilyDescriptor kGraniteMoeShared = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,11 +1,11 @@
-// experts/families/hunyuan_v1_moe.cc
+// model/families/hunyuan_v1_moe.cc
 // Hunyuan-A13B (hunyuan_v1_moe): softmax, top-k (moe_topk), always renormalised; an ungated
 // shared MLP of intermediate_size beside the experts (also of intermediate_size); every layer MoE.
 // Per-layer lists for num_experts / moe_topk are refused (one value for every layer is served).
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kHunyuanV1Moe = {
     .model_type = "hunyuan_v1_moe",
@@ -32,4 +32,4 @@ extern const FamilyDescriptor kHunyuanV1Moe = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,12 +1,12 @@
-// experts/families/jamba.cc
+// model/families/jamba.cc
 // Jamba's MoE layers (its Mamba and attention mixers are the caller's): softmax, top-k, the
 // chosen probabilities not renormalised; layer l is MoE when l % expert_layer_period ==
 // expert_layer_offset, the others have a dense MLP (both of intermediate_size), all under
 // "feed_forward".
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kJamba = {
     .model_type = "jamba",
@@ -39,4 +39,4 @@ extern const FamilyDescriptor kJamba = {
     .is_moe = [](const ModelConfig& c, int layer) { return layer % c.expert_layer_period == c.expert_layer_offset; },
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

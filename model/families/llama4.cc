@@ -1,4 +1,4 @@
-// experts/families/llama4.cc
+// model/families/llama4.cc
 // Llama 4's text model (llama4_text): top-k on the raw router logits, s = σ(logit) of the chosen,
 // not renormalised, and s weighs the expert's *input*: y = shared(x) + Σ E_i(s_i·x). Experts
 // stacked and transposed per layer (experts.gate_up_proj [E, H, 2I], gate columns first;
@@ -7,10 +7,10 @@
 // intermediate_size_mlp. The multimodal "llama4" config (text_config nested) is not read.
 #include <algorithm>
 
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kLlama4Text = {
     .model_type = "llama4_text",
@@ -55,4 +55,4 @@ extern const FamilyDescriptor kLlama4Text = {
     },
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

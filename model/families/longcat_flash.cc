@@ -1,4 +1,4 @@
-// experts/families/longcat_flash.cc
+// model/families/longcat_flash.cc
 // Meituan's LongCat-Flash (longcat_flash): the router (mlp.router.classifier) scores the
 // n_routed_experts routed experts and zero_expert_num zero experts together, softmax in f32 over
 // all of them; selection by score + router.e_score_correction_bias; the chosen unbiased scores ×
@@ -9,10 +9,10 @@
 // each with one MoE block (transformers' num_hidden_layers is twice that: the attention
 // sublayers). Each layer's two dense MLPs (mlps.0, mlps.1) run in series with its attention
 // sublayers and its MoE is a shortcut beside them: those, and the attention, are the caller's.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kLongcatFlash = {
     .model_type = "longcat_flash",
@@ -55,4 +55,4 @@ extern const FamilyDescriptor kLongcatFlash = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

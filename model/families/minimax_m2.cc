@@ -1,10 +1,10 @@
-// experts/families/minimax_m2.cc
+// model/families/minimax_m2.cc
 // MiniMax-M2: sigmoid of the router logits (f32), top-k on sigmoid + e_score_correction_bias,
 // weights the chosen sigmoids renormalised (no epsilon); every layer MoE, Mixtral's names.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kMinimaxM2 = {
     .model_type = "minimax_m2",
@@ -34,4 +34,4 @@ extern const FamilyDescriptor kMinimaxM2 = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

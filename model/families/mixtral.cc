@@ -1,13 +1,13 @@
-// experts/families/mixtral.cc
+// model/families/mixtral.cc
 // Mixtral (and Switch-style top-1 layers, our own "switch_moe"): softmax over the router logits,
 // top-k, renormalised (Mixtral always; Switch keeps p_max and has a capacity). MiniMax-Text-01
 // ("minimax") has Mixtral's MoE block and names; its decoder's mlp_alpha_factor·x +
 // mlp_beta_factor·MoE(x) is the caller's.
 #include "absl/strings/str_cat.h"
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kMixtral = {
     .model_type = "mixtral",
@@ -53,4 +53,4 @@ extern const FamilyDescriptor kSwitchMoe = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

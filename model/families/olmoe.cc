@@ -1,11 +1,11 @@
-// experts/families/olmoe.cc
+// model/families/olmoe.cc
 // OLMoE: softmax, top-k, renormalised only when norm_topk_prob (default false); every layer MoE.
 // FlexOlmo (flex_olmo) has the same MoE block, tensors and config fields; its decoder layer adds a
 // post-feedforward RMSNorm after the block, which stays with the caller (docs/ROUTING.md).
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kOlmoe = {
     .model_type = "olmoe",
@@ -25,4 +25,4 @@ extern const FamilyDescriptor kOlmoe = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,10 +1,10 @@
-// experts/families/phimoe.cc
+// model/families/phimoe.cc
 // Phi-3.5-MoE (phimoe): SparseMixer top-2 on the router logits with ε = router_jitter_noise
 // (router/sparsemixer.h), no renormalisation; Mixtral's tensor names; every layer MoE.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 
 extern const FamilyDescriptor kPhimoe = {
     .model_type = "phimoe",
@@ -38,4 +38,4 @@ extern const FamilyDescriptor kPhimoe = {
     .is_moe = EveryLayerIsMoe,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

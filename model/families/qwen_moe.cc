@@ -1,12 +1,12 @@
-// experts/families/qwen_moe.cc
+// model/families/qwen_moe.cc
 // Qwen2-MoE, Qwen3-MoE and Qwen3-Next: softmax, top-k, renormalised when norm_topk_prob; Qwen2-MoE
 // and Qwen3-Next add a shared expert behind a sigmoid gate. MoE layers: every
 // decoder_sparse_step-th, except mlp_only_layers. transformers 5.x writes Qwen3-MoE's expert count
 // as num_local_experts (its attribute_map), hub checkpoints as num_experts: both are read.
-#include "experts/families/family.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/families/family.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 const TensorNames kQwenNames = {.gate = "model.layers.{L}.mlp.gate.weight",
@@ -102,4 +102,4 @@ extern const FamilyDescriptor kQwen35MoeText = {
     .is_moe = QwenLayerRule,
 };
 
-}  // namespace moe::experts
+}  // namespace moe::model

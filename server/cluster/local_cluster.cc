@@ -17,8 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "experts/checkpoint.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
+#include "model/checkpoint.h"
 
 namespace moe::server {
 namespace {
@@ -110,7 +110,7 @@ int StopChild(ChildProcess& child, int signal) {
 }
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterOptions& options) {
-  ASSIGN_OR_RETURN(auto checkpoint, experts::Checkpoint::Open(options.checkpoint));
+  ASSIGN_OR_RETURN(auto checkpoint, model::Checkpoint::Open(options.checkpoint));
   const int num_experts = checkpoint->config().num_experts;
   if (options.workers < 0 || options.workers > num_experts || options.replicas < 1) {
     return absl::InvalidArgumentError(absl::StrCat("cannot split ", num_experts, " experts over ",

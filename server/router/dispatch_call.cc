@@ -95,7 +95,7 @@ grpc::Status DispatchCall::BuildCalls() {
 
 void DispatchCall::FillRequest(WorkerCall& c) {
   const router::DispatchPlan& plan = in_.plan;
-  const size_t elem = experts::DTypeSize(in_.wire_dtype);
+  const size_t elem = model::DTypeSize(in_.wire_dtype);
   c.request.set_layer(in_.layer);
   moe::v1::Tensor* tokens = c.request.mutable_tokens();
   tokens->set_dtype(proto::ToWireDType(in_.wire_dtype));
@@ -130,7 +130,7 @@ void DispatchCall::FillRequest(WorkerCall& c) {
     data->resize(static_cast<size_t>(c.rows * in_.hidden) * elem);
     char* dst = data->data();
     for (int32_t t : c.tokens) {
-      experts::ConvertFromF32(in_.wire_dtype, in_.x.data() + static_cast<int64_t>(t) * in_.hidden, dst, in_.hidden);
+      model::ConvertFromF32(in_.wire_dtype, in_.x.data() + static_cast<int64_t>(t) * in_.hidden, dst, in_.hidden);
       dst += in_.hidden * elem;
     }
     return;
@@ -151,7 +151,7 @@ void DispatchCall::FillRequest(WorkerCall& c) {
         plan.Gather(in_.x, in_.hidden, r, 1, scaled.data());
         src = scaled.data();
       }
-      experts::ConvertFromF32(in_.wire_dtype, src, dst, in_.hidden);
+      model::ConvertFromF32(in_.wire_dtype, src, dst, in_.hidden);
       dst += in_.hidden * elem;
     }
   }
@@ -328,17 +328,17 @@ grpc::Status DispatchCall::Combine(std::vector<float>& out) {
   const int64_t n = plan.num_tokens(), h = in_.hidden;
   for (const auto& c : calls_) {
     if (c->replaced) continue;
-    absl::StatusOr<experts::Tensor> out = proto::ViewTensor(c->response.outputs(), "outputs");
+    absl::StatusOr<model::Tensor> out = proto::ViewTensor(c->response.outputs(), "outputs");
     if (!out.ok() || out->dtype() != in_.wire_dtype || out->shape() != std::vector<int64_t>{c->rows, h}) {
       return grpc::Status(grpc::StatusCode::INTERNAL,
                           absl::StrCat("worker ", pool_->worker(c->worker).address,
                                        " returned a malformed output (expected ",
-                                       experts::DTypeName(in_.wire_dtype), "[", c->rows, ", ", h, "])"));
+                                       model::DTypeName(in_.wire_dtype), "[", c->rows, ", ", h, "])"));
     }
   }
   out.assign(static_cast<size_t>(n * h), 0.0f);
   std::vector<float> rows;
-  const size_t elem = experts::DTypeSize(in_.wire_dtype);
+  const size_t elem = model::DTypeSize(in_.wire_dtype);
   for (int e = 0; e < plan.num_experts(); ++e) {
     if (call_of_expert_[e] == kLocal) {
       router::AccumulateRows(plan, plan.ExpertBegin(e), plan.RowsOf(e), local_out_.data() + offset_of_expert_[e] * h,
@@ -350,14 +350,14 @@ grpc::Status DispatchCall::Combine(std::vector<float>& out) {
     const int64_t count = plan.RowsOf(e);
     rows.resize(static_cast<size_t>(count * h));
     const char* src = c.response.outputs().data().data() + offset_of_expert_[e] * h * elem;
-    experts::ConvertToF32(in_.wire_dtype, src, rows.data(), rows.size());
+    model::ConvertToF32(in_.wire_dtype, src, rows.data(), rows.size());
     router::AccumulateRows(plan, plan.ExpertBegin(e), count, rows.data(), h, absl::MakeSpan(out));
   }
   if (each_token_once_) {  // one weighted sum per token and worker, in call order
     for (const auto& c : calls_) {
       if (c->replaced) continue;
       rows.resize(static_cast<size_t>(c->rows * h));
-      experts::ConvertToF32(in_.wire_dtype, c->response.outputs().data().data(), rows.data(), rows.size());
+      model::ConvertToF32(in_.wire_dtype, c->response.outputs().data().data(), rows.data(), rows.size());
       for (int64_t i = 0; i < c->rows; ++i) {
         float* dst = out.data() + static_cast<int64_t>(c->tokens[i]) * h;
         const float* sum = rows.data() + i * h;

@@ -24,11 +24,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "experts/dtype.h"
+#include "experts/expert_backend.h"
+#include "model/dtype.h"
 #include "moe/v1/moe.grpc.pb.h"
 #include "router/dispatch_plan.h"
 #include "router/routing.h"
-#include "experts/expert_backend.h"
 #include "server/common/compute_queue.h"
 #include "server/common/rate_limited_log.h"
 #include "server/router/router_metrics.h"
@@ -40,7 +40,7 @@ struct DispatchInput {
   int layer = 0;
   int64_t hidden = 0;
   std::vector<float> x;  // [tokens, hidden] f32
-  experts::DType wire_dtype = experts::DType::kF32;  // of the request(s); used to and from workers
+  model::DType wire_dtype = model::DType::kF32;  // of the request(s); used to and from workers
   router::Routing routing;
   router::DispatchPlan plan;
   std::chrono::system_clock::time_point deadline;
@@ -48,7 +48,7 @@ struct DispatchInput {
   experts::ExpertBackend* local_backend = nullptr;
   ComputeQueue* local_queue = nullptr;
   RouterMetrics* metrics = nullptr;  // may be null
-  const experts::ModelConfig* config = nullptr;  // for the replicas gauge when a worker changes state
+  const model::ModelConfig* config = nullptr;  // for the replicas gauge when a worker changes state
   RateLimitedLog* log = nullptr;     // warnings for failed dispatches; may be null
   // Send each token once per worker with its (expert, weight) pairs there and take back one
   // weighted sum per token (ExpertRequest's each-token-once form), instead of one row per pair.

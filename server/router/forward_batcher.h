@@ -30,7 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "experts/dtype.h"
+#include "model/dtype.h"
 #include "router/routing.h"
 #include "server/router/dispatch_call.h"
 
@@ -56,7 +56,7 @@ class ForwardBatcher {
   struct Forward {
     int layer = 0;
     int num_slots = 0;  // the layer gate's experts + always-on (DispatchPlan::Build)
-    experts::DType dtype = experts::DType::kF32;
+    model::DType dtype = model::DType::kF32;
     int64_t tokens = 0;
     std::vector<float> x;  // [tokens, hidden]
     router::Routing routing;
@@ -82,7 +82,7 @@ class ForwardBatcher {
   absl::Status Submit(Forward& f);
 
  private:
-  using Lane = std::pair<int, experts::DType>;
+  using Lane = std::pair<int, model::DType>;
   struct LaneState {
     std::multiset<absl::Time> in_flight;  // when each dispatch holding a slot left
     std::deque<Forward> waiting;

@@ -4,13 +4,13 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/container/fixed_array.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
-#include "experts/finite_values.h"
-#include "experts/status_macros.h"
+#include "model/finite_values.h"
 #include "proto/status_convert.h"
 #include "proto/tensor_codec.h"
-#include "absl/container/fixed_array.h"
 #include "router/degraded.h"
 #include "router/dispatch_plan.h"
 #include "router/hidden_states_check.h"
@@ -74,13 +74,13 @@ absl::StatusOr<MoeServiceImpl::Validated> MoeServiceImpl::Validate(
   if (!request.has_hidden_states()) {
     return absl::InvalidArgumentError("hidden_states is missing; expected a [tokens, hidden] tensor");
   }
-  ASSIGN_OR_RETURN(experts::Tensor hidden, proto::ViewTensor(request.hidden_states(), "hidden_states"));
+  ASSIGN_OR_RETURN(model::Tensor hidden, proto::ViewTensor(request.hidden_states(), "hidden_states"));
   const int64_t h = model_->config().hidden_size;
   RETURN_IF_ERROR(router::CheckHiddenStatesShape(hidden, h, options_.max_tokens));
   v.dtype = hidden.dtype();
   v.tokens = hidden.dim(0);
   v.x.resize(static_cast<size_t>(hidden.num_elements()));
-  experts::ConvertToF32(hidden.dtype(), hidden.raw_data(), v.x.data(), v.x.size());
+  model::ConvertToF32(hidden.dtype(), hidden.raw_data(), v.x.data(), v.x.size());
   RETURN_IF_ERROR(router::CheckFinite(v.x, h));
   return v;
 }
@@ -262,7 +262,7 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing,
                               const moe::v1::ForwardRequest* request, moe::v1::ForwardResponse* response,
                               Finish finish) {
   const int64_t tokens = v.tokens, hidden = model_->config().hidden_size;
-  const experts::DType dtype = v.dtype;
+  const model::DType dtype = v.dtype;
   // The caller's deadline, capped by our default; worker calls also inherit it by propagation.
   // A little before the caller's own: our DEADLINE_EXCEEDED, which names the worker and experts
   // that did not answer, then reaches the caller before its deadline expires on its side.
@@ -286,7 +286,7 @@ void MoeServiceImpl::Dispatch(Validated v, router::Routing routing,
                   const grpc::Status& status, absl::Span<const float> out, const router::Routing& routing) {
         grpc::Status checked = status;
         if (checked.ok()) {  // finite inputs can still overflow the experts' arithmetic (e.g. |x| = 1e20)
-          checked = proto::ToGrpcStatus(experts::CheckFiniteRows(
+          checked = proto::ToGrpcStatus(model::CheckFiniteRows(
               out, hidden, "the layer's output", "token", absl::StatusCode::kOutOfRange,
               "the inputs overflow f32 arithmetic in the experts (scale hidden_states down)"));
         }
@@ -331,7 +331,7 @@ void DescribeSpec(const router::RoutingSpec& spec, moe::v1::RoutingSpec* r) {
 }  // namespace
 
 void DescribeModel(const router::MoeModel& model, moe::v1::GetModelInfoResponse* info) {
-  const experts::ModelConfig& c = model.config();
+  const model::ModelConfig& c = model.config();
   info->set_model_type(c.model_type);
   info->set_num_layers(model.num_layers());
   info->set_hidden_size(c.hidden_size);
@@ -380,7 +380,7 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
   DescribeModel(*model_, response);
   response->set_max_tokens(options_.max_tokens);
   response->set_local(workers_ == nullptr);
-  const experts::ModelConfig& config = model_->config();
+  const model::ModelConfig& config = model_->config();
   int first_moe_layer = 0;
   while (first_moe_layer < config.num_layers && !config.IsMoeLayer(first_moe_layer)) ++first_moe_layer;
   auto placed = [&](experts::ExpertKey key, google::protobuf::RepeatedPtrField<std::string>* out) {

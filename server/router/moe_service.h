@@ -110,7 +110,7 @@ class MoeServiceImpl final
  private:
   struct Validated {
     const router::MoeLayer* layer = nullptr;
-    experts::DType dtype = experts::DType::kF32;
+    model::DType dtype = model::DType::kF32;
     int64_t tokens = 0;
     std::vector<float> x;
   };

@@ -8,16 +8,17 @@
 #include <string>
 #include <vector>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "experts/backend_factory.h"
-#include "experts/checkpoint.h"
+#include "base/program.h"
 #include "experts/expert_weights.h"
+#include "experts/factory/backend_factory.h"
+#include "model/checkpoint.h"
 #include "proto/message_memory.h"
+#include "proto/tls_credentials.h"
 #include "router/moe_model.h"
 #include "router/openblas_kernels.h"
 #include "server/common/compute_queue.h"
@@ -26,9 +27,8 @@
 #include "server/common/server_runtime.h"
 #include "server/router/moe_service.h"
 #include "server/router/oip_service.h"
-#include "server/router/token_auth.h"
-#include "proto/tls_credentials.h"
 #include "server/router/router_metrics.h"
+#include "server/router/token_auth.h"
 #include "server/router/worker_pool.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-router: --checkpoint and one of --workers or --local are required (see --help)\n");
     return 2;
   }
-  auto checkpoint = moe::experts::Checkpoint::Open(dir);
+  auto checkpoint = moe::model::Checkpoint::Open(dir);
   if (!checkpoint.ok()) return Fail(checkpoint.status());
   auto overrides = OverridesFromFlags();
   if (!overrides.ok()) return Fail(overrides.status());
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   auto model = moe::router::MoeModel::Create(**checkpoint, *overrides);
   if (!model.ok()) return Fail(model.status());
   std::shared_ptr<const moe::router::MoeModel> shared_model(std::move(*model));
-  const moe::experts::ModelConfig& config = shared_model->config();
+  const moe::model::ModelConfig& config = shared_model->config();
 
   moe::server::MoeServiceOptions options;
   options.model_name = absl::GetFlag(FLAGS_model_name);

@@ -16,7 +16,7 @@ constexpr const char* kMethods[] = {"Forward", "GetModelInfo", "ModelInfer", "Fo
 
 }  // namespace
 
-RouterMetrics::RouterMetrics(prometheus::Registry& registry, const experts::ModelConfig& config,
+RouterMetrics::RouterMetrics(prometheus::Registry& registry, const model::ModelConfig& config,
                              const std::vector<std::string>& workers, absl::Duration window)
     : num_experts_(config.num_experts), window_(config.num_experts, window) {
   auto& requests = prometheus::BuildCounter()

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "experts/model_config.h"
 #include "grpcpp/support/status.h"
+#include "model/model_config.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -29,7 +29,7 @@ enum class RpcMethod { kForward = 0, kGetModelInfo = 1, kModelInfer = 2, kForwar
 
 class RouterMetrics {
  public:
-  RouterMetrics(prometheus::Registry& registry, const experts::ModelConfig& config,
+  RouterMetrics(prometheus::Registry& registry, const model::ModelConfig& config,
                 const std::vector<std::string>& workers, absl::Duration window = absl::Seconds(60));
 
   void RecordRequest(RpcMethod method, grpc::StatusCode code, absl::Duration duration);

@@ -15,7 +15,7 @@
 namespace moe::server {
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
-    const std::vector<std::string>& addresses, const experts::ModelConfig& config,
+    const std::vector<std::string>& addresses, const model::ModelConfig& config,
     absl::Duration timeout, int64_t max_message_bytes, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   auto pool = std::make_unique<WorkerPool>();
   for (const std::string& address : addresses) {
@@ -119,7 +119,7 @@ std::vector<uint8_t> WorkerPool::UnavailableExperts(int layer, int num_experts) 
   return down;
 }
 
-std::vector<int> WorkerPool::AvailableReplicas(const experts::ModelConfig& config) const {
+std::vector<int> WorkerPool::AvailableReplicas(const model::ModelConfig& config) const {
   std::vector<int> fewest(config.num_experts, -1);
   for (int layer = 0; layer < config.num_layers; ++layer) {
     if (!config.IsMoeLayer(layer)) continue;

@@ -18,14 +18,14 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "experts/expert_backend.h"
-#include "experts/model_config.h"
 #include "grpcpp/security/credentials.h"
+#include "model/model_config.h"
 #include "moe/v1/moe.grpc.pb.h"
 
 namespace moe::server {
@@ -69,7 +69,7 @@ class WorkerPool {
   // UNAVAILABLE naming the worker if one does not answer in time; FAILED_PRECONDITION if a
   // worker's hidden size, model type or expert count disagree with `config`.
   static absl::StatusOr<std::unique_ptr<WorkerPool>> Connect(const std::vector<std::string>& addresses,
-                                                             const experts::ModelConfig& config,
+                                                             const model::ModelConfig& config,
                                                              absl::Duration timeout,
                                                              int64_t max_message_bytes,
                                                              std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
@@ -95,7 +95,7 @@ class WorkerPool {
   // Per routed expert of `layer` (num_experts of them): true when no replica is up.
   std::vector<uint8_t> UnavailableExperts(int layer, int num_experts) const;
   // Per routed expert of `config`: the workers up and healthy hosting it, the fewest over MoE layers.
-  std::vector<int> AvailableReplicas(const experts::ModelConfig& config) const;
+  std::vector<int> AvailableReplicas(const model::ModelConfig& config) const;
   // Up: its last call reached it, its last health check passed, its channel is not failing.
   bool IsUp(int i) const { return workers_[i]->up.load() && IsHealthy(i) && IsConnectable(i); }
   // Whether worker i answered its last health check (true until checks start).

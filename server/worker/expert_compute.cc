@@ -1,7 +1,7 @@
 // server/worker/expert_compute.cc
 #include "server/worker/expert_compute.h"
 
-#include "experts/finite_values.h"
+#include "model/finite_values.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "experts/status_macros.h"
+#include "base/status_macros.h"
 #include "proto/tensor_codec.h"
 
 namespace moe::server {
@@ -20,7 +20,7 @@ namespace {
 // ascending order (tokens in order within each), with the token and weight of every row.
 absl::StatusOr<DecodedExpertRequest> DecodeEachTokenOnce(const experts::ExpertBackend& backend,
                                                          const moe::v1::ExpertRequest& request,
-                                                         const experts::Tensor& tokens, DecodedExpertRequest d) {
+                                                         const model::Tensor& tokens, DecodedExpertRequest d) {
   const int64_t hidden = backend.hidden_size();
   d.tokens = d.rows;
   if (request.groups_size() > 0) {
@@ -68,8 +68,8 @@ absl::StatusOr<DecodedExpertRequest> DecodeEachTokenOnce(const experts::ExpertBa
   }
   d.rows = pairs;
   std::vector<float> sent(static_cast<size_t>(d.tokens * hidden));
-  experts::ConvertToF32(tokens.dtype(), tokens.raw_data(), sent.data(), sent.size());
-  RETURN_IF_ERROR(experts::CheckFiniteRows(sent, hidden, "tokens", "row", absl::StatusCode::kInvalidArgument,
+  model::ConvertToF32(tokens.dtype(), tokens.raw_data(), sent.data(), sent.size());
+  RETURN_IF_ERROR(model::CheckFiniteRows(sent, hidden, "tokens", "row", absl::StatusCode::kInvalidArgument,
                                            "expected finite values"));
   d.in.resize(static_cast<size_t>(pairs * hidden));
   d.pair_token.resize(static_cast<size_t>(pairs));
@@ -91,10 +91,10 @@ absl::StatusOr<DecodedExpertRequest> DecodeEachTokenOnce(const experts::ExpertBa
 
 absl::StatusOr<DecodedExpertRequest> DecodeExpertRequest(const experts::ExpertBackend& backend, int64_t max_rows,
                                                          const moe::v1::ExpertRequest& request) {
-  ASSIGN_OR_RETURN(experts::Tensor tokens, proto::ViewTensor(request.tokens(), "tokens"));
+  ASSIGN_OR_RETURN(model::Tensor tokens, proto::ViewTensor(request.tokens(), "tokens"));
   const int64_t hidden = backend.hidden_size();
   if (tokens.rank() != 2 || tokens.dim(1) != hidden) {
-    return absl::InvalidArgumentError(absl::StrCat("tokens.shape is ", experts::ShapeString(tokens.shape()),
+    return absl::InvalidArgumentError(absl::StrCat("tokens.shape is ", model::ShapeString(tokens.shape()),
                                                    "; expected [rows, ", hidden, "]"));
   }
   DecodedExpertRequest d;
@@ -128,8 +128,8 @@ absl::StatusOr<DecodedExpertRequest> DecodeExpertRequest(const experts::ExpertBa
                                                    " rows of tokens"));
   }
   d.in.resize(static_cast<size_t>(d.rows * hidden));
-  experts::ConvertToF32(tokens.dtype(), tokens.raw_data(), d.in.data(), d.in.size());
-  RETURN_IF_ERROR(experts::CheckFiniteRows(d.in, hidden, "tokens", "row", absl::StatusCode::kInvalidArgument,
+  model::ConvertToF32(tokens.dtype(), tokens.raw_data(), d.in.data(), d.in.size());
+  RETURN_IF_ERROR(model::CheckFiniteRows(d.in, hidden, "tokens", "row", absl::StatusCode::kInvalidArgument,
                                            "expected finite values"));
   d.out.resize(d.in.size());
   return d;

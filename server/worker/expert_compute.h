@@ -11,8 +11,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "experts/dtype.h"
 #include "experts/expert_backend.h"
+#include "model/dtype.h"
 #include "moe/v1/moe.pb.h"
 
 namespace moe::server {
@@ -24,7 +24,7 @@ namespace moe::server {
 struct DecodedExpertRequest {
   std::vector<experts::ExpertGroup> groups;
   int64_t rows = 0;                             // of `in` (expanded rows in the each-token-once form)
-  experts::DType dtype = experts::DType::kF32;  // of the tokens; the outputs go back in it
+  model::DType dtype = model::DType::kF32;  // of the tokens; the outputs go back in it
   std::vector<float> in, out;                   // [rows, hidden]
   int64_t tokens = 0;                           // each-token-once form: tokens sent; else 0
   std::vector<int32_t> pair_token;              // [rows] in that form

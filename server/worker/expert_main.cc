@@ -10,19 +10,19 @@
 #include <memory>
 #include <string>
 
-#include "base/program.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "experts/backend_factory.h"
-#include "experts/checkpoint.h"
+#include "base/program.h"
 #include "experts/expert_weights.h"
+#include "experts/factory/backend_factory.h"
+#include "model/checkpoint.h"
 #include "proto/message_memory.h"
-#include "server/common/metrics_server.h"
 #include "proto/tls_credentials.h"
+#include "server/common/metrics_server.h"
 #include "server/common/server_runtime.h"
 #include "server/worker/expert_list.h"
 #include "server/worker/expert_metrics.h"
@@ -77,12 +77,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-expert: --checkpoint is required (see --help)\n");
     return 2;
   }
-  auto checkpoint = moe::experts::Checkpoint::Open(dir);
+  auto checkpoint = moe::model::Checkpoint::Open(dir);
   if (!checkpoint.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", checkpoint.status().ToString().c_str());
     return 1;
   }
-  const moe::experts::ModelConfig& config = (*checkpoint)->config();
+  const moe::model::ModelConfig& config = (*checkpoint)->config();
   auto ids = moe::server::ParseExpertList(absl::GetFlag(FLAGS_experts), config.num_experts);
   if (!ids.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", ids.status().ToString().c_str());
@@ -166,9 +166,9 @@ int main(int argc, char** argv) {
       .threads = absl::GetFlag(FLAGS_threads),
       .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32",
       .device = absl::GetFlag(FLAGS_device),
-      .cuda_dtype = cuda_dtype == "bf16"  ? moe::experts::DType::kBF16
-                    : cuda_dtype == "f16" ? moe::experts::DType::kF16
-                                          : moe::experts::DType::kF32,
+      .cuda_dtype = cuda_dtype == "bf16"  ? moe::model::DType::kBF16
+                    : cuda_dtype == "f16" ? moe::model::DType::kF16
+                                          : moe::model::DType::kF32,
       .cuda_grouped_gemm = cuda_gemm == "grouped"};
   const auto load_start = std::chrono::steady_clock::now();
   auto backend = moe::experts::CreateBackend(**checkpoint, hosted, backend_options);

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "absl/time/clock.h"
-#include "experts/finite_values.h"
+#include "model/finite_values.h"
 #include "proto/status_convert.h"
 
 namespace moe::server {
@@ -113,7 +113,7 @@ void ExpertServiceImpl::Step(std::vector<std::unique_ptr<Pending>>& batch) {
   for (size_t i = 0; i < live.size(); ++i) {
     Pending* p = live[i];
     if (statuses[i].ok()) {  // finite tokens can still overflow the experts' arithmetic
-      statuses[i] = experts::CheckFiniteRows(p->decoded.out, backend.hidden_size(), "expert outputs", "row",
+      statuses[i] = model::CheckFiniteRows(p->decoded.out, backend.hidden_size(), "expert outputs", "row",
                                              absl::StatusCode::kOutOfRange,
                                              "the tokens overflow f32 arithmetic in the experts");
     }

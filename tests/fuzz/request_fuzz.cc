@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
-#include "experts/cpu_backend.h"
-#include "experts/dtype.h"
+#include "experts/cpu/cpu_backend.h"
+#include "model/dtype.h"
 #include "moe/v1/moe.pb.h"
 #include "proto/tensor_codec.h"
 #include "router/hidden_states_check.h"
@@ -34,7 +34,7 @@ void Forward(const uint8_t* data, size_t size) {
   auto hidden = moe::proto::ViewTensor(request.hidden_states(), "hidden_states");
   if (!hidden.ok() || !moe::router::CheckHiddenStatesShape(*hidden, kHidden, 64).ok()) return;
   std::vector<float> x(static_cast<size_t>(hidden->num_elements()));
-  moe::experts::ConvertToF32(hidden->dtype(), hidden->raw_data(), x.data(), x.size());
+  moe::model::ConvertToF32(hidden->dtype(), hidden->raw_data(), x.data(), x.size());
   (void)moe::router::CheckFinite(x, kHidden);
 }
 

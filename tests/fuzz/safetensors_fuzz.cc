@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "experts/safetensors_reader.h"
+#include "model/safetensors_reader.h"
 #include "tests/fuzz/fuzz_target.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (n <= 0) break;
     written += static_cast<size_t>(n);
   }
-  auto file = moe::experts::SafetensorsFile::Open("/proc/self/fd/" + std::to_string(fd));
+  auto file = moe::model::SafetensorsFile::Open("/proc/self/fd/" + std::to_string(fd));
   if (file.ok()) {
     for (const auto& [name, entry] : (*file)->entries()) {
       auto tensor = (*file)->Get(name);

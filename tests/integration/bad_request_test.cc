@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "client/moe_client.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "proto/channel.h"
 #include "proto/status_convert.h"
@@ -20,8 +20,8 @@
 namespace moe::testing {
 namespace {
 
-using experts::DType;
-using experts::Tensor;
+using model::DType;
+using model::Tensor;
 using ::absl::StatusCode;
 
 constexpr int kHidden = 64;

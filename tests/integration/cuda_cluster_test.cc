@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/moe_client.h"
-#include "experts/backend_factory.h"
+#include "experts/factory/backend_factory.h"
 #include "gtest/gtest.h"
 #include "server/cluster/local_cluster.h"
 #include "tests/testing/cluster_env.h"
@@ -18,7 +18,7 @@ namespace {
 
 TEST(CudaClusterTest, WorkerWithoutAGpuRefusesToStart) {
   if (experts::CudaDevice(0).ok()) GTEST_SKIP() << "a GPU is present: the refusal cannot be shown here";
-  const std::string ckpt = WriteCheckpoint(SmallConfig(32, 16, 4, 2, 1), experts::DType::kBF16, 1);
+  const std::string ckpt = WriteCheckpoint(SmallConfig(32, 16, 4, 2, 1), model::DType::kBF16, 1);
   EXPECT_THAT(server::SpawnServer({BinDir() + "/moe-expert", "--checkpoint=" + ckpt, "--backend=cuda",
                                    "--listen=127.0.0.1:0", "--metrics_port=-1"},
                                   absl::Seconds(60)),
@@ -26,7 +26,7 @@ TEST(CudaClusterTest, WorkerWithoutAGpuRefusesToStart) {
 }
 
 TEST(CudaClusterTest, WorkerRefusesAnUnknownGemmMode) {
-  const std::string ckpt = WriteCheckpoint(SmallConfig(32, 16, 4, 2, 1), experts::DType::kBF16, 1);
+  const std::string ckpt = WriteCheckpoint(SmallConfig(32, 16, 4, 2, 1), model::DType::kBF16, 1);
   EXPECT_THAT(server::SpawnServer({BinDir() + "/moe-expert", "--checkpoint=" + ckpt, "--cuda_gemm=fastest",
                                    "--listen=127.0.0.1:0", "--metrics_port=-1"},
                                   absl::Seconds(60)),
@@ -38,7 +38,7 @@ class CudaWorkersTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(CudaWorkersTest, MatchTheInProcessCpuPath) {
   absl::StatusOr<std::string> device = experts::CudaDevice(0);
   if (!device.ok()) GTEST_SKIP() << "no usable GPU: " << device.status().message();
-  const std::string ckpt = WriteCheckpoint(SmallConfig(256, 512, 8, 2, 2), experts::DType::kBF16, 2);
+  const std::string ckpt = WriteCheckpoint(SmallConfig(256, 512, 8, 2, 2), model::DType::kBF16, 2);
   server::ClusterOptions options = ClusterFor(ckpt, 2);
   options.worker_flags.push_back("--backend=cuda");
   options.worker_flags.push_back("--cuda_gemm=" + GetParam());
@@ -47,7 +47,7 @@ TEST_P(CudaWorkersTest, MatchTheInProcessCpuPath) {
   auto client = client::MoeClient::Connect(cluster->router_address());
   for (int64_t n : {1, 64, 700}) {
     const std::vector<float> x = RandomVector(n * 256, 7 + n);
-    ASSERT_OK_AND_ASSIGN(client::ForwardResult got, client->Forward(1, experts::Tensor::FromF32(x, {n, 256})));
+    ASSERT_OK_AND_ASSIGN(client::ForwardResult got, client->Forward(1, model::Tensor::FromF32(x, {n, 256})));
     ASSERT_OK_AND_ASSIGN(std::vector<float> want, ref->Forward(1, x, n));
     EXPECT_LE(MaxRelError(std::vector<float>(got.output.f32().begin(), got.output.f32().end()), want), 1e-2) << n;
   }

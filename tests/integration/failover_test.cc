@@ -15,13 +15,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/fixed_array.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "client/moe_client.h"
-#include "experts/status_macros.h"
 #include "gtest/gtest.h"
-#include "absl/container/fixed_array.h"
 #include "proto/tensor_codec.h"
 #include "router/degraded.h"
 #include "server/cluster/local_cluster.h"
@@ -35,8 +35,8 @@
 namespace moe::testing {
 namespace {
 
-using experts::DType;
-using experts::Tensor;
+using model::DType;
+using model::Tensor;
 
 constexpr int kHidden = 64;
 constexpr int64_t kTokens = 16;
@@ -157,7 +157,7 @@ bool WaitForWorkerState(client::MoeClient& client, int index, bool up) {
 struct HeldWorker {
   static absl::StatusOr<std::unique_ptr<HeldWorker>> Start(const std::string& checkpoint) {
     auto w = std::make_unique<HeldWorker>();
-    ASSIGN_OR_RETURN(auto ckpt, experts::Checkpoint::Open(checkpoint));
+    ASSIGN_OR_RETURN(auto ckpt, model::Checkpoint::Open(checkpoint));
     ASSIGN_OR_RETURN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
     w->service = std::make_unique<HeldExpertService>(std::move(backend), ckpt->config());
     ASSIGN_OR_RETURN(w->server, server::StartServer({w->service.get()}, {.listen = "127.0.0.1:0"}, &w->port));
@@ -447,7 +447,7 @@ TEST_F(FailoverTest, DegradedModeReroutesOrDropsTheExpertsOfADeadWorker) {
       }
       EXPECT_GT(affected, 0) << "the input must need experts 6-7";
       ASSERT_OK_AND_ASSIGN(std::vector<float> expected, ref->ForwardRouted(0, x, n, routing));
-      absl::StatusOr<experts::Tensor> got = proto::ViewTensor(response.output(), "output");
+      absl::StatusOr<model::Tensor> got = proto::ViewTensor(response.output(), "output");
       ASSERT_OK(got.status());
       EXPECT_LE(MaxRelError(std::vector<float>(got->f32().begin(), got->f32().end()), expected), 1e-5) << mode;
     }

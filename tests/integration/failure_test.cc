@@ -13,9 +13,9 @@
 #include "absl/synchronization/notification.h"
 #include "client/moe_client.h"
 #include "experts/expert_weights.h"
-#include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
 #include "server/cluster/local_cluster.h"
 #include "server/common/server_runtime.h"
 #include "tests/testing/cluster_env.h"
@@ -26,8 +26,8 @@
 namespace moe::testing {
 namespace {
 
-using experts::DType;
-using experts::Tensor;
+using model::DType;
+using model::Tensor;
 
 constexpr int kHidden = 64;
 
@@ -129,7 +129,7 @@ TEST_F(FailureTest, ConcurrentForwardsAcrossAKilledWorkerEachGetTheirOwnAnswer) 
 // when they arrive while a dispatch to it is out and no other Forward follows: the router's
 // batcher sends them once that dispatch has been out for --batch_stall_ms.
 TEST_F(FailureTest, AHungWorkerDoesNotHoldUpForwardsThatDoNotNeedIt) {
-  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, model::Checkpoint::Open(*checkpoint_));
   ASSERT_OK_AND_ASSIGN(auto backend,
                        experts::CpuExpertBackend::Create(*ckpt, experts::ExpertRange(ckpt->config(), 6, 7), {}));
   HeldExpertService held(std::move(backend), ckpt->config());
@@ -200,7 +200,7 @@ TEST_F(FailureTest, RouterRefusesToServeWhileAnExpertHasNoWorker) {
 // A worker still loading its experts answers GetWorkerInfo UNAVAILABLE: a router started beside it
 // (as Kubernetes starts them) asks again until it is loaded, then serves.
 TEST_F(FailureTest, RouterWaitsForAWorkerStillLoadingItsExperts) {
-  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, model::Checkpoint::Open(*checkpoint_));
   ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
   HeldExpertService worker(std::move(backend), ckpt->config());
   worker.SetLoading(true);
@@ -233,7 +233,7 @@ TEST_F(FailureTest, RouterWaitsForAWorkerStillLoadingItsExperts) {
 class HeldWorkerTest : public FailureTest {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(*checkpoint_));
+    ASSERT_OK_AND_ASSIGN(auto ckpt, model::Checkpoint::Open(*checkpoint_));
     ASSERT_OK_AND_ASSIGN(auto backend, experts::CpuExpertBackend::Create(*ckpt, experts::AllExperts(ckpt->config()), {}));
     held_ = std::make_unique<HeldExpertService>(std::move(backend), ckpt->config());
     int port = 0;

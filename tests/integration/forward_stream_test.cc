@@ -17,8 +17,8 @@
 namespace moe::testing {
 namespace {
 
-using experts::DType;
-using experts::Tensor;
+using model::DType;
+using model::Tensor;
 constexpr int kHidden = 64;
 
 class ForwardStreamTest : public ::testing::Test {

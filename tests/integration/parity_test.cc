@@ -17,8 +17,8 @@
 namespace moe::testing {
 namespace {
 
-using experts::DType;
-using experts::Tensor;
+using model::DType;
+using model::Tensor;
 
 class ParityTest : public ::testing::Test {
  protected:

@@ -1,20 +1,19 @@
-// tests/experts/checkpoint_test.cc
-// Checkpoint, the checkpoint generator and the expert-weight loader, on real files.
-#include "experts/checkpoint.h"
+// tests/model/checkpoint_test.cc
+// Checkpoint and the checkpoint generator on real files (loading experts: tests/experts/expert_weights_test.cc).
+#include "model/checkpoint.h"
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
-#include "experts/checkpoint_generator.h"
-#include "experts/expert_weights.h"
-#include "experts/safetensors_writer.h"
-#include "experts/tensor_names.h"
 #include "gtest/gtest.h"
+#include "model/checkpoint_generator.h"
+#include "model/safetensors_writer.h"
+#include "model/tensor_names.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 using ::moe::testing::StatusIs;
@@ -25,24 +24,6 @@ std::string Generate(int shards, DType dtype, uint64_t seed = 11) {
                            .seed = seed};
   EXPECT_OK(WriteRandomCheckpoint(dir, options));
   return dir;
-}
-
-TEST(CheckpointTest, SingleFileHasEveryTensorWithRealisticScale) {
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(Generate(1, DType::kBF16)));
-  const ModelConfig& c = ckpt->config();
-  EXPECT_EQ(c.torch_dtype, "bfloat16");
-  for (int layer = 0; layer < c.num_layers; ++layer) {
-    ASSERT_OK_AND_ASSIGN(Tensor gate, ckpt->GetWithShape(GateWeightName(c, layer), {8, 32}));
-    EXPECT_EQ(gate.dtype(), DType::kBF16);
-    for (int e = 0; e < c.num_experts; ++e) {
-      ASSERT_OK_AND_ASSIGN(ExpertWeights w, LoadExpertWeights(*ckpt, {layer, e}));
-      Tensor w2 = w.w2.ToF32();
-      double sum_sq = 0;
-      for (float v : w2.f32()) sum_sq += double(v) * v;
-      const double stddev = std::sqrt(sum_sq / w2.num_elements());
-      EXPECT_NEAR(stddev, 1.0 / std::sqrt(48.0), 0.2 / std::sqrt(48.0));  // N(0, 1/fan_in)
-    }
-  }
 }
 
 TEST(CheckpointTest, SameSeedSameWeightsOtherSeedOtherWeights) {
@@ -57,48 +38,6 @@ TEST(CheckpointTest, SameSeedSameWeightsOtherSeedOtherWeights) {
   EXPECT_NE(0, std::memcmp(ta.raw_data(), tc.raw_data(), ta.num_bytes()));
 }
 
-TEST(CheckpointTest, ShardedCheckpointMapsOnlyTheShardsItNeeds) {
-  const std::string dir = Generate(4, DType::kBF16);
-  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors.index.json"));
-  EXPECT_TRUE(std::filesystem::exists(dir + "/model-00004-of-00004.safetensors"));
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));
-  EXPECT_TRUE(ckpt->OpenedFiles().empty());
-  ASSERT_OK(LoadExpertWeights(*ckpt, {1, 7}).status());  // the last layer's last expert
-  EXPECT_EQ(ckpt->OpenedFiles(), std::vector<std::string>{"model-00004-of-00004.safetensors"});
-  for (const ExpertKey& key : AllExperts(ckpt->config())) {
-    ASSERT_OK(LoadExpertWeights(*ckpt, key).status());
-  }
-  EXPECT_EQ(ckpt->OpenedFiles().size(), 4u);
-}
-
-TEST(CheckpointTest, MissingPieces) {
-  EXPECT_THAT(Checkpoint::Open("/nonexistent/ckpt"),
-              StatusIs(absl::StatusCode::kNotFound, "/nonexistent/ckpt does not exist"));
-  const std::string empty = testing::MakeTempDir("ckpt");
-  EXPECT_THAT(Checkpoint::Open(empty), StatusIs(absl::StatusCode::kNotFound, "config.json"));
-  std::ofstream(empty + "/config.json") << testing::SmallConfig().ToJson();
-  EXPECT_THAT(Checkpoint::Open(empty),
-              StatusIs(absl::StatusCode::kNotFound, "neither model.safetensors"));
-
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(Generate(2, DType::kBF16)));
-  EXPECT_THAT(ckpt->Get("model.layers.9.block_sparse_moe.gate.weight"),
-              StatusIs(absl::StatusCode::kNotFound, "not in the index"));
-  EXPECT_THAT(LoadExpertWeights(*ckpt, {0, 8}), StatusIs(absl::StatusCode::kNotFound, "not in the model"));
-}
-
-TEST(CheckpointTest, WrongShapeNamesTheTensor) {
-  const std::string dir = testing::MakeTempDir("ckpt");
-  std::ofstream(dir + "/config.json") << testing::SmallConfig().ToJson();
-  SafetensorsWriter writer;
-  const std::string name = ExpertWeightName(testing::SmallConfig(), 0, 0, Projection::kGate);
-  writer.Add(name, Tensor::FromF32(testing::RandomVector(48 * 31, 1), {48, 31}));
-  ASSERT_OK(writer.Write(dir + "/model.safetensors"));
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));
-  EXPECT_THAT(LoadExpertWeights(*ckpt, {0, 0}),
-              StatusIs(absl::StatusCode::kInvalidArgument, name + "' in checkpoint " + dir +
-                                                               " has shape [48, 31], expected [48, 32]"));
-}
-
 TEST(CheckpointTest, CorruptIndex) {
   const std::string dir = testing::MakeTempDir("ckpt");
   std::ofstream(dir + "/config.json") << testing::SmallConfig().ToJson();
@@ -106,59 +45,5 @@ TEST(CheckpointTest, CorruptIndex) {
   EXPECT_THAT(Checkpoint::Open(dir), StatusIs(absl::StatusCode::kDataLoss, "weight_map"));
 }
 
-TEST(CheckpointTest, Fp8CheckpointLoadsAsBf16CloseToTheUnquantizedWeights) {
-  // Same seed, written once in f32 and once as FP8 blocks of 128 (H 200, I 136: ragged edges).
-  ModelConfig config = DefaultConfig("deepseek_v3", 200, 136, 8, 2, 2).value();
-  const std::string plain = testing::MakeTempDir("ckpt-f32"), fp8 = testing::MakeTempDir("ckpt-fp8");
-  ASSERT_OK(WriteRandomCheckpoint(plain, {.config = config, .dtype = DType::kF32, .num_shards = 2, .seed = 4}));
-  ASSERT_OK(WriteRandomCheckpoint(fp8, {.config = config, .dtype = DType::kF32, .num_shards = 2, .seed = 4, .fp8 = true}));
-  ASSERT_OK_AND_ASSIGN(auto a, Checkpoint::Open(plain));
-  ASSERT_OK_AND_ASSIGN(auto b, Checkpoint::Open(fp8));
-  EXPECT_EQ(b->config().fp8_block_n, 128);
-  for (const ExpertKey key : {ExpertKey{1, 3}, ExpertKey{1, config.AlwaysOnId()}, ExpertKey{0, config.AlwaysOnId()}}) {
-    ASSERT_OK_AND_ASSIGN(ExpertWeights want, LoadExpertWeights(*a, key));
-    ASSERT_OK_AND_ASSIGN(ExpertWeights got, LoadExpertWeights(*b, key));
-    for (const auto& [w, g] : {std::pair{&want.w1, &got.w1}, {&want.w3, &got.w3}, {&want.w2, &got.w2}}) {
-      ASSERT_EQ(g->dtype(), DType::kBF16);
-      const Tensor gf = g->ToF32();
-      float amax = 0;
-      for (float v : w->f32()) amax = std::max(amax, std::fabs(v));
-      for (int64_t x = 0; x < w->num_elements(); ++x) {
-        // e4m3 keeps 3 mantissa bits (relative error <= 2^-4), then bf16 rounds once more.
-        ASSERT_NEAR(gf.f32()[x], w->f32()[x], std::fabs(w->f32()[x]) / 14 + amax / 448 / 64)
-            << "layer " << key.layer << " expert " << key.expert << " value " << x;
-      }
-    }
-  }
-  // The router weights are not quantized.
-  ASSERT_OK_AND_ASSIGN(Tensor gate, b->Get(GateWeightName(b->config(), 1)));
-  EXPECT_EQ(gate.dtype(), DType::kF32);
-}
-
-TEST(CheckpointTest, Mxfp4CheckpointOfGptOssLoadsEachExpertAsBf16) {
-  const ModelConfig config = DefaultConfig("gpt_oss", 64, 96, 8, 2, 2).value();
-  const std::string dir = testing::MakeTempDir("ckpt-mxfp4");
-  ASSERT_OK(WriteRandomCheckpoint(dir, {.config = config, .dtype = DType::kF32, .num_shards = 3, .seed = 2, .mxfp4 = true}));
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir));
-  EXPECT_TRUE(ckpt->config().mxfp4);
-  ASSERT_OK_AND_ASSIGN(ExpertWeights w, LoadExpertWeights(*ckpt, {1, 5}));
-  EXPECT_EQ(w.w1.shape(), (std::vector<int64_t>{96, 64}));
-  EXPECT_EQ(w.w2.shape(), (std::vector<int64_t>{64, 96}));
-  EXPECT_EQ(w.w1.dtype(), DType::kBF16);
-  EXPECT_EQ(w.b1.shape(), (std::vector<int64_t>{96}));
-  // Every value is an e2m1 value times a power of two, and the stddev is the generator's.
-  double sum_sq = 0;
-  const Tensor w2 = w.w2.ToF32();
-  for (float v : w2.f32()) {
-    int e;
-    const float m = std::fabs(std::frexp(v, &e));  // v = m · 2^e, m in [0.5, 1)
-    EXPECT_TRUE(m == 0.0f || m == 0.5f || m == 0.75f) << v;
-    sum_sq += double(v) * v;
-  }
-  EXPECT_NEAR(std::sqrt(sum_sq / w2.num_elements()), 1.0 / std::sqrt(96.0), 0.3 / std::sqrt(96.0));
-  EXPECT_THAT(WriteRandomCheckpoint(testing::MakeTempDir("ckpt-bad"), {.config = testing::SmallConfig(), .mxfp4 = true}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "mxfp4 is written for gpt_oss"));
-}
-
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model

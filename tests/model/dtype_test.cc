@@ -1,5 +1,5 @@
-// tests/experts/dtype_test.cc
-#include "experts/dtype.h"
+// tests/model/dtype_test.cc
+#include "model/dtype.h"
 
 #include <bit>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 float Bits(uint32_t b) { return std::bit_cast<float>(b); }
@@ -96,4 +96,4 @@ TEST(DTypeTest, BulkConversionMatchesScalar) {
 }
 
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -1,7 +1,7 @@
-// tests/experts/fp8_test.cc
+// tests/model/fp8_test.cc
 // e4m3fn decoding against known values and the format's definition, and block dequantization
 // with ragged edge blocks against a double-precision loop.
-#include "experts/fp8.h"
+#include "model/fp8.h"
 
 #include <cmath>
 #include <vector>
@@ -10,7 +10,7 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 using ::moe::testing::StatusIs;
@@ -120,4 +120,4 @@ TEST(Mxfp4Test, QuantizeThenDequantizeIsExactOnTheGridAndNearOffIt) {
 }
 
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model

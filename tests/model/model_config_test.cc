@@ -1,12 +1,12 @@
-// tests/experts/model_config_test.cc
-#include "experts/model_config.h"
+// tests/model/model_config_test.cc
+#include "model/model_config.h"
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 using ::moe::testing::StatusIs;
@@ -56,9 +56,9 @@ TEST(ModelConfigTest, ErrorsNameTheField) {
 }
 
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 TEST(ModelConfigFamiliesTest, ParsesEachFamilysOwnFieldNames) {
@@ -294,4 +294,4 @@ TEST(ModelConfigFamiliesTest, Fp8BlockQuantizationIsReadOthersRefusedByMethod) {
 }
 
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model

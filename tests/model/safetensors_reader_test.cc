@@ -1,15 +1,15 @@
-// tests/experts/safetensors_reader_test.cc
-#include "experts/safetensors_reader.h"
+// tests/model/safetensors_reader_test.cc
+#include "model/safetensors_reader.h"
 
 #include <cstring>
 #include <fstream>
 
-#include "experts/safetensors_writer.h"
 #include "gtest/gtest.h"
+#include "model/safetensors_writer.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 using ::moe::testing::StatusIs;
@@ -169,4 +169,4 @@ TEST(SafetensorsReaderTest, MissingTensorAndUnservableDtype) {
 }
 
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model

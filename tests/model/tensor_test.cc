@@ -1,10 +1,10 @@
-// tests/experts/tensor_test.cc
-#include "experts/tensor.h"
+// tests/model/tensor_test.cc
+#include "model/tensor.h"
 
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 
-namespace moe::experts {
+namespace moe::model {
 namespace {
 
 TEST(TensorTest, ZerosIsOwnedAndZeroed) {
@@ -71,4 +71,4 @@ TEST(TensorTest, MatrixRowsIsAViewAndColumnsTransposedACopyOfOneMatrix) {
 }
 
 }  // namespace
-}  // namespace moe::experts
+}  // namespace moe::model

@@ -16,7 +16,7 @@ namespace {
 constexpr int kH = 16, kE = 4, kK = 2, kN = 64;
 
 struct Fixture {
-  experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(kE * kH, 3), {kE, kH});
+  model::Tensor weight = model::Tensor::FromF32(testing::RandomVector(kE * kH, 3), {kE, kH});
   // Skewed traffic: a shared direction makes a few experts hot.
   std::vector<float> x = [] {
     std::vector<float> v = testing::RandomVector(kN * kH, 4, 0.3f);

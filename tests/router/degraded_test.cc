@@ -26,7 +26,7 @@ RoutingSpec Spec(int e, int k) {
 
 TEST(RouteExcludingTest, TheNextBestLiveExpertsTakeOverRenormalised) {
   // H = 2, E = 3: logits of x = (1, 2) are (1, 2, 0.5); expert 1 (the best) is excluded.
-  const experts::Tensor weight = experts::Tensor::FromF32({1.0f, 0.0f, 0.0f, 1.0f, 0.5f, 0.0f}, {3, 2});
+  const model::Tensor weight = model::Tensor::FromF32({1.0f, 0.0f, 0.0f, 1.0f, 0.5f, 0.0f}, {3, 2});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(3, 2), 2, {.weight = &weight}));
   const absl::FixedArray<bool> excluded = {false, true, false};
   ASSERT_OK_AND_ASSIGN(Routing r, gate.RouteExcluding(std::vector<float>{1.0f, 2.0f}, 1, excluded));
@@ -41,7 +41,7 @@ TEST(RouteExcludingTest, TheNextBestLiveExpertsTakeOverRenormalised) {
 TEST(RouteExcludingTest, WithoutRenormalisationTheSoftmaxIsOverLiveExperts) {
   RoutingSpec spec = Spec(4, 3);
   spec.norm_topk_prob = false;
-  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(4 * 3, 3), {4, 3});
+  const model::Tensor weight = model::Tensor::FromF32(testing::RandomVector(4 * 3, 3), {4, 3});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, 3, {.weight = &weight}));
   const absl::FixedArray<bool> excluded = {false, false, true, false};
   ASSERT_OK_AND_ASSIGN(Routing r, gate.RouteExcluding(testing::RandomVector(3, 4), 1, excluded));
@@ -58,10 +58,10 @@ TEST(RouteExcludingTest, ABiasedSigmoidGateNeverPicksAnExcludedExpert) {
   spec.scoring = RoutingSpec::Scoring::kSigmoid;
   spec.selection_bias = true;
   const int h = 16, n = 40;
-  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(8 * h, 5), {8, h});
+  const model::Tensor weight = model::Tensor::FromF32(testing::RandomVector(8 * h, 5), {8, h});
   std::vector<float> b(8, 0.0f);
   b[3] = 100.0f;  // would win every token
-  const experts::Tensor bias = experts::Tensor::FromF32(b, {8});
+  const model::Tensor bias = model::Tensor::FromF32(b, {8});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, h, {.weight = &weight, .bias = &bias}));
   absl::FixedArray<bool> excluded(8, false);
   excluded[3] = true;
@@ -72,7 +72,7 @@ TEST(RouteExcludingTest, ABiasedSigmoidGateNeverPicksAnExcludedExpert) {
 }
 
 TEST(RouteExcludingTest, RefusesWhatItCannotReroute) {
-  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(4 * 2, 7), {4, 2});
+  const model::Tensor weight = model::Tensor::FromF32(testing::RandomVector(4 * 2, 7), {4, 2});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(4, 2), 2, {.weight = &weight}));
   const absl::FixedArray<bool> three_down = {true, true, true, false};
   EXPECT_THAT(gate.RouteExcluding(std::vector<float>{1.0f, 2.0f}, 1, three_down),

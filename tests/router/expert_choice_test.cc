@@ -18,7 +18,7 @@ TEST(ExpertChoiceTest, EveryExpertTakesExactlyCOfItsBestTokens) {
   spec.top_k = 2;
   spec.policy = RoutingSpec::Policy::kExpertChoice;
   spec.capacity_factor = 1.0f;
-  const experts::Tensor w = experts::Tensor::FromF32(testing::RandomVector(e * h, 5), {e, h});
+  const model::Tensor w = model::Tensor::FromF32(testing::RandomVector(e * h, 5), {e, h});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, h, {.weight = &w}));
   const std::vector<float> x = testing::RandomVector(n * h, 6);
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(x, n));

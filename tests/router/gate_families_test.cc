@@ -12,7 +12,7 @@
 namespace moe::router {
 namespace {
 
-using experts::Tensor;
+using model::Tensor;
 
 double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 

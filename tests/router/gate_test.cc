@@ -24,7 +24,7 @@ RoutingSpec Spec(int e, int k) {
 TEST(GateTest, MatchesHandComputedMixtralRouting) {
   // H = 2, E = 3: logits of x = (1, 2) are W·x = (1, 2, 0.5).
   const std::vector<float> w = {1.0f, 0.0f, 0.0f, 1.0f, 0.5f, 0.0f};
-  const experts::Tensor weight = experts::Tensor::FromF32(w, {3, 2});
+  const model::Tensor weight = model::Tensor::FromF32(w, {3, 2});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(3, 2), 2, {.weight = &weight}));
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(std::vector<float>{1.0f, 2.0f}, 1));
   ASSERT_EQ(r.num_pairs(), 2);
@@ -38,7 +38,7 @@ TEST(GateTest, MatchesHandComputedMixtralRouting) {
 
 TEST(GateTest, WeightsSumToOneAndFollowScores) {
   const int h = 24, e = 8, k = 2, n = 50;
-  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(e * h, 1), {e, h});
+  const model::Tensor weight = model::Tensor::FromF32(testing::RandomVector(e * h, 1), {e, h});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(Spec(e, k), h, {.weight = &weight}));
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(testing::RandomVector(n * h, 2), n));
   EXPECT_EQ(r.num_tokens, n);
@@ -53,7 +53,7 @@ TEST(GateTest, WeightsSumToOneAndFollowScores) {
 TEST(GateTest, WithoutRenormalisationWeightsAreProbabilities) {
   RoutingSpec spec = Spec(4, 4);
   spec.norm_topk_prob = false;
-  const experts::Tensor weight = experts::Tensor::FromF32(testing::RandomVector(4 * 3, 3), {4, 3});
+  const model::Tensor weight = model::Tensor::FromF32(testing::RandomVector(4 * 3, 3), {4, 3});
   ASSERT_OK_AND_ASSIGN(Gate gate, Gate::Create(spec, 3, {.weight = &weight}));
   ASSERT_OK_AND_ASSIGN(Routing r, gate.Route(testing::RandomVector(3, 4), 1));
   auto w = r.WeightsOf(0);
@@ -61,7 +61,7 @@ TEST(GateTest, WithoutRenormalisationWeightsAreProbabilities) {
 }
 
 TEST(GateTest, BadInputs) {
-  experts::Tensor w = experts::Tensor::FromF32(testing::RandomVector(8, 5), {4, 2});
+  model::Tensor w = model::Tensor::FromF32(testing::RandomVector(8, 5), {4, 2});
   EXPECT_THAT(Gate::Create(Spec(5, 2), 2, {.weight = &w}),
               StatusIs(absl::StatusCode::kInvalidArgument, "gate weight has shape [4, 2], expected [5, 2]"));
   EXPECT_THAT(Gate::Create(Spec(4, 2), 2, {}), StatusIs(absl::StatusCode::kInvalidArgument, "gate weight is missing"));
@@ -82,7 +82,7 @@ namespace {
 
 TEST(GateTest, NoisyTopKIsReproducibleBySeed) {
   const int h = 16, e = 8, n = 64;
-  const experts::Tensor w = experts::Tensor::FromF32(testing::RandomVector(e * h, 21), {e, h});
+  const model::Tensor w = model::Tensor::FromF32(testing::RandomVector(e * h, 21), {e, h});
   const std::vector<float> x = testing::RandomVector(n * h, 22);
   auto route = [&](float noise, uint64_t seed) {
     RoutingSpec spec = Spec(e, 2);

@@ -7,11 +7,11 @@
 #include <cmath>
 #include <numeric>
 
-#include "experts/checkpoint.h"
-#include "experts/checkpoint_generator.h"
-#include "experts/cpu_backend.h"
-#include "experts/tensor_names.h"
+#include "experts/cpu/cpu_backend.h"
 #include "gtest/gtest.h"
+#include "model/checkpoint.h"
+#include "model/checkpoint_generator.h"
+#include "model/tensor_names.h"
 #include "router/moe_model.h"
 #include "tests/testing/error_measures.h"
 #include "tests/testing/random_data.h"
@@ -21,7 +21,7 @@ namespace moe::router {
 namespace {
 
 using ::moe::testing::StatusIs;
-using experts::Tensor;
+using model::Tensor;
 
 struct Reference {
   std::vector<double> out;
@@ -113,9 +113,9 @@ TEST(MoeLayerTest, MissingExpertIsNotFound) {
 
 TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
   const std::string dir = testing::MakeTempDir("model");
-  ASSERT_OK(experts::WriteRandomCheckpoint(
-      dir, {.config = testing::SmallConfig(32, 40, 4, 2, 3), .dtype = experts::DType::kBF16, .num_shards = 2, .seed = 3}));
-  ASSERT_OK_AND_ASSIGN(auto ckpt, experts::Checkpoint::Open(dir));
+  ASSERT_OK(model::WriteRandomCheckpoint(
+      dir, {.config = testing::SmallConfig(32, 40, 4, 2, 3), .dtype = model::DType::kBF16, .num_shards = 2, .seed = 3}));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, model::Checkpoint::Open(dir));
   ASSERT_OK_AND_ASSIGN(auto model, MoeModel::Create(*ckpt));
   EXPECT_EQ(model->num_layers(), 3);
   EXPECT_THAT(model->layer(3), StatusIs(absl::StatusCode::kNotFound, "layer 3 not found"));
@@ -136,7 +136,7 @@ TEST(MoeModelTest, LoadsEveryLayerFromACheckpointAndMatchesTheReference) {
       ASSERT_OK_AND_ASSIGN(auto w, experts::LoadExpertWeights(*ckpt, {layer, i}));
       weights.push_back(std::move(w));
     }
-    ASSERT_OK_AND_ASSIGN(Tensor gate_w, ckpt->Get(experts::GateWeightName(ckpt->config(), layer)));
+    ASSERT_OK_AND_ASSIGN(Tensor gate_w, ckpt->Get(model::GateWeightName(ckpt->config(), layer)));
     EXPECT_LE(testing::MaxRelError(out, MixtralBlock(gate_w, weights, x, 5, 2).out), 1e-5);
     EXPECT_LE(testing::MaxRelError(out_bf16, MixtralBlock(gate_w, weights, x, 5, 2).out), 1e-2);
   }

@@ -10,8 +10,8 @@
 namespace moe::router {
 namespace {
 
-experts::CpuFeatures With(bool avx2, bool avx512, bool bf16) {
-  experts::CpuFeatures f;
+base::CpuFeatures With(bool avx2, bool avx512, bool bf16) {
+  base::CpuFeatures f;
   f.avx2_fma = avx2;
   f.avx512 = avx512;
   f.avx512_bf16 = bf16;
@@ -37,7 +37,7 @@ TEST(OpenBlasKernelsTest, UserChoiceIsKeptWithAWarning) {
   const std::string line = EnsureOpenBlasKernels(nullptr, "Prescott");
   unsetenv("OPENBLAS_CORETYPE");
   EXPECT_EQ(openblas_get_num_threads(), 1) << "the gate's OpenBLAS must not spin beside the expert kernels";
-  if (CorrectedOpenBlasCore("Prescott", experts::DetectCpuFeatures()).has_value()) {
+  if (CorrectedOpenBlasCore("Prescott", base::DetectCpuFeatures()).has_value()) {
     EXPECT_NE(line.find("warning: OPENBLAS_CORETYPE=Prescott keeps the SSE3 kernels"), std::string::npos) << line;
   } else {
     EXPECT_EQ(line, "OpenBLAS Prescott 1 thread");

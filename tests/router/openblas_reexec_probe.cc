@@ -8,7 +8,7 @@
 
 int main(int argc, char** argv) {
   const std::string line = moe::router::EnsureOpenBlasKernels(argv, "Prescott");
-  const auto expected = moe::router::CorrectedOpenBlasCore("Prescott", moe::experts::DetectCpuFeatures());
+  const auto expected = moe::router::CorrectedOpenBlasCore("Prescott", moe::base::DetectCpuFeatures());
   std::printf("%s\nexpected=%s\n", line.c_str(), expected.value_or("none").c_str());
   return 0;
 }

@@ -7,7 +7,7 @@
 namespace moe::router {
 namespace {
 
-using experts::DefaultConfig;
+using model::DefaultConfig;
 using ::moe::testing::StatusIs;
 
 TEST(RoutingSpecTest, FamiliesMapToTheirMath) {

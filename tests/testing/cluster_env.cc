@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "experts/checkpoint_generator.h"
+#include "base/status_macros.h"
 #include "experts/expert_weights.h"
-#include "experts/status_macros.h"
+#include "model/checkpoint_generator.h"
 #include "tests/testing/random_data.h"
 
 namespace moe::testing {
@@ -18,9 +18,9 @@ std::string BinDir() {
   return dir != nullptr && *dir != '\0' ? dir : MOE_BIN_DIR;
 }
 
-std::string WriteCheckpoint(const experts::ModelConfig& config, experts::DType dtype, uint64_t seed) {
+std::string WriteCheckpoint(const model::ModelConfig& config, model::DType dtype, uint64_t seed) {
   const std::string dir = MakeTempDir("model");
-  absl::Status s = experts::WriteRandomCheckpoint(dir, {.config = config, .dtype = dtype, .num_shards = 2, .seed = seed});
+  absl::Status s = model::WriteRandomCheckpoint(dir, {.config = config, .dtype = dtype, .num_shards = 2, .seed = seed});
   if (!s.ok()) std::abort();
   return dir;
 }
@@ -37,7 +37,7 @@ server::ClusterOptions ClusterFor(const std::string& checkpoint, int workers, in
 
 absl::StatusOr<std::unique_ptr<Reference>> Reference::Load(const std::string& checkpoint) {
   auto ref = std::make_unique<Reference>();
-  ASSIGN_OR_RETURN(ref->checkpoint_, experts::Checkpoint::Open(checkpoint));
+  ASSIGN_OR_RETURN(ref->checkpoint_, model::Checkpoint::Open(checkpoint));
   ASSIGN_OR_RETURN(ref->model_, router::MoeModel::Create(*ref->checkpoint_));
   std::vector<experts::ExpertKey> keys = experts::AllExperts(ref->checkpoint_->config());
   for (const auto& key : experts::AlwaysOnExperts(ref->checkpoint_->config())) keys.push_back(key);

@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "experts/checkpoint.h"
-#include "experts/cpu_backend.h"
-#include "experts/dtype.h"
-#include "experts/model_config.h"
+#include "experts/cpu/cpu_backend.h"
+#include "model/checkpoint.h"
+#include "model/dtype.h"
+#include "model/model_config.h"
 #include "router/moe_model.h"
 #include "router/routing.h"
 #include "server/cluster/local_cluster.h"
@@ -24,7 +24,7 @@ namespace moe::testing {
 std::string BinDir();
 
 // Writes a seeded random checkpoint of `config` in a fresh temp folder and returns the folder.
-std::string WriteCheckpoint(const experts::ModelConfig& config, experts::DType dtype, uint64_t seed);
+std::string WriteCheckpoint(const model::ModelConfig& config, model::DType dtype, uint64_t seed);
 
 // Cluster options for `checkpoint` with binaries from BinDir().
 server::ClusterOptions ClusterFor(const std::string& checkpoint, int workers, int replicas = 1);
@@ -40,10 +40,10 @@ class Reference {
   absl::StatusOr<std::vector<float>> ForwardRouted(int layer, const std::vector<float>& x, int64_t n,
                                                    const router::Routing& routing) const;
   absl::StatusOr<const router::Gate*> GateOf(int layer) const;
-  const experts::ModelConfig& config() const { return model_->config(); }
+  const model::ModelConfig& config() const { return model_->config(); }
 
  private:
-  std::unique_ptr<experts::Checkpoint> checkpoint_;
+  std::unique_ptr<model::Checkpoint> checkpoint_;
   std::unique_ptr<router::MoeModel> model_;
   std::unique_ptr<experts::CpuExpertBackend> backend_;
 };

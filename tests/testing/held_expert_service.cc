@@ -7,7 +7,7 @@
 namespace moe::testing {
 
 HeldExpertService::HeldExpertService(std::shared_ptr<experts::ExpertBackend> backend,
-                                     const experts::ModelConfig& config)
+                                     const model::ModelConfig& config)
     : backend_(std::move(backend)), config_(config) {}
 
 HeldExpertService::~HeldExpertService() { ReleaseAll(); }

@@ -10,14 +10,14 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "experts/expert_backend.h"
-#include "experts/model_config.h"
+#include "model/model_config.h"
 #include "moe/v1/moe.grpc.pb.h"
 
 namespace moe::testing {
 
 class HeldExpertService final : public moe::v1::ExpertService::CallbackService {
  public:
-  HeldExpertService(std::shared_ptr<experts::ExpertBackend> backend, const experts::ModelConfig& config);
+  HeldExpertService(std::shared_ptr<experts::ExpertBackend> backend, const model::ModelConfig& config);
   ~HeldExpertService() override;
 
   // Blocks until at least `count` Forward calls have arrived in total.
@@ -46,7 +46,7 @@ class HeldExpertService final : public moe::v1::ExpertService::CallbackService {
   void Answer(const Held& held);
 
   std::shared_ptr<experts::ExpertBackend> backend_;
-  experts::ModelConfig config_;
+  model::ModelConfig config_;
   absl::Mutex mu_;
   int arrivals_ ABSL_GUARDED_BY(mu_) = 0;
   bool released_ ABSL_GUARDED_BY(mu_) = false;

@@ -25,9 +25,9 @@ experts::ExpertWeights RandomExpert(experts::ExpertKey key, int hidden, int inte
   experts::ExpertWeights w;
   w.key = key;
   const float sh = 1.0f / std::sqrt(float(hidden)), si = 1.0f / std::sqrt(float(inter));
-  w.w1 = experts::Tensor::FromF32(RandomVector(size_t(inter) * hidden, seed * 3 + 1, sh), {inter, hidden});
-  w.w3 = experts::Tensor::FromF32(RandomVector(size_t(inter) * hidden, seed * 3 + 2, sh), {inter, hidden});
-  w.w2 = experts::Tensor::FromF32(RandomVector(size_t(hidden) * inter, seed * 3 + 3, si), {hidden, inter});
+  w.w1 = model::Tensor::FromF32(RandomVector(size_t(inter) * hidden, seed * 3 + 1, sh), {inter, hidden});
+  w.w3 = model::Tensor::FromF32(RandomVector(size_t(inter) * hidden, seed * 3 + 2, sh), {inter, hidden});
+  w.w2 = model::Tensor::FromF32(RandomVector(size_t(hidden) * inter, seed * 3 + 3, si), {hidden, inter});
   return w;
 }
 
@@ -42,8 +42,8 @@ std::string MakeTempDir(const std::string& prefix) {
   return dir.string();
 }
 
-experts::ModelConfig SmallConfig(int hidden, int inter, int experts, int top_k, int layers) {
-  return experts::DefaultConfig("mixtral", hidden, inter, experts, top_k, layers).value();
+model::ModelConfig SmallConfig(int hidden, int inter, int experts, int top_k, int layers) {
+  return model::DefaultConfig("mixtral", hidden, inter, experts, top_k, layers).value();
 }
 
 }  // namespace moe::testing

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "experts/expert_weights.h"
-#include "experts/model_config.h"
+#include "model/model_config.h"
 
 namespace moe::testing {
 
@@ -18,7 +18,7 @@ experts::ExpertWeights RandomExpert(experts::ExpertKey key, int hidden, int inte
 // A fresh, empty folder under the test's temporary directory (unique per call).
 std::string MakeTempDir(const std::string& prefix);
 // A small Mixtral-family config for tests.
-experts::ModelConfig SmallConfig(int hidden = 32, int inter = 48, int experts = 8, int top_k = 2,
+model::ModelConfig SmallConfig(int hidden = 32, int inter = 48, int experts = 8, int top_k = 2,
                                  int layers = 2);
 
 }  // namespace moe::testing

@@ -1,10 +1,10 @@
-// tests/experts/cpu_amx_product_test.cc
+// tests/experts/cpu/cpu_amx_product_test.cc
 // Our AMX product against a double loop over the same bf16 values, on fresh random data: row
 // counts of one and two row tiles and many, K and N that are not multiples of 32 or 64 (the
 // packed padding), K cut into several blocks (accumulating across passes), more threads than
 // column tiles, a leading dimension past K. Outputs are poisoned first; the padding columns
 // must come out 0. Skips, saying why, on CPUs (or kernels) without AMX.
-#include "experts/cpu_amx_product.h"
+#include "experts/cpu/cpu_amx_product.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -12,9 +12,10 @@
 #include <ostream>
 #include <vector>
 
+#include "base/cpu_features.h"
+#include "experts/cpu/cpu_kernel_config.h"
 #include "gtest/gtest.h"
-#include "experts/cpu_features.h"
-#include "experts/dtype.h"
+#include "model/dtype.h"
 #include "tests/testing/random_data.h"
 
 namespace moe::experts {
@@ -35,7 +36,7 @@ class AmxProductTest : public ::testing::TestWithParam<Shape> {
   void SetUp() override {
     absl::StatusOr<CpuKernelConfig> config = ConfigureCpuKernels();
     ASSERT_TRUE(config.ok()) << config.status();
-    if (config->choice.isa != CpuIsa::kAmx) GTEST_SKIP() << "no AMX here: " << config->line;
+    if (config->choice.isa != base::CpuIsa::kAmx) GTEST_SKIP() << "no AMX here: " << config->line;
   }
 };
 
@@ -44,15 +45,15 @@ TEST_P(AmxProductTest, MatchesDoubleLoop) {
   // bf16 weights [n, k] and inputs [rows, k]; the reference multiplies the same bf16 values.
   std::vector<uint16_t> w(static_cast<size_t>(s.n * s.k));
   const std::vector<float> wf = testing::RandomVector(w.size(), 1000 + s.n + s.k, 0.5f);
-  for (size_t i = 0; i < w.size(); ++i) w[i] = F32ToBF16(wf[i]);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = model::F32ToBF16(wf[i]);
   absl::StatusOr<PackedWeight> packed =
-      PackedWeight::Pack(w.data(), DType::kBF16, s.n, s.k, DType::kBF16, PackedLayout::kBlocked);
+      PackedWeight::Pack(w.data(), model::DType::kBF16, s.n, s.k, model::DType::kBF16, PackedLayout::kBlocked);
   ASSERT_TRUE(packed.ok()) << packed.status();
   const int64_t ldx = packed->k_pad() + 32, ldy = packed->n_pad() + 16;
   const std::vector<float> xf = testing::RandomVector(static_cast<size_t>(s.rows * s.k), 7 + s.rows);
-  std::vector<uint16_t> x(static_cast<size_t>(s.rows * ldx), F32ToBF16(std::numeric_limits<float>::quiet_NaN()));
+  std::vector<uint16_t> x(static_cast<size_t>(s.rows * ldx), model::F32ToBF16(std::numeric_limits<float>::quiet_NaN()));
   for (int64_t r = 0; r < s.rows; ++r) {
-    for (int64_t c = 0; c < packed->k_pad(); ++c) x[r * ldx + c] = c < s.k ? F32ToBF16(xf[r * s.k + c]) : 0;
+    for (int64_t c = 0; c < packed->k_pad(); ++c) x[r * ldx + c] = c < s.k ? model::F32ToBF16(xf[r * s.k + c]) : 0;
   }
   std::vector<float> y(static_cast<size_t>(s.rows * ldy), std::numeric_limits<float>::quiet_NaN());  // poison
 
@@ -68,7 +69,7 @@ TEST_P(AmxProductTest, MatchesDoubleLoop) {
       }
       double want = 0, scale = 0;
       for (int64_t c = 0; c < s.k; ++c) {
-        const double term = double(BF16ToF32(x[r * ldx + c])) * BF16ToF32(w[j * s.k + c]);
+        const double term = double(model::BF16ToF32(x[r * ldx + c])) * model::BF16ToF32(w[j * s.k + c]);
         want += term;
         scale += std::abs(term);
       }

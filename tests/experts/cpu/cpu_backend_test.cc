@@ -1,9 +1,9 @@
-// tests/experts/cpu_backend_test.cc
+// tests/experts/cpu/cpu_backend_test.cc
 // The CPU backend against a naive loop in double precision, on every kernel path: the many-row
 // product for every row count (our AMX product on AMX CPUs, oneDNN elsewhere), oneDNN for every
 // row count, our streaming kernels for every row count, and the default split between them; f32, bf16 and f16 weights; row counts across every crossover. ctest runs this binary
 // once per MOE_CPU_ISA level (tests/CMakeLists.txt); a level this CPU lacks skips, saying so.
-#include "experts/cpu_backend.h"
+#include "experts/cpu/cpu_backend.h"
 
 #include <cmath>
 #include <cstdio>
@@ -23,11 +23,11 @@ using ::moe::testing::StatusIs;
 // y = W2·(silu(W1·x) ⊙ W3·x) for one row, in double; with biases and gpt-oss's clamped
 // activation when the weights have them.
 std::vector<double> NaiveExpert(const ExpertWeights& w, const float* x) {
-  const Tensor w1 = w.w1.ToF32(), w3 = w.w3.ToF32(), w2 = w.w2.ToF32();
+  const model::Tensor w1 = w.w1.ToF32(), w3 = w.w3.ToF32(), w2 = w.w2.ToF32();
   const int64_t inter = w1.dim(0), hidden = w1.dim(1);
   const bool biased = w.b1.rank() > 0;
-  const Tensor b1 = biased ? w.b1.ToF32() : Tensor(), b3 = biased ? w.b3.ToF32() : Tensor(),
-               b2 = biased ? w.b2.ToF32() : Tensor();
+  const model::Tensor b1 = biased ? w.b1.ToF32() : model::Tensor(), b3 = biased ? w.b3.ToF32() : model::Tensor(),
+               b2 = biased ? w.b2.ToF32() : model::Tensor();
   const double alpha = w.activation.alpha, limit = w.activation.limit;
   std::vector<double> act(inter);
   for (int64_t i = 0; i < inter; ++i) {
@@ -76,12 +76,12 @@ double L2RelError(const std::vector<double>& expected, const float* got) {
 // f32 paths: the worst element within 1e-5 of the row's largest. bf16 paths (inputs and the
 // activation rounded to bf16's 8 bits): the row within 1e-2 in L2; single elements of a row can
 // reach ~1.1e-2 of its largest (seen at 513 rows, on every path alike).
-double RowError(DType weights, const std::vector<double>& expected, const float* got) {
-  return weights == DType::kBF16 ? L2RelError(expected, got) : MaxRelError(expected, got);
+double RowError(model::DType weights, const std::vector<double>& expected, const float* got) {
+  return weights == model::DType::kBF16 ? L2RelError(expected, got) : MaxRelError(expected, got);
 }
-double Tolerance(DType weights) { return weights == DType::kBF16 ? 1e-2 : 1e-5; }
+double Tolerance(model::DType weights) { return weights == model::DType::kBF16 ? 1e-2 : 1e-5; }
 
-ExpertWeights ExpertIn(DType dtype, ExpertKey key, int hidden, int inter, uint64_t seed) {
+ExpertWeights ExpertIn(model::DType dtype, ExpertKey key, int hidden, int inter, uint64_t seed) {
   ExpertWeights w = testing::RandomExpert(key, hidden, inter, seed);
   w.w1 = w.w1.ConvertTo(dtype);
   w.w3 = w.w3.ConvertTo(dtype);
@@ -99,7 +99,7 @@ std::string RequestedIsa() {
 #define SKIP_UNLESS_REQUESTED_ISA(backend)                                                              \
   do {                                                                                                  \
     const std::string wanted = RequestedIsa();                                                          \
-    if (!wanted.empty() && CpuIsaName((backend)->isa()) != wanted) {                                    \
+    if (!wanted.empty() && base::CpuIsaName((backend)->isa()) != wanted) {                                    \
       GTEST_SKIP() << "MOE_CPU_ISA=" << wanted << " is not available here: " << (backend)->device();    \
     }                                                                                                   \
   } while (0)
@@ -110,7 +110,7 @@ enum class Path { kManyRows, kOneDnn, kOwn, kDefault };
 constexpr int kOwnEverywhere = 1 << 30;
 
 struct Case {
-  DType dtype;
+  model::DType dtype;
   Path path;
 };
 
@@ -156,7 +156,7 @@ TEST_P(CpuBackendPathTest, EveryRowCountMatchesNaiveLoop) {
     worst_of_all = std::max(worst_of_all, worst);
   }
   // The measured error of this path, for docs/ARCHITECTURE.md's numerics.
-  std::printf("worst row error %.3g (%s) on %s\n", worst_of_all, dtype == DType::kBF16 ? "L2" : "max",
+  std::printf("worst row error %.3g (%s) on %s\n", worst_of_all, dtype == model::DType::kBF16 ? "L2" : "max",
               backend->device().c_str());
 }
 
@@ -189,10 +189,10 @@ TEST_P(CpuBackendPathTest, BiasesAndTheClampedActivationOfGptOss) {
   const auto [dtype, path] = GetParam();
   ExpertWeights w = ExpertIn(dtype, {0, 0}, kHidden, kInter, 91);
   // Scaled so that gate and up go past the clamp at ±2.
-  w.w1 = Tensor::FromF32(testing::RandomVector(kInter * kHidden, 92, 0.5f), {kInter, kHidden}).ConvertTo(dtype);
-  w.b1 = Tensor::FromF32(testing::RandomVector(kInter, 93, 0.5f), {kInter});
-  w.b3 = Tensor::FromF32(testing::RandomVector(kInter, 94, 0.5f), {kInter});
-  w.b2 = Tensor::FromF32(testing::RandomVector(kHidden, 95, 0.5f), {kHidden});
+  w.w1 = model::Tensor::FromF32(testing::RandomVector(kInter * kHidden, 92, 0.5f), {kInter, kHidden}).ConvertTo(dtype);
+  w.b1 = model::Tensor::FromF32(testing::RandomVector(kInter, 93, 0.5f), {kInter});
+  w.b3 = model::Tensor::FromF32(testing::RandomVector(kInter, 94, 0.5f), {kInter});
+  w.b2 = model::Tensor::FromF32(testing::RandomVector(kHidden, 95, 0.5f), {kHidden});
   w.activation = {.alpha = 1.702f, .limit = 2.0f};
   ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, OptionsFor(path)));
   SKIP_UNLESS_REQUESTED_ISA(backend);
@@ -205,7 +205,7 @@ TEST_P(CpuBackendPathTest, BiasesAndTheClampedActivationOfGptOss) {
       ASSERT_LE(RowError(dtype, NaiveExpert(w, &in[r * kHidden]), &out[r * kHidden]), Tolerance(dtype))
           << rows << " rows, row " << r << " on " << backend->device();
       // The clamp is exercised: some gate of this row is past the limit.
-      const Tensor w1 = w.w1.ToF32();
+      const model::Tensor w1 = w.w1.ToF32();
       for (int i = 0; i < kInter; ++i) {
         double g = w.b1.f32()[i];
         for (int j = 0; j < kHidden; ++j) g += double(w1.f32()[i * kHidden + j]) * in[r * kHidden + j];
@@ -215,7 +215,7 @@ TEST_P(CpuBackendPathTest, BiasesAndTheClampedActivationOfGptOss) {
     EXPECT_GT(clamped, 0) << rows;
   }
   // Biases of the wrong shape are refused, naming the expert.
-  w.b2 = Tensor::FromF32(testing::RandomVector(3, 97), {3});
+  w.b2 = model::Tensor::FromF32(testing::RandomVector(3, 97), {3});
   EXPECT_THAT(CpuExpertBackend::FromWeights({w}, OptionsFor(path)),
               StatusIs(absl::StatusCode::kInvalidArgument, "expected [I], [I], [H]"));
 }
@@ -225,20 +225,20 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
                      : info.param.path == Path::kManyRows ? "ManyRows"
                      : info.param.path == Path::kOwn      ? "Own"
                                                           : "Default";
-  return absl::StrCat(DTypeName(info.param.dtype), "_", path);
+  return absl::StrCat(model::DTypeName(info.param.dtype), "_", path);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     DtypesAndPaths, CpuBackendPathTest,
-    ::testing::Values(Case{DType::kF32, Path::kOneDnn}, Case{DType::kF32, Path::kOwn}, Case{DType::kF32, Path::kDefault},
-                      Case{DType::kBF16, Path::kManyRows}, Case{DType::kBF16, Path::kOneDnn},
-                      Case{DType::kBF16, Path::kOwn},
-                      Case{DType::kBF16, Path::kDefault}, Case{DType::kF16, Path::kDefault}),
+    ::testing::Values(Case{model::DType::kF32, Path::kOneDnn}, Case{model::DType::kF32, Path::kOwn}, Case{model::DType::kF32, Path::kDefault},
+                      Case{model::DType::kBF16, Path::kManyRows}, Case{model::DType::kBF16, Path::kOneDnn},
+                      Case{model::DType::kBF16, Path::kOwn},
+                      Case{model::DType::kBF16, Path::kDefault}, Case{model::DType::kF16, Path::kDefault}),
     CaseName);
 
 TEST(CpuBackendResidentTest, Bf16StaysBf16AndF32ComputeWidens) {
   const int hidden = 1024, inter = 640;  // multiples of the tiles: no padding
-  const ExpertWeights w = ExpertIn(DType::kBF16, {0, 0}, hidden, inter, 5);
+  const ExpertWeights w = ExpertIn(model::DType::kBF16, {0, 0}, hidden, inter, 5);
   ASSERT_OK_AND_ASSIGN(auto bf16, CpuExpertBackend::FromWeights({w}, {}));
   EXPECT_EQ(bf16->resident().dtype, "bf16");
   EXPECT_EQ(bf16->resident().bytes, int64_t{3} * hidden * inter * 2);

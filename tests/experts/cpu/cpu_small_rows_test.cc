@@ -1,7 +1,7 @@
-// tests/experts/cpu_small_rows_test.cc
+// tests/experts/cpu/cpu_small_rows_test.cc
 // RoundToBf16 at every ISA this CPU has equals the scalar F32ToBF16 bit for bit (the products
-// themselves are tested through the backend, tests/experts/cpu_backend_test.cc).
-#include "experts/cpu_small_rows.h"
+// themselves are tested through the backend, tests/experts/cpu/cpu_backend_test.cc).
+#include "experts/cpu/cpu_small_rows.h"
 
 #include <cstring>
 #include <limits>
@@ -22,13 +22,13 @@ TEST(RoundToBf16Test, EveryIsaMatchesScalarBitForBit) {
     std::memcpy(&f, &bits, 4);
     src.push_back(f);
   }
-  const CpuIsa best = BestIsa(DetectCpuFeatures());
+  const base::CpuIsa best = base::BestIsa(base::DetectCpuFeatures());
   for (int level = 0; level <= static_cast<int>(best); ++level) {
-    const CpuIsa isa = static_cast<CpuIsa>(level);
+    const base::CpuIsa isa = static_cast<base::CpuIsa>(level);
     std::vector<uint16_t> got(src.size(), 0xdead);
     RoundToBf16(isa, src.data(), got.data(), static_cast<int64_t>(src.size()));
     for (size_t i = 0; i < src.size(); ++i) {
-      ASSERT_EQ(got[i], F32ToBF16(src[i])) << CpuIsaName(isa) << " element " << i;
+      ASSERT_EQ(got[i], model::F32ToBF16(src[i])) << base::CpuIsaName(isa) << " element " << i;
     }
   }
 }

@@ -1,4 +1,4 @@
-// tests/experts/cuda_backend_test.cc
+// tests/experts/cuda/cuda_backend_test.cc
 // The CUDA backend against the CPU backend (the reference) on fresh random inputs: 1, 7, 64 and
 // 1000 tokens, uneven and empty groups, groups out of row order, groups of equal size (merged
 // into one grouped-GEMM problem), every dtype, both ways of
@@ -8,7 +8,7 @@
 #include <cmath>
 #include <limits>
 
-#include "experts/backend_factory.h"
+#include "experts/factory/backend_factory.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
@@ -17,7 +17,7 @@ namespace moe::experts {
 namespace {
 
 struct Mode {
-  DType dtype;
+  model::DType dtype;
   bool grouped;
 };
 
@@ -39,8 +39,8 @@ double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref,
 }
 
 TEST_P(CudaBackendTest, MatchesTheCpuBackend) {
-  const DType dtype = GetParam().dtype;
-  const double tolerance = dtype == DType::kF32 ? 1e-5 : 1e-2;
+  const model::DType dtype = GetParam().dtype;
+  const double tolerance = dtype == model::DType::kF32 ? 1e-5 : 1e-2;
   struct Shape {
     int hidden, inter, inter_of_expert_3;
   };
@@ -50,7 +50,7 @@ TEST_P(CudaBackendTest, MatchesTheCpuBackend) {
     std::vector<ExpertWeights> weights;
     for (int e = 0; e < 4; ++e) {
       ExpertWeights w = testing::RandomExpert({0, e}, hidden, e == 3 ? shape.inter_of_expert_3 : shape.inter, 40 + e);
-      if (dtype != DType::kF32) {  // both backends see the same rounded weights
+      if (dtype != model::DType::kF32) {  // both backends see the same rounded weights
         w.w1 = w.w1.ConvertTo(dtype);
         w.w3 = w.w3.ConvertTo(dtype);
         w.w2 = w.w2.ConvertTo(dtype);
@@ -73,7 +73,7 @@ TEST_P(CudaBackendTest, MatchesTheCpuBackend) {
       ASSERT_OK(cpu->Run(groups, in, absl::MakeSpan(want)));
       ASSERT_OK(gpu->Run(groups, in, absl::MakeSpan(got)));
       const double err = MaxRelError(got, want, 0, tokens * hidden);
-      EXPECT_LE(err, tolerance) << DTypeName(dtype) << " tokens=" << tokens;
+      EXPECT_LE(err, tolerance) << model::DTypeName(dtype) << " tokens=" << tokens;
     }
     // Groups of equal size — the production case a grouped GEMM merges into one problem of
     // several members — 1 and 16 rows each, every expert (expert 3's I differs in one shape).
@@ -83,7 +83,7 @@ TEST_P(CudaBackendTest, MatchesTheCpuBackend) {
       std::vector<float> want(in.size()), got(in.size(), std::numeric_limits<float>::quiet_NaN());
       ASSERT_OK(cpu->Run(groups, in, absl::MakeSpan(want)));
       ASSERT_OK(gpu->Run(groups, in, absl::MakeSpan(got)));
-      EXPECT_LE(MaxRelError(got, want, 0, 4 * r * hidden), tolerance) << DTypeName(dtype) << " equal groups of " << r;
+      EXPECT_LE(MaxRelError(got, want, 0, 4 * r * hidden), tolerance) << model::DTypeName(dtype) << " equal groups of " << r;
     }
     // Steady state: the same call again gives the same answer (buffers reused, not reallocated).
     const std::vector<float> in = testing::RandomVector(7 * hidden, 5);
@@ -112,11 +112,11 @@ TEST_P(CudaBackendTest, RefusesWhatTheCpuBackendRefuses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DtypesAndGemms, CudaBackendTest,
-                         ::testing::Values(Mode{DType::kBF16, false}, Mode{DType::kF16, false},
-                                           Mode{DType::kF32, false}, Mode{DType::kBF16, true},
-                                           Mode{DType::kF16, true}, Mode{DType::kF32, true}),
+                         ::testing::Values(Mode{model::DType::kBF16, false}, Mode{model::DType::kF16, false},
+                                           Mode{model::DType::kF32, false}, Mode{model::DType::kBF16, true},
+                                           Mode{model::DType::kF16, true}, Mode{model::DType::kF32, true}),
                          [](const ::testing::TestParamInfo<Mode>& info) {
-                           return std::string(DTypeName(info.param.dtype)) +
+                           return std::string(model::DTypeName(info.param.dtype)) +
                                   (info.param.grouped ? "_grouped" : "_back_to_back");
                          });
 

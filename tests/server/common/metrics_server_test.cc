@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "experts/backend_factory.h"
+#include "experts/factory/backend_factory.h"
 #include "gtest/gtest.h"
 #include "prometheus/counter.h"
 #include "tests/testing/status_matchers.h"

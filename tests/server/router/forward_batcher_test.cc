@@ -21,7 +21,7 @@
 namespace moe::server {
 namespace {
 
-using experts::DType;
+using model::DType;
 constexpr int kHidden = 3;
 constexpr int kExperts = 4;
 

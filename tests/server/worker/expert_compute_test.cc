@@ -8,7 +8,7 @@
 
 #include <cmath>
 
-#include "experts/cpu_backend.h"
+#include "experts/cpu/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "proto/tensor_codec.h"
 #include "tests/testing/random_data.h"
@@ -17,7 +17,7 @@
 namespace moe::server {
 namespace {
 
-using experts::DType;
+using model::DType;
 using experts::ExpertKey;
 
 constexpr int kHidden = 48;
@@ -82,7 +82,7 @@ TEST_F(ExpertComputeTest, ABatchGivesWhatEachRequestGivesAlone) {
   // And the response carries the request's dtype.
   moe::v1::ExpertResponse response;
   EncodeExpertResponse(batched[2], kHidden, &response);
-  ASSERT_OK_AND_ASSIGN(experts::Tensor out, proto::ViewTensor(response.outputs(), "outputs"));
+  ASSERT_OK_AND_ASSIGN(model::Tensor out, proto::ViewTensor(response.outputs(), "outputs"));
   EXPECT_EQ(out.dtype(), DType::kBF16);
   EXPECT_EQ(out.shape(), (std::vector<int64_t>{5, kHidden}));
 }
@@ -118,7 +118,7 @@ TEST_F(ExpertComputeTest, EachTokenOnceAnswersOneWeightedSumPerToken) {
   }
   moe::v1::ExpertResponse response;
   ASSERT_OK(RunExpertRequest(*backend_, 1000, once, &response));
-  ASSERT_OK_AND_ASSIGN(experts::Tensor got, proto::ViewTensor(response.outputs(), "outputs"));
+  ASSERT_OK_AND_ASSIGN(model::Tensor got, proto::ViewTensor(response.outputs(), "outputs"));
   ASSERT_EQ(got.shape(), (std::vector<int64_t>{3, kHidden}));
   // The same pairs in the per-expert form, one row each, combined here.
   for (int t = 0; t < 3; ++t) {
@@ -133,7 +133,7 @@ TEST_F(ExpertComputeTest, EachTokenOnceAnswersOneWeightedSumPerToken) {
                        one.mutable_tokens());
       moe::v1::ExpertResponse r;
       ASSERT_OK(RunExpertRequest(*backend_, 1000, one, &r));
-      ASSERT_OK_AND_ASSIGN(experts::Tensor row, proto::ViewTensor(r.outputs(), "outputs"));
+      ASSERT_OK_AND_ASSIGN(model::Tensor row, proto::ViewTensor(r.outputs(), "outputs"));
       for (int j = 0; j < kHidden; ++j) want[j] += w * row.f32()[j];
     }
     for (int j = 0; j < kHidden; ++j) {
@@ -149,8 +149,8 @@ TEST_F(ExpertComputeTest, EachTokenOnceAnswersOneWeightedSumPerToken) {
   moe::v1::ExpertResponse ra, rb;
   EncodeExpertResponse(a, kHidden, &ra);
   EncodeExpertResponse(b, kHidden, &rb);
-  ASSERT_OK_AND_ASSIGN(experts::Tensor oa, proto::ViewTensor(ra.outputs(), "outputs"));
-  ASSERT_OK_AND_ASSIGN(experts::Tensor ob, proto::ViewTensor(rb.outputs(), "outputs"));
+  ASSERT_OK_AND_ASSIGN(model::Tensor oa, proto::ViewTensor(ra.outputs(), "outputs"));
+  ASSERT_OK_AND_ASSIGN(model::Tensor ob, proto::ViewTensor(rb.outputs(), "outputs"));
   EXPECT_EQ(oa.shape(), (std::vector<int64_t>{3, kHidden}));
   EXPECT_EQ(ob.shape(), (std::vector<int64_t>{2, kHidden}));
   for (int j = 0; j < 3 * kHidden; ++j) EXPECT_NEAR(oa.f32()[j], got.f32()[j], 1e-5 * (1 + std::abs(got.f32()[j])));
