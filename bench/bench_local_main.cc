@@ -30,6 +30,7 @@
 #include "base/program.h"
 #include "bench/dense_peers.h"
 #include "experts/factory/backend_factory.h"
+#include "model/formats/weight_format.h"
 #include "model/safetensors_writer.h"
 #include "proto/message_memory.h"
 #include "router/moe_layer.h"
@@ -47,6 +48,9 @@ ABSL_FLAG(int, small_rows, -1, "Rows per expert up to which our kernels run inst
 ABSL_FLAG(std::string, amx_kernel, "own",
           "On AMX CPUs, the bf16 product past --small_rows rows: own (ours, cpu_amx_product.h) or onednn.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(std::string, quantize, "",
+          "Quantize the experts at load to this format (q8_0, q4_0) and measure them so; empty = --dtype as is.");
+ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
 ABSL_FLAG(std::string, inputs_out, "",
           "Also write the layer's gate weight and inputs (gate.weight, x.<tokens>) to this safetensors file, so "
@@ -119,10 +123,18 @@ int main(int argc, char** argv) {
     if (absl::SimpleAtoi(t, &v) && v > 0) tokens.push_back(v);
   }
   const std::string kind = absl::GetFlag(FLAGS_backend);
+  const std::string quantize = absl::GetFlag(FLAGS_quantize);
+  const moe::model::WeightFormat* format = quantize.empty() ? nullptr : moe::model::FindWeightFormat(quantize);
+  if (!quantize.empty() && format == nullptr) {
+    std::fprintf(stderr, "moe-bench-local: --quantize must be one of %s\n",
+                 absl::StrJoin(moe::model::QuantizableFormatNames(), ", ").c_str());
+    return 2;
+  }
   const moe::experts::BackendOptions options{.kind = kind,
                                              .threads = threads,
                                              .cpu_small_rows = absl::GetFlag(FLAGS_small_rows),
                                              .cpu_onednn_amx = absl::GetFlag(FLAGS_amx_kernel) == "onednn",
+                                             .quantize = quantize,
                                              .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"};
   auto make_expert = [&](moe::experts::ExpertKey key, uint64_t seed) {
     moe::experts::ExpertWeights w = RandomExpert(key, h, inter, seed);
@@ -139,7 +151,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("moe-bench-local: H=%d I=%d E=%d top-%d, %s weights, %s backend: %s; gate on %s\n", h, inter, e, k,
-              dtype_name.c_str(), kind.c_str(), (*backend)->device().c_str(), blas.c_str());
+              format != nullptr ? format->name : dtype_name.c_str(), kind.c_str(), (*backend)->device().c_str(), blas.c_str());
   // Stops the benchmark on the first failed call instead of timing errors.
   auto check = [](const absl::Status& status) {
     if (status.ok()) return;
@@ -148,7 +160,9 @@ int main(int argc, char** argv) {
   };
   const bool on_cpu = kind == "cpu";
   std::vector<std::string> json_rows;
-  const double expert_bytes = 3.0 * h * inter * (bf16 ? 2 : 4);
+  // An expert's stored bytes: the format's blocks when quantized.
+  const double expert_bytes = format != nullptr ? 3.0 * h * inter * format->block_bytes / format->block
+                                                : 3.0 * h * inter * (bf16 ? 2 : 4);
   const double checkpoint_bytes = expert_bytes * e;
   const double c4 = (*backend)->resident().bytes / checkpoint_bytes;
 
@@ -171,7 +185,7 @@ int main(int argc, char** argv) {
     const Timing t = Measure(repeats, [&] { check((*backend)->Run(groups, in, absl::MakeSpan(out))); });
     const double gflops = 6.0 * m * h * inter / t.median / 1e9;
     moe::bench::DenseResult dense;
-    if (on_cpu) dense = moe::bench::DenseMatmul(m, h, 3 * int64_t{inter}, bf16, repeats);
+    if (on_cpu) dense = moe::bench::DenseMatmul(m, h, 3 * int64_t{inter}, bf16 && format == nullptr, repeats);
     std::printf("%8d %11.3f %10.0f %9.1f %10.1f %7.2f  %s\n", m, t.median * 1e3, m / t.median, gflops, dense.gflops,
                 on_cpu ? gflops / dense.gflops : 0.0, dense.impl.c_str());
     json_rows.push_back(absl::StrFormat(
@@ -181,9 +195,27 @@ int main(int argc, char** argv) {
 
   // Decode: 1 token per expert, weights cold — cycle through more experts than the caches hold.
   if (on_cpu) {
-    const int cold = std::max(4, static_cast<int>(std::ceil(2.0 * l3 / expert_bytes)) + 1);
+    const double cycled = absl::GetFlag(FLAGS_cold_mib) > 0 ? absl::GetFlag(FLAGS_cold_mib) * 1048576.0 : 2.0 * l3;
+    const int cold = std::max(4, static_cast<int>(std::ceil(cycled / expert_bytes)) + 1);
     std::vector<moe::experts::ExpertWeights> many;
-    for (int x = 0; x < cold; ++x) many.push_back(make_expert({1, x}, 900 + 3 * x));
+    // One expert's values for all, each in memory of its own (packed, or its quantized bytes
+    // copied), which is what the caches see: drawing 2 x L3 of normal samples took most of a
+    // small-shape run.
+    moe::experts::ExpertWeights base = make_expert({1, 0}, 900);
+    if (format != nullptr) base = moe::experts::QuantizeExpertWeights(base, *format).value();
+    const auto copy = [](const std::shared_ptr<const moe::model::QuantizedMatrix>& q) {
+      return std::make_shared<const moe::model::QuantizedMatrix>(
+          moe::model::QuantizedMatrix::FromBytes(q->format(), q->n(), q->k(), q->row(0)).value());
+    };
+    for (int x = 0; x < cold; ++x) {
+      many.push_back(base);
+      many.back().key = {1, x};
+      if (format != nullptr) {
+        many.back().q1 = copy(base.q1);
+        many.back().q3 = copy(base.q3);
+        many.back().q2 = copy(base.q2);
+      }
+    }
     auto cold_backend = moe::experts::CreateBackendFromWeights(many, options);
     check(cold_backend.status());
     many.clear();

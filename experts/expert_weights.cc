@@ -10,7 +10,52 @@
 
 namespace moe::experts {
 
-absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpoint, ExpertKey key) {
+namespace {
+
+// Rows [first, first + count·step) step `step` of an MXFP4 stack's expert `index` ([E, N, K/32, 16]
+// blocks, [E, N, K/32] scales) as a matrix of 17-byte blocks (scale byte, then the 16 code bytes).
+absl::StatusOr<model::QuantizedMatrix> Mxfp4Rows(const uint8_t* blocks, const uint8_t* scales, int64_t index,
+                                                 int64_t n, int64_t k, int64_t first, int64_t count, int64_t step) {
+  const int64_t groups = k / 32;
+  std::vector<uint8_t> rows(static_cast<size_t>(count * groups * 17));
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t src = index * n + first + r * step;
+    for (int64_t g = 0; g < groups; ++g) {
+      uint8_t* out = rows.data() + (r * groups + g) * 17;
+      out[0] = scales[src * groups + g];
+      std::memcpy(out + 1, blocks + (src * groups + g) * 16, 16);
+    }
+  }
+  return model::QuantizedMatrix::FromBytes(model::kMxfp4, count, k, rows.data());
+}
+
+std::shared_ptr<const model::QuantizedMatrix> Share(model::QuantizedMatrix m) {
+  return std::make_shared<const model::QuantizedMatrix>(std::move(m));
+}
+
+}  // namespace
+
+absl::StatusOr<ExpertWeights> QuantizeExpertWeights(const ExpertWeights& w, const model::WeightFormat& format) {
+  if (w.quantized()) return w;
+  ExpertWeights q = w;
+  const auto quantize = [&](const model::Tensor& t) -> absl::StatusOr<std::shared_ptr<const model::QuantizedMatrix>> {
+    const model::Tensor f = t.ToF32();
+    absl::StatusOr<model::QuantizedMatrix> m = model::QuantizedMatrix::Quantize(format, f.f32().data(), f.dim(0), f.dim(1));
+    if (!m.ok()) {
+      return absl::Status(m.status().code(), absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer, ": ",
+                                                          m.status().message()));
+    }
+    return Share(*std::move(m));
+  };
+  ASSIGN_OR_RETURN(q.q1, quantize(w.w1));
+  ASSIGN_OR_RETURN(q.q3, quantize(w.w3));
+  ASSIGN_OR_RETURN(q.q2, quantize(w.w2));
+  q.w1 = q.w3 = q.w2 = model::Tensor();
+  return q;
+}
+
+absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpoint, ExpertKey key,
+                                                LoadOptions options) {
   const model::ModelConfig& c = checkpoint.config();
   const bool in_model = key.layer >= 0 && key.layer < c.num_layers;
   const bool routed = in_model && c.IsMoeLayer(key.layer) && key.expert >= 0 && key.expert < c.num_experts;
@@ -49,16 +94,25 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpo
     ASSIGN_OR_RETURN(const uint8_t* gus, raw(gu + "_scales", {e, 2 * i, h / 32}));
     ASSIGN_OR_RETURN(const uint8_t* dnb, raw(dn + "_blocks", {e, h, i / 32, 16}));
     ASSIGN_OR_RETURN(const uint8_t* dns, raw(dn + "_scales", {e, h, i / 32}));
-    const model::Tensor gate_up = model::DequantizeMxfp4Expert(gub, gus, key.expert, 2 * i, h, model::DType::kBF16);  // [2I, H]
-    // Rows 2j and 2j + 1 are gate j and up j (interleaved).
-    const model::Tensor g3 = model::Tensor::Borrow(model::DType::kBF16, {i, 2, h}, gate_up.raw_data(), nullptr);
-    w.w1 = model::Tensor::Zeros(model::DType::kBF16, {i, h});
-    w.w3 = model::Tensor::Zeros(model::DType::kBF16, {i, h});
-    for (int64_t r = 0; r < i; ++r) {
-      std::memcpy(static_cast<uint16_t*>(w.w1.mutable_raw_data()) + r * h, g3.MatrixRows(r, 0, 1).raw_data(), h * 2);
-      std::memcpy(static_cast<uint16_t*>(w.w3.mutable_raw_data()) + r * h, g3.MatrixRows(r, 1, 1).raw_data(), h * 2);
+    if (options.keep_quantized) {  // rows 2j and 2j + 1 of the gate_up stack are gate j and up j
+      ASSIGN_OR_RETURN(model::QuantizedMatrix q1, Mxfp4Rows(gub, gus, key.expert, 2 * i, h, 0, i, 2));
+      ASSIGN_OR_RETURN(model::QuantizedMatrix q3, Mxfp4Rows(gub, gus, key.expert, 2 * i, h, 1, i, 2));
+      ASSIGN_OR_RETURN(model::QuantizedMatrix q2, Mxfp4Rows(dnb, dns, key.expert, h, i, 0, h, 1));
+      w.q1 = Share(std::move(q1));
+      w.q3 = Share(std::move(q3));
+      w.q2 = Share(std::move(q2));
+    } else {
+      const model::Tensor gate_up = model::DequantizeMxfp4Expert(gub, gus, key.expert, 2 * i, h, model::DType::kBF16);  // [2I, H]
+      // Rows 2j and 2j + 1 are gate j and up j (interleaved).
+      const model::Tensor g3 = model::Tensor::Borrow(model::DType::kBF16, {i, 2, h}, gate_up.raw_data(), nullptr);
+      w.w1 = model::Tensor::Zeros(model::DType::kBF16, {i, h});
+      w.w3 = model::Tensor::Zeros(model::DType::kBF16, {i, h});
+      for (int64_t r = 0; r < i; ++r) {
+        std::memcpy(static_cast<uint16_t*>(w.w1.mutable_raw_data()) + r * h, g3.MatrixRows(r, 0, 1).raw_data(), h * 2);
+        std::memcpy(static_cast<uint16_t*>(w.w3.mutable_raw_data()) + r * h, g3.MatrixRows(r, 1, 1).raw_data(), h * 2);
+      }
+      w.w2 = model::DequantizeMxfp4Expert(dnb, dns, key.expert, h, i, model::DType::kBF16);  // [H, I]
     }
-    w.w2 = model::DequantizeMxfp4Expert(dnb, dns, key.expert, h, i, model::DType::kBF16);  // [H, I]
   }
   if (routed && !c.names.flat_gate.empty()) {  // DBRX: three [E·I, H] stacks, views of this expert's rows
     const std::vector<int64_t> shape = {c.num_experts * i, h};
@@ -113,6 +167,17 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpo
     w.w3 = gate_up.Rows(i, i);
     ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(model::SharedFusedDownName(c, key.layer), {h, i}));
     return w;
+  }
+  if (options.keep_quantized) {
+    ASSIGN_OR_RETURN(std::optional<model::QuantizedMatrix> q1, checkpoint.GetStoredQuantized(name(model::Projection::kGate), {i, h}));
+    ASSIGN_OR_RETURN(std::optional<model::QuantizedMatrix> q3, checkpoint.GetStoredQuantized(name(model::Projection::kUp), {i, h}));
+    ASSIGN_OR_RETURN(std::optional<model::QuantizedMatrix> q2, checkpoint.GetStoredQuantized(name(model::Projection::kDown), {h, i}));
+    if (q1.has_value() && q3.has_value() && q2.has_value()) {
+      w.q1 = Share(*std::move(q1));
+      w.q3 = Share(*std::move(q3));
+      w.q2 = Share(*std::move(q2));
+      return w;
+    }
   }
   ASSIGN_OR_RETURN(w.w1, checkpoint.GetWeight(name(model::Projection::kGate), {i, h}));
   ASSIGN_OR_RETURN(w.w3, checkpoint.GetWeight(name(model::Projection::kUp), {i, h}));

@@ -116,6 +116,33 @@ absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std:
   return w;
 }
 
+absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::GetStoredQuantized(
+    const std::string& name, const std::vector<int64_t>& shape) const {
+  ASSIGN_OR_RETURN(auto shard, FileOf(name));
+  SafetensorsFile::Entry entry;
+  ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
+  if (entry.dtype != "F8_E4M3" || config_.fp8_block_n <= 0 || config_.fp8_block_k <= 0) {
+    return std::nullopt;
+  }
+  if (entry.shape != shape || shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in checkpoint ", dir_, " has shape ",
+                                                   ShapeString(entry.shape), ", expected ", ShapeString(shape)));
+  }
+  const int64_t bn = config_.fp8_block_n, bk = config_.fp8_block_k;
+  const std::vector<int64_t> grid_shape = {(shape[0] + bn - 1) / bn, (shape[1] + bk - 1) / bk};
+  ASSIGN_OR_RETURN(const Tensor scales, GetWithShape(name + "_scale_inv", grid_shape));
+  if (scales.dtype() != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "_scale_inv' in checkpoint ", dir_, " is ",
+                                                   DTypeName(scales.dtype()), ", expected F32"));
+  }
+  ScaleGrid grid{.scales = std::vector<float>(scales.f32().begin(), scales.f32().end()),
+                                  .rows = bn,
+                                  .cols = bk};
+  absl::StatusOr<QuantizedMatrix> m = QuantizedMatrix::FromBytes(kFp8E4m3, shape[0], shape[1], bytes, 0, std::move(grid));
+  if (!m.ok()) return absl::Status(m.status().code(), absl::StrCat("tensor '", name, "': ", m.status().message()));
+  return std::optional<QuantizedMatrix>(*std::move(m));
+}
+
 absl::StatusOr<Tensor> Checkpoint::GetWithShape(const std::string& name,
                                                 const std::vector<int64_t>& shape) const {
   ASSIGN_OR_RETURN(Tensor t, Get(name));

@@ -5,6 +5,7 @@
 // Thread-safe: Get may be called concurrently.
 #pragma once
 
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "model/model_config.h"
+#include "model/quantized_matrix.h"
 #include "model/safetensors_reader.h"
 #include "model/tensor.h"
 
@@ -43,6 +45,11 @@ class Checkpoint {
   // an FP8 quantization_config, the weight dequantized to bf16 with its `<name>_scale_inv` (an
   // owned tensor; model/fp8.h).
   absl::StatusOr<Tensor> GetWeight(const std::string& name, const std::vector<int64_t>& shape) const;
+  // The FP8 weight `name` of `shape` as stored — its e4m3 codes and its `<name>_scale_inv` grid —
+  // or nullopt for a weight that is not FP8 block-scaled. INVALID_ARGUMENT naming the tensor for a
+  // wrong shape or scale grid; NOT_FOUND if absent.
+  absl::StatusOr<std::optional<QuantizedMatrix>> GetStoredQuantized(const std::string& name,
+                                                                    const std::vector<int64_t>& shape) const;
   // The bytes of tensor `name` of any dtype, with its safetensors dtype string and shape
   // (quantized weights). NOT_FOUND if absent.
   absl::StatusOr<const uint8_t*> GetRaw(const std::string& name, std::string* dtype,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "base/status_macros.h"
 #include "experts/cpu/cpu_amx_product.h"
 #include "experts/cpu/cpu_kernel_config.h"
+#include "experts/cpu/cpu_quantized_product.h"
 #include "experts/cpu/cpu_small_rows.h"
 #include "experts/cpu/cpu_swiglu.h"
 
@@ -25,6 +27,38 @@ namespace {
 // though the product is still bound by reading the weights), f32 up to ~8-12 rows.
 constexpr int kSmallRowsBf16 = 2;
 constexpr int kSmallRowsF32 = 8;
+// bf16 on CPUs without bf16 instructions (AVX2, AVX-512F): our streaming kernel up to this many
+// rows, widened weights on oneDNN's f32 GEMM past it (measured 2026-12-06 on a 2-core AMD EPYC
+// Zen 3, docs/BENCHMARKS.md "bf16 without bf16 instructions").
+constexpr int kSmallRowsBf16Widened = 64;
+// Quantized experts: QuantizedProduct up to this many rows, widened weights on oneDNN's f32 GEMM
+// past it.
+constexpr int kSmallRowsQuantized = 16;
+
+// The bias slice and activation of an expert's w1|w3 columns from `first` on (for SiluMulRows).
+template <typename Expert>
+GluParams GluOf(const Expert& e, int64_t first) {
+  return GluParams{.gate_bias = e.b1.empty() ? nullptr : e.b1.data() + first,
+                   .up_bias = e.b3.empty() ? nullptr : e.b3.data() + first,
+                   .alpha = e.alpha,
+                   .limit = e.limit};
+}
+
+// out[r, :] += b2 for r < rows (experts with biases).
+template <typename Expert>
+void AddDownBias(const Expert& e, int64_t rows, int64_t h, float* out) {
+  if (e.b2.empty()) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < h; ++j) out[r * h + j] += e.b2[j];
+  }
+}
+
+// dst[r·ld + j] = src[r·ld + j] rounded to bf16 (and back to f32), for r < rows, j < width.
+void RoundRowsToBf16(const float* src, int64_t rows, int64_t width, int64_t ld, float* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < width; ++j) dst[r * ld + j] = model::BF16ToF32(model::F32ToBF16(src[r * ld + j]));
+  }
+}
 
 // Rows [begin, begin + count) of w1 and then the same rows of w3, in their own dtype (for
 // packing one slice of the w1|w3 product).
@@ -55,7 +89,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::Create(
   std::vector<ExpertWeights> weights;
   weights.reserve(hosted.size());
   for (const ExpertKey& key : hosted) {
-    ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, key));
+    ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, key, {.keep_quantized = true}));
     weights.push_back(std::move(w));
   }
   return FromWeights(weights, options);
@@ -75,45 +109,66 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   backend->threads_ = base::ThreadsForThisBuild(options.threads > 0 ? options.threads : omp_get_num_procs());
   backend->gate_up_slice_ = options.gate_up_slice > 0 ? options.gate_up_slice : kGateUpSlice;
   backend->own_amx_ = backend->isa_ == base::CpuIsa::kAmx && !options.onednn_amx;
-  const int64_t hidden = weights[0].w1.rank() == 2 ? weights[0].w1.dim(1) : 0;
+  const auto shape_of = [](const model::Tensor& t, const std::shared_ptr<const model::QuantizedMatrix>& q) {
+    return q != nullptr ? std::vector<int64_t>{q->n(), q->k()} : t.shape();
+  };
+  const std::vector<int64_t> first_up = shape_of(weights[0].w1, weights[0].q1);
+  const int64_t hidden = first_up.size() == 2 ? first_up[1] : 0;
   backend->hidden_ = static_cast<int>(hidden);
   bool any_bf16 = false, any_f32 = false;
-  for (const ExpertWeights& w : weights) {
-    const int64_t inter = w.w1.rank() == 2 ? w.w1.dim(0) : 0;
+  std::set<std::string> formats;  // of the quantized experts
+  for (const ExpertWeights& given : weights) {
+    ExpertWeights quantized;
+    if (options.quantize != nullptr && !given.quantized()) {
+      ASSIGN_OR_RETURN(quantized, QuantizeExpertWeights(given, *options.quantize));
+    }
+    const ExpertWeights& w = quantized.quantized() ? quantized : given;
+    const std::vector<int64_t> s1 = shape_of(w.w1, w.q1), s3 = shape_of(w.w3, w.q3), s2 = shape_of(w.w2, w.q2);
+    const int64_t inter = s1.size() == 2 ? s1[0] : 0;
     const std::vector<int64_t> up_shape = {inter, hidden};
     const std::vector<int64_t> down_shape = {hidden, inter};
-    if (inter <= 0 || hidden <= 0 || w.w1.shape() != up_shape || w.w3.shape() != up_shape ||
-        w.w2.shape() != down_shape) {
+    if (inter <= 0 || hidden <= 0 || s1 != up_shape || s3 != up_shape || s2 != down_shape ||
+        (w.quantized() && (w.q3 == nullptr || w.q2 == nullptr))) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", model::ShapeString(w.w1.shape()),
-          " w3 ", model::ShapeString(w.w3.shape()), " w2 ", model::ShapeString(w.w2.shape()), "; expected w1/w3 [I, ",
-          hidden, "] and w2 [", hidden, ", I]"));
+          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", model::ShapeString(s1), " w3 ",
+          model::ShapeString(s3), " w2 ", model::ShapeString(s2), "; expected w1/w3 [I, ", hidden, "] and w2 [", hidden,
+          ", I]"));
     }
     if (backend->experts_.contains(w.key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer, " given twice"));
     }
-    // bf16 stays bf16 (unless f32 compute is asked for); f16 has no kernels and is widened.
-    const bool keep_bf16 = w.w1.dtype() == model::DType::kBF16 && w.w3.dtype() == model::DType::kBF16 &&
-                           w.w2.dtype() == model::DType::kBF16 && !options.f32_compute;
-    const model::DType dtype = keep_bf16 ? model::DType::kBF16 : model::DType::kF32;
-    // oneDNN's f32 brgemm reads the blocked layout; its AVX2 jit gemm wants plain rows.
-    const PackedLayout layout =
-        keep_bf16 || backend->isa_ >= base::CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
     Expert e;
     e.inter = inter;
-    // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
-    const bool same = w.w1.dtype() == w.w3.dtype();
-    const model::Tensor w1 = same ? model::Tensor() : w.w1.ToF32(), w3 = same ? model::Tensor() : w.w3.ToF32();
-    for (int64_t begin = 0; begin < inter; begin += backend->gate_up_slice_) {
-      const int64_t count = std::min<int64_t>(backend->gate_up_slice_, inter - begin);
-      const std::vector<uint8_t> rows = same ? StackRows(w.w1, w.w3, begin, count) : StackRows(w1, w3, begin, count);
-      ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : model::DType::kF32,
-                                                              2 * count, hidden, dtype, layout));
-      backend->resident_.bytes += static_cast<int64_t>(slice.bytes());
-      e.gate_up.push_back(std::move(slice));
+    if (w.quantized()) {
+      e.q1 = w.q1;
+      e.q3 = w.q3;
+      e.q2 = w.q2;
+      backend->resident_.bytes += static_cast<int64_t>(e.q1->bytes() + e.q3->bytes() + e.q2->bytes());
+      formats.insert(e.q1->format().name);
+    } else {
+      // bf16 stays bf16 (unless f32 compute is asked for); f16 has no kernels and is widened.
+      const bool keep_bf16 = w.w1.dtype() == model::DType::kBF16 && w.w3.dtype() == model::DType::kBF16 &&
+                             w.w2.dtype() == model::DType::kBF16 && !options.f32_compute;
+      const model::DType dtype = keep_bf16 ? model::DType::kBF16 : model::DType::kF32;
+      // oneDNN's f32 brgemm reads the blocked layout; its AVX2 jit gemm wants plain rows.
+      const PackedLayout layout =
+          keep_bf16 || backend->isa_ >= base::CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
+      // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
+      const bool same = w.w1.dtype() == w.w3.dtype();
+      const model::Tensor w1 = same ? model::Tensor() : w.w1.ToF32(), w3 = same ? model::Tensor() : w.w3.ToF32();
+      for (int64_t begin = 0; begin < inter; begin += backend->gate_up_slice_) {
+        const int64_t count = std::min<int64_t>(backend->gate_up_slice_, inter - begin);
+        const std::vector<uint8_t> rows = same ? StackRows(w.w1, w.w3, begin, count) : StackRows(w1, w3, begin, count);
+        ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : model::DType::kF32,
+                                                                2 * count, hidden, dtype, layout));
+        backend->resident_.bytes += static_cast<int64_t>(slice.bytes());
+        e.gate_up.push_back(std::move(slice));
+      }
+      ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
+      backend->resident_.bytes += static_cast<int64_t>(e.w2.bytes());
+      (keep_bf16 ? any_bf16 : any_f32) = true;
     }
-    ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
     if (w.b1.rank() > 0 || w.b3.rank() > 0 || w.b2.rank() > 0) {  // a default Tensor has rank 0
       if (w.b1.shape() != std::vector<int64_t>{inter} || w.b3.shape() != std::vector<int64_t>{inter} ||
           w.b2.shape() != std::vector<int64_t>{hidden}) {
@@ -132,31 +187,42 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     }
     e.alpha = w.activation.alpha;
     e.limit = w.activation.limit;
-    backend->resident_.bytes += static_cast<int64_t>(e.w2.bytes());
-    (keep_bf16 ? any_bf16 : any_f32) = true;
     backend->experts_.emplace(w.key, std::move(e));
     backend->hosted_.push_back(w.key);
     backend->intermediate_ = std::max<int>(backend->intermediate_, static_cast<int>(inter));
   }
   std::sort(backend->hosted_.begin(), backend->hosted_.end());
-  backend->resident_.dtype = any_bf16 && any_f32 ? "mixed" : any_bf16 ? "bf16" : "f32";
+  const int kinds = static_cast<int>(any_bf16) + static_cast<int>(any_f32) + static_cast<int>(formats.size());
+  backend->resident_.dtype = kinds > 1 ? "mixed" : any_bf16 ? "bf16" : any_f32 ? "f32" : *formats.begin();
   const model::DType main_dtype = any_bf16 ? model::DType::kBF16 : model::DType::kF32;
-  backend->small_rows_ = options.small_rows >= 0 ? options.small_rows
+  backend->widen_bf16_ = any_bf16 && backend->isa_ >= base::CpuIsa::kAvx2 && !backend->OneDnnServes(model::DType::kBF16);
+  backend->small_rows_ = options.small_rows >= 0        ? options.small_rows
+                         : backend->widen_bf16_          ? kSmallRowsBf16Widened
                          : main_dtype == model::DType::kBF16 ? kSmallRowsBf16
-                                                      : kSmallRowsF32;
+                                                         : kSmallRowsF32;
+  backend->quantized_rows_ = options.small_rows >= 0 ? options.small_rows : kSmallRowsQuantized;
+  // The first expert of each kind names the kernels below.
+  const Expert* plain = nullptr;
+  const Expert* quantized = nullptr;
+  for (const ExpertKey& key : backend->hosted_) {
+    const Expert& x = backend->experts_.find(key)->second;
+    const Expert*& first = x.q1 != nullptr ? quantized : plain;
+    if (first == nullptr) first = &x;
+  }
 
   // Build one primitive now, so that the startup line names the kernel oneDNN chose.
   // Our kernels' level: vdpbf16ps for bf16 (also on AMX CPUs); f32 needs no more than AVX-512.
   const std::string own = std::string(
       base::CpuIsaName(std::min(backend->isa_, main_dtype == model::DType::kBF16 ? base::CpuIsa::kAvx512Bf16 : base::CpuIsa::kAvx512)));
-  if (backend->OneDnnServes(main_dtype)) {
-    std::vector<float> in(static_cast<size_t>(16 * hidden), 0.0f), out(in.size());
-    absl::MutexLock lock(&backend->mu_);
+  std::vector<float> in(static_cast<size_t>(16 * hidden), 0.0f), out(in.size());
+  absl::MutexLock lock(&backend->mu_);
+  omp_set_num_threads(backend->threads_);
+  if (plain == nullptr) {
+    // Only quantized experts: named below.
+  } else if (backend->OneDnnServes(main_dtype)) {
     const int saved = backend->small_rows_;
     backend->small_rows_ = 0;
-    const Expert& first = backend->experts_.find(backend->hosted_[0])->second;
-    omp_set_num_threads(backend->threads_);
-    RETURN_IF_ERROR(backend->RunChunk(first, in.data(), out.data(), 16));
+    RETURN_IF_ERROR(backend->RunChunk(*plain, in.data(), out.data(), 16));
     backend->small_rows_ = saved;
     backend->kernels_ = absl::StrCat("oneDNN ", backend->matmuls_.last_impl(), " for > ", saved, " rows, own ",
                                      own, " for <= ", saved);
@@ -170,9 +236,24 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
       backend->kernels_ = absl::StrCat("own ", own, " for every row count (oneDNN offers only its reference ",
                                        backend->matmuls_.last_impl(), " here)");
     }
+  } else if (backend->widen_bf16_) {
+    RETURN_IF_ERROR(backend->RunChunkWidened(*plain, in.data(), out.data(), 16));
+    backend->kernels_ = absl::StrCat("oneDNN ", backend->matmuls_.last_impl(), " on bf16 weights widened to f32 per product for > ",
+                                     backend->small_rows_, " rows, own ", own, " for <= ", backend->small_rows_);
+    if (absl::StartsWith(backend->matmuls_.last_impl(), "ref")) {
+      backend->widen_bf16_ = false;
+      backend->kernels_ = absl::StrCat("own ", own, " for every row count (oneDNN offers only its reference ",
+                                       backend->matmuls_.last_impl(), " here)");
+    }
   } else {
     backend->kernels_ = absl::StrCat("own ", own, " for every row count (oneDNN has no ",
                                      model::DTypeName(main_dtype), " matmul at ", base::CpuIsaName(backend->isa_), ")");
+  }
+  if (quantized != nullptr) {
+    RETURN_IF_ERROR(backend->RunChunkWidened(*quantized, in.data(), out.data(), 16));
+    absl::StrAppend(&backend->kernels_, backend->kernels_.empty() ? "" : "; ",
+                    QuantizedKernelName(quantized->q1->format(), backend->isa_), " for <= ", backend->quantized_rows_,
+                    " rows, oneDNN ", backend->matmuls_.last_impl(), " on weights dequantized to f32 per product for more");
   }
   backend->kernels_ = absl::StrCat(config.line, ": ", backend->kernels_);
   return backend;
@@ -215,8 +296,12 @@ absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::S
 }
 
 absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float* out, int64_t rows) {
+  if (e.q1 != nullptr) {
+    return rows <= quantized_rows_ ? RunChunkQuantized(e, in, out, rows) : RunChunkWidened(e, in, out, rows);
+  }
   const model::DType dtype = e.w2.dtype();
   const bool bf16 = dtype == model::DType::kBF16;
+  if (bf16 && widen_bf16_ && rows > small_rows_) return RunChunkWidened(e, in, out, rows);
   const bool own = rows <= small_rows_ || !OneDnnServes(dtype);
   const bool amx = !own && bf16 && own_amx_;  // our AMX product instead of oneDNN's
   const int64_t m = own ? rows : MatmulCache::Bucket(rows);
@@ -255,18 +340,8 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
     x = xf;
   }
   const size_t act_size = bf16 ? sizeof(uint16_t) : sizeof(float);
-  const auto glu = [&](int64_t first) {  // the slice's biases and the expert's activation
-    return GluParams{.gate_bias = e.b1.empty() ? nullptr : e.b1.data() + first,
-                     .up_bias = e.b3.empty() ? nullptr : e.b3.data() + first,
-                     .alpha = e.alpha,
-                     .limit = e.limit};
-  };
-  const auto add_down_bias = [&] {
-    if (e.b2.empty()) return;
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t j = 0; j < h; ++j) out[r * h + j] += e.b2[j];
-    }
-  };
+  const auto glu = [&](int64_t first) { return GluOf(e, first); };
+  const auto add_down_bias = [&] { AddDownBias(e, rows, h, out); };
   const auto act_at = [&](int64_t column) { return static_cast<char*>(act) + column * act_size; };
   const auto zero_act_padding = [&] {  // the products read K padding as zeros
     for (int64_t r = 0; r < rows && ld_act > inter; ++r) {
@@ -311,6 +386,80 @@ absl::Status CpuExpertBackend::RunChunk(const Expert& e, const float* in, float*
     for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * h, y + r * ldy, static_cast<size_t>(h) * sizeof(float));
   }
   add_down_bias();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PackedWeight*> CpuExpertBackend::WidenedScratch(int64_t n, int64_t k, PackedLayout layout) {
+  const std::tuple<int64_t, int64_t, int> key{n, k, static_cast<int>(layout)};
+  auto it = widened_.find(key);
+  if (it == widened_.end()) {
+    ASSIGN_OR_RETURN(PackedWeight scratch, PackedWeight::PlainF32(n, k, layout));
+    it = widened_.emplace(key, std::move(scratch)).first;
+  }
+  return &it->second;
+}
+
+absl::Status CpuExpertBackend::RunChunkQuantized(const Expert& e, const float* in, float* out, int64_t rows) {
+  const int64_t h = hidden_, inter = e.inter;
+  float* gate_up = gate_up_.Get(static_cast<size_t>(rows * 2 * inter));
+  float* act = act_f32_.Get(static_cast<size_t>(rows * inter));
+  if (gate_up == nullptr || act == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate scratch for ", rows, " rows"));
+  }
+  QuantizedProduct(isa_, *e.q1, in, h, rows, gate_up, 2 * inter, threads_);
+  QuantizedProduct(isa_, *e.q3, in, h, rows, gate_up + inter, 2 * inter, threads_);
+  SiluMulRows(isa_, gate_up, gate_up + inter, 2 * inter, rows, inter, model::DType::kF32, act, inter, threads_,
+              GluOf(e, 0));
+  QuantizedProduct(isa_, *e.q2, act, inter, rows, out, h, threads_);
+  AddDownBias(e, rows, h, out);
+  return absl::OkStatus();
+}
+
+absl::Status CpuExpertBackend::RunChunkWidened(const Expert& e, const float* in, float* out, int64_t rows) {
+  const bool quantized = e.q1 != nullptr;
+  const int64_t m = MatmulCache::Bucket(rows), h = hidden_, inter = e.inter;
+  const int64_t slice_cols = quantized ? std::min<int64_t>(gate_up_slice_, inter) : e.gate_up[0].n() / 2;
+  float* x = x_f32_.Get(static_cast<size_t>(m * h));
+  float* gate_up = gate_up_.Get(static_cast<size_t>(m * 2 * slice_cols));
+  float* act = act_f32_.Get(static_cast<size_t>(m * inter));
+  float* y_scratch = y_.Get(static_cast<size_t>(m * h));
+  if (x == nullptr || gate_up == nullptr || act == nullptr || y_scratch == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate scratch for ", rows, " rows"));
+  }
+  // Rows past `rows` (bucket padding) are computed from stale scratch and never read.
+  if (quantized) {
+    std::memcpy(x, in, static_cast<size_t>(rows * h) * sizeof(float));
+  } else {
+    RoundRowsToBf16(in, rows, h, h, x);
+  }
+  // bf16 slices widen from their packed tiles (K×N); quantized rows dequantize as rows (N×K).
+  const PackedLayout layout = quantized ? PackedLayout::kPlainNK : PackedLayout::kPlainKN;
+  for (int64_t first = 0, i = 0; first < inter; first += slice_cols, ++i) {
+    const int64_t cols = std::min(slice_cols, inter - first);
+    ASSIGN_OR_RETURN(PackedWeight * wide, WidenedScratch(2 * cols, h, layout));
+    if (quantized) {
+      auto* rows_out = static_cast<float*>(wide->mutable_data());
+      DequantizeRowsF32(*e.q1, first, cols, rows_out, h, threads_);
+      DequantizeRowsF32(*e.q3, first, cols, rows_out + cols * h, h, threads_);
+    } else {
+      e.gate_up[i].WidenInto(*wide, threads_);
+    }
+    RETURN_IF_ERROR(matmuls_.Run(*wide, x, m, gate_up));
+    SiluMulRows(isa_, gate_up, gate_up + cols, 2 * cols, rows, cols, model::DType::kF32, act + first, inter,
+                threads_, GluOf(e, first));
+  }
+  if (!quantized) RoundRowsToBf16(act, rows, inter, inter, act);
+  ASSIGN_OR_RETURN(PackedWeight * wide_w2, WidenedScratch(h, inter, layout));
+  if (quantized) {
+    DequantizeRowsF32(*e.q2, 0, h, static_cast<float*>(wide_w2->mutable_data()), inter, threads_);
+  } else {
+    e.w2.WidenInto(*wide_w2, threads_);
+  }
+  const bool direct = m == rows && reinterpret_cast<uintptr_t>(out) % 64 == 0;
+  float* y = direct ? out : y_scratch;
+  RETURN_IF_ERROR(matmuls_.Run(*wide_w2, act, m, y));
+  if (!direct) std::memcpy(out, y, static_cast<size_t>(rows * h) * sizeof(float));
+  AddDownBias(e, rows, h, out);
   return absl::OkStatus();
 }
 

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,6 +28,7 @@
 #include "experts/expert_backend.h"
 #include "experts/expert_weights.h"
 #include "model/checkpoint.h"
+#include "model/quantized_matrix.h"
 
 namespace moe::experts {
 
@@ -41,6 +43,9 @@ class CpuExpertBackend : public ExpertBackend {
     // On AMX CPUs, bf16 groups of more than `small_rows` rows use oneDNN's AMX matmul instead of
     // ours (cpu_amx_product.h), for comparing the two.
     bool onednn_amx = false;
+    // bf16/f32 weights quantized at load to this format (model/formats/weight_format.h; it must
+    // have a quantizer); nullptr keeps them as they are. Weights already quantized stay as stored.
+    const model::WeightFormat* quantize = nullptr;
   };
   // 512 gate + 512 up columns a slice: at 256 rows a slice's bf16 weights (2 MiB for H 1024) and
   // f32 output (1 MiB) stay in L2 while silu⊙up reads it. Measured 2026-12-01 (2-core Xeon,
@@ -82,11 +87,26 @@ class CpuExpertBackend : public ExpertBackend {
     PackedWeight w2;  // down [H, I]
     std::vector<float> b1, b3, b2;  // biases (gpt-oss), f32; empty when none
     float alpha = 0.0f, limit = 0.0f;  // ExpertActivation
+    // Weights resident in a low-bit format (then gate_up and w2 are empty): w1, w3 [I, H], w2 [H, I].
+    std::shared_ptr<const model::QuantizedMatrix> q1, q3, q2;
   };
   CpuExpertBackend() = default;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
   bool OneDnnServes(model::DType dtype) const;
   absl::Status RunChunk(const Expert& e, const float* in, float* out, int64_t rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RunChunk past small_rows_ for weights no oneDNN matmul reads as they are (bf16 on a CPU
+  // without bf16 instructions; low-bit formats): each weight (a slice of w1|w3, then w2) widened
+  // exactly to f32 just before its product on oneDNN's f32 GEMM. bf16 experts round the
+  // activations to bf16 as every bf16 path does, so their products are those of the bf16 kernels
+  // (exact in f32) summed in another order; quantized experts compute in f32.
+  absl::Status RunChunkWidened(const Expert& e, const float* in, float* out, int64_t rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RunChunk of a quantized expert up to small_rows_: QuantizedProduct streams each weight once.
+  absl::Status RunChunkQuantized(const Expert& e, const float* in, float* out, int64_t rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The f32 scratch weight [n, k] in `layout` that RunChunkWidened widens a weight into.
+  absl::StatusOr<PackedWeight*> WidenedScratch(int64_t n, int64_t k, PackedLayout layout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Grow-only scratch on 64-byte boundaries: oneDNN's AMX kernels ran ~30 % slower on rows that
   // start mid-cache-line (tile loads and stores then touch two lines each).
@@ -109,6 +129,8 @@ class CpuExpertBackend : public ExpertBackend {
   int small_rows_ = 4;
   int gate_up_slice_ = kGateUpSlice;
   bool onednn_is_reference_ = false;
+  bool widen_bf16_ = false;  // bf16 past small_rows_ on RunChunkWidened (no bf16 instructions)
+  int quantized_rows_ = 0;   // quantized experts: RunChunkQuantized up to this many rows
   bool own_amx_ = false;  // bf16 past small_rows_ on our AMX product (AMX CPUs, unless told not to)
   base::CpuIsa isa_ = base::CpuIsa::kScalar;
   std::string kernels_;  // what device() says of the kernels
@@ -124,6 +146,8 @@ class CpuExpertBackend : public ExpertBackend {
   Scratch<uint16_t> act_bf16_ ABSL_GUARDED_BY(mu_);
   Scratch<float> act_f32_ ABSL_GUARDED_BY(mu_);
   Scratch<float> y_ ABSL_GUARDED_BY(mu_);
+  // Widened weights by (n, k, layout), reused across calls.
+  absl::flat_hash_map<std::tuple<int64_t, int64_t, int>, PackedWeight> widened_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moe::experts

@@ -19,6 +19,7 @@ namespace moe::experts {
 enum class PackedLayout {
   kBlocked,  // tiles of 64 columns, each K rows deep (bf16: k pairs interleaved)
   kPlainKN,  // f32 only: row k holds columns 0..n_pad-1
+  kPlainNK,  // f32 only: W's rows as they are, row j holds W[j, 0..k) (dequantized weights)
 };
 
 class PackedWeight {
@@ -30,6 +31,16 @@ class PackedWeight {
   // non-positive sizes.
   static absl::StatusOr<PackedWeight> Pack(const void* src, model::DType src_dtype, int64_t n, int64_t k, model::DType dtype,
                                            PackedLayout layout);
+  // An f32 weight of [n, k] in `layout` (kPlainKN or kPlainNK) whose values are left zero, to be
+  // written through mutable_data(): where weights are widened to f32 before a product.
+  // INVALID_ARGUMENT for non-positive sizes or a blocked layout; RESOURCE_EXHAUSTED if it cannot
+  // be allocated.
+  static absl::StatusOr<PackedWeight> PlainF32(int64_t n, int64_t k, PackedLayout layout);
+
+  // Writes this bf16 kBlocked weight's values, exactly, into `dst` (PlainF32(n(), k(), kPlainKN)),
+  // on `threads` OpenMP threads: the bf16 weights of a CPU without bf16 instructions go through
+  // oneDNN's f32 GEMM this way, a product at a time.
+  void WidenInto(PackedWeight& dst, int threads) const;
 
   model::DType dtype() const { return dtype_; }
   PackedLayout layout() const { return layout_; }
@@ -39,6 +50,7 @@ class PackedWeight {
   int64_t k_pad() const { return k_pad_; }
   size_t bytes() const { return bytes_; }
   const void* data() const { return data_.get(); }
+  void* mutable_data() { return data_.get(); }
   // oneDNN's description of this matrix as the K×N weights of a matmul.
   dnnl::memory::desc desc() const;
 
@@ -51,6 +63,9 @@ class PackedWeight {
   struct Free {
     void operator()(void* p) const { std::free(p); }
   };
+  // Allocates bytes_ (zeroed; 2 MiB pages from 1 MiB up, where Linux allows).
+  absl::Status Allocate();
+
   model::DType dtype_ = model::DType::kF32;
   PackedLayout layout_ = PackedLayout::kBlocked;
   int64_t n_ = 0, k_ = 0, n_pad_ = 0, k_pad_ = 0;

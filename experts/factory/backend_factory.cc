@@ -2,6 +2,7 @@
 #include "experts/factory/backend_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "experts/cpu/cpu_backend.h"
 #include "experts/cuda/cuda_backend.h"
@@ -20,7 +21,7 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkp
   std::vector<ExpertWeights> weights;
   weights.reserve(hosted.size());
   for (const ExpertKey& key : hosted) {
-    ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, key));
+    ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, key, {.keep_quantized = true}));
     weights.push_back(std::move(w));
   }
   return CreateBackendFromWeights(weights, options);
@@ -29,15 +30,32 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkp
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Span<const ExpertWeights> weights,
                                                                         const BackendOptions& options) {
   if (options.kind == "cpu") {
+    const model::WeightFormat* quantize = nullptr;
+    if (!options.quantize.empty()) {
+      quantize = model::FindWeightFormat(options.quantize);
+      if (quantize == nullptr || quantize->quantize == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("cannot quantize to '", options.quantize, "'; formats: ",
+                                                       absl::StrJoin(model::QuantizableFormatNames(), ", ")));
+      }
+    }
     ASSIGN_OR_RETURN(auto backend, CpuExpertBackend::FromWeights(
                                        weights, {.threads = options.threads,
                                                  .f32_compute = options.cpu_f32_compute,
                                                  .small_rows = options.cpu_small_rows,
-                                                 .onednn_amx = options.cpu_onednn_amx}));
+                                                 .onednn_amx = options.cpu_onednn_amx,
+                                                 .quantize = quantize}));
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {
+    if (!options.quantize.empty()) {
+      return absl::UnimplementedError("--quantize runs on the CPU backend only (--backend=cpu)");
+    }
     for (const ExpertWeights& w : weights) {
+      if (w.quantized()) {
+        return absl::UnimplementedError(absl::StrCat(
+            "the CUDA backend has no kernels for ", w.q1->format().name, " weights (expert ", w.key.expert,
+            " of layer ", w.key.layer, "); --backend=cpu serves them as stored"));
+      }
       if (w.b1.rank() > 0 || w.activation.alpha > 0.0f) {
         return absl::UnimplementedError(
             "experts with biases or gpt-oss's clamped activation run on the CPU backend only (--backend=cpu)");

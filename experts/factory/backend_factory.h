@@ -21,13 +21,16 @@ struct BackendOptions {
   bool cpu_f32_compute = false;      // CPU: widen bf16 weights to f32 and compute in f32
   int cpu_small_rows = -1;           // CPU: rows up to which our kernels run (-1 = default)
   bool cpu_onednn_amx = false;       // CPU with AMX: oneDNN's AMX matmul instead of ours (comparisons)
+  std::string quantize = {};         // CPU: bf16/f32 weights quantized at load to this format ("" = as stored)
   int device = 0;                    // CUDA: device ordinal
   model::DType cuda_dtype = model::DType::kBF16;   // CUDA: weights and activations on the GPU
   bool cuda_grouped_gemm = false;    // CUDA: one grouped GEMM per projection (cuda::CudaOptions)
 };
 
-// Creates a backend of `options.kind` hosting `hosted`. INVALID_ARGUMENT for an unknown kind;
-// FAILED_PRECONDITION for "cuda" in a build or on a machine without CUDA; errors of loading.
+// Creates a backend of `options.kind` hosting `hosted`, quantized weights (FP8, MXFP4) kept as the
+// checkpoint stores them. INVALID_ARGUMENT for an unknown kind or quantize format; FAILED_PRECONDITION
+// for "cuda" in a build or on a machine without CUDA; UNIMPLEMENTED for quantized weights on CUDA
+// (it has no low-bit kernels yet and never widens them silently); errors of loading.
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkpoint& checkpoint,
                                                              absl::Span<const ExpertKey> hosted,
                                                              const BackendOptions& options);

@@ -82,6 +82,10 @@ ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
 ABSL_FLAG(std::string, cpu_compute, "auto",
           "CPU backend: auto (bf16 weights computed in bf16, f32 accumulation) or f32 (bf16 widened at load).");
+ABSL_FLAG(std::string, quantize, "",
+          "--local and the router's always-on MLPs: " "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so (q8_0, q4_0: "
+          "llama.cpp's blocks; a quarter to an eighth of f32's memory, computed from f32 activations); empty = "
+          "as the checkpoint stores them (FP8 and MXFP4 checkpoints always stay as stored).");
 ABSL_FLAG(int, queue_capacity, 256, "--local: requests that may wait for compute.");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
 ABSL_FLAG(std::string, shared_experts, "router",
@@ -209,7 +213,8 @@ int main(int argc, char** argv) {
     auto created = moe::experts::CreateBackend(
         **checkpoint, in_router, {.kind = absl::GetFlag(FLAGS_backend),
          .threads = absl::GetFlag(FLAGS_threads),
-         .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32"});
+         .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32",
+         .quantize = absl::GetFlag(FLAGS_quantize)});
     if (!created.ok()) return Fail(created.status());
     backend = std::move(*created);
     queue = std::make_unique<moe::server::ComputeQueue>(1, absl::GetFlag(FLAGS_queue_capacity));

@@ -46,6 +46,10 @@ ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend (oneDNN and our k
 ABSL_FLAG(std::string, cpu_compute, "auto",
           "CPU backend: auto (bf16 weights computed in bf16 with f32 accumulation, f32 in f32) or f32 "
           "(bf16 weights widened to f32 at load: twice the memory, f32 numerics).");
+ABSL_FLAG(std::string, quantize, "",
+          "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so (q8_0, q4_0: "
+          "llama.cpp's blocks; a quarter to an eighth of f32's memory, computed from f32 activations); empty = "
+          "as the checkpoint stores them (FP8 and MXFP4 checkpoints always stay as stored).");
 ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_batch_rows, 65536,
@@ -165,6 +169,7 @@ int main(int argc, char** argv) {
       .kind = absl::GetFlag(FLAGS_backend),
       .threads = absl::GetFlag(FLAGS_threads),
       .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32",
+      .quantize = absl::GetFlag(FLAGS_quantize),
       .device = absl::GetFlag(FLAGS_device),
       .cuda_dtype = cuda_dtype == "bf16"  ? moe::model::DType::kBF16
                     : cuda_dtype == "f16" ? moe::model::DType::kF16

@@ -176,8 +176,9 @@ FP8_PROJ = re.compile(r"\.mlp\.(experts\.\d+\.|shared_experts\.)?(gate|up|down)_
 def quantize_fp8(ckpt, deq_dir):
     """Rewrites `ckpt` as DeepSeek ships FP8: every MLP projection F8_E4M3 with a per-block f32
     `_scale_inv` (amax / 448 per block), quantization_config in config.json; writes the same
-    checkpoint with those weights dequantized by transformers' own _dequantize_fp8_weight (in f32,
-    then rounded to bf16 as moe-serve keeps them) to `deq_dir`, for the HF reference model."""
+    checkpoint with those weights dequantized by transformers' own _dequantize_fp8_weight (in f32:
+    moe-serve keeps the codes and scales as stored and dequantizes them exactly) to `deq_dir`, for
+    the HF reference model."""
     from safetensors.torch import load_file, save_file
     from transformers.integrations.finegrained_fp8 import _dequantize_fp8_weight
     shutil.copytree(ckpt, deq_dir)
@@ -202,7 +203,7 @@ def quantize_fp8(ckpt, deq_dir):
             fp8[name] = q.to(torch.float8_e4m3fn)
             fp8[name + "_scale_inv"] = scale
             index["weight_map"][name + "_scale_inv"] = shard
-            deq[name] = _dequantize_fp8_weight(fp8[name], scale, FP8_BLOCK, torch.float32).to(torch.bfloat16).float()
+            deq[name] = _dequantize_fp8_weight(fp8[name], scale, FP8_BLOCK, torch.float32)
             quantized += 1
         save_file(fp8, os.path.join(ckpt, shard), metadata={"format": "pt"})
         save_file(deq, os.path.join(deq_dir, shard), metadata={"format": "pt"})

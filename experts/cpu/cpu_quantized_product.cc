@@ -1,0 +1,164 @@
+// experts/cpu/cpu_quantized_product.cc
+#include "experts/cpu/cpu_quantized_product.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::experts {
+namespace {
+
+// Dots one dequantized weight row `w` (k values) with `rows` activation rows: y[r·ldy] = w·x_r.
+using RowDot = void (*)(const float* w, int64_t k, const float* x, int64_t ldx, int64_t rows, float* y, int64_t ldy);
+
+void DotScalar(const float* w, int64_t k, const float* x, int64_t ldx, int64_t rows, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float s = 0.0f;
+    for (int64_t c = 0; c < k; ++c) s += w[c] * xr[c];
+    y[r * ldy] = s;
+  }
+}
+
+__attribute__((target("avx2,fma"))) float SumAvx2(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// Four activation rows at a time share each load of the weight row.
+__attribute__((target("avx2,fma"))) void DotAvx2(const float* w, int64_t k, const float* x, int64_t ldx,
+                                                  int64_t rows, float* y, int64_t ldy) {
+  const int64_t k8 = k / 8 * 8;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float *x0 = x + r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t c = 0; c < k8; c += 8) {
+      const __m256 wv = _mm256_loadu_ps(w + c);
+      a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + c), a0);
+      a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + c), a1);
+      a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + c), a2);
+      a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + c), a3);
+    }
+    float s[4] = {SumAvx2(a0), SumAvx2(a1), SumAvx2(a2), SumAvx2(a3)};
+    for (int64_t c = k8; c < k; ++c) {
+      s[0] += w[c] * x0[c];
+      s[1] += w[c] * x1[c];
+      s[2] += w[c] * x2[c];
+      s[3] += w[c] * x3[c];
+    }
+    for (int i = 0; i < 4; ++i) y[(r + i) * ldy] = s[i];
+  }
+  for (; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t c = 0; c < k8; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(xr + c), a);
+    float s = SumAvx2(a);
+    for (int64_t c = k8; c < k; ++c) s += w[c] * xr[c];
+    y[r * ldy] = s;
+  }
+}
+
+// (GCC 12's _mm512_reduce_add_ps warns of an uninitialised variable in its own header.)
+__attribute__((target("avx512f"))) float SumAvx512(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float s = 0.0f;
+  for (float x : lanes) s += x;
+  return s;
+}
+
+__attribute__((target("avx512f"))) void DotAvx512(const float* w, int64_t k, const float* x, int64_t ldx,
+                                                   int64_t rows, float* y, int64_t ldy) {
+  const int64_t k16 = k / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (k - k16)) - 1u);
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float *x0 = x + r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t c = 0; c < k16; c += 16) {
+      const __m512 wv = _mm512_loadu_ps(w + c);
+      a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x0 + c), a0);
+      a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x1 + c), a1);
+      a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x2 + c), a2);
+      a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x3 + c), a3);
+    }
+    if (tail != 0) {
+      const __m512 wv = _mm512_maskz_loadu_ps(tail, w + k16);
+      a0 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x0 + k16), a0);
+      a1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x1 + k16), a1);
+      a2 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x2 + k16), a2);
+      a3 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x3 + k16), a3);
+    }
+    y[r * ldy] = SumAvx512(a0);
+    y[(r + 1) * ldy] = SumAvx512(a1);
+    y[(r + 2) * ldy] = SumAvx512(a2);
+    y[(r + 3) * ldy] = SumAvx512(a3);
+  }
+  for (; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t c = 0; c < k16; c += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(xr + c), a);
+    if (tail != 0) a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + k16), _mm512_maskz_loadu_ps(tail, xr + k16), a);
+    y[r * ldy] = SumAvx512(a);
+  }
+}
+
+struct KernelEntry {
+  const char* format;  // nullptr: every format
+  base::CpuIsa isa;    // the lowest level it needs
+  RowDot dot;
+  const char* name;
+};
+
+// Searched in order: the first entry of the format (or of every format) whose level the CPU has.
+// A format with a fused kernel of its own puts it before the generic entries.
+constexpr KernelEntry kKernels[] = {
+    {nullptr, base::CpuIsa::kAvx512, DotAvx512, "dequantize + avx512 dot"},
+    {nullptr, base::CpuIsa::kAvx2, DotAvx2, "dequantize + avx2 dot"},
+    {nullptr, base::CpuIsa::kScalar, DotScalar, "dequantize + scalar dot"},
+};
+
+const KernelEntry& Choose(const model::WeightFormat& format, base::CpuIsa isa) {
+  for (const KernelEntry& e : kKernels) {
+    if ((e.format == nullptr || absl::string_view(e.format) == format.name) && e.isa <= isa) return e;
+  }
+  return kKernels[std::size(kKernels) - 1];
+}
+
+}  // namespace
+
+void QuantizedProduct(base::CpuIsa isa, const model::QuantizedMatrix& w, const float* x, int64_t ldx,
+                      int64_t rows, float* y, int64_t ldy, int threads) {
+  const RowDot dot = Choose(w.format(), isa).dot;
+  const int64_t n = w.n(), k = w.k();
+#pragma omp parallel num_threads(threads)
+  {
+    // One dequantized row per thread, on its own cache lines.
+    std::unique_ptr<float, decltype(&std::free)> row(
+        static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>((k + 15) / 16 * 64))), &std::free);
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+      w.DequantizeRow(j, row.get());
+      dot(row.get(), k, x, ldx, rows, y + j, ldy);
+    }
+  }
+}
+
+void DequantizeRowsF32(const model::QuantizedMatrix& w, int64_t begin, int64_t count, float* out, int64_t ld,
+                       int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t j = 0; j < count; ++j) w.DequantizeRow(begin + j, out + j * ld);
+}
+
+std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa) {
+  return absl::StrCat(format.name, ": ", Choose(format, isa).name);
+}
+
+}  // namespace moe::experts

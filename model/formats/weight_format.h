@@ -1,0 +1,47 @@
+// model/formats/weight_format.h
+// A low-bit weight format as data: how many values a block holds, its bytes, and the exact
+// dequantization (and, where we write the format, quantization) of one block. One file per format
+// (q8_0.cc, q4_0.cc, mxfp4.cc, fp8_e4m3.cc), listed by format_registry.cc, so that the matrix
+// (model/quantized_matrix.h), the loaders and the CPU kernels take any format without a branch per
+// format. Descriptors are immutable globals; every function is pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace moe::model {
+
+struct WeightFormat {
+  const char* name;  // as --quantize and GetWorkerInfo.resident_dtype say it, e.g. "q8_0"
+  int block;         // values per block, along a row (the input dimension)
+  int block_bytes;   // bytes per block
+  // A format of whole bytes a value (fp8): rows of any length, scale grids of any width, and
+  // `dequantize` takes spans of any count. Otherwise k must be a multiple of `block`.
+  bool ragged;
+  // out[i] = the value of element i of `block`, exactly, for i < count (count = block, except in
+  // ragged formats); `scale` multiplies every value (a 2-D scale grid's entry; 1 where the format
+  // carries its own scales).
+  void (*dequantize)(const uint8_t* block, int count, float scale, float* out);
+  // Writes values[0..block) as one block, each to its nearest code under the block's scale as the
+  // format's reference quantizer chooses it (llama.cpp's *_ref for the GGUF types). nullptr for
+  // formats we only read.
+  void (*quantize)(const float* values, uint8_t* block);
+};
+
+// The format named `name`, or nullptr.
+const WeightFormat* FindWeightFormat(absl::string_view name);
+// Every format's name, in the registry's order.
+std::vector<std::string> WeightFormatNames();
+// The names of the formats that have a quantizer (what --quantize takes).
+std::vector<std::string> QuantizableFormatNames();
+
+// The descriptors, defined one per file.
+extern const WeightFormat kQ8_0;     // llama.cpp Q8_0: f16 d, int8 q[32]; x = d·q
+extern const WeightFormat kQ4_0;     // llama.cpp Q4_0: f16 d, 16 bytes; x = d·(q − 8)
+extern const WeightFormat kMxfp4;    // OCP MXFP4 as gpt-oss's checkpoints order it
+extern const WeightFormat kFp8E4m3;  // e4m3fn codes; the scale comes from a 2-D grid
+
+}  // namespace moe::model

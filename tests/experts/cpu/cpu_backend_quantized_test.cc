@@ -1,0 +1,109 @@
+// tests/experts/cpu/cpu_backend_quantized_test.cc
+// The CPU backend on experts resident in a low-bit format, against the double loop on their
+// dequantized weights (f32 numerics: 1e-5): every format, the streaming path (QuantizedProduct)
+// and the widened many-row path for every row count across the crossovers, quantization at load,
+// resident bytes as stored. ctest runs it once per MOE_CPU_ISA level, like cpu_backend_test.
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+#include "experts/cpu/cpu_backend.h"
+#include "gtest/gtest.h"
+#include "tests/testing/error_measures.h"
+#include "tests/testing/naive_expert.h"
+#include "tests/testing/quantized_data.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::experts {
+namespace {
+
+using ::moe::testing::StatusIs;
+
+// H a multiple of 32 (the block formats) but not of 64 or 128 (ragged fp8 blocks); I likewise,
+// cut into gate/up slices of 40 rows (40 + 40 + 16: the last one ragged).
+constexpr int kHidden = 160, kInter = 96;
+constexpr int kEverywhere = 1 << 30;
+
+double RowError(const ExpertWeights& reference, const std::vector<float>& in, const std::vector<float>& out, int r) {
+  return testing::MaxRelError(absl::MakeConstSpan(out).subspan(r * kHidden, kHidden),
+                              absl::MakeConstSpan(testing::NaiveExpert(reference, &in[r * kHidden])));
+}
+
+// Whether this process runs the ISA ctest asked for (MOE_CPU_ISA); a level this CPU lacks runs
+// the CPU's best, which the plain run covers already.
+bool RunsRequestedIsa(const CpuExpertBackend& backend) {
+  const char* wanted = std::getenv("MOE_CPU_ISA");
+  return wanted == nullptr || base::CpuIsaName(backend.isa()) == wanted;
+}
+
+class CpuBackendQuantizedTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CpuBackendQuantizedTest, EveryRowCountOnEveryPathMatchesTheDequantizedLoop) {
+  const ExpertWeights w = testing::RandomQuantizedExpert(GetParam(), {0, 0}, kHidden, kInter, 41);
+  const ExpertWeights reference = testing::Dequantized(w);
+  // Streaming for every row count, widened for every row count, and the default split.
+  for (const int small_rows : {kEverywhere, 0, -1}) {
+    ASSERT_OK_AND_ASSIGN(auto backend,
+                         CpuExpertBackend::FromWeights({w}, {.small_rows = small_rows, .gate_up_slice = 40}));
+    if (!RunsRequestedIsa(*backend)) GTEST_SKIP() << "MOE_CPU_ISA is not available here: " << backend->device();
+    EXPECT_EQ(backend->resident().dtype, GetParam());
+    EXPECT_EQ(backend->resident().bytes, static_cast<int64_t>(w.q1->bytes() + w.q3->bytes() + w.q2->bytes()));
+    EXPECT_NE(backend->device().find(GetParam() + ": dequantize"), std::string::npos) << backend->device();
+    for (const int rows : {1, 2, 4, 5, 15, 16, 17, 33, 257, 513, 1000}) {
+      const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * kHidden, 50 + rows);
+      std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+      ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
+      double worst = 0;
+      for (int r = 0; r < rows; ++r) worst = std::max(worst, RowError(reference, in, out, r));
+      EXPECT_LE(worst, 1e-5) << rows << " rows, small_rows " << small_rows << " on " << backend->device();
+    }
+  }
+}
+
+TEST_P(CpuBackendQuantizedTest, BiasesAndTheClampedActivation) {
+  ExpertWeights w = testing::RandomQuantizedExpert(GetParam(), {0, 0}, kHidden, kInter, 61);
+  w.b1 = model::Tensor::FromF32(testing::RandomVector(kInter, 62, 0.5f), {kInter});
+  w.b3 = model::Tensor::FromF32(testing::RandomVector(kInter, 63, 0.5f), {kInter});
+  w.b2 = model::Tensor::FromF32(testing::RandomVector(kHidden, 64, 0.5f), {kHidden});
+  w.activation = {.alpha = 1.702f, .limit = 0.5f};
+  const ExpertWeights reference = testing::Dequantized(w);
+  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, {.gate_up_slice = 40}));
+  for (const int rows : {1, 3, 300}) {
+    const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * kHidden, 65 + rows);
+    std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
+    for (int r = 0; r < rows; ++r) ASSERT_LE(RowError(reference, in, out, r), 1e-5) << rows << " rows, row " << r;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, CpuBackendQuantizedTest, ::testing::ValuesIn(testing::TestedWeightFormats()),
+                         [](const auto& info) { return info.param; });
+
+TEST(CpuBackendQuantizeAtLoadTest, F32WeightsBecomeQ8_0AtAQuarterOfTheBytes) {
+  const ExpertWeights w = testing::RandomExpert({0, 0}, kHidden, kInter, 71);
+  ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, {.quantize = &model::kQ8_0}));
+  EXPECT_EQ(backend->resident().dtype, "q8_0");
+  EXPECT_EQ(backend->resident().bytes, int64_t{3} * kHidden * kInter / 32 * 34);
+  // The same numbers as the weights quantized by hand.
+  ASSERT_OK_AND_ASSIGN(const ExpertWeights q, QuantizeExpertWeights(w, model::kQ8_0));
+  const ExpertWeights reference = testing::Dequantized(q);
+  const std::vector<float> in = testing::RandomVector(3 * kHidden, 72);
+  std::vector<float> out(in.size());
+  ASSERT_OK(backend->Run({{{0, 0}, 0, 3}}, in, absl::MakeSpan(out)));
+  for (int r = 0; r < 3; ++r) EXPECT_LE(RowError(reference, in, out, r), 1e-5);
+  // ... and close to the unquantized expert (8-bit weights: ~1e-2 of the output).
+  for (int r = 0; r < 3; ++r) EXPECT_LE(RowError(w, in, out, r), 5e-2);
+}
+
+TEST(CpuBackendQuantizeAtLoadTest, ShapesTheFormatCannotHoldAreRefused) {
+  const ExpertWeights w = testing::RandomExpert({0, 3}, 100, kInter, 73);  // H = 100: not whole blocks
+  EXPECT_THAT(CpuExpertBackend::FromWeights({w}, {.quantize = &model::kQ4_0}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expert 3 of layer 0"));
+  EXPECT_THAT(CpuExpertBackend::FromWeights({w}, {.quantize = &model::kMxfp4}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "only read from checkpoints"));
+}
+
+}  // namespace
+}  // namespace moe::experts

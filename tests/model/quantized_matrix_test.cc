@@ -1,0 +1,191 @@
+// tests/model/quantized_matrix_test.cc
+// Every code of every weight format against a double-precision decoding written from the format's
+// definition (not from our tables), ragged FP8 rows under a 2-D scale grid, the reference
+// quantizers' rounding and range, and the errors of bad shapes.
+#include "model/quantized_matrix.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "model/dtype.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::model {
+namespace {
+
+using ::moe::testing::StatusIs;
+
+// OCP e4m3fn: sign, 4 exponent bits (bias 7), 3 mantissa bits; S.1111.111 is NaN.
+double E4m3(uint8_t c) {
+  const int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
+  if (e == 15 && m == 7) return std::nan("");
+  const double v = e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7);
+  return s ? -v : v;
+}
+
+// OCP e2m1: sign, 2 exponent bits (bias 1), 1 mantissa bit.
+double E2m1(int c) {
+  const int s = c >> 3, e = (c >> 1) & 3, m = c & 1;
+  const double v = e == 0 ? m * 0.5 : std::ldexp(1.0 + m / 2.0, e - 1);
+  return s ? -v : v;
+}
+
+std::vector<float> Row(const QuantizedMatrix& m, int64_t r) {
+  std::vector<float> out(static_cast<size_t>(m.k()));
+  m.DequantizeRow(r, out.data());
+  return out;
+}
+
+TEST(WeightFormatTest, RegistryNamesEveryFormat) {
+  for (const std::string& name : WeightFormatNames()) {
+    const WeightFormat* f = FindWeightFormat(name);
+    ASSERT_NE(f, nullptr) << name;
+    EXPECT_EQ(f->name, name);
+  }
+  EXPECT_EQ(FindWeightFormat("q3_z"), nullptr);
+  EXPECT_EQ(QuantizableFormatNames(), (std::vector<std::string>{"q8_0", "q4_0"}));
+}
+
+TEST(QuantizedMatrixTest, Q8_0EveryCodeIsScaleTimesCode) {
+  for (const float d : {0.0078125f, 0.3f, 1e-4f}) {
+    const uint16_t d_bits = F32ToF16(d);
+    std::vector<uint8_t> rows;
+    for (int b = 0; b < 8; ++b) {  // 8 blocks of 32: the 256 codes
+      rows.insert(rows.end(), {static_cast<uint8_t>(d_bits & 0xff), static_cast<uint8_t>(d_bits >> 8)});
+      for (int i = 0; i < 32; ++i) rows.push_back(static_cast<uint8_t>(b * 32 + i));
+    }
+    ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kQ8_0, 1, 256, rows.data()));
+    EXPECT_EQ(m.bytes(), 8u * 34);
+    const std::vector<float> got = Row(m, 0);
+    for (int c = 0; c < 256; ++c) {
+      const double want = double(F16ToF32(d_bits)) * static_cast<int8_t>(static_cast<uint8_t>(c));
+      EXPECT_EQ(got[c], static_cast<float>(want)) << "code " << c << " d " << d;
+    }
+  }
+}
+
+TEST(QuantizedMatrixTest, Q4_0EveryCodeInBothNibbles) {
+  const uint16_t d_bits = F32ToF16(-0.21f);
+  std::vector<uint8_t> block = {static_cast<uint8_t>(d_bits & 0xff), static_cast<uint8_t>(d_bits >> 8)};
+  for (int i = 0; i < 16; ++i) block.push_back(static_cast<uint8_t>(i | ((15 - i) << 4)));
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kQ4_0, 1, 32, block.data()));
+  const std::vector<float> got = Row(m, 0);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(got[i], static_cast<float>(double(F16ToF32(d_bits)) * (i - 8))) << i;
+    EXPECT_EQ(got[i + 16], static_cast<float>(double(F16ToF32(d_bits)) * (15 - i - 8))) << i + 16;
+  }
+}
+
+TEST(QuantizedMatrixTest, Mxfp4EveryCodeAtSeveralExponents) {
+  for (const int s : {1, 117, 127, 130, 254}) {
+    std::vector<uint8_t> block = {static_cast<uint8_t>(s)};
+    for (int i = 0; i < 16; ++i) block.push_back(static_cast<uint8_t>(i | ((15 - i) << 4)));
+    ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kMxfp4, 1, 32, block.data()));
+    const std::vector<float> got = Row(m, 0);
+    for (int i = 0; i < 16; ++i) {
+      EXPECT_EQ(got[2 * i], static_cast<float>(std::ldexp(E2m1(i), s - 127))) << "s " << s << " code " << i;
+      EXPECT_EQ(got[2 * i + 1], static_cast<float>(std::ldexp(E2m1(15 - i), s - 127))) << "s " << s;
+    }
+  }
+}
+
+TEST(QuantizedMatrixTest, Fp8EveryCodeTimesItsGridScale) {
+  std::vector<uint8_t> codes(256);
+  for (int c = 0; c < 256; ++c) codes[c] = static_cast<uint8_t>(c);
+  ScaleGrid grid{.scales = {0.75f, 1.0f / 3}, .rows = 128, .cols = 128};
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kFp8E4m3, 1, 256, codes.data(), 0, grid));
+  EXPECT_EQ(m.bytes(), 256u + 2 * sizeof(float));
+  const std::vector<float> got = Row(m, 0);
+  for (int c = 0; c < 256; ++c) {
+    const double want = E4m3(static_cast<uint8_t>(c));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got[c])) << c;
+      continue;
+    }
+    // e4m3 × scale rounded once to f32, as transformers computes it in f32.
+    EXPECT_EQ(got[c], static_cast<float>(want) * grid.scales[c / 128]) << "code " << c;
+  }
+}
+
+TEST(QuantizedMatrixTest, Fp8GridsOfAnyWidth) {
+  // DeepSeek's 128 × 128 and the 16 × 16 of tiny test checkpoints alike.
+  std::vector<uint8_t> codes(40, 0x38);  // 1.0
+  ScaleGrid grid{.scales = {1, 2, 3}, .rows = 16, .cols = 16};
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kFp8E4m3, 1, 40, codes.data(), 0, grid));
+  const std::vector<float> got = Row(m, 0);
+  for (int c = 0; c < 40; ++c) EXPECT_EQ(got[c], grid.scales[c / 16]) << c;
+}
+
+TEST(QuantizedMatrixTest, RaggedFp8RowsAndColumnsTakeTheirBlocksScale) {
+  // [130, 200] in 128 × 128 blocks: a grid of 2 × 2, the last row and column blocks ragged.
+  const int64_t n = 130, k = 200;
+  std::vector<uint8_t> codes(static_cast<size_t>(n * k), 0x38);  // 1.0
+  ScaleGrid grid{.scales = {1, 2, 3, 4}, .rows = 128, .cols = 128};
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kFp8E4m3, n, k, codes.data(), 0, grid));
+  EXPECT_EQ(m.row_bytes(), k);
+  for (const int64_t r : {0, 127, 128, 129}) {
+    const std::vector<float> got = Row(m, r);
+    for (const int64_t c : {0, 127, 128, 199}) EXPECT_EQ(got[c], grid.scales[(r / 128) * 2 + c / 128]) << r << "," << c;
+  }
+}
+
+TEST(QuantizedMatrixTest, Q8_0QuantizerRoundsToNearestWithinHalfAStep) {
+  const std::vector<float> w = testing::RandomVector(4 * 64, 5);
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::Quantize(kQ8_0, w.data(), 4, 64));
+  for (int64_t r = 0; r < 4; ++r) {
+    const std::vector<float> got = Row(m, r);
+    for (int b = 0; b < 2; ++b) {
+      float amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(w[r * 64 + b * 32 + i]));
+      const double d = F16ToF32(F32ToF16(amax / 127));
+      for (int i = 0; i < 32; ++i) {
+        // Half a step, plus d's rounding to f16 (amax / 127 vs the stored d) times the code.
+        EXPECT_LE(std::fabs(got[b * 32 + i] - w[r * 64 + b * 32 + i]), 0.5001 * d + std::fabs(d * 127 - amax))
+            << r << " " << b << " " << i;
+      }
+    }
+  }
+  const std::vector<float> zeros(32, 0.0f);
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix z, QuantizedMatrix::Quantize(kQ8_0, zeros.data(), 1, 32));
+  for (float v : Row(z, 0)) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(QuantizedMatrixTest, Q4_0QuantizerKeepsTheLargestValueAndSixteenLevels) {
+  const std::vector<float> w = testing::RandomVector(64, 8);
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::Quantize(kQ4_0, w.data(), 1, 64));
+  const std::vector<float> got = Row(m, 0);
+  for (int b = 0; b < 2; ++b) {
+    int arg = 0;
+    for (int i = 0; i < 32; ++i) arg = std::fabs(w[b * 32 + i]) > std::fabs(w[b * 32 + arg]) ? i : arg;
+    const double d = F16ToF32(F32ToF16(w[b * 32 + arg] / -8));
+    EXPECT_NEAR(got[b * 32 + arg], w[b * 32 + arg], std::fabs(w[b * 32 + arg]) * 1e-3);  // -8·d, d in f16
+    for (int i = 0; i < 32; ++i) {
+      // Half a step, except past 6.5 steps on the other side of the largest value: code 15 (7 steps).
+      const double t = w[b * 32 + i] / d;
+      EXPECT_LE(std::fabs(got[b * 32 + i] - w[b * 32 + i]), std::fabs(d) * std::max(0.5, t - 7) * 1.001 + 1e-7) << i;
+    }
+  }
+}
+
+TEST(QuantizedMatrixTest, BadShapesAndFormatsAreRefused) {
+  const std::vector<uint8_t> bytes(1024);
+  EXPECT_THAT(QuantizedMatrix::FromBytes(kQ8_0, 1, 33, bytes.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument, "multiple of 32"));
+  EXPECT_THAT(QuantizedMatrix::FromBytes(kQ8_0, 0, 32, bytes.data()), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+  EXPECT_THAT(QuantizedMatrix::FromBytes(kFp8E4m3, 2, 200, bytes.data(), 0, {.scales = {1, 2, 3}, .rows = 128, .cols = 128}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not cover"));
+  EXPECT_THAT(QuantizedMatrix::FromBytes(kFp8E4m3, 2, 200, bytes.data(), 0, {.scales = {1}, .rows = 128, .cols = 64}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not cover"));
+  EXPECT_THAT(QuantizedMatrix::FromBytes(kQ8_0, 2, 64, bytes.data(), 0, {.scales = {1, 1}, .rows = 2, .cols = 48}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not cover"));
+  const std::vector<float> w(64, 1.0f);
+  EXPECT_THAT(QuantizedMatrix::Quantize(kMxfp4, w.data(), 1, 64),
+              StatusIs(absl::StatusCode::kInvalidArgument, "only read from checkpoints"));
+  EXPECT_THAT(QuantizedMatrix::Quantize(kQ4_0, w.data(), 2, 32 + 1), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+}
+
+}  // namespace
+}  // namespace moe::model

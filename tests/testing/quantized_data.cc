@@ -1,0 +1,68 @@
+// tests/testing/quantized_data.cc
+#include "tests/testing/quantized_data.h"
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "gtest/gtest.h"
+#include "model/fp8.h"
+#include "tests/testing/random_data.h"
+
+namespace moe::testing {
+
+std::vector<std::string> TestedWeightFormats() { return {"q8_0", "q4_0", "mxfp4", "fp8_e4m3"}; }
+
+model::QuantizedMatrix RandomQuantizedMatrix(const std::string& format, int64_t n, int64_t k, uint64_t seed) {
+  const std::vector<float> w = RandomVector(static_cast<size_t>(n * k), seed, 1.0f / std::sqrt(float(k)));
+  absl::StatusOr<model::QuantizedMatrix> m = absl::InvalidArgumentError("unknown format " + format);
+  if (format == "fp8_e4m3") {
+    std::vector<uint8_t> codes;
+    const model::Tensor scales = model::QuantizeFp8Blocks(w.data(), n, k, 128, 128, &codes);
+    model::ScaleGrid grid{.scales = std::vector<float>(scales.f32().begin(), scales.f32().end()), .rows = 128, .cols = 128};
+    m = model::QuantizedMatrix::FromBytes(model::kFp8E4m3, n, k, codes.data(), 0, std::move(grid));
+  } else if (format == "mxfp4") {
+    std::vector<uint8_t> blocks, scales;
+    model::QuantizeMxfp4Expert(w.data(), n, k, &blocks, &scales);
+    std::vector<uint8_t> rows;  // 17-byte blocks: the scale, then its 16 code bytes
+    for (size_t b = 0; b < scales.size(); ++b) {
+      rows.push_back(scales[b]);
+      rows.insert(rows.end(), blocks.begin() + 16 * b, blocks.begin() + 16 * (b + 1));
+    }
+    m = model::QuantizedMatrix::FromBytes(model::kMxfp4, n, k, rows.data());
+  } else if (const model::WeightFormat* f = model::FindWeightFormat(format); f != nullptr) {
+    m = model::QuantizedMatrix::Quantize(*f, w.data(), n, k);
+  }
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? *std::move(m) : model::QuantizedMatrix::Quantize(model::kQ8_0, w.data(), 1, 32).value();
+}
+
+experts::ExpertWeights RandomQuantizedExpert(const std::string& format, experts::ExpertKey key, int hidden,
+                                             int inter, uint64_t seed) {
+  experts::ExpertWeights w;
+  w.key = key;
+  w.q1 = std::make_shared<const model::QuantizedMatrix>(RandomQuantizedMatrix(format, inter, hidden, seed));
+  w.q3 = std::make_shared<const model::QuantizedMatrix>(RandomQuantizedMatrix(format, inter, hidden, seed + 1));
+  w.q2 = std::make_shared<const model::QuantizedMatrix>(RandomQuantizedMatrix(format, hidden, inter, seed + 2));
+  return w;
+}
+
+std::vector<float> DequantizedValues(const model::QuantizedMatrix& w) {
+  std::vector<float> out(static_cast<size_t>(w.n() * w.k()));
+  for (int64_t r = 0; r < w.n(); ++r) w.DequantizeRow(r, out.data() + r * w.k());
+  return out;
+}
+
+experts::ExpertWeights Dequantized(const experts::ExpertWeights& w) {
+  experts::ExpertWeights d = w;
+  const auto f32 = [](const model::QuantizedMatrix& q) {
+    return model::Tensor::FromF32(DequantizedValues(q), {q.n(), q.k()});
+  };
+  d.w1 = f32(*w.q1);
+  d.w3 = f32(*w.q3);
+  d.w2 = f32(*w.q2);
+  d.q1 = d.q3 = d.q2 = nullptr;
+  return d;
+}
+
+}  // namespace moe::testing
