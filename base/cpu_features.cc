@@ -71,7 +71,7 @@ CpuFeatures DetectCpuFeatures() {
   const bool os_tiles = (xcr0 & 0x60000) == 0x60000;    // XTILECFG, XTILEDATA
   const Regs l7 = CpuId(7, 0);
   const Regs l7s1 = CpuId(7, 1);
-  f.avx2_fma = os_ymm && Bit(l1.c, 12) && Bit(l7.b, 5);
+  f.avx2_fma = os_ymm && Bit(l1.c, 12) && Bit(l7.b, 5) && Bit(l1.c, 29);  // FMA, AVX2, F16C
   f.avx512 = os_zmm && Bit(l7.b, 16) && Bit(l7.b, 17) && Bit(l7.b, 30) && Bit(l7.b, 31);
   f.avx512_bf16 = f.avx512 && Bit(l7s1.a, 5);
   f.amx_bf16 = f.avx512_bf16 && os_tiles && Bit(l7.d, 22) && Bit(l7.d, 24);

@@ -16,7 +16,7 @@ namespace moe::base {
 
 struct CpuFeatures {
   std::string model;          // the brand string, e.g. "Intel(R) Xeon(R) Platinum 8592+"
-  bool avx2_fma = false;      // AVX2 and FMA, with the OS saving ymm state
+  bool avx2_fma = false;      // AVX2, FMA and F16C, with the OS saving ymm state
   bool avx512 = false;        // AVX-512 F/BW/VL/DQ, with the OS saving zmm state
   bool avx512_bf16 = false;   // AVX512_BF16 (vdpbf16ps)
   bool amx_bf16 = false;      // AMX-TILE and AMX-BF16 in cpuid (permission is separate)

@@ -51,6 +51,7 @@ ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.")
 ABSL_FLAG(std::string, quantize, "",
           "Quantize the experts at load to this format (q8_0, q4_0) and measure them so; empty = --dtype as is.");
 ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");
+ABSL_FLAG(int, stream_mib, 0, "Buffer of the streaming-read bandwidth test, MiB; 0 = 1 GiB or 3 x the last-level cache.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
 ABSL_FLAG(std::string, inputs_out, "",
           "Also write the layer's gate weight and inputs (gate.weight, x.<tokens>) to this safetensors file, so "
@@ -168,7 +169,8 @@ int main(int argc, char** argv) {
 
   // Memory bandwidth over several times the last-level cache.
   const long l3 = std::max(sysconf(_SC_LEVEL3_CACHE_SIZE), 32L << 20);
-  const size_t stream_bytes = std::max<size_t>(size_t{1} << 30, 3 * static_cast<size_t>(l3));
+  const size_t stream_bytes = absl::GetFlag(FLAGS_stream_mib) > 0 ? size_t(absl::GetFlag(FLAGS_stream_mib)) << 20
+                                                                  : std::max<size_t>(size_t{1} << 30, 3 * static_cast<size_t>(l3));
   const double bandwidth = on_cpu ? moe::bench::StreamReadBandwidth(stream_bytes, threads, 5) : 0;
   if (on_cpu) {
     std::printf("\nstreaming read: %.1f GB/s over %.0f MiB (%d threads); resident/checkpoint bytes (C4) %.3f\n",

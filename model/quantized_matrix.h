@@ -46,6 +46,7 @@ class QuantizedMatrix {
   int64_t k() const { return k_; }
   int64_t row_bytes() const { return row_bytes_; }
   const uint8_t* row(int64_t r) const { return data_.get() + r * row_bytes_; }
+  const ScaleGrid& grid() const { return grid_; }  // empty scales when the format carries its own
   // Resident bytes: the rows and the scale grid.
   size_t bytes() const { return static_cast<size_t>(n_ * row_bytes_) + grid_.scales.size() * sizeof(float); }
 

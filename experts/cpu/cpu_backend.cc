@@ -33,7 +33,7 @@ constexpr int kSmallRowsF32 = 8;
 constexpr int kSmallRowsBf16Widened = 64;
 // Quantized experts: QuantizedProduct up to this many rows, widened weights on oneDNN's f32 GEMM
 // past it.
-constexpr int kSmallRowsQuantized = 16;
+constexpr int kSmallRowsQuantized = 32;
 
 // The bias slice and activation of an expert's w1|w3 columns from `first` on (for SiluMulRows).
 template <typename Expert>

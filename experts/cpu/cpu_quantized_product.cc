@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "experts/cpu/cpu_quantized_avx2.h"
 
 namespace moe::experts {
 namespace {
@@ -110,19 +111,28 @@ __attribute__((target("avx512f"))) void DotAvx512(const float* w, int64_t k, con
   }
 }
 
+// Output feature j of every row, the weight row dequantized in registers.
+using RowKernel = void (*)(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
+                           float* y, int64_t ldy);
+
 struct KernelEntry {
   const char* format;  // nullptr: every format
   base::CpuIsa isa;    // the lowest level it needs
+  RowKernel fused;     // or, where nullptr, the row dequantized into a buffer and `dot`
   RowDot dot;
   const char* name;
 };
 
-// Searched in order: the first entry of the format (or of every format) whose level the CPU has.
-// A format with a fused kernel of its own puts it before the generic entries.
+// Searched in order: the first entry of the format (or of every format) whose level the CPU has:
+// the formats' own kernels first, then the generic dequantize-and-dot ones.
 constexpr KernelEntry kKernels[] = {
-    {nullptr, base::CpuIsa::kAvx512, DotAvx512, "dequantize + avx512 dot"},
-    {nullptr, base::CpuIsa::kAvx2, DotAvx2, "dequantize + avx2 dot"},
-    {nullptr, base::CpuIsa::kScalar, DotScalar, "dequantize + scalar dot"},
+    {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"mxfp4", base::CpuIsa::kAvx2, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"fp8_e4m3", base::CpuIsa::kAvx2, Fp8RowAvx2, nullptr, "avx2 (codes decoded in registers)"},
+    {nullptr, base::CpuIsa::kAvx512, nullptr, DotAvx512, "dequantize + avx512 dot"},
+    {nullptr, base::CpuIsa::kAvx2, nullptr, DotAvx2, "dequantize + avx2 dot"},
+    {nullptr, base::CpuIsa::kScalar, nullptr, DotScalar, "dequantize + scalar dot"},
 };
 
 const KernelEntry& Choose(const model::WeightFormat& format, base::CpuIsa isa) {
@@ -136,8 +146,14 @@ const KernelEntry& Choose(const model::WeightFormat& format, base::CpuIsa isa) {
 
 void QuantizedProduct(base::CpuIsa isa, const model::QuantizedMatrix& w, const float* x, int64_t ldx,
                       int64_t rows, float* y, int64_t ldy, int threads) {
-  const RowDot dot = Choose(w.format(), isa).dot;
+  const KernelEntry& kernel = Choose(w.format(), isa);
   const int64_t n = w.n(), k = w.k();
+  if (kernel.fused != nullptr) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t j = 0; j < n; ++j) kernel.fused(w, j, x, ldx, rows, y + j, ldy);
+    return;
+  }
+  const RowDot dot = kernel.dot;
 #pragma omp parallel num_threads(threads)
   {
     // One dequantized row per thread, on its own cache lines.

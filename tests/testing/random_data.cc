@@ -21,6 +21,13 @@ std::vector<float> RandomVector(size_t count, uint64_t seed, float stddev) {
   return v;
 }
 
+std::vector<uint8_t> RandomBytes(size_t count, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> v(count);
+  for (uint8_t& b : v) b = static_cast<uint8_t>(rng() >> 56);
+  return v;
+}
+
 experts::ExpertWeights RandomExpert(experts::ExpertKey key, int hidden, int inter, uint64_t seed) {
   experts::ExpertWeights w;
   w.key = key;

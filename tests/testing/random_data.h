@@ -13,6 +13,8 @@ namespace moe::testing {
 
 // `count` values from N(0, stddev²), deterministic for `seed`.
 std::vector<float> RandomVector(size_t count, uint64_t seed, float stddev = 1.0f);
+// `count` uniformly random bytes, deterministic for `seed` (raw quantized blocks).
+std::vector<uint8_t> RandomBytes(size_t count, uint64_t seed);
 // Random f32 weights of a SwiGLU expert of dims (hidden, inter), scaled like an initialisation.
 experts::ExpertWeights RandomExpert(experts::ExpertKey key, int hidden, int inter, uint64_t seed);
 // A fresh, empty folder under the test's temporary directory (unique per call).

@@ -50,7 +50,7 @@ TEST_P(CpuBackendQuantizedTest, EveryRowCountOnEveryPathMatchesTheDequantizedLoo
     if (!RunsRequestedIsa(*backend)) GTEST_SKIP() << "MOE_CPU_ISA is not available here: " << backend->device();
     EXPECT_EQ(backend->resident().dtype, GetParam());
     EXPECT_EQ(backend->resident().bytes, static_cast<int64_t>(w.q1->bytes() + w.q3->bytes() + w.q2->bytes()));
-    EXPECT_NE(backend->device().find(GetParam() + ": dequantize"), std::string::npos) << backend->device();
+    EXPECT_NE(backend->device().find(GetParam() + ": "), std::string::npos) << backend->device();
     for (const int rows : {1, 2, 4, 5, 15, 16, 17, 33, 257, 513, 1000}) {
       const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * kHidden, 50 + rows);
       std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
