@@ -50,6 +50,8 @@ ABSL_FLAG(std::string, amx_kernel, "own",
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(std::string, quantize, "",
           "Quantize the experts at load to this format (q8_0, q4_0) and measure them so; empty = --dtype as is.");
+ABSL_FLAG(bool, int8_activations, false,
+          "With --quantize=q8_0|q4_0: activations quantized to int8 at up to 32 rows (moe-expert --cpu_compute=int8).");
 ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");
 ABSL_FLAG(int, stream_mib, 0, "Buffer of the streaming-read bandwidth test, MiB; 0 = 1 GiB or 3 x the last-level cache.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
                                              .cpu_small_rows = absl::GetFlag(FLAGS_small_rows),
                                              .cpu_onednn_amx = absl::GetFlag(FLAGS_amx_kernel) == "onednn",
                                              .quantize = quantize,
+                                             .cpu_int8_activations = absl::GetFlag(FLAGS_int8_activations),
                                              .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"};
   auto make_expert = [&](moe::experts::ExpertKey key, uint64_t seed) {
     moe::experts::ExpertWeights w = RandomExpert(key, h, inter, seed);

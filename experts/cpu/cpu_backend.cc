@@ -201,6 +201,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
                          : main_dtype == model::DType::kBF16 ? kSmallRowsBf16
                                                          : kSmallRowsF32;
   backend->quantized_rows_ = options.small_rows >= 0 ? options.small_rows : kSmallRowsQuantized;
+  backend->int8_activations_ = options.int8_activations;
   // The first expert of each kind names the kernels below.
   const Expert* plain = nullptr;
   const Expert* quantized = nullptr;
@@ -252,7 +253,8 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   if (quantized != nullptr) {
     RETURN_IF_ERROR(backend->RunChunkWidened(*quantized, in.data(), out.data(), 16));
     absl::StrAppend(&backend->kernels_, backend->kernels_.empty() ? "" : "; ",
-                    QuantizedKernelName(quantized->q1->format(), backend->isa_), " for <= ", backend->quantized_rows_,
+                    QuantizedKernelName(quantized->q1->format(), backend->isa_, backend->int8_activations_),
+                    " for <= ", backend->quantized_rows_,
                     " rows, oneDNN ", backend->matmuls_.last_impl(), " on weights dequantized to f32 per product for more");
   }
   backend->kernels_ = absl::StrCat(config.line, ": ", backend->kernels_);
@@ -406,11 +408,25 @@ absl::Status CpuExpertBackend::RunChunkQuantized(const Expert& e, const float* i
   if (gate_up == nullptr || act == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot allocate scratch for ", rows, " rows"));
   }
-  QuantizedProduct(isa_, *e.q1, in, h, rows, gate_up, 2 * inter, threads_);
-  QuantizedProduct(isa_, *e.q3, in, h, rows, gate_up + inter, 2 * inter, threads_);
+  // The int8 path quantizes the input once for w1 and w3, and the activation once for w2.
+  const bool int8 = int8_activations_ && HasInt8Kernel(e.q1->format(), isa_) &&
+                    HasInt8Kernel(e.q3->format(), isa_) && HasInt8Kernel(e.q2->format(), isa_);
+  if (int8) {
+    QuantizeActivationsInt8(in, h, rows, h, &x_int8_);
+    QuantizedProductInt8(isa_, *e.q1, x_int8_, rows, gate_up, 2 * inter, threads_);
+    QuantizedProductInt8(isa_, *e.q3, x_int8_, rows, gate_up + inter, 2 * inter, threads_);
+  } else {
+    QuantizedProduct(isa_, *e.q1, in, h, rows, gate_up, 2 * inter, threads_);
+    QuantizedProduct(isa_, *e.q3, in, h, rows, gate_up + inter, 2 * inter, threads_);
+  }
   SiluMulRows(isa_, gate_up, gate_up + inter, 2 * inter, rows, inter, model::DType::kF32, act, inter, threads_,
               GluOf(e, 0));
-  QuantizedProduct(isa_, *e.q2, act, inter, rows, out, h, threads_);
+  if (int8) {
+    QuantizeActivationsInt8(act, inter, rows, inter, &x_int8_);
+    QuantizedProductInt8(isa_, *e.q2, x_int8_, rows, out, h, threads_);
+  } else {
+    QuantizedProduct(isa_, *e.q2, act, inter, rows, out, h, threads_);
+  }
   AddDownBias(e, rows, h, out);
   return absl::OkStatus();
 }

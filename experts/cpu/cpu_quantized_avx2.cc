@@ -132,6 +132,85 @@ MOE_AVX2 void BlockRows(const model::QuantizedMatrix& w, int64_t j, const float*
   }
 }
 
+// The 32 int8 weight codes of a block, and its scale.
+struct Q8_0Int8 {
+  static constexpr int kBytes = 34;
+  MOE_AVX2 static inline __m256i Codes(const uint8_t* block, float* d) {
+    uint16_t d_bits;
+    std::memcpy(&d_bits, block, 2);
+    *d = _cvtsh_ss(d_bits);
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+  }
+};
+
+struct Q4_0Int8 {
+  static constexpr int kBytes = 18;
+  MOE_AVX2 static inline __m256i Codes(const uint8_t* block, float* d) {
+    uint16_t d_bits;
+    std::memcpy(&d_bits, block, 2);
+    *d = _cvtsh_ss(d_bits);
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
+    const __m128i nibble = _mm_set1_epi8(0x0f);
+    const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nibble), _mm_and_si128(v, nibble));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+  }
+};
+
+// Σ q_w·q_x over 32 codes as eight int32 lanes: |q_w| (unsigned) times q_x with q_w's sign, pairs
+// summed to int16 (at most 2·128·127, no saturation), then to int32.
+MOE_AVX2 inline __m256i DotInt8(__m256i w, __m256i x) {
+  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+}
+
+template <typename Block, int kRows>
+MOE_AVX2 inline void Int8RowsOf(const uint8_t* row, int64_t blocks, const int8_t* qx, int64_t ldq, const float* dx,
+                                int64_t ldd, float* y, int64_t ldy) {
+  constexpr int kChains = kRows <= 2 ? 2 : 1;  // FMAs in flight: one a block per row
+  __m256 acc[kRows][kChains];
+  for (int r = 0; r < kRows; ++r) {
+    for (int c = 0; c < kChains; ++c) acc[r][c] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    float dw;
+    const __m256i w = Block::Codes(row + b * Block::kBytes, &dw);
+    for (int r = 0; r < kRows; ++r) {
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + r * ldq + b * 32));
+      const __m256 sums = _mm256_cvtepi32_ps(DotInt8(w, x));
+      acc[r][b % kChains] = _mm256_fmadd_ps(sums, _mm256_set1_ps(dw * dx[r * ldd + b]), acc[r][b % kChains]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    __m256 total = acc[r][0];
+    for (int c = 1; c < kChains; ++c) total = _mm256_add_ps(total, acc[r][c]);
+    y[r * ldy] = Sum(total);
+  }
+}
+
+template <typename Block>
+MOE_AVX2 void Int8Rows(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
+                       int64_t ldd, int64_t rows, float* y, int64_t ldy) {
+  const uint8_t* row = w.row(j);
+  const int64_t blocks = w.k() / 32;
+  int64_t r0 = 0;
+  for (; r0 + 4 <= rows; r0 += 4) {
+    Int8RowsOf<Block, 4>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
+  }
+  switch (rows - r0) {
+    case 3:
+      Int8RowsOf<Block, 3>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
+      break;
+    case 2:
+      Int8RowsOf<Block, 2>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
+      break;
+    case 1:
+      Int8RowsOf<Block, 1>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
 struct Fp8Table {
   float value[256];
   Fp8Table() {
@@ -154,6 +233,16 @@ void Q4_0RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int
 void Mxfp4RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
                   int64_t ldy) {
   BlockRows<Mxfp4>(w, j, x, ldx, rows, y, ldy);
+}
+
+void Q8_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
+                     int64_t ldd, int64_t rows, float* y, int64_t ldy) {
+  Int8Rows<Q8_0Int8>(w, j, qx, ldq, dx, ldd, rows, y, ldy);
+}
+
+void Q4_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
+                     int64_t ldd, int64_t rows, float* y, int64_t ldy) {
+  Int8Rows<Q4_0Int8>(w, j, qx, ldq, dx, ldd, rows, y, ldy);
 }
 
 MOE_AVX2 void Fp8RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -115,19 +116,24 @@ __attribute__((target("avx512f"))) void DotAvx512(const float* w, int64_t k, con
 using RowKernel = void (*)(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
                            float* y, int64_t ldy);
 
+// The same on int8 activations (cpu_quantized_avx2.h).
+using Int8RowKernel = void (*)(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq,
+                               const float* dx, int64_t ldd, int64_t rows, float* y, int64_t ldy);
+
 struct KernelEntry {
   const char* format;  // nullptr: every format
   base::CpuIsa isa;    // the lowest level it needs
   RowKernel fused;     // or, where nullptr, the row dequantized into a buffer and `dot`
   RowDot dot;
   const char* name;
+  Int8RowKernel int8 = nullptr;  // on int8 activations, where the format has one
 };
 
 // Searched in order: the first entry of the format (or of every format) whose level the CPU has:
 // the formats' own kernels first, then the generic dequantize-and-dot ones.
 constexpr KernelEntry kKernels[] = {
-    {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q8_0RowInt8Avx2},
+    {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_0RowInt8Avx2},
     {"mxfp4", base::CpuIsa::kAvx2, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
     {"fp8_e4m3", base::CpuIsa::kAvx2, Fp8RowAvx2, nullptr, "avx2 (codes decoded in registers)"},
     {nullptr, base::CpuIsa::kAvx512, nullptr, DotAvx512, "dequantize + avx512 dot"},
@@ -173,7 +179,39 @@ void DequantizeRowsF32(const model::QuantizedMatrix& w, int64_t begin, int64_t c
   for (int64_t j = 0; j < count; ++j) w.DequantizeRow(begin + j, out + j * ld);
 }
 
-std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa) {
+void QuantizeActivationsInt8(const float* x, int64_t ldx, int64_t rows, int64_t k, Int8Activations* out) {
+  const int64_t blocks = k / 32;
+  if (static_cast<int64_t>(out->q.size()) < rows * k) out->q.resize(static_cast<size_t>(rows * k));
+  if (static_cast<int64_t>(out->d.size()) < rows * blocks) out->d.resize(static_cast<size_t>(rows * blocks));
+  out->k = k;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* v = x + r * ldx + b * 32;
+      float amax = 0.0f;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i]));
+      const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+      out->d[r * blocks + b] = d;
+      int8_t* q = out->q.data() + r * k + b * 32;
+      for (int i = 0; i < 32; ++i) q[i] = static_cast<int8_t>(std::lrintf(v[i] * id));
+    }
+  }
+}
+
+bool HasInt8Kernel(const model::WeightFormat& format, base::CpuIsa isa) { return Choose(format, isa).int8 != nullptr; }
+
+void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, const Int8Activations& x, int64_t rows,
+                          float* y, int64_t ldy, int threads) {
+  const Int8RowKernel kernel = Choose(w.format(), isa).int8;
+  const int64_t n = w.n(), k = w.k();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t j = 0; j < n; ++j) kernel(w, j, x.q.data(), k, x.d.data(), k / 32, rows, y + j, ldy);
+}
+
+std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa, bool int8) {
+  if (int8 && HasInt8Kernel(format, isa)) {
+    return absl::StrCat(format.name, ": ", base::CpuIsaName(Choose(format, isa).isa),
+                        " int8 dot (activations in 8 bits a value, a scale per 32)");
+  }
   return absl::StrCat(format.name, ": ", Choose(format, isa).name);
 }
 

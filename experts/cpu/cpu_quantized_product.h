@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/cpu_features.h"
 #include "model/quantized_matrix.h"
@@ -28,7 +29,27 @@ void QuantizedProduct(base::CpuIsa isa, const model::QuantizedMatrix& w, const f
 void DequantizeRowsF32(const model::QuantizedMatrix& w, int64_t begin, int64_t count, float* out, int64_t ld,
                        int threads);
 
-// What QuantizedProduct runs for `format` at `isa`, for startup lines: e.g. "q8_0: dequantize + avx2 dot".
-std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa);
+// Activation rows quantized for the int8 kernels: blocks of 32 values, each with d = amax / 127
+// (f32) and codes q = round(x / d) in [−127, 127]. Grow-only; owned by a caller under its lock.
+struct Int8Activations {
+  std::vector<int8_t> q;  // [rows, k]
+  std::vector<float> d;   // [rows, k / 32]
+  int64_t k = 0;
+};
+
+// Quantizes the rows x [rows, ldx] of k values (k a multiple of 32) into `out`.
+void QuantizeActivationsInt8(const float* x, int64_t ldx, int64_t rows, int64_t k, Int8Activations* out);
+
+// Whether `format` has an int8 kernel at `isa` (q8_0 and q4_0 from AVX2 up).
+bool HasInt8Kernel(const model::WeightFormat& format, base::CpuIsa isa);
+
+// y[r, j] = Σ_c x̂[r, c]·W[j, c], x̂ the values of the quantized activations: integer products
+// summed exactly per block, scaled in f32. REQUIRES: HasInt8Kernel(w.format(), isa), x.k == w.k().
+void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, const Int8Activations& x, int64_t rows,
+                          float* y, int64_t ldy, int threads);
+
+// What QuantizedProduct (or, with `int8`, QuantizedProductInt8) runs for `format` at `isa`, for
+// startup lines: e.g. "q8_0: avx2 (blocks decoded in registers)".
+std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa, bool int8 = false);
 
 }  // namespace moe::experts

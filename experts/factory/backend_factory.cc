@@ -43,7 +43,8 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Sp
                                                  .f32_compute = options.cpu_f32_compute,
                                                  .small_rows = options.cpu_small_rows,
                                                  .onednn_amx = options.cpu_onednn_amx,
-                                                 .quantize = quantize}));
+                                                 .quantize = quantize,
+                                                 .int8_activations = options.cpu_int8_activations}));
     return std::unique_ptr<ExpertBackend>(std::move(backend));
   }
   if (options.kind == "cuda") {

@@ -44,8 +44,10 @@ ABSL_FLAG(std::string, cuda_gemm, "back_to_back",
           "grouped (one grouped GEMM per projection; the output is rounded to --cuda_dtype once).");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend (oneDNN and our kernels); 0 = every core.");
 ABSL_FLAG(std::string, cpu_compute, "auto",
-          "CPU backend: auto (bf16 weights computed in bf16 with f32 accumulation, f32 in f32) or f32 "
-          "(bf16 weights widened to f32 at load: twice the memory, f32 numerics).");
+          "CPU backend: auto (bf16 weights computed in bf16 with f32 accumulation, f32 in f32, quantized "
+          "experts on f32 activations), f32 (bf16 weights widened to f32 at load: twice the memory, f32 "
+          "numerics) or int8 (as auto, and q8_0/q4_0 experts take activations quantized to 8 bits at up to 32 "
+          "rows: faster decode, ~1.5 % row error).");
 ABSL_FLAG(std::string, quantize, "",
           "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so (q8_0, q4_0: "
           "llama.cpp's blocks; a quarter to an eighth of f32's memory, computed from f32 activations); empty = "
@@ -154,8 +156,9 @@ int main(int argc, char** argv) {
     (*server)->Shutdown();
     return 2;
   }
-  if (absl::GetFlag(FLAGS_cpu_compute) != "auto" && absl::GetFlag(FLAGS_cpu_compute) != "f32") {
-    std::fprintf(stderr, "moe-expert: --cpu_compute must be auto or f32\n");
+  if (absl::GetFlag(FLAGS_cpu_compute) != "auto" && absl::GetFlag(FLAGS_cpu_compute) != "f32" &&
+      absl::GetFlag(FLAGS_cpu_compute) != "int8") {
+    std::fprintf(stderr, "moe-expert: --cpu_compute must be auto, f32 or int8\n");
     (*server)->Shutdown();
     return 2;
   }
@@ -170,6 +173,7 @@ int main(int argc, char** argv) {
       .threads = absl::GetFlag(FLAGS_threads),
       .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32",
       .quantize = absl::GetFlag(FLAGS_quantize),
+      .cpu_int8_activations = absl::GetFlag(FLAGS_cpu_compute) == "int8",
       .device = absl::GetFlag(FLAGS_device),
       .cuda_dtype = cuda_dtype == "bf16"  ? moe::model::DType::kBF16
                     : cuda_dtype == "f16" ? moe::model::DType::kF16

@@ -105,6 +105,53 @@ TEST(QuantizedProductTest, Q8_0AndQ4_0FromRawBlocks) {
   }
 }
 
+TEST(QuantizedProductTest, Int8ActivationsAreWithinHalfAStep) {
+  const std::vector<float> x = testing::RandomVector(3 * 70, 12);
+  Int8Activations q;
+  QuantizeActivationsInt8(x.data(), 70, 3, 64, &q);
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 64; ++c) {
+      const float d = q.d[r * 2 + c / 32];
+      EXPECT_LE(std::abs(q.q[r * 64 + c] * d - x[r * 70 + c]), 0.5001f * d) << r << "," << c;
+      EXPECT_LE(std::abs(int{q.q[r * 64 + c]}), 127);
+    }
+  }
+}
+
+// The int8 kernels against a double loop on the dequantized weights and the quantized activations'
+// values: exact integer sums, so as close as f32 scaling allows.
+TEST(QuantizedProductTest, Int8KernelsMatchTheDoubleLoopOnQuantizedActivations) {
+  for (const std::string& format : {std::string("q8_0"), std::string("q4_0")}) {
+    const int64_t n = 37, k = 96;
+    const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, n, k, 13);
+    const std::vector<float> dense = testing::DequantizedValues(w);
+    for (const base::CpuIsa isa : LevelsOfThisCpu()) {
+      if (!HasInt8Kernel(w.format(), isa)) continue;
+      for (const int rows : {1, 2, 3, 4, 5, 9}) {
+        const std::vector<float> x = testing::RandomVector(static_cast<size_t>(rows * k), 30 + rows);
+        Int8Activations q;
+        QuantizeActivationsInt8(x.data(), k, rows, k, &q);
+        const int64_t ldy = n + 2;
+        std::vector<float> y(static_cast<size_t>(rows * ldy), std::numeric_limits<float>::quiet_NaN());
+        QuantizedProductInt8(isa, w, q, rows, y.data(), ldy, 2);
+        for (int r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < n; ++j) {
+            double want = 0, size = 0;
+            for (int64_t c = 0; c < k; ++c) {
+              const double xv = double(q.q[r * k + c]) * q.d[r * (k / 32) + c / 32];
+              want += double(dense[j * k + c]) * xv;
+              size += std::abs(double(dense[j * k + c]) * xv);
+            }
+            ASSERT_LE(std::abs(want - y[r * ldy + j]), 1e-6 * size) << format << " at " << base::CpuIsaName(isa)
+                                                                   << ", " << rows << " rows, row " << r;
+          }
+          for (int64_t j = n; j < ldy; ++j) ASSERT_TRUE(std::isnan(y[r * ldy + j]));
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantizedProductTest, DequantizeRowsF32IsDequantizeRow) {
   const model::QuantizedMatrix w = testing::RandomQuantizedMatrix("q4_0", 10, 64, 3);
   const std::vector<float> dense = testing::DequantizedValues(w);
@@ -120,6 +167,10 @@ TEST(QuantizedProductTest, KernelNamesSayFormatAndLevel) {
   EXPECT_EQ(QuantizedKernelName(model::kQ8_0, base::CpuIsa::kAvx2), "q8_0: avx2 (blocks decoded in registers)");
   EXPECT_EQ(QuantizedKernelName(model::kMxfp4, base::CpuIsa::kScalar), "mxfp4: dequantize + scalar dot");
   EXPECT_EQ(QuantizedKernelName(model::kFp8E4m3, base::CpuIsa::kAmx), "fp8_e4m3: avx2 (codes decoded in registers)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ4_0, base::CpuIsa::kAvx512, /*int8=*/true),
+            "q4_0: avx2 int8 dot (activations in 8 bits a value, a scale per 32)");
+  EXPECT_EQ(QuantizedKernelName(model::kMxfp4, base::CpuIsa::kAvx2, /*int8=*/true), "mxfp4: avx2 (blocks decoded in registers)");
+  EXPECT_FALSE(HasInt8Kernel(model::kQ8_0, base::CpuIsa::kScalar));
 }
 
 }  // namespace
