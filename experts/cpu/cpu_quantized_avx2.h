@@ -1,7 +1,8 @@
 // experts/cpu/cpu_quantized_avx2.h
 // AVX2 kernels that dequantize a low-bit weight row in registers, block by block, and dot it with
 // up to four activation rows at a time (f32 activations, or int8 ones for q8_0/q4_0): the row's
-// bytes are read once per four rows and never widened in memory. One per format (q8_0, q4_0, mxfp4, fp8_e4m3), each giving bit for bit the
+// bytes are read once per four rows and never widened in memory. One per format (q8_0, q4_0, q4_k, q5_k, q6_k, iq4_xs, mxfp4, mxfp4_gguf, int4,
+// fp8_e4m3), each giving bit for bit the
 // format's exact dequantized values (model/formats). Entries of cpu_quantized_product.cc's kernel
 // table; stateless and thread-safe. REQUIRES: a CPU with AVX2, FMA and F16C.
 #pragma once
@@ -19,6 +20,18 @@ void Q4_0RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int
                  int64_t ldy);
 void Mxfp4RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
                   int64_t ldy);
+void Q4_KRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
+                 int64_t ldy);
+void Q5_KRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
+                 int64_t ldy);
+void Q6_KRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
+                 int64_t ldy);
+void Iq4XsRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
+                  int64_t ldy);
+void Mxfp4GgufRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
+                      float* y, int64_t ldy);
+void Int4RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
+                 int64_t ldy);
 void Fp8RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
                 int64_t ldy);
 

@@ -134,7 +134,13 @@ struct KernelEntry {
 constexpr KernelEntry kKernels[] = {
     {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q8_0RowInt8Avx2},
     {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_0RowInt8Avx2},
+    {"q4_k", base::CpuIsa::kAvx2, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"q5_k", base::CpuIsa::kAvx2, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"q6_k", base::CpuIsa::kAvx2, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"iq4_xs", base::CpuIsa::kAvx2, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
     {"mxfp4", base::CpuIsa::kAvx2, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"mxfp4_gguf", base::CpuIsa::kAvx2, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
+    {"int4", base::CpuIsa::kAvx2, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)"},
     {"fp8_e4m3", base::CpuIsa::kAvx2, Fp8RowAvx2, nullptr, "avx2 (codes decoded in registers)"},
     {nullptr, base::CpuIsa::kAvx512, nullptr, DotAvx512, "dequantize + avx512 dot"},
     {nullptr, base::CpuIsa::kAvx2, nullptr, DotAvx2, "dequantize + avx2 dot"},

@@ -84,9 +84,10 @@ ABSL_FLAG(std::string, cpu_compute, "auto",
           "CPU backend: auto (bf16 weights computed in bf16, f32 accumulation), f32 (bf16 widened at load) or "
           "int8 (q8_0/q4_0 experts on activations quantized to 8 bits at up to 32 rows; ~1.5 % row error).");
 ABSL_FLAG(std::string, quantize, "",
-          "--local and the router's always-on MLPs: " "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so (q8_0, q4_0: "
-          "llama.cpp's blocks; a quarter to an eighth of f32's memory, computed from f32 activations); empty = "
-          "as the checkpoint stores them (FP8 and MXFP4 checkpoints always stay as stored).");
+          "--local and the router's always-on MLPs: " "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so: q8_0, q4_0, q4_k, "
+          "q6_k (llama.cpp's blocks) or int4 (scale and zero point per 128, as AWQ/GPTQ); a quarter to an eighth "
+          "of f32's memory, computed from f32 activations; empty = as the checkpoint stores them (FP8 and MXFP4 "
+          "checkpoints always stay as stored).");
 ABSL_FLAG(int, queue_capacity, 256, "--local: requests that may wait for compute.");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM, how long in-flight calls may take to finish.");
 ABSL_FLAG(std::string, shared_experts, "router",

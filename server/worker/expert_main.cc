@@ -49,9 +49,10 @@ ABSL_FLAG(std::string, cpu_compute, "auto",
           "numerics) or int8 (as auto, and q8_0/q4_0 experts take activations quantized to 8 bits at up to 32 "
           "rows: faster decode, ~1.5 % row error).");
 ABSL_FLAG(std::string, quantize, "",
-          "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so (q8_0, q4_0: "
-          "llama.cpp's blocks; a quarter to an eighth of f32's memory, computed from f32 activations); empty = "
-          "as the checkpoint stores them (FP8 and MXFP4 checkpoints always stay as stored).");
+          "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so: q8_0, q4_0, q4_k, "
+          "q6_k (llama.cpp's blocks) or int4 (scale and zero point per 128, as AWQ/GPTQ); a quarter to an eighth "
+          "of f32's memory, computed from f32 activations; empty = as the checkpoint stores them (FP8 and MXFP4 "
+          "checkpoints always stay as stored).");
 ABSL_FLAG(int64_t, max_rows, 65536, "Largest number of token rows accepted in one request.");
 ABSL_FLAG(int, queue_capacity, 256, "Requests that may wait for compute before RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_batch_rows, 65536,

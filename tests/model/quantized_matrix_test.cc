@@ -4,7 +4,9 @@
 // quantizers' rounding and range, and the errors of bad shapes.
 #include "model/quantized_matrix.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -46,7 +48,7 @@ TEST(WeightFormatTest, RegistryNamesEveryFormat) {
     EXPECT_EQ(f->name, name);
   }
   EXPECT_EQ(FindWeightFormat("q3_z"), nullptr);
-  EXPECT_EQ(QuantizableFormatNames(), (std::vector<std::string>{"q8_0", "q4_0"}));
+  EXPECT_EQ(QuantizableFormatNames(), (std::vector<std::string>{"q8_0", "q4_0", "q4_k", "q6_k", "int4"}));
 }
 
 TEST(QuantizedMatrixTest, Q8_0EveryCodeIsScaleTimesCode) {
@@ -170,6 +172,116 @@ TEST(QuantizedMatrixTest, Q4_0QuantizerKeepsTheLargestValueAndSixteenLevels) {
   }
 }
 
+// Q4_K's 12 bytes of scales and mins, packed by hand as ggml-common.h lays them out (bytes 0-3:
+// scales 0-3 and the top bits of scales 4-7; bytes 4-7: mins 0-3 and the top bits of mins 4-7;
+// bytes 8-11: the low nibbles of scales and mins 4-7), every nibble of both halves.
+TEST(QuantizedMatrixTest, Q4_KScalesMinsAndBothNibblesOfEverySubBlock) {
+  int sc[8], mn[8];
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = 5 + 7 * j;   // 5 … 54: both ranges of bits
+    mn[j] = 63 - 8 * j;  // 63 … 7
+  }
+  std::vector<uint8_t> block(144, 0);
+  const uint16_t d_bits = F32ToF16(0.0123f), m_bits = F32ToF16(0.0071f);
+  std::memcpy(block.data(), &d_bits, 2);
+  std::memcpy(block.data() + 2, &m_bits, 2);
+  for (int j = 0; j < 4; ++j) {
+    block[4 + j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    block[8 + j] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+    block[12 + j] = static_cast<uint8_t>((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+  }
+  for (int b = 0; b < 128; ++b) block[16 + b] = static_cast<uint8_t>((b % 16) | ((15 - b % 16) << 4));
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kQ4_K, 1, 256, block.data()));
+  EXPECT_EQ(m.bytes(), 144u);
+  const std::vector<float> got = Row(m, 0);
+  const float d = F16ToF32(d_bits), dmin = F16ToF32(m_bits);
+  for (int i = 0; i < 256; ++i) {
+    const int j = i / 32, l = i % 32;  // sub-block j: the low (j even) or high nibbles of 32 bytes
+    const int q = j % 2 == 0 ? l % 16 : 15 - l % 16;
+    const float want = (d * static_cast<float>(sc[j])) * static_cast<float>(q) - dmin * static_cast<float>(mn[j]);
+    ASSERT_EQ(got[i], want) << "element " << i;
+  }
+}
+
+TEST(QuantizedMatrixTest, Int4EveryCodeAndZeroPoint) {
+  for (int z = 0; z < 16; z += 5) {
+    std::vector<uint8_t> block(67);
+    const uint16_t s_bits = F32ToF16(-0.037f);
+    std::memcpy(block.data(), &s_bits, 2);
+    block[2] = static_cast<uint8_t>(z);
+    for (int i = 0; i < 64; ++i) block[3 + i] = static_cast<uint8_t>((i % 16) | ((i / 4) << 4));
+    ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kInt4, 1, 128, block.data()));
+    const std::vector<float> got = Row(m, 0);
+    for (int i = 0; i < 64; ++i) {
+      EXPECT_EQ(got[i], static_cast<float>(double(F16ToF32(s_bits)) * (i % 16 - z))) << i;
+      EXPECT_EQ(got[i + 64], static_cast<float>(double(F16ToF32(s_bits)) * (i / 4 - z))) << i + 64;
+    }
+  }
+}
+
+// RMS error of W quantized to `format` and back, relative to W's RMS.
+double RoundTripError(const WeightFormat& format, const std::vector<float>& w, int64_t n, int64_t k) {
+  absl::StatusOr<QuantizedMatrix> m = QuantizedMatrix::Quantize(format, w.data(), n, k);
+  EXPECT_TRUE(m.ok()) << m.status();
+  if (!m.ok()) return 1;
+  double num = 0, den = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const std::vector<float> got = Row(*m, r);
+    for (int64_t c = 0; c < k; ++c) {
+      num += (got[c] - w[r * k + c]) * double(got[c] - w[r * k + c]);
+      den += double(w[r * k + c]) * w[r * k + c];
+    }
+  }
+  return std::sqrt(num / den);
+}
+
+// The quantizers on Gaussian weights: more bits, less error (q8_0 < q6_k < q4_k ≤ q4_0), each
+// near what its step size allows (a uniform error of step s has RMS s/√12: ~0.5 % for 8 bits,
+// ~2 % for 6, ~9 % for 4 on Gaussian rows), and int4's error within half a step of each group.
+TEST(QuantizedMatrixTest, QuantizersErrorsFollowTheirBits) {
+  const int64_t n = 16, k = 1024;
+  const std::vector<float> w = testing::RandomVector(static_cast<size_t>(n * k), 5, 0.03f);
+  const double q8 = RoundTripError(kQ8_0, w, n, k), q6 = RoundTripError(kQ6_K, w, n, k);
+  const double q4k = RoundTripError(kQ4_K, w, n, k), q4 = RoundTripError(kQ4_0, w, n, k);
+  const double i4 = RoundTripError(kInt4, w, n, k);
+  std::printf("round-trip RMS error: q8_0 %.4f, q6_k %.4f, q4_k %.4f, q4_0 %.4f, int4 %.4f\n", q8, q6, q4k, q4, i4);
+  EXPECT_LT(q8, 0.01);
+  EXPECT_LT(q6, 0.04);
+  EXPECT_LT(q8, q6);
+  EXPECT_LT(q6, q4k);
+  EXPECT_LE(q4k, q4);
+  EXPECT_LT(q4k, 0.12);
+  EXPECT_LT(i4, 0.15);
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::Quantize(kInt4, w.data(), n, k));
+  for (int64_t r = 0; r < n; ++r) {
+    const std::vector<float> got = Row(m, r);
+    for (int64_t g = 0; g < k / 128; ++g) {
+      float lo = 0, hi = 0;
+      for (int i = 0; i < 128; ++i) {
+        lo = std::min(lo, w[r * k + g * 128 + i]);
+        hi = std::max(hi, w[r * k + g * 128 + i]);
+      }
+      const double step = (hi - lo) / 15.0;
+      for (int i = 0; i < 128; ++i) {
+        ASSERT_LE(std::fabs(got[g * 128 + i] - w[r * k + g * 128 + i]), 0.5 * step * 1.01 + 1e-7)
+            << "row " << r << " group " << g << " value " << i;
+      }
+    }
+  }
+}
+
+// All-zero and constant blocks quantize to exact values, never NaN.
+TEST(QuantizedMatrixTest, QuantizersTakeZeroAndConstantBlocks) {
+  for (const WeightFormat* f : {&kQ8_0, &kQ4_0, &kQ4_K, &kQ6_K, &kInt4}) {
+    for (const float v : {0.0f, 0.25f, -3.0f}) {
+      const std::vector<float> w(256, v);
+      ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::Quantize(*f, w.data(), 1, 256));
+      const std::vector<float> got = Row(m, 0);
+      for (int i = 0; i < 256; ++i) ASSERT_NEAR(got[i], v, std::fabs(v) * 2e-3) << f->name << " " << v << " at " << i;
+    }
+  }
+}
+
 TEST(QuantizedMatrixTest, BadShapesAndFormatsAreRefused) {
   const std::vector<uint8_t> bytes(1024);
   EXPECT_THAT(QuantizedMatrix::FromBytes(kQ8_0, 1, 33, bytes.data()),
@@ -185,6 +297,9 @@ TEST(QuantizedMatrixTest, BadShapesAndFormatsAreRefused) {
   EXPECT_THAT(QuantizedMatrix::Quantize(kMxfp4, w.data(), 1, 64),
               StatusIs(absl::StatusCode::kInvalidArgument, "only read from checkpoints"));
   EXPECT_THAT(QuantizedMatrix::Quantize(kQ4_0, w.data(), 2, 32 + 1), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+  EXPECT_THAT(QuantizedMatrix::FromBytes(kQ4_K, 1, 128, bytes.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument, "multiple of 256"));
+  EXPECT_THAT(QuantizedMatrix::Quantize(kInt4, w.data(), 1, 64), StatusIs(absl::StatusCode::kInvalidArgument, "multiple of 128"));
 }
 
 }  // namespace

@@ -6,12 +6,49 @@
 #include <memory>
 
 #include "gtest/gtest.h"
+#include "model/dtype.h"
 #include "model/fp8.h"
 #include "tests/testing/random_data.h"
 
 namespace moe::testing {
 
-std::vector<std::string> TestedWeightFormats() { return {"q8_0", "q4_0", "mxfp4", "fp8_e4m3"}; }
+std::vector<std::string> TestedWeightFormats() {
+  return {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "iq4_xs", "mxfp4", "mxfp4_gguf", "int4", "fp8_e4m3"};
+}
+
+namespace {
+
+// Random bytes for the formats only GGUF files bring (no quantizer here), their scales made
+// finite and of a size that keeps values O(1): f16 fields at `f16_offsets`, an e8m0 byte at
+// `e8m0_offset` (or −1).
+struct RandomLayout {
+  const char* format;
+  std::vector<int> f16_offsets;
+  int e8m0_offset;
+};
+
+std::vector<uint8_t> RandomBlocks(const model::WeightFormat& f, int64_t n, int64_t k, uint64_t seed) {
+  static const RandomLayout kLayouts[] = {{"q5_k", {0, 2}, -1}, {"iq4_xs", {0}, -1}, {"mxfp4_gguf", {}, 0}};
+  const RandomLayout* layout = nullptr;
+  for (const RandomLayout& l : kLayouts) {
+    if (f.name == std::string(l.format)) layout = &l;
+  }
+  const int64_t blocks = n * (k / f.block);
+  std::vector<uint8_t> bytes = RandomBytes(static_cast<size_t>(blocks * f.block_bytes), seed);
+  if (layout == nullptr) return {};
+  const std::vector<float> scales = RandomVector(static_cast<size_t>(blocks), seed + 1, 1.0f);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* block = bytes.data() + b * f.block_bytes;
+    for (const int off : layout->f16_offsets) {
+      const uint16_t bits = model::F32ToF16((1.0f + std::fabs(scales[b])) / (64.0f * std::sqrt(float(k))));
+      std::memcpy(block + off, &bits, 2);
+    }
+    if (layout->e8m0_offset >= 0) block[layout->e8m0_offset] = static_cast<uint8_t>(118 + block[layout->e8m0_offset] % 6);
+  }
+  return bytes;
+}
+
+}  // namespace
 
 model::QuantizedMatrix RandomQuantizedMatrix(const std::string& format, int64_t n, int64_t k, uint64_t seed) {
   const std::vector<float> w = RandomVector(static_cast<size_t>(n * k), seed, 1.0f / std::sqrt(float(k)));
@@ -30,8 +67,11 @@ model::QuantizedMatrix RandomQuantizedMatrix(const std::string& format, int64_t 
       rows.insert(rows.end(), blocks.begin() + 16 * b, blocks.begin() + 16 * (b + 1));
     }
     m = model::QuantizedMatrix::FromBytes(model::kMxfp4, n, k, rows.data());
-  } else if (const model::WeightFormat* f = model::FindWeightFormat(format); f != nullptr) {
+  } else if (const model::WeightFormat* f = model::FindWeightFormat(format); f != nullptr && f->quantize != nullptr) {
     m = model::QuantizedMatrix::Quantize(*f, w.data(), n, k);
+  } else if (f != nullptr) {
+    const std::vector<uint8_t> bytes = RandomBlocks(*f, n, k, seed);
+    if (!bytes.empty()) m = model::QuantizedMatrix::FromBytes(*f, n, k, bytes.data());
   }
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? *std::move(m) : model::QuantizedMatrix::Quantize(model::kQ8_0, w.data(), 1, 32).value();

@@ -25,8 +25,10 @@ std::vector<base::CpuIsa> LevelsOfThisCpu() {
 
 TEST(QuantizedProductTest, EveryFormatAndLevelMatchesADoubleLoop) {
   for (const std::string& format : testing::TestedWeightFormats()) {
-    // fp8 rows are ragged (200 = 128 + 72); the block formats need multiples of 32.
-    const int64_t n = 37, k = format == "fp8_e4m3" ? 200 : 96;
+    // fp8 rows are ragged (200 = 128 + 72); the block formats need whole blocks: three of 32, or
+    // two of int4's 128 and of the 256-value super-blocks.
+    const int block = model::FindWeightFormat(format)->block;
+    const int64_t n = 37, k = format == "fp8_e4m3" ? 200 : block == 32 ? 96 : 2 * block;
     const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, n, k, 11);
     const std::vector<float> dense = testing::DequantizedValues(w);
     for (const base::CpuIsa isa : LevelsOfThisCpu()) {
@@ -46,6 +48,32 @@ TEST(QuantizedProductTest, EveryFormatAndLevelMatchesADoubleLoop) {
           EXPECT_LE(worst, 1e-5 * largest) << format << " at " << base::CpuIsaName(isa) << ", " << rows << " rows";
           // Columns past n are not written.
           for (int64_t j = n; j < ldy; ++j) ASSERT_TRUE(std::isnan(y[r * ldy + j]));
+        }
+      }
+    }
+  }
+}
+
+// Activation rows that are one-hot pick single weights: every level's kernel must return each
+// weight bit for bit as the scalar DequantizeRow decodes it (0·w adds exact zeros).
+TEST(QuantizedProductTest, EveryKernelDecodesTheWeightsBitForBit) {
+  for (const std::string& format : testing::TestedWeightFormats()) {
+    const int block = model::FindWeightFormat(format)->block;
+    const int64_t n = 5, k = format == "fp8_e4m3" ? 200 : block == 32 ? 96 : 2 * block;
+    const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, n, k, 17);
+    const std::vector<float> dense = testing::DequantizedValues(w);
+    for (const base::CpuIsa isa : LevelsOfThisCpu()) {
+      for (int64_t c0 = 0; c0 < k; c0 += 4) {
+        const int rows = static_cast<int>(std::min<int64_t>(4, k - c0));
+        std::vector<float> x(static_cast<size_t>(rows * k), 0.0f);
+        for (int r = 0; r < rows; ++r) x[r * k + c0 + r] = 1.0f;
+        std::vector<float> y(static_cast<size_t>(rows * n));
+        QuantizedProduct(isa, w, x.data(), k, rows, y.data(), n, 1);
+        for (int r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < n; ++j) {
+            ASSERT_EQ(y[r * n + j], dense[j * k + c0 + r])
+                << format << " at " << base::CpuIsaName(isa) << ": W[" << j << ", " << c0 + r << "]";
+          }
         }
       }
     }
