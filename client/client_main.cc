@@ -41,7 +41,7 @@ ABSL_FLAG(bool, all_layers, false,
           "Run every layer in sequence; layer l+1 gets x + MoE_l(x), the residual stream of a decoder.");
 ABSL_FLAG(std::string, dtype, "f32", "Wire dtype of the tokens: f32, bf16 or f16.");
 ABSL_FLAG(bool, check, false, "Recompute each layer in-process from --checkpoint and print the error.");
-ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder for --check.");
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint (folder or GGUF file) for --check.");
 ABSL_FLAG(bool, show_routing, false, "Print the experts and weights of every token.");
 ABSL_FLAG(int64_t, deadline_ms, 60000, "Deadline of each call.");
 ABSL_FLAG(std::string, save_output, "", "Write the (last) layer's output to this float32 .npy file.");

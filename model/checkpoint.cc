@@ -4,9 +4,12 @@
 #include "model/fp8.h"
 
 #include <filesystem>
+#include <functional>
+#include <numeric>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -40,6 +43,11 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
   ckpt->dir_ = dir;
   std::error_code ec;
+  if (absl::EndsWith(dir, ".gguf")) {
+    ASSIGN_OR_RETURN(ckpt->gguf_, GgufModel::Open(dir));
+    ckpt->config_ = ckpt->gguf_->config();
+    return ckpt;
+  }
   if (!fs::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat("checkpoint folder ", dir, " does not exist"));
   }
@@ -86,12 +94,16 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile>> Checkpoint::FileOf(const 
 }
 
 absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
+  if (gguf_ != nullptr) return GgufGet(name);
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   return shard->Get(name);
 }
 
 absl::StatusOr<const uint8_t*> Checkpoint::GetRaw(const std::string& name, std::string* dtype,
                                                   std::vector<int64_t>* shape) const {
+  if (gguf_ != nullptr) {
+    return absl::UnimplementedError(absl::StrCat("raw safetensors bytes of '", name, "' from GGUF model ", dir_));
+  }
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;
   ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
@@ -101,6 +113,7 @@ absl::StatusOr<const uint8_t*> Checkpoint::GetRaw(const std::string& name, std::
 }
 
 absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std::vector<int64_t>& shape) const {
+  if (gguf_ != nullptr) return GgufWeight(name, shape);
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;
   ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
@@ -118,6 +131,7 @@ absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std:
 
 absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::GetStoredQuantized(
     const std::string& name, const std::vector<int64_t>& shape) const {
+  if (gguf_ != nullptr) return GgufStoredQuantized(name, shape);
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;
   ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
@@ -146,6 +160,11 @@ absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::GetStoredQuantized(
 absl::StatusOr<Tensor> Checkpoint::GetWithShape(const std::string& name,
                                                 const std::vector<int64_t>& shape) const {
   ASSIGN_OR_RETURN(Tensor t, Get(name));
+  // GGUF writes [1, H] and [E] vectors as 1-D [H]: the same values under leading 1s.
+  if (gguf_ != nullptr && t.shape() != shape && t.rank() == 1 &&
+      t.num_elements() == std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>())) {
+    return Tensor::Borrow(t.dtype(), shape, t.raw_data(), nullptr).Clone();
+  }
   if (t.shape() != shape) {
     return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in checkpoint ", dir_,
                                                    " has shape ", ShapeString(t.shape()),
@@ -154,7 +173,63 @@ absl::StatusOr<Tensor> Checkpoint::GetWithShape(const std::string& name,
   return t;
 }
 
+namespace {
+
+absl::StatusOr<DType> FloatDType(const GgmlType& type) {
+  if (type.id == 0) return DType::kF32;
+  if (type.id == 1) return DType::kF16;
+  if (type.id == 30) return DType::kBF16;
+  return absl::InvalidArgumentError(type.name);
+}
+
+std::string ServedGgufTypes() {
+  return "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ4_XS, MXFP4";
+}
+
+}  // namespace
+
+absl::StatusOr<Tensor> Checkpoint::GgufGet(const std::string& name) const {
+  ASSIGN_OR_RETURN(const GgufModel::View v, gguf_->Find(name));
+  const absl::StatusOr<DType> dtype = FloatDType(*v.tensor->type);
+  if (!dtype.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' of ", dir_, " is ", v.tensor->type->name,
+                                                   ", where a float tensor (F32, F16, BF16) is read"));
+  }
+  return Tensor::Borrow(*dtype, v.shape, v.bytes, v.file);
+}
+
+absl::StatusOr<Tensor> Checkpoint::GgufWeight(const std::string& name, const std::vector<int64_t>& shape) const {
+  ASSIGN_OR_RETURN(std::optional<QuantizedMatrix> q, GgufStoredQuantized(name, shape));
+  if (!q.has_value()) return GetWithShape(name, shape);
+  std::vector<float> values(static_cast<size_t>(q->n() * q->k()));
+  for (int64_t r = 0; r < q->n(); ++r) q->DequantizeRow(r, values.data() + r * q->k());
+  return Tensor::FromF32(values, shape);
+}
+
+absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::GgufStoredQuantized(const std::string& name,
+                                                                               const std::vector<int64_t>& shape) const {
+  ASSIGN_OR_RETURN(const GgufModel::View v, gguf_->Find(name));
+  if (FloatDType(*v.tensor->type).ok()) return std::nullopt;
+  const WeightFormat* format = FormatOfGgmlType(*v.tensor->type);
+  if (format == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' of ", dir_, " is ", v.tensor->type->name,
+                                                   ", a type moe-serve does not serve (served: ", ServedGgufTypes(), ")"));
+  }
+  if (v.shape != shape || shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' of ", dir_, " has shape ", ShapeString(v.shape),
+                                                   ", expected ", ShapeString(shape)));
+  }
+  absl::StatusOr<QuantizedMatrix> m = QuantizedMatrix::FromBytes(*format, shape[0], shape[1], v.bytes);
+  if (!m.ok()) return absl::Status(m.status().code(), absl::StrCat("tensor '", name, "': ", m.status().message()));
+  return std::optional<QuantizedMatrix>(*std::move(m));
+}
+
 std::vector<std::string> Checkpoint::OpenedFiles() const {
+  if (gguf_ != nullptr) {
+    std::vector<std::string> paths;
+    for (const auto& f : gguf_->files()) paths.push_back(f->path());
+    return paths;
+  }
   absl::MutexLock lock(&mu_);
   std::vector<std::string> names;
   for (const auto& [name, file] : files_) names.push_back(name);

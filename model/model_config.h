@@ -23,6 +23,8 @@ struct TensorNames {
   std::string gate_bias;    // selection-only bias [E] (f32)
   std::string expert;       // a routed expert's projection
   std::array<std::string, 3> expert_projections = {"gate_proj", "up_proj", "down_proj"};
+  // The {P} of `shared` and `dense` (GGUF names them gate/up/down).
+  std::array<std::string, 3> mlp_projections = {"gate_proj", "up_proj", "down_proj"};
   std::string shared;       // the shared expert(s) of an MoE layer
   // Or the shared MLP as one fused gate|up [2I, H] (gate rows first) and one down [H, I] weight
   // (Granite's shared_mlp.input_linear / output_linear).

@@ -14,10 +14,6 @@ std::string Fill(const std::string& pattern, int layer, int expert = -1, absl::s
                                        {"{P}", projection}});
 }
 
-const char* HfName(Projection p) {
-  return p == Projection::kGate ? "gate_proj" : p == Projection::kUp ? "up_proj" : "down_proj";
-}
-
 }  // namespace
 
 std::string GateWeightName(const ModelConfig& config, int layer) { return Fill(config.names.gate, layer); }
@@ -51,7 +47,8 @@ std::string FlatExpertsName(const ModelConfig& config, int layer, Projection pro
 std::string RouterBiasName(const ModelConfig& config, int layer) { return Fill(config.names.router_bias, layer); }
 
 std::string AlwaysOnWeightName(const ModelConfig& config, int layer, Projection projection) {
-  return Fill(config.IsMoeLayer(layer) ? config.names.shared : config.names.dense, layer, -1, HfName(projection));
+  return Fill(config.IsMoeLayer(layer) ? config.names.shared : config.names.dense, layer, -1,
+              config.names.mlp_projections[static_cast<int>(projection)]);
 }
 
 std::string SharedFusedGateUpName(const ModelConfig& config, int layer) {

@@ -14,7 +14,7 @@ if [ ! -f "$FUZZ/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S "$ROOT" -B "$FUZZ" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_FUZZ=ON -DMOE_SANITIZE=address >/dev/null
 fi
-targets=(safetensors config request)
+targets=(safetensors config request gguf)
 cmake --build "$FUZZ" -j "${MOE_JOBS:-2}" --target "${targets[@]/%/_fuzzer}"
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1"
 export LSAN_OPTIONS="suppressions=$ROOT/scripts/lsan.supp:print_suppressions=0"

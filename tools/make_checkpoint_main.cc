@@ -9,8 +9,13 @@
 #include "absl/flags/usage.h"
 #include "base/program.h"
 #include "model/checkpoint_generator.h"
+#include "model/gguf/gguf_writer.h"
 
-ABSL_FLAG(std::string, out, "", "Folder to write the checkpoint into (created if missing).");
+ABSL_FLAG(std::string, out, "",
+          "Folder to write the checkpoint into (created if missing); with --format=gguf, the .gguf file.");
+ABSL_FLAG(std::string, format, "safetensors",
+          "safetensors (a Hugging Face folder) or gguf (one llama.cpp GGUF file; families qwen2_moe, qwen3_moe, "
+          "mixtral, deepseek_v2, deepseek_v3, glm4_moe; --quant q8_0, q4_0, q4_k or q6_k, else --dtype).");
 ABSL_FLAG(std::string, family, "mixtral",
           "Model family (config.json model_type): mixtral, qwen2_moe, qwen3_moe, qwen3_next, olmoe, deepseek_v2, "
           "deepseek_v3, deepseek_v32, glm4_moe, dots1, minimax_m2, hunyuan_v1_moe, jamba, granitemoe, granitemoeshared, llama4_text, ernie4_5_moe, phimoe, gpt_oss, qwen3_5_moe_text, afmoe, "
@@ -25,7 +30,8 @@ ABSL_FLAG(std::string, dtype, "bf16", "Weight dtype: bf16, f16 or f32.");
 ABSL_FLAG(std::string, quant, "none",
           "none; fp8: every MLP weight as FP8 e4m3 with 128x128 block scales (DeepSeek-V3's format; "
           "per-expert families); mxfp4: gpt_oss's stacked experts as MXFP4 blocks + e8m0 scales. Router "
-          "weights and biases keep --dtype.");
+          "weights and biases keep --dtype. With --format=gguf: q8_0, q4_0, q4_k or q6_k, every MLP weight "
+          "(experts, shared, dense) in that llama.cpp type, gates and biases F32.");
 ABSL_FLAG(int, shards, 1, "Number of safetensors shards (>1 writes model.safetensors.index.json).");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same weights.");
 
@@ -33,7 +39,8 @@ int main(int argc, char** argv) {
   moe::base::InitProgram(argc, argv,
       "Writes a seeded random checkpoint in a model family's Hugging Face layout.\n"
       "  moe-make-checkpoint --out=/tmp/model --hidden_size=1024 --intermediate_size=3584 "
-      "--num_experts=8 --top_k=2 --num_layers=4");
+      "--num_experts=8 --top_k=2 --num_layers=4\n"
+      "  moe-make-checkpoint --format=gguf --family=qwen3_moe --quant=q4_k --out=/tmp/model.gguf");
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     std::fprintf(stderr, "moe-make-checkpoint: --out is required (see --help)\n");
@@ -44,6 +51,26 @@ int main(int argc, char** argv) {
                                             absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_num_layers));
   if (!config.ok()) {
     std::fprintf(stderr, "moe-make-checkpoint: --family: %s\n", config.status().ToString().c_str());
+    return 2;
+  }
+  const std::string format = absl::GetFlag(FLAGS_format);
+  if (format == "gguf") {
+    moe::model::GgufGeneratorOptions gguf;
+    gguf.config = *std::move(config);
+    gguf.seed = absl::GetFlag(FLAGS_seed);
+    const std::string quant = absl::GetFlag(FLAGS_quant);
+    gguf.type = quant == "none" ? absl::GetFlag(FLAGS_dtype) : quant;
+    if (absl::Status s = moe::model::WriteRandomGguf(out, gguf); !s.ok()) {
+      std::fprintf(stderr, "moe-make-checkpoint: %s\n", s.ToString().c_str());
+      return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    std::printf("wrote %s: GGUF %s, %d layers × %d experts (top-%d), hidden %d, expert intermediate %d, %s\n",
+                out.c_str(), gguf.config.model_type.c_str(), gguf.config.num_layers, gguf.config.num_experts,
+                gguf.config.top_k, gguf.config.hidden_size, gguf.config.moe_intermediate_size, gguf.type.c_str());
+    return 0;
+  }
+  if (format != "safetensors") {
+    std::fprintf(stderr, "moe-make-checkpoint: --format must be safetensors or gguf, got '%s'\n", format.c_str());
     return 2;
   }
   moe::model::GeneratorOptions options;

@@ -24,7 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "server/cluster/local_cluster.h"
 
-ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder. Required.");
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors) or GGUF file. Required.");
 ABSL_FLAG(int, workers, 2, "Worker processes; the experts are split evenly between them. 0: one --local router.");
 ABSL_FLAG(int, replicas, 1, "Copies of each worker (replicas of its experts).");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Loopback address to bind.");

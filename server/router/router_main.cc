@@ -31,7 +31,8 @@
 #include "server/router/token_auth.h"
 #include "server/router/worker_pool.h"
 
-ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint: a folder (config.json + safetensors) or a GGUF file (model.gguf, or the first "
+          "file of a split set, model-00001-of-0000N.gguf). Required.");
 ABSL_FLAG(std::vector<std::string>, workers, {},
           "Comma-separated worker addresses (host:port). Several may host the same experts: replicas.");
 ABSL_FLAG(bool, local, false, "Run every expert in this process instead of on workers.");

@@ -28,7 +28,8 @@
 #include "server/worker/expert_metrics.h"
 #include "server/worker/expert_service.h"
 
-ABSL_FLAG(std::string, checkpoint, "", "Checkpoint folder (config.json + safetensors). Required.");
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint: a folder (config.json + safetensors) or a GGUF file (model.gguf, or the first "
+          "file of a split set, model-00001-of-0000N.gguf). Required.");
 ABSL_FLAG(std::string, experts, "all",
           "Routed experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'; add "
           "'shared' to also host every layer's always-on MLP (shared experts, dense layers).");
