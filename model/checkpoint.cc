@@ -2,6 +2,7 @@
 #include "model/checkpoint.h"
 
 #include "model/fp8.h"
+#include "model/int4_checkpoint.h"
 
 #include <filesystem>
 #include <functional>
@@ -114,6 +115,14 @@ absl::StatusOr<const uint8_t*> Checkpoint::GetRaw(const std::string& name, std::
 
 absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std::vector<int64_t>& shape) const {
   if (gguf_ != nullptr) return GgufWeight(name, shape);
+  if (!config_.int4_method.empty()) {
+    ASSIGN_OR_RETURN(std::optional<QuantizedMatrix> q, Int4Stored(name, shape));
+    if (q.has_value()) {
+      std::vector<float> values(static_cast<size_t>(q->n() * q->k()));
+      for (int64_t r = 0; r < q->n(); ++r) q->DequantizeRow(r, values.data() + r * q->k());
+      return Tensor::FromF32(values, shape);
+    }
+  }
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;
   ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
@@ -132,6 +141,7 @@ absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std:
 absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::GetStoredQuantized(
     const std::string& name, const std::vector<int64_t>& shape) const {
   if (gguf_ != nullptr) return GgufStoredQuantized(name, shape);
+  if (!config_.int4_method.empty()) return Int4Stored(name, shape);
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;
   ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
@@ -187,6 +197,31 @@ std::string ServedGgufTypes() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::Int4Stored(const std::string& name,
+                                                                      const std::vector<int64_t>& shape) const {
+  if (!absl::EndsWith(name, ".weight") || shape.size() != 2) return std::nullopt;
+  const std::string base = name.substr(0, name.size() - 7);
+  const auto raw = [&](const char* suffix, bool required) -> absl::StatusOr<PackedTensor> {
+    PackedTensor t;
+    absl::StatusOr<const uint8_t*> bytes = GetRaw(base + suffix, &t.dtype, &t.shape);
+    if (bytes.ok()) {
+      t.bytes = *bytes;
+    } else if (required || !absl::IsNotFound(bytes.status())) {
+      return bytes.status();
+    }
+    return t;
+  };
+  ASSIGN_OR_RETURN(const PackedTensor qweight, raw(".qweight", false));
+  if (qweight.bytes == nullptr) return std::nullopt;  // a module kept in full precision
+  ASSIGN_OR_RETURN(const PackedTensor qzeros, raw(".qzeros", true));
+  ASSIGN_OR_RETURN(const PackedTensor scales, raw(".scales", true));
+  ASSIGN_OR_RETURN(const PackedTensor g_idx, raw(".g_idx", false));
+  absl::StatusOr<QuantizedMatrix> m =
+      UnpackInt4Linear(config_.int4_method, base, shape[0], shape[1], qweight, qzeros, scales, g_idx);
+  if (!m.ok()) return absl::Status(m.status().code(), absl::StrCat(m.status().message(), " (checkpoint ", dir_, ")"));
+  return std::optional<QuantizedMatrix>(*std::move(m));
+}
 
 absl::StatusOr<Tensor> Checkpoint::GgufGet(const std::string& name) const {
   ASSIGN_OR_RETURN(const GgufModel::View v, gguf_->Find(name));

@@ -48,10 +48,12 @@ class Checkpoint {
                                       const std::vector<int64_t>& shape) const;
   // An expert/MLP weight of `shape`: GetWithShape, or, for an F8_E4M3 weight of a checkpoint with
   // an FP8 quantization_config, the weight dequantized to bf16 with its `<name>_scale_inv` (an
-  // owned tensor; model/fp8.h); a quantized GGUF tensor dequantized exactly to f32.
+  // owned tensor; model/fp8.h); a quantized GGUF tensor or AWQ/GPTQ linear dequantized exactly
+  // to f32.
   absl::StatusOr<Tensor> GetWeight(const std::string& name, const std::vector<int64_t>& shape) const;
   // The FP8 weight `name` of `shape` as stored — its e4m3 codes and its `<name>_scale_inv` grid —
-  // or nullopt for a weight that is not FP8 block-scaled; a GGUF tensor of a served quantized type
+  // or nullopt for a weight that is not FP8 block-scaled; an AWQ/GPTQ linear (`<module>.qweight`,
+  // `.qzeros`, `.scales`) as int4 blocks (model/int4_checkpoint.h); a GGUF tensor of a served quantized type
   // as its blocks (nullopt for a float type). INVALID_ARGUMENT naming the tensor for a wrong shape
   // or scale grid, or a GGUF type we do not serve; NOT_FOUND if absent.
   absl::StatusOr<std::optional<QuantizedMatrix>> GetStoredQuantized(const std::string& name,
@@ -68,6 +70,10 @@ class Checkpoint {
   absl::StatusOr<std::shared_ptr<const SafetensorsFile>> File(const std::string& file) const;
   absl::StatusOr<std::shared_ptr<const SafetensorsFile>> FileOf(const std::string& name) const;
 
+  // An AWQ/GPTQ linear `<module>.weight` as int4 blocks from its qweight/qzeros/scales, or
+  // nullopt when the module is not quantized (modules_to_not_convert).
+  absl::StatusOr<std::optional<QuantizedMatrix>> Int4Stored(const std::string& name,
+                                                            const std::vector<int64_t>& shape) const;
   absl::StatusOr<Tensor> GgufGet(const std::string& name) const;
   absl::StatusOr<Tensor> GgufWeight(const std::string& name, const std::vector<int64_t>& shape) const;
   absl::StatusOr<std::optional<QuantizedMatrix>> GgufStoredQuantized(const std::string& name,

@@ -45,8 +45,8 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
                                                 absl::StrJoin(ServedModelTypes(), ", ")));
 }
 
-// FP8 block-scaled (DeepSeek-V3/R1, Kimi-K2) is dequantized to bf16 at load; anything else is
-// refused naming its method.
+// FP8 block-scaled (DeepSeek-V3/R1, Kimi-K2), MXFP4 (gpt-oss), AWQ and GPTQ 4-bit; anything else
+// is refused naming its method.
 absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
   const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                  ? q["quant_method"].get<std::string>()
@@ -59,10 +59,45 @@ absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
     c.mxfp4 = true;
     return absl::OkStatus();
   }
+  if (method == "awq" || method == "gptq") {
+    // 4 bits, groups of 128 (our int4 blocks), zero points, in the layouts moe-serve unpacks.
+    const auto number = [&](std::initializer_list<const char*> keys, int64_t fallback) -> int64_t {
+      for (const char* k : keys) {
+        if (q.contains(k) && q[k].is_number_integer()) return q[k].get<int64_t>();
+      }
+      return fallback;
+    };
+    const int64_t bits = number({"bits", "w_bit"}, 0), group = number({"group_size", "q_group_size"}, 0);
+    if (bits != 4 || group != 128) {
+      return FieldError("quantization_config", absl::StrCat("is ", method, " with bits ", bits, " and group_size ", group,
+                                                            "; served: 4 bits in groups of 128"));
+    }
+    if (method == "awq") {
+      const std::string version = q.contains("version") && q["version"].is_string() ? q["version"].get<std::string>() : "gemm";
+      if (version != "gemm" && version != "GEMM") {
+        return FieldError("quantization_config", absl::StrCat("is awq version '", version, "'; served: gemm"));
+      }
+      if (q.contains("zero_point") && q["zero_point"] == false) {
+        return FieldError("quantization_config", "is awq without zero points; served: zero_point true");
+      }
+      c.int4_method = "awq";
+      return absl::OkStatus();
+    }
+    if (q.contains("desc_act") && q["desc_act"] == true) {
+      return FieldError("quantization_config", "is gptq with desc_act (act-order): not served; re-quantize with desc_act false");
+    }
+    const std::string format = q.contains("checkpoint_format") && q["checkpoint_format"].is_string()
+                                   ? q["checkpoint_format"].get<std::string>() : "gptq";
+    if (format != "gptq" && format != "gptq_v2") {
+      return FieldError("quantization_config", absl::StrCat("is gptq checkpoint_format '", format, "'; served: gptq, gptq_v2"));
+    }
+    c.int4_method = format;
+    return absl::OkStatus();
+  }
   if (method != "fp8") {
     return FieldError("quantization_config",
                       absl::StrCat("has quant_method '", method, "' (", q.dump(), "), which moe-serve does not serve; "
-                                   "served: fp8 (e4m3, block-scaled) and mxfp4 (gpt_oss), dequantized to bf16 at load"));
+                                   "served: fp8 (e4m3, block-scaled), mxfp4 (gpt_oss), awq and gptq (4-bit, groups of 128)"));
   }
   if (q.contains("fmt") && q["fmt"] != "e4m3") {
     return FieldError("quantization_config", absl::StrCat("has fmt ", q["fmt"].dump(), "; served: e4m3"));
@@ -216,6 +251,16 @@ absl::Status ConfigFields::StringList(Names names, std::vector<std::string>* out
   return absl::OkStatus();
 }
 
+absl::Status SetFusedSharedWidth(ModelConfig& c) {
+  const int64_t width = int64_t{c.n_shared_experts} * c.moe_intermediate_size;
+  if (width > (int64_t{1} << 30)) {
+    return FieldError("n_shared_experts", absl::StrCat("(", c.n_shared_experts, ") × moe_intermediate_size (",
+                                                       c.moe_intermediate_size, ") is past 2^30"));
+  }
+  c.shared_intermediate = static_cast<int>(width);
+  return absl::OkStatus();
+}
+
 absl::Status ReadExpertDims(const ConfigFields& j, ModelConfig& c, ConfigFields::Names experts,
                             ConfigFields::Names top_k, ConfigFields::Names intermediate) {
   RETURN_IF_ERROR(j.Int(experts, true, 1, &c.num_experts));
@@ -313,6 +358,10 @@ std::string ModelConfig::ToJson() const {
   j["torch_dtype"] = torch_dtype;
   family->write(*this, j);
   if (mxfp4) j["quantization_config"] = {{"quant_method", "mxfp4"}};
+  if (!int4_method.empty()) {
+    j["quantization_config"] = {{"quant_method", int4_method == "awq" ? "awq" : "gptq"}, {"bits", 4}, {"group_size", 128}};
+    if (int4_method != "awq") j["quantization_config"]["checkpoint_format"] = int4_method;
+  }
   if (fp8_block_n > 0) {
     j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
                                 {"weight_block_size", {fp8_block_n, fp8_block_k}}};

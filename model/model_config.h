@@ -106,6 +106,9 @@ struct ModelConfig {
   int fp8_block_n = 0;
   int fp8_block_k = 0;
   bool mxfp4 = false;  // quant_method "mxfp4": stacked experts as `_blocks` + `_scales` (model/fp8.h)
+  // 4-bit weights with a scale and zero point per group of 128 inputs (model/int4_checkpoint.h):
+  // "awq" (AutoAWQ's GEMM layout), "gptq" (GPTQ's, zeros stored minus one) or "gptq_v2"; empty = none.
+  std::string int4_method;
 
   TensorNames names;  // the family's
 

@@ -3,7 +3,8 @@
 # main job: generate a Mixtral-shaped checkpoint (8 experts, top-2, hidden 1024, intermediate
 # 3584, 4 layers, bf16), start a local cluster (4 workers × 2 experts + a router, each its own
 # process on loopback), send 512 tokens through every layer, print the per-expert load table and
-# the parity against the in-process path, and shut everything down. Where PyTorch is already
+# the parity against the in-process path, and shut everything down. Then the same with a GGUF
+# file, llama.cpp's format (a Qwen3-MoE-shaped model with Q4_K experts, served as stored). Where PyTorch is already
 # installed (the cached venv of scripts/test.sh), also offload a tiny Hugging Face Mixtral's MoE
 # blocks to a cluster with moe_serve.hf and generate (client/python/examples/hf_offload.py).
 set -euo pipefail
@@ -21,6 +22,16 @@ fi
 echo "== starting a local cluster and sending 512 tokens through every layer"
 "$BUILD/bin/moe-cluster" --checkpoint="$MODEL" --workers=4 --worker_flags="--threads=1" -- \
   moe-client --router={router} --tokens=512 --all_layers --dtype=bf16 --check --checkpoint="$MODEL"
+
+GGUF="${MOE_DEMO_GGUF:-$BUILD/demo-qwen3moe-q4_k.gguf}"
+if [ ! -f "$GGUF" ]; then
+  echo "== generating a GGUF file (llama.cpp's format: qwen3moe, Q4_K experts) in $GGUF"
+  "$BUILD/bin/moe-make-checkpoint" --format=gguf --family=qwen3_moe --quant=q4_k --out="$GGUF" \
+    --hidden_size=1024 --intermediate_size=768 --num_experts=16 --top_k=4 --num_layers=2 --seed=2026
+fi
+echo "== serving the GGUF file as it is (experts resident in Q4_K) and sending 256 tokens through every layer"
+"$BUILD/bin/moe-cluster" --checkpoint="$GGUF" --workers=2 --worker_flags="--threads=1" -- \
+  moe-client --router={router} --tokens=256 --all_layers --check --checkpoint="$GGUF"
 
 if TORCH_PYTHON="$(moe_torch_env_if_present)"; then
   echo "== Hugging Face transformers: a tiny Mixtral's MoE blocks offloaded to moe-serve (moe_serve.hf)"

@@ -21,7 +21,7 @@ extern const FamilyDescriptor kAfmoe = {
       RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
       c.n_shared_experts = 0;
       RETURN_IF_ERROR(j.Int({"num_shared_experts"}, false, 0, &c.n_shared_experts));
-      c.shared_intermediate = c.n_shared_experts * c.moe_intermediate_size;
+      RETURN_IF_ERROR(SetFusedSharedWidth(c));
       c.first_k_dense_replace = 1;
       RETURN_IF_ERROR(j.Int({"num_dense_layers"}, false, 0, &c.first_k_dense_replace));
       RETURN_IF_ERROR(j.Float({"route_scale"}, &c.routed_scaling_factor));

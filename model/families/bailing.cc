@@ -53,7 +53,7 @@ extern const FamilyDescriptor kBailingMoe = {
       RETURN_IF_ERROR(j.String({"score_function", "scoring_func"}, &c.scoring_func));
       RETURN_IF_ERROR(j.Bool({"moe_router_enable_expert_bias"}, &c.selection_bias));
       c.topk_method = c.n_group > 1 ? "noaux_tc" : "greedy";  // groups by their top-2 sum
-      c.shared_intermediate = c.n_shared_experts * c.moe_intermediate_size;
+      RETURN_IF_ERROR(SetFusedSharedWidth(c));
       c.norm_epsilon = 1e-20f;
       return absl::OkStatus();
     },
@@ -108,7 +108,7 @@ extern const FamilyDescriptor kBailingHybrid = {
       RETURN_IF_ERROR(j.Bool({"moe_renormalize", "norm_topk_prob"}, &c.norm_topk_prob));
       RETURN_IF_ERROR(j.Int({"first_k_dense_replace"}, false, 0, &c.first_k_dense_replace));
       RETURN_IF_ERROR(j.StringList({"mlp_layer_types"}, &c.mlp_layer_types));
-      c.shared_intermediate = c.n_shared_experts * c.moe_intermediate_size;
+      RETURN_IF_ERROR(SetFusedSharedWidth(c));
       c.scoring_func = "sigmoid";
       c.topk_method = "noaux_tc";
       c.selection_bias = true;

@@ -31,7 +31,7 @@ absl::Status ParseCommon(const ConfigFields& j, ModelConfig& c, std::initializer
   RETURN_IF_ERROR(j.Int({"topk_group"}, false, 1, &c.topk_group));
   RETURN_IF_ERROR(j.Float({"routed_scaling_factor"}, &c.routed_scaling_factor));
   RETURN_IF_ERROR(j.Bool({"norm_topk_prob"}, &c.norm_topk_prob));
-  c.shared_intermediate = c.n_shared_experts * c.moe_intermediate_size;
+  RETURN_IF_ERROR(SetFusedSharedWidth(c));
   return absl::OkStatus();
 }
 

@@ -24,7 +24,7 @@ extern const FamilyDescriptor kErnie45Moe = {
       RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
       c.n_shared_experts = 2;
       RETURN_IF_ERROR(j.Int({"moe_num_shared_experts"}, false, 0, &c.n_shared_experts));
-      c.shared_intermediate = c.n_shared_experts * c.moe_intermediate_size;
+      RETURN_IF_ERROR(SetFusedSharedWidth(c));
       c.moe_layer_start = 1;
       RETURN_IF_ERROR(j.Int({"moe_layer_start_index"}, false, 0, &c.moe_layer_start));
       int end = -1;

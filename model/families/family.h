@@ -42,6 +42,10 @@ class ConfigFields {
   const nlohmann::json& j_;
 };
 
+// c.shared_intermediate = n_shared_experts × moe_intermediate_size (DeepSeek-style fused shared
+// experts): INVALID_ARGUMENT, not an int overflow, for a product past 2^30.
+absl::Status SetFusedSharedWidth(ModelConfig& c);
+
 struct FamilyDescriptor {
   const char* model_type;                // canonical, what ToJson writes
   std::vector<const char*> also_accepts;  // other model_types read the same way (e.g. "kimi_k2")

@@ -285,8 +285,27 @@ TEST(ModelConfigFamiliesTest, Fp8BlockQuantizationIsReadOthersRefusedByMethod) {
   EXPECT_EQ(c.fp8_block_k, 64);
   ASSERT_OK_AND_ASSIGN(ModelConfig back, ModelConfig::Parse(c.ToJson()));
   EXPECT_EQ(back.fp8_block_k, 64);
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "bitsandbytes"}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "quant_method 'bitsandbytes'"));
+  // AWQ and GPTQ: 4 bits in groups of 128, the layouts we unpack; the rest refused by name.
+  ASSERT_OK_AND_ASSIGN(ModelConfig awq, ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {
+    "quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true, "version": "gemm"}})"));
+  EXPECT_EQ(awq.int4_method, "awq");
+  ASSERT_OK_AND_ASSIGN(ModelConfig awq_back, ModelConfig::Parse(awq.ToJson()));
+  EXPECT_EQ(awq_back.int4_method, "awq");
+  ASSERT_OK_AND_ASSIGN(ModelConfig gptq, ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {
+    "quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": false}})"));
+  EXPECT_EQ(gptq.int4_method, "gptq");
+  ASSERT_OK_AND_ASSIGN(ModelConfig gptq_back, ModelConfig::Parse(gptq.ToJson()));
+  EXPECT_EQ(gptq_back.int4_method, "gptq");
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "awq", "bits": 4}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "quant_method 'awq'"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "group_size 0; served: 4 bits in groups of 128"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "gptq", "bits": 8, "group_size": 128}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "bits 8"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "awq version 'gemv'"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": true}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "desc_act"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "mxfp4"}})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "mxfp4, served for stacked experts (gpt_oss) only"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8", "fmt": "e5m2", "weight_block_size": [128, 128]}})"),
