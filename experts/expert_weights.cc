@@ -168,6 +168,16 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpo
     ASSIGN_OR_RETURN(w.w2, checkpoint.GetWeight(model::SharedFusedDownName(c, key.layer), {h, i}));
     return w;
   }
+  if (routed && !c.names.expert_bias.empty()) {  // experts one by one with biases (GGUF gpt-oss)
+    const auto bias = [&](model::Projection p, int64_t n) -> absl::StatusOr<model::Tensor> {
+      ASSIGN_OR_RETURN(const model::Tensor b, checkpoint.GetWithShape(model::ExpertBiasName(c, key.layer, key.expert, p), {n}));
+      return b.Clone();
+    };
+    ASSIGN_OR_RETURN(w.b1, bias(model::Projection::kGate, i));
+    ASSIGN_OR_RETURN(w.b3, bias(model::Projection::kUp, i));
+    ASSIGN_OR_RETURN(w.b2, bias(model::Projection::kDown, h));
+    w.activation = {.alpha = c.swiglu_alpha, .limit = c.swiglu_limit};
+  }
   if (options.keep_quantized) {
     ASSIGN_OR_RETURN(std::optional<model::QuantizedMatrix> q1, checkpoint.GetStoredQuantized(name(model::Projection::kGate), {i, h}));
     ASSIGN_OR_RETURN(std::optional<model::QuantizedMatrix> q3, checkpoint.GetStoredQuantized(name(model::Projection::kUp), {i, h}));

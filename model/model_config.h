@@ -42,6 +42,9 @@ struct TensorNames {
   std::string stacked_gate_up_bias;   // [E, 2I] in the gate|up order of stacked_gate_up
   std::string stacked_down_bias;      // [E, H]
   std::string router_bias;            // [E] added to the router logits (gpt-oss), unlike gate_bias
+  // A routed expert's per-projection bias ({P} from expert_projections), where experts are
+  // addressed one by one (GGUF gpt-oss: blk.{L}.ffn_{P}_exps.bias#{E}); [I] for gate/up, [H] down.
+  std::string expert_bias;
   // DBRX: gate, up and down stacked flat, each [E·I, H] (expert e's rows [e·I, (e+1)·I)); down's
   // rows are the columns of the expert's [H, I] down weight (x·W2 rather than x·W2ᵀ).
   std::string flat_gate, flat_up, flat_down;

@@ -24,6 +24,10 @@ std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, P
   return Fill(config.names.expert, layer, expert, config.names.expert_projections[static_cast<int>(projection)]);
 }
 
+std::string ExpertBiasName(const ModelConfig& config, int layer, int expert, Projection projection) {
+  return Fill(config.names.expert_bias, layer, expert, config.names.expert_projections[static_cast<int>(projection)]);
+}
+
 std::string StackedGateUpName(const ModelConfig& config, int layer) {
   return Fill(config.names.stacked_gate_up, layer);
 }

@@ -22,6 +22,8 @@ std::string GateBiasName(const ModelConfig& config, int layer);
 std::string ExpertWeightName(const ModelConfig& config, int layer, int expert, Projection projection);
 // Stacked experts (TensorNames::stacked_*): the layer's [E, 2I, H] gate|up and [E, H, I] down
 // tensors (or their transposes); empty for per-expert families.
+// A routed expert's projection bias (TensorNames::expert_bias), or "" when the family has none.
+std::string ExpertBiasName(const ModelConfig& config, int layer, int expert, Projection projection);
 std::string StackedGateUpName(const ModelConfig& config, int layer);
 std::string StackedDownName(const ModelConfig& config, int layer);
 std::string StackedGateUpBiasName(const ModelConfig& config, int layer);

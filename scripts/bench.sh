@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — the benchmarks of docs/BENCHMARKS.md, side by side in one run:
-#   1. moe-bench-local in bf16, f32, q8_0 and q4_0: the kernels line, streaming-read bandwidth, the CPU expert
+#   1. moe-bench-local in bf16, f32, q8_0, q4_0, q4_k, q6_k and int4: the kernels line, streaming-read bandwidth, the CPU expert
 #      FFN beside a oneDNN dense matmul of the same FLOPs (C2), 1 token with cold weights (C3),
 #      resident/checkpoint bytes (C4), the in-process MoE layer;
 #   2. moe-bench against a --local router (the same layer behind one gRPC hop);
@@ -41,7 +41,7 @@ echo "== 1. in-process (no gRPC), bf16 and f32 weights"
   --inputs_out="$OUT/layer_inputs.safetensors"  # the gate and inputs HF's block then routes too
 echo
 "$B/moe-bench-local" --dtype=f32 --tokens="$TOKENS" --json="$OUT/local_f32.json"
-for format in q8_0 q4_0; do  # experts quantized at load and kept so (the quantized-experts table)
+for format in q8_0 q4_0 q4_k q6_k int4; do  # experts quantized at load and kept so (the quantized-experts table)
   echo
   "$B/moe-bench-local" --quantize=$format --tokens="$TOKENS" --json="$OUT/local_$format.json"
 done

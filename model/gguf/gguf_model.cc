@@ -115,6 +115,18 @@ absl::Status DeepseekLike(const ArchKeys& k, bool glm, nlohmann::json& j) {
   return absl::OkStatus();
 }
 
+// gpt-oss: experts with biases on every projection and the clamped activation (llama.cpp's
+// swiglu_oai: alpha 1.702, limit 7), router logits with a bias, softmax over the chosen k.
+absl::Status GptOss(const ArchKeys& k, nlohmann::json& j) {
+  j["model_type"] = "gpt_oss";
+  RETURN_IF_ERROR(CommonFields(k, j, "num_local_experts"));
+  ASSIGN_OR_RETURN(const int64_t inter, k.Int("expert_feed_forward_length"));
+  j["intermediate_size"] = inter;
+  ASSIGN_OR_RETURN(const double limit, k.Float("swiglu_limit", 7.0));
+  j["swiglu_limit"] = limit;
+  return absl::OkStatus();
+}
+
 struct Architecture {
   const char* name;
   absl::Status (*translate)(const ArchKeys& k, nlohmann::json& j);
@@ -126,6 +138,7 @@ constexpr Architecture kArchitectures[] = {
     {"llama", Llama},
     {"deepseek2", [](const ArchKeys& k, nlohmann::json& j) { return DeepseekLike(k, false, j); }},
     {"glm4moe", [](const ArchKeys& k, nlohmann::json& j) { return DeepseekLike(k, true, j); }},
+    {"gpt-oss", GptOss},
 };
 
 // GGUF's tensor names (llama.cpp's LLM_TENSOR_NAMES), in TensorNames' patterns.
@@ -215,6 +228,10 @@ absl::StatusOr<std::unique_ptr<GgufModel>> GgufModel::Open(const std::string& pa
   model->config_ = *std::move(config);
   // Mixtral files from before stacked experts hold ffn_gate.E per expert.
   model->config_.names = GgufNames(first.Find("blk.0.ffn_gate.0.weight") != nullptr);
+  if (arch == "gpt-oss") {
+    model->config_.names.router_bias = "blk.{L}.ffn_gate_inp.bias";
+    model->config_.names.expert_bias = "blk.{L}.ffn_{P}_exps.bias#{E}";
+  }
   return model;
 }
 

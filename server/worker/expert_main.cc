@@ -14,6 +14,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/program.h"
@@ -228,9 +229,11 @@ int main(int argc, char** argv) {
                dir.c_str(), config.model_type.c_str(),
                (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(), config.num_layers,
                shared->name().c_str(), shared->device().c_str(),
-               config.mxfp4 ? "mxfp4 (dequantized to bf16)"
-               : config.fp8_block_n > 0 ? "fp8 e4m3 blocks (dequantized to bf16)"
-                                        : config.torch_dtype.c_str(),
+               absl::EndsWith(dir, ".gguf")     ? "gguf (the resident format is in device=)"
+               : config.mxfp4                   ? "mxfp4"
+               : config.fp8_block_n > 0         ? "fp8 e4m3 blocks"
+               : !config.int4_method.empty()    ? (config.int4_method + " int4").c_str()
+                                                : config.torch_dtype.c_str(),
                load_s, port, metrics_server.port, health_port,
                credentials == nullptr ? "off" : (tls.ca.empty() ? "server" : "mTLS (client certificate required)"));
   std::atomic<bool> device_failed{false};

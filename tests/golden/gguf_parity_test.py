@@ -10,7 +10,8 @@ router (and workers) serve the file; every layer's output must match the float64
 those weights to 1e-5 with identical experts for tokens without a near-tie. One case is a split
 set (…-00001-of-N). (That workers hold the file's bytes as stored, resident = stored, is
 tests/model/gguf/gguf_model_test.cc's.)
-Then files written by our own `moe-make-checkpoint --format=gguf` (qwen3_moe Q4_K, deepseek_v3
+A gpt-oss file (MXFP4 experts, biases on the router and every projection, gate values past the
+clamp) is checked against its own float64 reference. Then files written by our own `moe-make-checkpoint --format=gguf` (qwen3_moe Q4_K, deepseek_v3
 Q6_K with a dense first layer and a shared expert) are read back by gguf-py's GGUFReader — every
 tensor's name, type and shape as llama.cpp's reader sees them — and served against the same
 reference built from what GGUFReader reads (metadata translated here by llama.cpp's semantics).
@@ -183,6 +184,56 @@ def weights_from_gguf(reader, c):
     return w
 
 
+def gptoss_case(path, rng, layers=2, k=2, alpha=1.702, limit=7.0):
+    """A gpt-oss GGUF written by gguf-py (MXFP4 experts quantized by it, F32 biases and router),
+    and the float64 reference of each layer: logits + bias, top-k, softmax over the k, experts
+    (u + 1)·g·σ(αg) with g = min(g, limit), u = clamp(u, ±limit), biases on every product."""
+    H, I, E = golden.H, golden.MOE_I, golden.E
+    writer = gguf.GGUFWriter(path, "gpt-oss")
+    for key, v in (("block_count", layers), ("embedding_length", H), ("expert_count", E), ("expert_used_count", k),
+                   ("expert_feed_forward_length", I)):
+        writer.add_uint32("gpt-oss." + key, v)
+    model = []
+    for layer in range(layers):
+        blk = f"blk.{layer}."
+        m = {"router": rng.normal(0, 2 * H ** -0.5, (E, H)).astype(np.float32),
+             "router_bias": rng.normal(0, 0.3, E).astype(np.float32)}
+        writer.add_tensor(blk + "ffn_gate_inp.weight", m["router"])
+        writer.add_tensor(blk + "ffn_gate_inp.bias", m["router_bias"])
+        for p, shape, scale in (("gate", (E, I, H), 10.0), ("up", (E, I, H), 10.0), ("down", (E, H, I), 1.0)):
+            w = rng.normal(0, scale * shape[-1] ** -0.5, shape).astype(np.float32)  # gate/up past the clamp
+            q, m[p] = stored(rng, T.MXFP4, w)
+            writer.add_tensor(blk + f"ffn_{p}_exps.weight", q, raw_dtype=T.MXFP4)
+            m[p + "_bias"] = rng.normal(0, 0.5, shape[:2]).astype(np.float32)
+            writer.add_tensor(blk + f"ffn_{p}_exps.bias", m[p + "_bias"])
+        model.append(m)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    def reference(layer, x):
+        m = {n: v.astype(np.float64) for n, v in model[layer].items()}
+        logits = x @ m["router"].T + m["router_bias"]
+        order = np.argsort(-logits, axis=1, kind="stable")
+        chosen = order[:, :k]
+        top = np.take_along_axis(logits, chosen, 1)
+        wts = np.exp(top - top.max(1, keepdims=True))
+        wts /= wts.sum(1, keepdims=True)
+        sorted_logits = np.take_along_axis(logits, order, 1)
+        margins = sorted_logits[:, k - 1] - sorted_logits[:, k]
+        out = np.zeros_like(x)
+        for t in range(x.shape[0]):
+            for j, e in enumerate(chosen[t]):
+                g = np.minimum(x[t] @ m["gate"][e].T + m["gate_bias"][e], limit)
+                u = np.clip(x[t] @ m["up"][e].T + m["up_bias"][e], -limit, limit)
+                y = ((u + 1) * g / (1 + np.exp(-alpha * g))) @ m["down"][e].T + m["down_bias"][e]
+                out[t] += wts[t, j] * y
+        clamped = sum(int((np.abs(x @ m["gate"][e].T + m["gate_bias"][e]) > limit).sum()) for e in range(E))
+        return out, [sorted(map(int, row)) for row in chosen], margins, clamped
+    return layers, reference
+
+
 def check_served(check, args, label, path, c, held, rng):
     xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(c["num_hidden_layers"])]
     refs = [golden.reference(c, held, layer, xs[layer].astype(np.float64)) for layer in range(c["num_hidden_layers"])]
@@ -226,6 +277,27 @@ def main():
                   f"{label}: gguf-py wrote the split set {shards}")
             path = os.path.join(folder, shards[0])
         check_served(check, args, label, path, c, held, rng)
+    # gpt-oss: biases everywhere, the clamped activation, softmax after top-k.
+    label = "gpt-oss MXFP4 (biases, clamped activation)"
+    path = os.path.join(args.tmp, "gguf-gpt-oss.gguf")
+    layers, reference = gptoss_case(path, rng)
+    xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(layers)]
+    refs = [reference(layer, xs[layer].astype(np.float64)) for layer in range(layers)]
+    check(all(r[3] > 0 for r in refs), f"{label}: gate values past the clamp in every layer ({[r[3] for r in refs]})")
+    for mode, workers in (("in-process", 0), ("networked", 2)):
+        cluster = Cluster(args.bin, path, workers)
+        try:
+            for layer in range(layers):
+                got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
+                ref_out, ref_chosen, margins, _ = refs[layer]
+                clear = margins > golden.TIE
+                same = all(sorted(routing[i]["experts"]) == ref_chosen[i] for i in range(N_TOKENS) if clear[i])
+                err = np.abs(got[clear] - ref_out[clear]).max() / np.abs(ref_out[clear]).max()
+                check(same and err <= golden.TOL,
+                      f"{label}, {mode}, layer {layer}: experts {'identical' if same else 'DIFFER'} for "
+                      f"{clear.sum()}/{N_TOKENS} tokens without a near-tie, rel err {err:.2e}")
+        finally:
+            cluster.stop()
     for family, qtype in (("qwen3_moe", "q4_k"), ("deepseek_v3", "q6_k")):
         label = f"moe-make-checkpoint --format=gguf --family={family} --quant={qtype}"
         path = os.path.join(args.tmp, f"made-{family}-{qtype}.gguf")

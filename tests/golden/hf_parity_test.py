@@ -345,7 +345,7 @@ def main():
         model.save_pretrained(ckpt, max_shard_size="100KB")
         shards = len([f for f in os.listdir(ckpt) if f.endswith(".safetensors")])
         if fp8 or mxfp4:
-            # Served from the quantized checkpoint (dequantized to bf16 at load, f32 compute); the
+            # Served from the quantized checkpoint (kept as stored on the workers, f32 compute); the
             # reference is HF's model loaded from the same weights dequantized by transformers' own
             # functions.
             deq = ckpt + "-dequantized"
