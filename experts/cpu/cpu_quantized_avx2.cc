@@ -94,6 +94,20 @@ constexpr int Values() {
   }
 }
 
+// The scales a decoder computes once per super-block (Block::Scales), or nothing.
+struct NoScales {
+  explicit NoScales(const uint8_t*) {}
+};
+template <typename Block>
+struct Scales {
+  using type = NoScales;
+};
+template <typename Block>
+  requires requires { typename Block::Scales; }
+struct Scales<Block> {
+  using type = typename Block::Scales;
+};
+
 MOE_AVX2 inline float F16(const uint8_t* p) {
   uint16_t bits;
   std::memcpy(&bits, p, 2);
@@ -116,22 +130,33 @@ MOE_AVX2 inline __m256i Nibbles(const uint8_t* p, int shift) {
   return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(0x0f));
 }
 
+// Q4_K's and Q5_K's eight (d·scale, dmin·min) pairs, as the scalar decoding computes them.
+struct KScaleMin {
+  float d1[8], m1[8];
+  MOE_AVX2 explicit KScaleMin(const uint8_t* block) {
+    const float d = F16(block), dmin = F16(block + 2);
+    for (int j = 0; j < 8; ++j) {
+      int sc, m;
+      model::kquants::UnpackScaleMin(j, block + 4, &sc, &m);
+      d1[j] = d * static_cast<float>(sc);
+      m1[j] = dmin * static_cast<float>(m);
+    }
+  }
+};
+
 struct Q4_K {
   static constexpr int kValues = 256, kBytes = 144;
-  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
-    int sc, m;
-    model::kquants::UnpackScaleMin(sub, block + 4, &sc, &m);
-    const float d1 = F16(block) * static_cast<float>(sc), m1 = F16(block + 2) * static_cast<float>(m);
-    AffineU8(Nibbles(block + 16 + 32 * (sub / 2), 4 * (sub % 2)), d1, m1, out);
+  using Scales = KScaleMin;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, const Scales& s, __m256 out[4]) {
+    AffineU8(Nibbles(block + 16 + 32 * (sub / 2), 4 * (sub % 2)), s.d1[sub], s.m1[sub], out);
   }
 };
 
 struct Q5_K {
   static constexpr int kValues = 256, kBytes = 176;
-  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
-    int sc, m;
-    model::kquants::UnpackScaleMin(sub, block + 4, &sc, &m);
-    const float d1 = F16(block) * static_cast<float>(sc), m1 = F16(block + 2) * static_cast<float>(m);
+  using Scales = KScaleMin;
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, const Scales& s, __m256 out[4]) {
+    const float d1 = s.d1[sub], m1 = s.m1[sub];
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16));
     const __m256i fifth = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(sub)), _mm256_set1_epi8(1));
     const __m256i q = _mm256_or_si256(Nibbles(block + 48 + 32 * (sub / 2), 4 * (sub % 2)), _mm256_slli_epi16(fifth, 4));
@@ -141,16 +166,22 @@ struct Q5_K {
 
 struct Q6_K {
   static constexpr int kValues = 256, kBytes = 210;
-  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
+  struct Scales {  // the sixteen d·scale
+    float d16[16];
+    MOE_AVX2 explicit Scales(const uint8_t* block) {
+      const float d = F16(block + 208);
+      const auto* sc = reinterpret_cast<const int8_t*>(block + 192);
+      for (int i = 0; i < 16; ++i) d16[i] = d * static_cast<float>(sc[i]);
+    }
+  };
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, const Scales& s, __m256 out[4]) {
     const int h = sub / 4, c = sub % 4;
     const __m256i low = Nibbles(block + 64 * h + 32 * (c % 2), 4 * (c / 2));
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * h));
     const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), _mm256_set1_epi8(3));
     const __m256i q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32));
-    const auto* scales = reinterpret_cast<const int8_t*>(block + 192 + 8 * h + 2 * c);
-    const float d = F16(block + 208);
-    const __m256 da = _mm256_set1_ps(d * static_cast<float>(scales[0]));
-    const __m256 db = _mm256_set1_ps(d * static_cast<float>(scales[1]));
+    const __m256 da = _mm256_set1_ps(s.d16[8 * h + 2 * c]);
+    const __m256 db = _mm256_set1_ps(s.d16[8 * h + 2 * c + 1]);
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     out[0] = _mm256_mul_ps(da, Int8ToF32(lo));
     out[1] = _mm256_mul_ps(da, Int8ToF32(_mm_srli_si128(lo, 8)));
@@ -174,12 +205,21 @@ MOE_AVX2 inline void TableNibbles(const uint8_t* p, __m128i table, float d, __m2
 
 struct Iq4Xs {
   static constexpr int kValues = 256, kBytes = 136;
-  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, __m256 out[4]) {
-    uint16_t high;
-    std::memcpy(&high, block + 2, 2);
-    const int ls = ((block[4 + sub / 2] >> (4 * (sub % 2))) & 15) | (((high >> (2 * sub)) & 3) << 4);
+  struct Scales {  // the eight d·(ls − 32)
+    float dl[8];
+    MOE_AVX2 explicit Scales(const uint8_t* block) {
+      uint16_t high;
+      std::memcpy(&high, block + 2, 2);
+      const float d = F16(block);
+      for (int j = 0; j < 8; ++j) {
+        const int ls = ((block[4 + j / 2] >> (4 * (j % 2))) & 15) | (((high >> (2 * j)) & 3) << 4);
+        dl[j] = d * static_cast<float>(ls - 32);
+      }
+    }
+  };
+  MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, const Scales& s, __m256 out[4]) {
     const __m128i table = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
-    TableNibbles(block + 8 + 16 * sub, table, F16(block) * static_cast<float>(ls - 32), out);
+    TableNibbles(block + 8 + 16 * sub, table, s.dl[sub], out);
   }
 };
 
@@ -222,11 +262,15 @@ MOE_AVX2 inline void BlockRowsOf(const uint8_t* row, int64_t blocks, const float
   }
   __m256 wv[4];
   for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = row + b * Block::kBytes;
+    [[maybe_unused]] typename Scales<Block>::type scales(block);  // a super-block's scales, decoded once
     for (int sub = 0; sub < Values<Block>() / 32; ++sub) {
       if constexpr (Values<Block>() == 32) {
-        Block::Decode(row + b * Block::kBytes, wv);
+        Block::Decode(block, wv);
+      } else if constexpr (requires { typename Block::Scales; }) {
+        Block::Decode(block, sub, scales, wv);
       } else {
-        Block::Decode(row + b * Block::kBytes, sub, wv);
+        Block::Decode(block, sub, wv);
       }
       const float* xb = x + b * Values<Block>() + sub * 32;
       for (int i = 0; i < 4; ++i) {
