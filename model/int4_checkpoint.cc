@@ -20,39 +20,48 @@ uint32_t Word(const PackedTensor& t, int64_t index) {
   return w;
 }
 
-absl::Status Expect(const std::string& name, const char* what, const PackedTensor& t, const char* dtype,
-                    std::vector<int64_t> shape) {
+absl::Status Expect(const std::string& name, const char* what, const PackedTensor& t,
+                    const char* dtype, std::vector<int64_t> shape) {
   if (t.dtype != dtype || t.shape != shape) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, ".", what, "' is ", t.dtype, ShapeString(t.shape),
-                                                   ", expected ", dtype, ShapeString(shape)));
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, ".", what, "' is ", t.dtype,
+                                                   ShapeString(t.shape), ", expected ", dtype,
+                                                   ShapeString(shape)));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<QuantizedMatrix> UnpackInt4Linear(const std::string& method, const std::string& name, int64_t out,
-                                                 int64_t in, const PackedTensor& qweight, const PackedTensor& qzeros,
-                                                 const PackedTensor& scales, const PackedTensor& g_idx) {
+absl::StatusOr<QuantizedMatrix> UnpackInt4Linear(const std::string& method, const std::string& name,
+                                                 int64_t out, int64_t in,
+                                                 const PackedTensor& qweight,
+                                                 const PackedTensor& qzeros,
+                                                 const PackedTensor& scales,
+                                                 const PackedTensor& g_idx) {
   if (in % kGroup != 0 || out % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": 4-bit weights of ", out, " × ", in,
-                                                   " (served: inputs a multiple of 128, outputs of 8)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": 4-bit weights of ", out, " × ", in,
+                     " (served: inputs a multiple of 128, outputs of 8)"));
   }
   const bool awq = method == "awq";
   const int64_t groups = in / kGroup;
-  absl::Status s = Expect(name, "qweight", qweight, "I32", awq ? std::vector<int64_t>{in, out / 8} : std::vector<int64_t>{in / 8, out});
+  absl::Status s =
+      Expect(name, "qweight", qweight, "I32",
+             awq ? std::vector<int64_t>{in, out / 8} : std::vector<int64_t>{in / 8, out});
   if (s.ok()) s = Expect(name, "qzeros", qzeros, "I32", {groups, out / 8});
   if (s.ok()) s = Expect(name, "scales", scales, "F16", {groups, out});
   if (!s.ok()) return s;
   if (g_idx.bytes != nullptr) {
     if (g_idx.dtype != "I32" || g_idx.shape != std::vector<int64_t>{in}) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, ".g_idx' is ", g_idx.dtype, ShapeString(g_idx.shape),
-                                                     ", expected I32[", in, "]"));
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, ".g_idx' is ", g_idx.dtype,
+                                                     ShapeString(g_idx.shape), ", expected I32[",
+                                                     in, "]"));
     }
     for (int64_t i = 0; i < in; ++i) {
       if (static_cast<int64_t>(Word(g_idx, i)) != i / kGroup) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, ".g_idx' permutes the inputs (act-order, at input ",
-                                                       i, "): not served"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", name, ".g_idx' permutes the inputs (act-order, at input ", i,
+                         "): not served"));
       }
     }
   }
@@ -72,7 +81,8 @@ absl::StatusOr<QuantizedMatrix> UnpackInt4Linear(const std::string& method, cons
       std::memcpy(block, scales.bytes + (g * out + j) * 2, 2);
       block[2] = static_cast<uint8_t>(zero(g, j));
       for (int64_t t = 0; t < 64; ++t) {
-        block[3 + t] = static_cast<uint8_t>(code(g * kGroup + t, j) | (code(g * kGroup + 64 + t, j) << 4));
+        block[3 + t] =
+            static_cast<uint8_t>(code(g * kGroup + t, j) | (code(g * kGroup + 64 + t, j) << 4));
       }
     }
   }

@@ -33,8 +33,11 @@ struct PackedTensor {
 // W [out, in] in int4 blocks from the tensors of `method` ("awq", "gptq" or "gptq_v2");
 // `g_idx` may have null bytes (absent). INVALID_ARGUMENT naming `name` for a dtype or shape that
 // does not match the layout, an in that is not a multiple of 128, or a g_idx that is not i / 128.
-absl::StatusOr<QuantizedMatrix> UnpackInt4Linear(const std::string& method, const std::string& name, int64_t out,
-                                                 int64_t in, const PackedTensor& qweight, const PackedTensor& qzeros,
-                                                 const PackedTensor& scales, const PackedTensor& g_idx);
+absl::StatusOr<QuantizedMatrix> UnpackInt4Linear(const std::string& method, const std::string& name,
+                                                 int64_t out, int64_t in,
+                                                 const PackedTensor& qweight,
+                                                 const PackedTensor& qzeros,
+                                                 const PackedTensor& scales,
+                                                 const PackedTensor& g_idx);
 
 }  // namespace moe::model

@@ -11,7 +11,8 @@
 namespace moe::model {
 namespace {
 
-constexpr int8_t kTable[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr int8_t kTable[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                               1,    13,   25,  38,  53,  69,  89,  113};
 
 void Dequantize(const uint8_t* block, int count, float scale, float* out) {
   uint16_t d_bits, high;

@@ -21,7 +21,8 @@ int NearestInt(float v) { return static_cast<int>(std::nearbyint(v)); }
 
 namespace {
 
-float WeightedError(const float* x, const float* w, int n, const uint8_t* codes, float scale, float offset) {
+float WeightedError(const float* x, const float* w, int n, const uint8_t* codes, float scale,
+                    float offset) {
   float error = 0;
   for (int i = 0; i < n; ++i) {
     const float diff = scale * codes[i] + offset - x[i];
@@ -53,7 +54,8 @@ float FitScaleMin(const float* x, const float* w, int n, int nmax, uint8_t* code
   for (int i = 0; i < n; ++i) codes[i] = code_of(1.0f / scale, x[i]);
   float best = WeightedError(x, w, n, codes, scale, offset);
   uint8_t trial[256];
-  for (int step = 0; step <= 20; ++step) {  // candidate inverse scales (nmax − 1 + 0.1·step) / range
+  for (int step = 0; step <= 20;
+       ++step) {  // candidate inverse scales (nmax − 1 + 0.1·step) / range
     const float inv = (nmax - 1.0f + 0.1f * step) / (hi - lo);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {

@@ -31,7 +31,8 @@ void Dequantize(const uint8_t* block, int count, float scale, float* out) {
     const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
     const uint8_t* q = qs + 32 * (j / 2);
     const int shift = 4 * (j % 2);
-    for (int l = 0; l < 32 && 32 * j + l < count; ++l) out[32 * j + l] = d1 * static_cast<float>((q[l] >> shift) & 15) - m1;
+    for (int l = 0; l < 32 && 32 * j + l < count; ++l)
+      out[32 * j + l] = d1 * static_cast<float>((q[l] >> shift) & 15) - m1;
   }
 }
 
@@ -66,12 +67,15 @@ void Quantize(const float* x, uint8_t* block) {
     kquants::UnpackScaleMin(j, packed, &sc, &m);
     const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
     for (int l = 0; l < 32; ++l) {
-      codes[32 * j + l] = d1 == 0 ? 0 : static_cast<uint8_t>(std::clamp(kquants::NearestInt((x[32 * j + l] + m1) / d1), 0, 15));
+      codes[32 * j + l] = d1 == 0 ? 0
+                                  : static_cast<uint8_t>(std::clamp(
+                                        kquants::NearestInt((x[32 * j + l] + m1) / d1), 0, 15));
     }
   }
   uint8_t* qs = block + 16;
   for (int c = 0; c < 4; ++c) {
-    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<uint8_t>(codes[64 * c + l] | (codes[64 * c + 32 + l] << 4));
+    for (int l = 0; l < 32; ++l)
+      qs[32 * c + l] = static_cast<uint8_t>(codes[64 * c + l] | (codes[64 * c + 32 + l] << 4));
   }
 }
 

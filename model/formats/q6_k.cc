@@ -1,10 +1,10 @@
 // model/formats/q6_k.cc — llama.cpp's Q6_K (block_q6_K): 256 values in 210 bytes: 128 bytes ql of
 // low nibbles, 64 bytes qh of 2-bit highs, 16 int8 scales (one per 16 values), then f16 d.
 // In each half h (128 values; ql + 64h, qh + 32h, scales + 8h), element 32c + l (c < 4, l < 32)
-// has low bits ql[l + 32·(c % 2)] >> 4·(c / 2), high bits qh[l] >> 2c, and scale scales[2c + l / 16];
-// x = (d·scale)·(q − 32). The quantizer fits a signed scale per 16 (kquants::FitSymmetric), stores
-// them as int8 under d = −(largest) / 128, and recodes the values with them (quantize_row_q6_K_ref's
-// scheme).
+// has low bits ql[l + 32·(c % 2)] >> 4·(c / 2), high bits qh[l] >> 2c, and scale scales[2c + l /
+// 16]; x = (d·scale)·(q − 32). The quantizer fits a signed scale per 16 (kquants::FitSymmetric),
+// stores them as int8 under d = −(largest) / 128, and recodes the values with them
+// (quantize_row_q6_K_ref's scheme).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -48,7 +48,8 @@ void Quantize(const float* x, uint8_t* block) {
   if (max_abs > 0) {
     const float inv = -128.0f / max_scale;
     d_bits = F32ToF16(1.0f / inv);
-    for (int s = 0; s < 16; ++s) stored[s] = static_cast<int8_t>(std::clamp(kquants::NearestInt(inv * scales[s]), -128, 127));
+    for (int s = 0; s < 16; ++s)
+      stored[s] = static_cast<int8_t>(std::clamp(kquants::NearestInt(inv * scales[s]), -128, 127));
   }
   std::memcpy(block + 208, &d_bits, 2);
   const float d = F16ToF32(d_bits);

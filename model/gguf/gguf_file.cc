@@ -17,14 +17,17 @@ namespace moe::model {
 namespace {
 
 constexpr GgmlType kTypes[] = {
-    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},      {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},      {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 40},
-    {10, "Q2_K", 256, 84},    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66}, {17, "IQ2_XS", 256, 74},
-    {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},   {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},
-    {22, "IQ2_S", 256, 82},   {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
-    {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},        {29, "IQ1_M", 256, 56},
-    {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},   {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
+    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},
+    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},
+    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 40},      {10, "Q2_K", 256, 84},
+    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66},
+    {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
+    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},  {22, "IQ2_S", 256, 82},
+    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
+    {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},
+    {29, "IQ1_M", 256, 56},   {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},
+    {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
 };
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
@@ -66,11 +69,23 @@ class Cursor {
 // Bytes of one scalar of GGUF value type `t`, or 0 (string, array, unknown).
 size_t ScalarBytes(uint32_t t) {
   switch (t) {
-    case 0: case 1: case 7: return 1;
-    case 2: case 3: return 2;
-    case 4: case 5: case 6: return 4;
-    case 10: case 11: case 12: return 8;
-    default: return 0;
+    case 0:
+    case 1:
+    case 7:
+      return 1;
+    case 2:
+    case 3:
+      return 2;
+    case 4:
+    case 5:
+    case 6:
+      return 4;
+    case 10:
+    case 11:
+    case 12:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -81,16 +96,26 @@ bool ReadValue(Cursor& in, uint32_t type, int depth, nlohmann::json* out, std::s
     return true;
   };
   switch (type) {
-    case 0: return scalar(uint8_t{});
-    case 1: return scalar(int8_t{});
-    case 2: return scalar(uint16_t{});
-    case 3: return scalar(int16_t{});
-    case 4: return scalar(uint32_t{});
-    case 5: return scalar(int32_t{});
-    case 6: return scalar(float{});
-    case 10: return scalar(uint64_t{});
-    case 11: return scalar(int64_t{});
-    case 12: return scalar(double{});
+    case 0:
+      return scalar(uint8_t{});
+    case 1:
+      return scalar(int8_t{});
+    case 2:
+      return scalar(uint16_t{});
+    case 3:
+      return scalar(int16_t{});
+    case 4:
+      return scalar(uint32_t{});
+    case 5:
+      return scalar(int32_t{});
+    case 6:
+      return scalar(float{});
+    case 10:
+      return scalar(uint64_t{});
+    case 11:
+      return scalar(int64_t{});
+    case 12:
+      return scalar(double{});
     case 7: {
       uint8_t b;
       if (!in.Read(&b)) return false;
@@ -152,7 +177,8 @@ const GgmlType* FindGgmlType(uint32_t id) {
 
 absl::StatusOr<std::shared_ptr<const GgufFile>> GgufFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -190,12 +216,15 @@ GgufFile::~GgufFile() {
 }
 
 absl::Status GgufFile::ParseAll() {
-  const auto bad = [&](const auto&... what) { return absl::DataLossError(absl::StrCat(path_, ": ", what...)); };
+  const auto bad = [&](const auto&... what) {
+    return absl::DataLossError(absl::StrCat(path_, ": ", what...));
+  };
   Cursor in(map_, size_);
   uint32_t magic;
   if (!in.Read(&magic) || magic != kMagic) return bad("not a GGUF file (no GGUF magic)");
   if (!in.Read(&version_)) return bad("truncated header");
-  if (version_ != 2 && version_ != 3) return bad("GGUF version ", version_, " (versions 2 and 3 are read)");
+  if (version_ != 2 && version_ != 3)
+    return bad("GGUF version ", version_, " (versions 2 and 3 are read)");
   uint64_t n_tensors, n_kv;
   if (!in.Read(&n_tensors) || !in.Read(&n_kv)) return bad("truncated header");
   // Each key/value takes at least 8 + 4 + 1 bytes, each tensor info 8 + 4 + 8 + 4 + 8.
@@ -215,8 +244,8 @@ absl::Status GgufFile::ParseAll() {
   uint64_t alignment = 32;
   if (metadata_.contains("general.alignment")) {
     const nlohmann::json& a = metadata_["general.alignment"];
-    if (!a.is_number_unsigned() || a.get<uint64_t>() == 0 || (a.get<uint64_t>() & (a.get<uint64_t>() - 1)) != 0 ||
-        a.get<uint64_t>() > (1u << 20)) {
+    if (!a.is_number_unsigned() || a.get<uint64_t>() == 0 ||
+        (a.get<uint64_t>() & (a.get<uint64_t>() - 1)) != 0 || a.get<uint64_t>() > (1u << 20)) {
       return bad("general.alignment ", a.dump(), " is not a power of two");
     }
     alignment = a.get<uint64_t>();
@@ -226,7 +255,8 @@ absl::Status GgufFile::ParseAll() {
     GgufTensor t;
     uint32_t n_dims, type;
     if (!in.ReadString(&t.name) || !in.Read(&n_dims)) return bad("truncated in tensor info ", i);
-    if (n_dims == 0 || n_dims > kMaxDims) return bad("tensor '", t.name, "' has ", n_dims, " dimensions");
+    if (n_dims == 0 || n_dims > kMaxDims)
+      return bad("tensor '", t.name, "' has ", n_dims, " dimensions");
     uint64_t elements = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       uint64_t ne;
@@ -237,15 +267,17 @@ absl::Status GgufFile::ParseAll() {
       elements *= ne;
       t.ne.push_back(static_cast<int64_t>(ne));
     }
-    if (!in.Read(&type) || !in.Read(&t.offset)) return bad("truncated in tensor info '", t.name, "'");
+    if (!in.Read(&type) || !in.Read(&t.offset))
+      return bad("truncated in tensor info '", t.name, "'");
     t.type = FindGgmlType(type);
     if (t.type == nullptr) return bad("tensor '", t.name, "' has unknown ggml type ", type);
     if (t.ne[0] % t.type->block != 0) {
-      return bad("tensor '", t.name, "' has rows of ", t.ne[0], " values, not whole ", t.type->name, " blocks of ",
-                 t.type->block);
+      return bad("tensor '", t.name, "' has rows of ", t.ne[0], " values, not whole ", t.type->name,
+                 " blocks of ", t.type->block);
     }
     t.bytes = elements / t.type->block * t.type->block_bytes;
-    if (t.offset % alignment != 0) return bad("tensor '", t.name, "' is at offset ", t.offset, ", not aligned to ", alignment);
+    if (t.offset % alignment != 0)
+      return bad("tensor '", t.name, "' is at offset ", t.offset, ", not aligned to ", alignment);
     auto [it, inserted] = tensors_.emplace(t.name, std::move(t));
     if (!inserted) return bad("tensor '", it->first, "' appears twice");
     by_offset.push_back(&it->second);
@@ -254,13 +286,14 @@ absl::Status GgufFile::ParseAll() {
   if (data_start > size_ && n_tensors > 0) return bad("truncated before the tensor data");
   data_ = map_ + std::min<uint64_t>(data_start, size_);
   const uint64_t data_size = size_ - std::min<uint64_t>(data_start, size_);
-  std::sort(by_offset.begin(), by_offset.end(), [](const GgufTensor* a, const GgufTensor* b) { return a->offset < b->offset; });
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const GgufTensor* a, const GgufTensor* b) { return a->offset < b->offset; });
   uint64_t end = 0;
   for (const GgufTensor* t : by_offset) {
     if (t->offset < end) return bad("tensor '", t->name, "' overlaps the tensor before it");
     if (t->offset > data_size || t->bytes > data_size - t->offset) {
-      return bad("tensor '", t->name, "' (", t->bytes, " bytes at ", t->offset, ") runs past the end of the file (",
-                 data_size, " bytes of data)");
+      return bad("tensor '", t->name, "' (", t->bytes, " bytes at ", t->offset,
+                 ") runs past the end of the file (", data_size, " bytes of data)");
     }
     end = t->offset + t->bytes;
   }
@@ -273,10 +306,12 @@ const GgufTensor* GgufFile::Find(absl::string_view name) const {
 }
 
 absl::StatusOr<int64_t> GgufFile::Int(const std::string& key) const {
-  if (!metadata_.contains(key)) return absl::NotFoundError(absl::StrCat(path_, " has no metadata key '", key, "'"));
+  if (!metadata_.contains(key))
+    return absl::NotFoundError(absl::StrCat(path_, " has no metadata key '", key, "'"));
   const nlohmann::json& v = metadata_[key];
   if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{1} << 62)) {
-    return absl::InvalidArgumentError(absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not an integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not an integer"));
   }
   return v.get<int64_t>();
 }
@@ -290,7 +325,8 @@ absl::StatusOr<double> GgufFile::Float(const std::string& key, double fallback) 
   if (!metadata_.contains(key)) return fallback;
   const nlohmann::json& v = metadata_[key];
   if (!v.is_number()) {
-    return absl::InvalidArgumentError(absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not a number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not a number"));
   }
   return v.get<double>();
 }
@@ -299,16 +335,19 @@ absl::StatusOr<bool> GgufFile::Bool(const std::string& key, bool fallback) const
   if (!metadata_.contains(key)) return fallback;
   const nlohmann::json& v = metadata_[key];
   if (!v.is_boolean()) {
-    return absl::InvalidArgumentError(absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not a bool"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not a bool"));
   }
   return v.get<bool>();
 }
 
 absl::StatusOr<std::string> GgufFile::String(const std::string& key) const {
-  if (!metadata_.contains(key)) return absl::NotFoundError(absl::StrCat(path_, " has no metadata key '", key, "'"));
+  if (!metadata_.contains(key))
+    return absl::NotFoundError(absl::StrCat(path_, " has no metadata key '", key, "'"));
   const nlohmann::json& v = metadata_[key];
   if (!v.is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not a string"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": metadata key '", key, "' is ", v.dump(), ", not a string"));
   }
   return v.get<std::string>();
 }

@@ -49,7 +49,8 @@ class GgufFile {
   // file or overlapping another tensor, a duplicated key or tensor name.
   static absl::StatusOr<std::shared_ptr<const GgufFile>> Open(const std::string& path);
   // The same over bytes already in memory (which must outlive the result); for tests and fuzzing.
-  static absl::StatusOr<std::shared_ptr<const GgufFile>> Parse(const uint8_t* data, size_t size, const std::string& path);
+  static absl::StatusOr<std::shared_ptr<const GgufFile>> Parse(const uint8_t* data, size_t size,
+                                                               const std::string& path);
 
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;

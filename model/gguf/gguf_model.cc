@@ -19,9 +19,15 @@ class ArchKeys {
  public:
   ArchKeys(const GgufFile& f, std::string arch) : f_(f), arch_(std::move(arch)) {}
   absl::StatusOr<int64_t> Int(const char* key) const { return f_.Int(Key(key)); }
-  absl::StatusOr<int64_t> Int(const char* key, int64_t fallback) const { return f_.Int(Key(key), fallback); }
-  absl::StatusOr<double> Float(const char* key, double fallback) const { return f_.Float(Key(key), fallback); }
-  absl::StatusOr<bool> Bool(const char* key, bool fallback) const { return f_.Bool(Key(key), fallback); }
+  absl::StatusOr<int64_t> Int(const char* key, int64_t fallback) const {
+    return f_.Int(Key(key), fallback);
+  }
+  absl::StatusOr<double> Float(const char* key, double fallback) const {
+    return f_.Float(Key(key), fallback);
+  }
+  absl::StatusOr<bool> Bool(const char* key, bool fallback) const {
+    return f_.Bool(Key(key), fallback);
+  }
   bool HasTensor(const std::string& name) const { return f_.Find(name) != nullptr; }
 
  private:
@@ -66,7 +72,9 @@ absl::Status Qwen(const ArchKeys& k, bool qwen3, nlohmann::json& j) {
 // Mixtral, as llama.cpp converts it: architecture `llama` with experts, softmax top-k renormalised.
 absl::Status Llama(const ArchKeys& k, nlohmann::json& j) {
   ASSIGN_OR_RETURN(const int64_t experts, k.Int("expert_count", 0));
-  if (experts == 0) return absl::InvalidArgumentError("a llama model without experts: nothing for moe-serve to serve");
+  if (experts == 0)
+    return absl::InvalidArgumentError(
+        "a llama model without experts: nothing for moe-serve to serve");
   j["model_type"] = "mixtral";
   RETURN_IF_ERROR(CommonFields(k, j, "num_local_experts"));
   ASSIGN_OR_RETURN(const int64_t inter, k.Int("feed_forward_length"));
@@ -80,18 +88,20 @@ absl::Status Llama(const ArchKeys& k, nlohmann::json& j) {
 absl::Status DeepseekLike(const ArchKeys& k, bool glm, nlohmann::json& j) {
   ASSIGN_OR_RETURN(const int64_t gating, k.Int("expert_gating_func", glm ? 2 : 1));
   if (gating != 1 && gating != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("expert_gating_func ", gating, " (1 softmax and 2 sigmoid are served)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert_gating_func ", gating, " (1 softmax and 2 sigmoid are served)"));
   }
   const bool sigmoid = gating == 2;
-  const bool biased = k.HasTensor("blk.0.exp_probs_b.bias") || k.HasTensor(absl::StrCat("blk.", 1, ".exp_probs_b.bias")) ||
-                      sigmoid;
+  const bool biased = k.HasTensor("blk.0.exp_probs_b.bias") ||
+                      k.HasTensor(absl::StrCat("blk.", 1, ".exp_probs_b.bias")) || sigmoid;
   ASSIGN_OR_RETURN(const int64_t groups, k.Int("expert_group_count", 1));
   ASSIGN_OR_RETURN(const int64_t groups_used, k.Int("expert_group_used_count", 1));
   j["model_type"] = glm ? "glm4_moe" : sigmoid ? "deepseek_v3" : "deepseek_v2";
   RETURN_IF_ERROR(CommonFields(k, j, "n_routed_experts"));
   if (glm) {
     ASSIGN_OR_RETURN(const int64_t mtp, k.Int("nextn_predict_layers", 0));
-    j["num_hidden_layers"] = j["num_hidden_layers"].get<int64_t>() - mtp;  // HF counts the MTP layers apart
+    j["num_hidden_layers"] =
+        j["num_hidden_layers"].get<int64_t>() - mtp;  // HF counts the MTP layers apart
   }
   ASSIGN_OR_RETURN(const int64_t inter, k.Int("expert_feed_forward_length"));
   ASSIGN_OR_RETURN(const int64_t dense, k.Int("feed_forward_length", 0));
@@ -110,7 +120,9 @@ absl::Status DeepseekLike(const ArchKeys& k, bool glm, nlohmann::json& j) {
   j["topk_group"] = groups_used;
   if (!glm) {
     j["scoring_func"] = sigmoid ? "sigmoid" : "softmax";
-    j["topk_method"] = biased && sigmoid ? "noaux_tc" : groups > 1 ? "group_limited_greedy" : "greedy";
+    j["topk_method"] = biased && sigmoid ? "noaux_tc"
+                       : groups > 1      ? "group_limited_greedy"
+                                         : "greedy";
   }
   return absl::OkStatus();
 }
@@ -159,12 +171,13 @@ TensorNames GgufNames(bool per_expert_tensors) {
 int SplitCount(const std::string& path, std::string* prefix) {
   const size_t n = path.size();
   // "-00001-of-00003.gguf" is 20 characters.
-  if (n < 21 || path.compare(n - 5, 5, ".gguf") != 0 || path.compare(n - 14, 4, "-of-") != 0 || path[n - 20] != '-') {
+  if (n < 21 || path.compare(n - 5, 5, ".gguf") != 0 || path.compare(n - 14, 4, "-of-") != 0 ||
+      path[n - 20] != '-') {
     return 0;
   }
   int index, count;
-  if (!absl::SimpleAtoi(path.substr(n - 19, 5), &index) || !absl::SimpleAtoi(path.substr(n - 10, 5), &count) ||
-      index != 1 || count < 1) {
+  if (!absl::SimpleAtoi(path.substr(n - 19, 5), &index) ||
+      !absl::SimpleAtoi(path.substr(n - 10, 5), &count) || index != 1 || count < 1) {
     return 0;
   }
   *prefix = path.substr(0, n - 20);
@@ -177,7 +190,8 @@ const WeightFormat* FormatOfGgmlType(const GgmlType& type) {
   static const struct {
     uint32_t id;
     const WeightFormat* format;
-  } kFormats[] = {{8, &kQ8_0}, {2, &kQ4_0}, {12, &kQ4_K}, {13, &kQ5_K}, {14, &kQ6_K}, {23, &kIq4Xs}, {39, &kMxfp4Gguf}};
+  } kFormats[] = {{8, &kQ8_0},  {2, &kQ4_0},   {12, &kQ4_K},     {13, &kQ5_K},
+                  {14, &kQ6_K}, {23, &kIq4Xs}, {39, &kMxfp4Gguf}};
   for (const auto& f : kFormats) {
     if (f.id == type.id) return f.format;
   }
@@ -199,7 +213,8 @@ absl::StatusOr<std::unique_ptr<GgufModel>> GgufModel::Open(const std::string& pa
     model->files_.push_back(std::move(file));
   } else {
     for (int i = 1; i <= count; ++i) {
-      ASSIGN_OR_RETURN(auto file, GgufFile::Open(absl::StrFormat("%s-%05d-of-%05d.gguf", prefix, i, count)));
+      ASSIGN_OR_RETURN(auto file,
+                       GgufFile::Open(absl::StrFormat("%s-%05d-of-%05d.gguf", prefix, i, count)));
       model->files_.push_back(std::move(file));
     }
   }
@@ -212,18 +227,21 @@ absl::StatusOr<std::unique_ptr<GgufModel>> GgufModel::Open(const std::string& pa
     if (arch == a.name) found = &a;
   }
   if (found == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": GGUF architecture '", arch, "' is not served (served: ",
-                                                   absl::StrJoin(ServedGgufArchitectures(), ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": GGUF architecture '", arch,
+        "' is not served (served: ", absl::StrJoin(ServedGgufArchitectures(), ", "), ")"));
   }
   nlohmann::json j = nlohmann::json::object();
   const absl::Status translated = found->translate(ArchKeys(first, arch), j);
   if (!translated.ok()) {
-    return absl::Status(translated.code(), absl::StrCat(path, " (", arch, "): ", translated.message()));
+    return absl::Status(translated.code(),
+                        absl::StrCat(path, " (", arch, "): ", translated.message()));
   }
   absl::StatusOr<ModelConfig> config = ModelConfig::Parse(j.dump());
   if (!config.ok()) {
-    return absl::Status(config.status().code(),
-                        absl::StrCat(path, " (", arch, ", read as ", j.dump(), "): ", config.status().message()));
+    return absl::Status(
+        config.status().code(),
+        absl::StrCat(path, " (", arch, ", read as ", j.dump(), "): ", config.status().message()));
   }
   model->config_ = *std::move(config);
   // Mixtral files from before stacked experts hold ffn_gate.E per expert.
@@ -250,8 +268,9 @@ absl::StatusOr<GgufModel::View> GgufModel::Find(const std::string& name) const {
     View v{.file = file, .tensor = t, .bytes = file->Data(*t), .shape = t->Shape()};
     if (expert >= 0) {
       if (v.shape.size() < 2 || expert >= v.shape[0]) {
-        return absl::InvalidArgumentError(absl::StrCat("expert ", expert, " of tensor '", tensor_name, "' ",
-                                                       ShapeString(v.shape), " in ", file->path()));
+        return absl::InvalidArgumentError(absl::StrCat("expert ", expert, " of tensor '",
+                                                       tensor_name, "' ", ShapeString(v.shape),
+                                                       " in ", file->path()));
       }
       const uint64_t slice = t->bytes / static_cast<uint64_t>(v.shape[0]);
       v.bytes += slice * static_cast<uint64_t>(expert);
@@ -259,8 +278,9 @@ absl::StatusOr<GgufModel::View> GgufModel::Find(const std::string& name) const {
     }
     return v;
   }
-  return absl::NotFoundError(absl::StrCat("no tensor '", tensor_name, "' in ", files_[0]->path(),
-                                          files_.size() > 1 ? absl::StrCat(" or its ", files_.size() - 1, " other shards") : ""));
+  return absl::NotFoundError(absl::StrCat(
+      "no tensor '", tensor_name, "' in ", files_[0]->path(),
+      files_.size() > 1 ? absl::StrCat(" or its ", files_.size() - 1, " other shards") : ""));
 }
 
 }  // namespace moe::model

@@ -3,8 +3,8 @@
 // shard's header read at open, its tensor bytes only when asked for) — as the rest of moe-serve
 // sees a checkpoint: a ModelConfig translated from the architecture's metadata with llama.cpp's
 // semantics (qwen2moe, qwen3moe, llama with experts (Mixtral), deepseek2 (DeepSeek-V2/V3/R1,
-// Kimi-K2), glm4moe, gpt-oss), whose tensor names are GGUF's, and tensors found by those names, a routed
-// expert as the slice `<stacked tensor>#<expert>` of its layer's `ffn_{gate,up,down}_exps`.
+// Kimi-K2), glm4moe, gpt-oss), whose tensor names are GGUF's, and tensors found by those names, a
+// routed expert as the slice `<stacked tensor>#<expert>` of its layer's `ffn_{gate,up,down}_exps`.
 // Used by Checkpoint for `.gguf` paths. Immutable after Open; safe to share across threads.
 #pragma once
 

@@ -22,8 +22,9 @@ struct TypeInfo {
   const WeightFormat* format;  // nullptr: a float type
 };
 
-const TypeInfo kTypes[] = {{"f32", 0, nullptr},  {"f16", 1, nullptr},  {"bf16", 30, nullptr}, {"q8_0", 8, &kQ8_0},
-                           {"q4_0", 2, &kQ4_0}, {"q4_k", 12, &kQ4_K}, {"q6_k", 14, &kQ6_K}};
+const TypeInfo kTypes[] = {{"f32", 0, nullptr}, {"f16", 1, nullptr}, {"bf16", 30, nullptr},
+                           {"q8_0", 8, &kQ8_0}, {"q4_0", 2, &kQ4_0}, {"q4_k", 12, &kQ4_K},
+                           {"q6_k", 14, &kQ6_K}};
 
 class Writer {
  public:
@@ -59,7 +60,8 @@ class Writer {
     PutString(kv_, v);
   }
   // `ne` in ggml order (row length first).
-  void Tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, std::vector<uint8_t> bytes) {
+  void Tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type,
+              std::vector<uint8_t> bytes) {
     tensors_.push_back({name, std::move(ne), type, std::move(bytes)});
   }
   absl::Status Write(const std::string& path) {
@@ -82,11 +84,14 @@ class Writer {
     head.resize((head.size() + kAlign - 1) / kAlign * kAlign, 0);
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     if (!out) return absl::InternalError(absl::StrCat("cannot create ", path));
-    out.write(reinterpret_cast<const char*>(head.data()), static_cast<std::streamsize>(head.size()));
+    out.write(reinterpret_cast<const char*>(head.data()),
+              static_cast<std::streamsize>(head.size()));
     const std::vector<char> pad(kAlign, 0);
     for (const Info& t : tensors_) {
-      out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
-      out.write(pad.data(), static_cast<std::streamsize>((kAlign - t.bytes.size() % kAlign) % kAlign));
+      out.write(reinterpret_cast<const char*>(t.bytes.data()),
+                static_cast<std::streamsize>(t.bytes.size()));
+      out.write(pad.data(),
+                static_cast<std::streamsize>((kAlign - t.bytes.size() % kAlign) % kAlign));
     }
     out.close();
     if (!out) return absl::InternalError(absl::StrCat("writing ", path, " failed"));
@@ -120,9 +125,11 @@ std::vector<uint8_t> F32Bytes(const std::vector<float>& v) {
 }
 
 // `rows` rows of `k` values (several matrices stacked) in `type`.
-absl::StatusOr<std::vector<uint8_t>> Encode(const TypeInfo& type, const std::vector<float>& v, int64_t rows, int64_t k) {
+absl::StatusOr<std::vector<uint8_t>> Encode(const TypeInfo& type, const std::vector<float>& v,
+                                            int64_t rows, int64_t k) {
   if (type.format != nullptr) {
-    ASSIGN_OR_RETURN(const QuantizedMatrix m, QuantizedMatrix::Quantize(*type.format, v.data(), rows, k));
+    ASSIGN_OR_RETURN(const QuantizedMatrix m,
+                     QuantizedMatrix::Quantize(*type.format, v.data(), rows, k));
     return std::vector<uint8_t>(m.row(0), m.row(0) + m.bytes());
   }
   if (type.ggml_id == 0) return F32Bytes(v);
@@ -155,15 +162,17 @@ absl::Status WriteRandomGguf(const std::string& path, const GgufGeneratorOptions
   const ModelConfig& c = o.config;
   const char* arch = ArchitectureOf(c.model_type);
   if (arch == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("family ", c.model_type, " has no GGUF architecture here (",
-                                                   "qwen2_moe, qwen3_moe, mixtral, deepseek_v2, deepseek_v3, glm4_moe)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("family ", c.model_type, " has no GGUF architecture here (",
+                     "qwen2_moe, qwen3_moe, mixtral, deepseek_v2, deepseek_v3, glm4_moe)"));
   }
   const TypeInfo* type = nullptr;
   for (const TypeInfo& t : kTypes) {
     if (o.type == t.name) type = &t;
   }
   if (type == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("GGUF type '", o.type, "' (types: ", absl::StrJoin(GgufGeneratorTypes(), ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GGUF type '", o.type, "' (types: ", absl::StrJoin(GgufGeneratorTypes(), ", "), ")"));
   }
   const int h = c.hidden_size, i = c.moe_intermediate_size, e = c.num_experts;
   Writer w;
@@ -181,7 +190,8 @@ absl::Status WriteRandomGguf(const std::string& path, const GgufGeneratorOptions
     w.U32(k + "expert_feed_forward_length", i);
     w.Bool(k + "expert_weights_norm", c.norm_topk_prob);
   }
-  if (c.model_type == "qwen2_moe") w.U32(k + "expert_shared_feed_forward_length", c.shared_expert_intermediate_size);
+  if (c.model_type == "qwen2_moe")
+    w.U32(k + "expert_shared_feed_forward_length", c.shared_expert_intermediate_size);
   if (deepseek) {
     w.U32(k + "feed_forward_length", c.intermediate_size);
     w.U32(k + "expert_shared_count", c.n_shared_experts);
@@ -192,12 +202,14 @@ absl::Status WriteRandomGguf(const std::string& path, const GgufGeneratorOptions
     w.U32(k + "expert_group_used_count", c.topk_group);
   }
   std::mt19937_64 rng(o.seed);
-  const auto mlp = [&](const std::string& prefix, const std::string& suffix, int inter, int stack) -> absl::Status {
+  const auto mlp = [&](const std::string& prefix, const std::string& suffix, int inter,
+                       int stack) -> absl::Status {
     const auto proj = [&](const char* p, int rows, int cols) -> absl::Status {
       const std::vector<float> v = Random(rng, static_cast<size_t>(stack) * rows * cols, cols);
       absl::StatusOr<std::vector<uint8_t>> bytes = Encode(*type, v, int64_t{stack} * rows, cols);
       if (!bytes.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(prefix, p, suffix, ": ", bytes.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(prefix, p, suffix, ": ", bytes.status().message()));
       }
       std::vector<uint64_t> ne = {uint64_t(cols), uint64_t(rows)};
       if (stack > 1 || suffix == "_exps.weight") ne.push_back(uint64_t(stack));
@@ -214,7 +226,8 @@ absl::Status WriteRandomGguf(const std::string& path, const GgufGeneratorOptions
       RETURN_IF_ERROR(mlp(blk, ".weight", c.intermediate_size, 1));
       continue;
     }
-    w.Tensor(blk + "gate_inp.weight", {uint64_t(h), uint64_t(e)}, 0, F32Bytes(Random(rng, size_t(e) * h, h)));
+    w.Tensor(blk + "gate_inp.weight", {uint64_t(h), uint64_t(e)}, 0,
+             F32Bytes(Random(rng, size_t(e) * h, h)));
     RETURN_IF_ERROR(mlp(blk, "_exps.weight", i, e));
     if (c.topk_method == "noaux_tc" || c.model_type == "glm4_moe") {
       std::uniform_real_distribution<float> bias(-0.1f, 0.1f);
@@ -225,7 +238,8 @@ absl::Status WriteRandomGguf(const std::string& path, const GgufGeneratorOptions
     if (c.HasAlwaysOn(layer)) {
       RETURN_IF_ERROR(mlp(blk, "_shexp.weight", c.AlwaysOnIntermediate(layer), 1));
       if (c.HasSharedGate(layer)) {
-        w.Tensor(blk + "gate_inp_shexp.weight", {uint64_t(h)}, 0, F32Bytes(Random(rng, size_t(h), h)));
+        w.Tensor(blk + "gate_inp_shexp.weight", {uint64_t(h)}, 0,
+                 F32Bytes(Random(rng, size_t(h), h)));
       }
     }
   }

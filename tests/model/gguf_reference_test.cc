@@ -47,7 +47,9 @@ uint32_t Bits(float f) {
 class GgufReferenceTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (Dir().empty()) GTEST_SKIP() << "MOE_GGUF_REFERENCE_DIR is not set: ctest runs tests/model/gguf_reference.py first";
+    if (Dir().empty())
+      GTEST_SKIP()
+          << "MOE_GGUF_REFERENCE_DIR is not set: ctest runs tests/model/gguf_reference.py first";
   }
 };
 
@@ -61,14 +63,16 @@ TEST_P(GgufReferenceTest, DequantizesAsTheGgufPackage) {
   ASSERT_EQ(want.size(), static_cast<size_t>(count * f->block));
   // Rows of 4 blocks: the scalar decoding of every value, then every kernel level on a few rows.
   const int64_t k = 4 * f->block, n = count / 4;
-  ASSERT_OK_AND_ASSIGN(const QuantizedMatrix m, QuantizedMatrix::FromBytes(*f, n, k, blocks.data()));
+  ASSERT_OK_AND_ASSIGN(const QuantizedMatrix m,
+                       QuantizedMatrix::FromBytes(*f, n, k, blocks.data()));
   std::vector<float> row(static_cast<size_t>(k));
   int64_t mismatches = 0;
   for (int64_t r = 0; r < n; ++r) {
     m.DequantizeRow(r, row.data());
     for (int64_t c = 0; c < k; ++c) {
       if (Bits(row[c]) != Bits(want[r * k + c]) && mismatches++ < 5) {
-        ADD_FAILURE() << GetParam() << " row " << r << " value " << c << ": " << row[c] << ", gguf says " << want[r * k + c];
+        ADD_FAILURE() << GetParam() << " row " << r << " value " << c << ": " << row[c]
+                      << ", gguf says " << want[r * k + c];
       }
     }
   }
@@ -77,22 +81,25 @@ TEST_P(GgufReferenceTest, DequantizesAsTheGgufPackage) {
   const base::CpuIsa best = base::BestIsa(base::DetectCpuFeatures());
   for (int level = 0; level <= static_cast<int>(best); ++level) {
     const auto isa = static_cast<base::CpuIsa>(level);
-    ASSERT_OK_AND_ASSIGN(const QuantizedMatrix few, QuantizedMatrix::FromBytes(*f, rows, k, blocks.data()));
+    ASSERT_OK_AND_ASSIGN(const QuantizedMatrix few,
+                         QuantizedMatrix::FromBytes(*f, rows, k, blocks.data()));
     for (int64_t c = 0; c < k; ++c) {  // a one-hot activation row picks column c of every row
       std::vector<float> x(static_cast<size_t>(k), 0.0f), y(static_cast<size_t>(rows));
       x[c] = 1.0f;
       experts::QuantizedProduct(isa, few, x.data(), k, 1, y.data(), rows, 1);
       for (int64_t j = 0; j < rows; ++j) {
         // (== rather than bits: a one-hot sum turns a weight of −0 into +0.)
-        ASSERT_EQ(y[j], want[j * k + c]) << GetParam() << " at " << base::CpuIsaName(isa) << ": row " << j
-                                                     << " value " << c << " is " << y[j] << ", gguf says " << want[j * k + c];
+        ASSERT_EQ(y[j], want[j * k + c])
+            << GetParam() << " at " << base::CpuIsaName(isa) << ": row " << j << " value " << c
+            << " is " << y[j] << ", gguf says " << want[j * k + c];
       }
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, GgufReferenceTest,
-                         ::testing::Values("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "iq4_xs", "mxfp4_gguf"),
+                         ::testing::Values("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "iq4_xs",
+                                           "mxfp4_gguf"),
                          [](const auto& info) { return info.param; });
 
 class GgufQuantizerTest : public GgufReferenceTest {};
@@ -106,7 +113,8 @@ TEST_P(GgufQuantizerTest, QuantizesToTheGgufPackagesBytes) {
   ASSERT_EQ(want.size(), static_cast<size_t>(n * m.row_bytes()));
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t b = 0; b < m.row_bytes(); ++b) {
-      ASSERT_EQ(m.row(r)[b], want[r * m.row_bytes() + b]) << GetParam() << " row " << r << " byte " << b;
+      ASSERT_EQ(m.row(r)[b], want[r * m.row_bytes() + b])
+          << GetParam() << " row " << r << " byte " << b;
     }
   }
 }

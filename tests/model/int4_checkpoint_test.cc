@@ -39,7 +39,8 @@ int32_t Word(const int values[8], const int fields[8]) {
 }
 
 Packed Pack(const std::string& method) {
-  static const int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // AutoAWQ: field f holds column kAwqOrder[f]
+  static const int kAwqOrder[8] = {0, 2, 4, 6,
+                                   1, 3, 5, 7};  // AutoAWQ: field f holds column kAwqOrder[f]
   static const int kPlain[8] = {0, 1, 2, 3, 4, 5, 6, 7};
   Packed p;
   const bool awq = method == "awq";
@@ -70,14 +71,17 @@ Packed Pack(const std::string& method) {
   return p;
 }
 
-absl::StatusOr<QuantizedMatrix> Unpack(const std::string& method, const Packed& p, bool with_g_idx = true) {
+absl::StatusOr<QuantizedMatrix> Unpack(const std::string& method, const Packed& p,
+                                       bool with_g_idx = true) {
   const bool awq = method == "awq";
-  return UnpackInt4Linear(method, "m", kOut, kIn,
-                          p.Tensor("I32", awq ? std::vector<int64_t>{kIn, kOut / 8} : std::vector<int64_t>{kIn / 8, kOut},
-                                   p.qweight.data()),
-                          p.Tensor("I32", {kGroups, kOut / 8}, p.qzeros.data()),
-                          p.Tensor("F16", {kGroups, kOut}, p.scales.data()),
-                          with_g_idx && !awq ? p.Tensor("I32", {kIn}, p.g_idx.data()) : PackedTensor{});
+  return UnpackInt4Linear(
+      method, "m", kOut, kIn,
+      p.Tensor("I32",
+               awq ? std::vector<int64_t>{kIn, kOut / 8} : std::vector<int64_t>{kIn / 8, kOut},
+               p.qweight.data()),
+      p.Tensor("I32", {kGroups, kOut / 8}, p.qzeros.data()),
+      p.Tensor("F16", {kGroups, kOut}, p.scales.data()),
+      with_g_idx && !awq ? p.Tensor("I32", {kIn}, p.g_idx.data()) : PackedTensor{});
 }
 
 TEST(Int4CheckpointTest, EveryLayoutGivesEveryValue) {
@@ -112,14 +116,17 @@ TEST(Int4CheckpointTest, GptqZeroOfZeroIsStoredAsFifteenAndReadAsSixteen) {
 
 TEST(Int4CheckpointTest, BadTensorsAreRefusedByName) {
   const Packed p = Pack("gptq");
-  EXPECT_THAT(UnpackInt4Linear("gptq", "m", kOut, kIn, p.Tensor("I32", {kIn / 8, kOut + 8}, p.qweight.data()),
+  EXPECT_THAT(UnpackInt4Linear("gptq", "m", kOut, kIn,
+                               p.Tensor("I32", {kIn / 8, kOut + 8}, p.qweight.data()),
                                p.Tensor("I32", {kGroups, kOut / 8}, p.qzeros.data()),
                                p.Tensor("F16", {kGroups, kOut}, p.scales.data()), {}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "tensor 'm.qweight' is I32[32, 24], expected I32[32, 16]"));
-  EXPECT_THAT(UnpackInt4Linear("gptq", "m", kOut, kIn, p.Tensor("I32", {kIn / 8, kOut}, p.qweight.data()),
-                               p.Tensor("I32", {kGroups, kOut / 8}, p.qzeros.data()),
-                               p.Tensor("BF16", {kGroups, kOut}, p.scales.data()), {}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "'m.scales' is BF16"));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "tensor 'm.qweight' is I32[32, 24], expected I32[32, 16]"));
+  EXPECT_THAT(
+      UnpackInt4Linear("gptq", "m", kOut, kIn, p.Tensor("I32", {kIn / 8, kOut}, p.qweight.data()),
+                       p.Tensor("I32", {kGroups, kOut / 8}, p.qzeros.data()),
+                       p.Tensor("BF16", {kGroups, kOut}, p.scales.data()), {}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "'m.scales' is BF16"));
   Packed permuted = p;
   std::swap(permuted.g_idx[3], permuted.g_idx[200]);
   EXPECT_THAT(Unpack("gptq", permuted), StatusIs(absl::StatusCode::kInvalidArgument, "act-order"));

@@ -114,8 +114,8 @@ std::vector<uint8_t> GgufBytes::Build(uint32_t alignment) {
   return out;
 }
 
-std::vector<uint8_t> TinyGgufModel(const std::string& arch, int hidden, int inter, int experts, int layers,
-                                   uint32_t expert_type) {
+std::vector<uint8_t> TinyGgufModel(const std::string& arch, int hidden, int inter, int experts,
+                                   int layers, uint32_t expert_type) {
   GgufBytes g;
   g.String("general.architecture", arch)
       .U32(arch + ".block_count", layers)
@@ -133,30 +133,34 @@ std::vector<uint8_t> TinyGgufModel(const std::string& arch, int hidden, int inte
   const auto experts_bytes = [&](int rows, int k, uint64_t seed) {
     if (expert_type != 8) {
       // Random blocks of another type: sized by the block table of model/gguf (F16-free bytes).
-      const size_t per_row = expert_type == 12 ? static_cast<size_t>(k) / 256 * 144 : static_cast<size_t>(k) / 32 * 18;
+      const size_t per_row =
+          expert_type == 12 ? static_cast<size_t>(k) / 256 * 144 : static_cast<size_t>(k) / 32 * 18;
       return RandomBytes(per_row * rows * experts, seed);
     }
-    const std::vector<float> w = RandomVector(static_cast<size_t>(experts) * rows * k, seed, 1.0f / std::sqrt(float(k)));
-    const model::QuantizedMatrix m = *model::QuantizedMatrix::Quantize(model::kQ8_0, w.data(), int64_t{experts} * rows, k);
+    const std::vector<float> w =
+        RandomVector(static_cast<size_t>(experts) * rows * k, seed, 1.0f / std::sqrt(float(k)));
+    const model::QuantizedMatrix m =
+        *model::QuantizedMatrix::Quantize(model::kQ8_0, w.data(), int64_t{experts} * rows, k);
     return std::vector<uint8_t>(m.row(0), m.row(0) + m.bytes());
   };
   for (int l = 0; l < layers; ++l) {
     const std::string blk = "blk." + std::to_string(l) + ".";
     g.Tensor(blk + "ffn_gate_inp.weight", {uint64_t(hidden), uint64_t(experts)}, 0,
              f32_bytes(RandomVector(static_cast<size_t>(hidden) * experts, 100 + l, 0.1f)));
-    g.Tensor(blk + "ffn_gate_exps.weight", {uint64_t(hidden), uint64_t(inter), uint64_t(experts)}, expert_type,
-             experts_bytes(inter, hidden, 200 + l));
-    g.Tensor(blk + "ffn_up_exps.weight", {uint64_t(hidden), uint64_t(inter), uint64_t(experts)}, expert_type,
-             experts_bytes(inter, hidden, 300 + l));
-    g.Tensor(blk + "ffn_down_exps.weight", {uint64_t(inter), uint64_t(hidden), uint64_t(experts)}, expert_type,
-             experts_bytes(hidden, inter, 400 + l));
+    g.Tensor(blk + "ffn_gate_exps.weight", {uint64_t(hidden), uint64_t(inter), uint64_t(experts)},
+             expert_type, experts_bytes(inter, hidden, 200 + l));
+    g.Tensor(blk + "ffn_up_exps.weight", {uint64_t(hidden), uint64_t(inter), uint64_t(experts)},
+             expert_type, experts_bytes(inter, hidden, 300 + l));
+    g.Tensor(blk + "ffn_down_exps.weight", {uint64_t(inter), uint64_t(hidden), uint64_t(experts)},
+             expert_type, experts_bytes(hidden, inter, 400 + l));
   }
   return g.Build();
 }
 
 void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 }  // namespace moe::testing

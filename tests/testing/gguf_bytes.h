@@ -23,7 +23,8 @@ class GgufBytes {
   GgufBytes& U32Array(const std::string& key, const std::vector<uint32_t>& v);
   GgufBytes& StringArray(const std::string& key, const std::vector<std::string>& v);
   // A tensor of ggml type `type` with dims `ne` (ggml order: row length first) and its bytes.
-  GgufBytes& Tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, std::vector<uint8_t> bytes);
+  GgufBytes& Tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type,
+                    std::vector<uint8_t> bytes);
 
   // The file: header (version 3), metadata, tensor infos, padding to `alignment`, data (each
   // tensor aligned). Offsets of fields a test may patch are recorded below.
@@ -50,8 +51,9 @@ class GgufBytes {
 // layers of `experts` experts of width `inter` over `hidden`, an F32 router and Q8_0 experts
 // quantized by our quantizer from seeded N(0, 1/k) values; `expert_type` may name another ggml
 // type id for the expert tensors (their bytes then random).
-std::vector<uint8_t> TinyGgufModel(const std::string& arch = "qwen3moe", int hidden = 64, int inter = 32,
-                                   int experts = 4, int layers = 1, uint32_t expert_type = 8);
+std::vector<uint8_t> TinyGgufModel(const std::string& arch = "qwen3moe", int hidden = 64,
+                                   int inter = 32, int experts = 4, int layers = 1,
+                                   uint32_t expert_type = 8);
 
 // Writes `bytes` to `path`.
 void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes);

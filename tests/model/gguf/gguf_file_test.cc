@@ -75,10 +75,14 @@ TEST(GgufFileTest, ReadsMetadataAndTensors) {
 TEST(GgufFileTest, TypedReadsOfTheWrongTypeAreRefused) {
   const std::vector<uint8_t> bytes = Valid().Build();
   ASSERT_OK_AND_ASSIGN(auto f, ParseBytes(bytes));
-  EXPECT_THAT(f->Int("general.architecture"), StatusIs(absl::StatusCode::kInvalidArgument, "not an integer"));
-  EXPECT_THAT(f->String("qwen3moe.block_count"), StatusIs(absl::StatusCode::kInvalidArgument, "not a string"));
-  EXPECT_THAT(f->Bool("some.int", false), StatusIs(absl::StatusCode::kInvalidArgument, "not a bool"));
-  EXPECT_THAT(f->Float("some.array", 0), StatusIs(absl::StatusCode::kInvalidArgument, "not a number"));
+  EXPECT_THAT(f->Int("general.architecture"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not an integer"));
+  EXPECT_THAT(f->String("qwen3moe.block_count"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not a string"));
+  EXPECT_THAT(f->Bool("some.int", false),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not a bool"));
+  EXPECT_THAT(f->Float("some.array", 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not a number"));
   EXPECT_THAT(f->Int("absent"), StatusIs(absl::StatusCode::kNotFound, "absent"));
 }
 
@@ -86,7 +90,8 @@ TEST(GgufFileTest, EveryTruncationIsDataLoss) {
   const std::vector<uint8_t> bytes = Valid().Build();
   for (size_t n = 0; n < bytes.size(); ++n) {
     const std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + n);
-    EXPECT_THAT(ParseBytes(cut), StatusIs(absl::StatusCode::kDataLoss, "")) << n << " of " << bytes.size() << " bytes";
+    EXPECT_THAT(ParseBytes(cut), StatusIs(absl::StatusCode::kDataLoss, ""))
+        << n << " of " << bytes.size() << " bytes";
   }
 }
 
@@ -145,15 +150,21 @@ TEST(GgufFileTest, BadTensorInfosAreDataLoss) {
     return g.Build();
   };
   EXPECT_THAT(ParseBytes(with({}, 0, 4)), StatusIs(absl::StatusCode::kDataLoss, "0 dimensions"));
-  EXPECT_THAT(ParseBytes(with({1, 1, 1, 1, 1}, 0, 4)), StatusIs(absl::StatusCode::kDataLoss, "5 dimensions"));
-  EXPECT_THAT(ParseBytes(with({4, 0}, 0, 4)), StatusIs(absl::StatusCode::kDataLoss, "absurd dimension 0"));
+  EXPECT_THAT(ParseBytes(with({1, 1, 1, 1, 1}, 0, 4)),
+              StatusIs(absl::StatusCode::kDataLoss, "5 dimensions"));
+  EXPECT_THAT(ParseBytes(with({4, 0}, 0, 4)),
+              StatusIs(absl::StatusCode::kDataLoss, "absurd dimension 0"));
   EXPECT_THAT(ParseBytes(with({uint64_t{1} << 30, uint64_t{1} << 30, uint64_t{1} << 30}, 0, 4)),
               StatusIs(absl::StatusCode::kDataLoss, "absurd dimension"));
-  EXPECT_THAT(ParseBytes(with({8}, 5, 32)), StatusIs(absl::StatusCode::kDataLoss, "unknown ggml type 5"));
-  EXPECT_THAT(ParseBytes(with({48}, 8, 68)), StatusIs(absl::StatusCode::kDataLoss, "not whole Q8_0 blocks"));
-  EXPECT_THAT(ParseBytes(with({64}, 8, 34)), StatusIs(absl::StatusCode::kDataLoss, "runs past the end"));
+  EXPECT_THAT(ParseBytes(with({8}, 5, 32)),
+              StatusIs(absl::StatusCode::kDataLoss, "unknown ggml type 5"));
+  EXPECT_THAT(ParseBytes(with({48}, 8, 68)),
+              StatusIs(absl::StatusCode::kDataLoss, "not whole Q8_0 blocks"));
+  EXPECT_THAT(ParseBytes(with({64}, 8, 34)),
+              StatusIs(absl::StatusCode::kDataLoss, "runs past the end"));
   GgufBytes two;
-  two.Tensor("a", {8}, 0, testing::RandomBytes(32, 5)).Tensor("b", {8}, 0, testing::RandomBytes(32, 6));
+  two.Tensor("a", {8}, 0, testing::RandomBytes(32, 5))
+      .Tensor("b", {8}, 0, testing::RandomBytes(32, 6));
   std::vector<uint8_t> b = two.Build();
   std::vector<uint8_t> c = b;
   Patch<uint64_t>(c, two.tensor_offset_fields[1], 0);  // b on top of a
@@ -165,7 +176,8 @@ TEST(GgufFileTest, BadTensorInfosAreDataLoss) {
   Patch<uint64_t>(c, two.tensor_offset_fields[1], uint64_t{1} << 62);
   EXPECT_THAT(ParseBytes(c), StatusIs(absl::StatusCode::kDataLoss, "past the end"));
   GgufBytes dup;
-  dup.Tensor("a", {8}, 0, testing::RandomBytes(32, 5)).Tensor("a", {8}, 0, testing::RandomBytes(32, 6));
+  dup.Tensor("a", {8}, 0, testing::RandomBytes(32, 5))
+      .Tensor("a", {8}, 0, testing::RandomBytes(32, 6));
   EXPECT_THAT(ParseBytes(dup.Build()), StatusIs(absl::StatusCode::kDataLoss, "appears twice"));
 }
 
@@ -177,9 +189,11 @@ TEST(GgufFileTest, OpenMapsAFileAndReportsAMissingOne) {
   ASSERT_OK_AND_ASSIGN(auto f, GgufFile::Open(dir + "/m.gguf"));
   ASSERT_EQ(f->tensors().size(), 3u);
   EXPECT_EQ(std::memcmp(f->Data(*f->Find("v")), bytes.data() + g.tensor_data_starts[0], 32), 0);
-  EXPECT_THAT(GgufFile::Open(dir + "/absent.gguf"), StatusIs(absl::StatusCode::kNotFound, "absent.gguf"));
+  EXPECT_THAT(GgufFile::Open(dir + "/absent.gguf"),
+              StatusIs(absl::StatusCode::kNotFound, "absent.gguf"));
   testing::WriteBytes(dir + "/empty.gguf", {});
-  EXPECT_THAT(GgufFile::Open(dir + "/empty.gguf"), StatusIs(absl::StatusCode::kDataLoss, "no GGUF magic"));
+  EXPECT_THAT(GgufFile::Open(dir + "/empty.gguf"),
+              StatusIs(absl::StatusCode::kDataLoss, "no GGUF magic"));
 }
 
 }  // namespace

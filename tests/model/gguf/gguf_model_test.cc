@@ -54,22 +54,28 @@ TEST(GgufModelTest, Qwen3MoeConfigGateAndExpertsAsStored) {
     ASSERT_EQ(q.q2->bytes(), slice);
     EXPECT_EQ(std::memcmp(q.q2->row(0), file->Data(*down) + slice * expert, slice), 0);
     // Without keep_quantized: the same values, dequantized to f32.
-    ASSERT_OK_AND_ASSIGN(const experts::ExpertWeights f, experts::LoadExpertWeights(*ckpt, {1, expert}));
+    ASSERT_OK_AND_ASSIGN(const experts::ExpertWeights f,
+                         experts::LoadExpertWeights(*ckpt, {1, expert}));
     ASSERT_FALSE(f.quantized());
     std::vector<float> row(32);
     q.q2->DequantizeRow(5, row.data());
     for (int i = 0; i < 32; ++i) ASSERT_EQ(f.w2.f32()[5 * 32 + i], row[i]);
   }
-  EXPECT_THAT(experts::LoadExpertWeights(*ckpt, {1, 4}), StatusIs(absl::StatusCode::kNotFound, "not in the model"));
+  EXPECT_THAT(experts::LoadExpertWeights(*ckpt, {1, 4}),
+              StatusIs(absl::StatusCode::kNotFound, "not in the model"));
 }
 
 TEST(GgufModelTest, UnservedArchitecturesAreNamed) {
   std::vector<uint8_t> bytes = testing::TinyGgufModel("falcon");
   EXPECT_THAT(Checkpoint::Open(Write(bytes)),
-              StatusIs(absl::StatusCode::kInvalidArgument, "GGUF architecture 'falcon' is not served (served: qwen2moe"));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "GGUF architecture 'falcon' is not served (served: qwen2moe"));
   testing::GgufBytes dense;
-  dense.String("general.architecture", "llama").U32("llama.block_count", 1).U32("llama.embedding_length", 8);
-  EXPECT_THAT(Checkpoint::Open(Write(dense.Build())), StatusIs(absl::StatusCode::kInvalidArgument, "without experts"));
+  dense.String("general.architecture", "llama")
+      .U32("llama.block_count", 1)
+      .U32("llama.embedding_length", 8);
+  EXPECT_THAT(Checkpoint::Open(Write(dense.Build())),
+              StatusIs(absl::StatusCode::kInvalidArgument, "without experts"));
 }
 
 TEST(GgufModelTest, MissingAndMistypedKeysAreNamed) {
@@ -80,20 +86,25 @@ TEST(GgufModelTest, MissingAndMistypedKeysAreNamed) {
   testing::GgufBytes mistyped;
   mistyped.String("general.architecture", "qwen3moe").String("qwen3moe.block_count", "two");
   EXPECT_THAT(Checkpoint::Open(Write(mistyped.Build())),
-              StatusIs(absl::StatusCode::kInvalidArgument, "'qwen3moe.block_count' is \"two\", not an integer"));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "'qwen3moe.block_count' is \"two\", not an integer"));
   testing::GgufBytes none;
   none.U32("x", 1);
-  EXPECT_THAT(Checkpoint::Open(Write(none.Build())), StatusIs(absl::StatusCode::kNotFound, "general.architecture"));
+  EXPECT_THAT(Checkpoint::Open(Write(none.Build())),
+              StatusIs(absl::StatusCode::kNotFound, "general.architecture"));
 }
 
 TEST(GgufModelTest, ExpertTypesWeDoNotServeAreRefusedByName) {
   // IQ4_NL (id 20): a real ggml type, not one of ours.
-  const std::string path = Write(testing::TinyGgufModel("qwen3moe", 64, 32, 4, 1, /*expert_type=*/20));
+  const std::string path =
+      Write(testing::TinyGgufModel("qwen3moe", 64, 32, 4, 1, /*expert_type=*/20));
   ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(path));
-  EXPECT_THAT(experts::LoadExpertWeights(*ckpt, {0, 1}, {.keep_quantized = true}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "is IQ4_NL, a type moe-serve does not serve"));
-  EXPECT_THAT(experts::LoadExpertWeights(*ckpt, {0, 1}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "is IQ4_NL, a type moe-serve does not serve"));
+  EXPECT_THAT(
+      experts::LoadExpertWeights(*ckpt, {0, 1}, {.keep_quantized = true}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "is IQ4_NL, a type moe-serve does not serve"));
+  EXPECT_THAT(
+      experts::LoadExpertWeights(*ckpt, {0, 1}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "is IQ4_NL, a type moe-serve does not serve"));
 }
 
 TEST(GgufModelTest, SplitSetsOpenEveryShardAndAMissingShardIsNamed) {
@@ -108,7 +119,8 @@ TEST(GgufModelTest, SplitSetsOpenEveryShardAndAMissingShardIsNamed) {
   testing::WriteBytes(dir + "/m-00002-of-00002.gguf", second.Build());
   ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(dir + "/m-00001-of-00002.gguf"));
   EXPECT_EQ(ckpt->OpenedFiles().size(), 2u);
-  EXPECT_THAT(ckpt->Get("blk.9.ffn_gate_inp.weight"), StatusIs(absl::StatusCode::kNotFound, "or its 1 other shards"));
+  EXPECT_THAT(ckpt->Get("blk.9.ffn_gate_inp.weight"),
+              StatusIs(absl::StatusCode::kNotFound, "or its 1 other shards"));
 }
 
 }  // namespace

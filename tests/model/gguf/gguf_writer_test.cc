@@ -18,7 +18,8 @@ using ::moe::testing::StatusIs;
 
 TEST(GgufWriterTest, EveryFamilyRoundTripsThroughTheReader) {
   const std::string dir = testing::MakeTempDir("gguf-writer");
-  for (const char* family : {"qwen2_moe", "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3", "glm4_moe"}) {
+  for (const char* family :
+       {"qwen2_moe", "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3", "glm4_moe"}) {
     for (const char* type : {"q8_0", "q4_k", "f16"}) {
       // (Two layers: DeepSeek's and GLM's first is dense, the second MoE with shared experts.)
       ASSERT_OK_AND_ASSIGN(ModelConfig c, DefaultConfig(family, 256, 256, 8, 2, 2));
@@ -42,14 +43,18 @@ TEST(GgufWriterTest, EveryFamilyRoundTripsThroughTheReader) {
         EXPECT_EQ(r.IsMoeLayer(layer), c.IsMoeLayer(layer)) << what << " layer " << layer;
         EXPECT_EQ(r.HasAlwaysOn(layer), c.HasAlwaysOn(layer)) << what << " layer " << layer;
         if (r.HasAlwaysOn(layer)) {
-          EXPECT_EQ(r.AlwaysOnIntermediate(layer), c.AlwaysOnIntermediate(layer)) << what << " layer " << layer;
-          ASSERT_OK(experts::LoadExpertWeights(*ckpt, {layer, r.AlwaysOnId()}, {.keep_quantized = true}).status())
+          EXPECT_EQ(r.AlwaysOnIntermediate(layer), c.AlwaysOnIntermediate(layer))
+              << what << " layer " << layer;
+          ASSERT_OK(
+              experts::LoadExpertWeights(*ckpt, {layer, r.AlwaysOnId()}, {.keep_quantized = true})
+                  .status())
               << what;
         }
       }
       const int moe_layer = r.num_layers - 1;
-      ASSERT_OK_AND_ASSIGN(const experts::ExpertWeights w,
-                           experts::LoadExpertWeights(*ckpt, {moe_layer, 3}, {.keep_quantized = true}));
+      ASSERT_OK_AND_ASSIGN(
+          const experts::ExpertWeights w,
+          experts::LoadExpertWeights(*ckpt, {moe_layer, 3}, {.keep_quantized = true}));
       EXPECT_EQ(w.quantized(), std::string(type) != "f16") << what;
       if (w.quantized()) {
         EXPECT_EQ(w.q1->format().name, std::string(type)) << what;
@@ -61,14 +66,16 @@ TEST(GgufWriterTest, EveryFamilyRoundTripsThroughTheReader) {
 TEST(GgufWriterTest, WhatItCannotWriteIsRefused) {
   const std::string dir = testing::MakeTempDir("gguf-writer-bad");
   ASSERT_OK_AND_ASSIGN(ModelConfig olmoe, DefaultConfig("olmoe", 256, 256, 8, 2, 2));
-  EXPECT_THAT(WriteRandomGguf(dir + "/a.gguf", {.config = olmoe}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "family olmoe has no GGUF architecture"));
+  EXPECT_THAT(
+      WriteRandomGguf(dir + "/a.gguf", {.config = olmoe}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "family olmoe has no GGUF architecture"));
   ASSERT_OK_AND_ASSIGN(ModelConfig qwen, DefaultConfig("qwen3_moe", 96, 96, 8, 2, 2));
   EXPECT_THAT(WriteRandomGguf(dir + "/b.gguf", {.config = qwen, .type = "q2_k"}),
               StatusIs(absl::StatusCode::kInvalidArgument, "GGUF type 'q2_k'"));
   EXPECT_THAT(WriteRandomGguf(dir + "/c.gguf", {.config = qwen, .type = "q4_k"}),
               StatusIs(absl::StatusCode::kInvalidArgument, "multiple of 256"));
-  EXPECT_THAT(WriteRandomGguf("/nonexistent-dir/d.gguf", {.config = qwen}), StatusIs(absl::StatusCode::kInternal, ""));
+  EXPECT_THAT(WriteRandomGguf("/nonexistent-dir/d.gguf", {.config = qwen}),
+              StatusIs(absl::StatusCode::kInternal, ""));
 }
 
 }  // namespace
