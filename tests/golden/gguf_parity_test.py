@@ -258,6 +258,10 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--tmp", required=True)
     args = ap.parse_args()
+    # Our own folder: ctest runs the other golden tests beside us in the same test_tmp, and
+    # run_client's x.npy/out.npy/routing.json must not be shared.
+    args.tmp = os.path.join(args.tmp, "gguf_parity")
+    os.makedirs(args.tmp, exist_ok=True)
     check = Checks()
     rng = np.random.default_rng(20261207)
     for label, arch, family, over, qtype, bias_range, split in CASES:
