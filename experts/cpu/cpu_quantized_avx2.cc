@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "model/formats/k_quants.h"
-#include "model/fp8.h"
 
 #define MOE_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -388,13 +387,6 @@ MOE_AVX2 void Int8Rows(const model::QuantizedMatrix& w, int64_t j, const int8_t*
   }
 }
 
-struct Fp8Table {
-  float value[256];
-  Fp8Table() {
-    for (int c = 0; c < 256; ++c) value[c] = model::E4m3ToF32(static_cast<uint8_t>(c));
-  }
-};
-
 }  // namespace
 
 void Q8_0RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
@@ -435,9 +427,9 @@ void Q4_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* q
   Int8Rows<Q4_0Int8>(w, j, qx, ldq, dx, ldd, rows, y, ldy);
 }
 
-MOE_AVX2 void Fp8RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
-                         float* y, int64_t ldy) {
-  static const Fp8Table table;
+MOE_AVX2 void ByteCodeRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
+                              float* y, int64_t ldy) {
+  const float* value = w.format().code_values();
   const uint8_t* row = w.row(j);
   const int64_t k = w.k();
   const model::ScaleGrid& grid = w.grid();
@@ -454,11 +446,11 @@ MOE_AVX2 void Fp8RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float
       int64_t c = c0;
       for (; c + 8 <= end; c += 8) {
         const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c)));
-        const __m256 wv = _mm256_mul_ps(_mm256_i32gather_ps(table.value, idx, 4), sv);
+        const __m256 wv = _mm256_mul_ps(_mm256_i32gather_ps(value, idx, 4), sv);
         for (int r = 0; r < nr; ++r) acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (r0 + r) * ldx + c), acc[r]);
       }
       for (; c < end; ++c) {
-        const float wc = table.value[row[c]] * s;
+        const float wc = value[row[c]] * s;
         for (int r = 0; r < nr; ++r) tail[r] += wc * x[(r0 + r) * ldx + c];
       }
     }

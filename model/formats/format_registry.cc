@@ -6,7 +6,7 @@ namespace moe::model {
 namespace {
 
 const WeightFormat* const kFormats[] = {&kQ8_0, &kQ4_0, &kQ4_K, &kQ5_K, &kQ6_K, &kIq4Xs,
-                                        &kMxfp4, &kMxfp4Gguf, &kInt4, &kFp8E4m3};
+                                        &kMxfp4, &kMxfp4Gguf, &kInt4, &kFp8E4m3, &kInt8};
 
 }  // namespace
 

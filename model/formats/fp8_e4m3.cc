@@ -16,13 +16,18 @@ struct Table {
   }
 };
 
-void Dequantize(const uint8_t* block, int count, float scale, float* out) {
+const float* CodeValues() {
   static const Table table;
-  for (int i = 0; i < count; ++i) out[i] = table.value[block[i]] * scale;
+  return table.value;
+}
+
+void Dequantize(const uint8_t* block, int count, float scale, float* out) {
+  const float* value = CodeValues();
+  for (int i = 0; i < count; ++i) out[i] = value[block[i]] * scale;
 }
 
 }  // namespace
 
-const WeightFormat kFp8E4m3 = {"fp8_e4m3", 128, 128, true, Dequantize, nullptr};
+const WeightFormat kFp8E4m3 = {"fp8_e4m3", 128, 128, true, Dequantize, nullptr, CodeValues};
 
 }  // namespace moe::model

@@ -2,7 +2,7 @@
 // A low-bit weight format as data: how many values a block holds, its bytes, and the exact
 // dequantization (and, where we write the format, quantization) of one block. One file per format
 // (q8_0.cc, q4_0.cc, q4_k.cc, q5_k.cc, q6_k.cc, iq4_xs.cc, mxfp4.cc, mxfp4_gguf.cc, int4.cc,
-// fp8_e4m3.cc), listed by format_registry.cc, so that the matrix
+// fp8_e4m3.cc, int8.cc), listed by format_registry.cc, so that the matrix
 // (model/quantized_matrix.h), the loaders and the CPU kernels take any format without a branch per
 // format. Descriptors are immutable globals; every function is pure and thread-safe.
 #pragma once
@@ -19,7 +19,7 @@ struct WeightFormat {
   const char* name;  // as --quantize and GetWorkerInfo.resident_dtype say it, e.g. "q8_0"
   int block;         // values per block, along a row (the input dimension)
   int block_bytes;   // bytes per block
-  // A format of whole bytes a value (fp8): rows of any length, scale grids of any width, and
+  // A format of whole bytes a value (fp8, int8): rows of any length, scale grids of any width, and
   // `dequantize` takes spans of any count. Otherwise k must be a multiple of `block`.
   bool ragged;
   // out[i] = the value of element i of `block`, exactly, for i < count (count = block, except in
@@ -30,6 +30,9 @@ struct WeightFormat {
   // same bytes), our least-squares fits for q4_k and q6_k (k_quants.h), min/max for int4. nullptr
   // for formats we only read.
   void (*quantize)(const float* values, uint8_t* block);
+  // One-byte formats (fp8_e4m3, int8): the value of each of the 256 codes, scale 1, so that a
+  // kernel decodes a code by a table lookup. nullptr for the block formats.
+  const float* (*code_values)() = nullptr;
 };
 
 // The format named `name`, or nullptr.
@@ -50,5 +53,6 @@ extern const WeightFormat kQ6_K;     // llama.cpp Q6_K: 6-bit codes, an int8 sca
 extern const WeightFormat kIq4Xs;    // llama.cpp IQ4_XS: non-linear 4-bit codes, 6-bit scales per 32
 extern const WeightFormat kMxfp4Gguf;  // MXFP4 in GGUF's nibble order
 extern const WeightFormat kInt4;     // group-wise int4, scale and zero point per 128 (AWQ/GPTQ)
+extern const WeightFormat kInt8;     // int8 codes; the scale comes from a 2-D grid (per channel)
 
 }  // namespace moe::model

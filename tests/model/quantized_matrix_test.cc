@@ -112,6 +112,23 @@ TEST(QuantizedMatrixTest, Fp8EveryCodeTimesItsGridScale) {
   }
 }
 
+TEST(QuantizedMatrixTest, Int8EveryCodeTimesItsChannelScale) {
+  // compressed-tensors' int-quantized weights: signed codes, one scale per output row (a grid one
+  // row high and the whole width wide).
+  std::vector<uint8_t> codes(2 * 256);
+  for (int c = 0; c < 512; ++c) codes[c] = static_cast<uint8_t>(c % 256);
+  ScaleGrid grid{.scales = {0.75f, 1.0f / 3}, .rows = 1, .cols = 256};
+  ASSERT_OK_AND_ASSIGN(QuantizedMatrix m, QuantizedMatrix::FromBytes(kInt8, 2, 256, codes.data(), 0, grid));
+  EXPECT_EQ(m.bytes(), 512u + 2 * sizeof(float));
+  for (int r = 0; r < 2; ++r) {
+    const std::vector<float> got = Row(m, r);
+    for (int c = 0; c < 256; ++c) {
+      const int value = c < 128 ? c : c - 256;  // two's complement
+      EXPECT_EQ(got[c], static_cast<float>(value) * grid.scales[r]) << "row " << r << ", code " << c;
+    }
+  }
+}
+
 TEST(QuantizedMatrixTest, Fp8GridsOfAnyWidth) {
   // DeepSeek's 128 × 128 and the 16 × 16 of tiny test checkpoints alike.
   std::vector<uint8_t> codes(40, 0x38);  // 1.0

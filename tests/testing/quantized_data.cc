@@ -1,6 +1,7 @@
 // tests/testing/quantized_data.cc
 #include "tests/testing/quantized_data.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -13,7 +14,7 @@
 namespace moe::testing {
 
 std::vector<std::string> TestedWeightFormats() {
-  return {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "iq4_xs", "mxfp4", "mxfp4_gguf", "int4", "fp8_e4m3"};
+  return {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "iq4_xs", "mxfp4", "mxfp4_gguf", "int4", "fp8_e4m3", "int8"};
 }
 
 namespace {
@@ -58,6 +59,21 @@ model::QuantizedMatrix RandomQuantizedMatrix(const std::string& format, int64_t 
     const model::Tensor scales = model::QuantizeFp8Blocks(w.data(), n, k, 128, 128, &codes);
     model::ScaleGrid grid{.scales = std::vector<float>(scales.f32().begin(), scales.f32().end()), .rows = 128, .cols = 128};
     m = model::QuantizedMatrix::FromBytes(model::kFp8E4m3, n, k, codes.data(), 0, std::move(grid));
+  } else if (format == "int8") {
+    // compressed-tensors' int-quantized: symmetric, one scale per output channel (a grid of one row
+    // by the whole width).
+    std::vector<uint8_t> codes(static_cast<size_t>(n * k));
+    model::ScaleGrid grid{.scales = std::vector<float>(static_cast<size_t>(n)), .rows = 1, .cols = k};
+    for (int64_t r = 0; r < n; ++r) {
+      float amax = 0.0f;
+      for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(w[r * k + c]));
+      const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+      grid.scales[r] = s;
+      for (int64_t c = 0; c < k; ++c) {
+        codes[r * k + c] = static_cast<uint8_t>(static_cast<int8_t>(std::lrint(w[r * k + c] / s)));
+      }
+    }
+    m = model::QuantizedMatrix::FromBytes(model::kInt8, n, k, codes.data(), 0, std::move(grid));
   } else if (format == "mxfp4") {
     std::vector<uint8_t> blocks, scales;
     model::QuantizeMxfp4Expert(w.data(), n, k, &blocks, &scales);

@@ -1,7 +1,8 @@
 // tests/testing/quantized_data.h
 // Seeded low-bit test weights in every format of model/formats, made the way each reaches a worker:
 // q8_0, q4_0, q4_k, q6_k and int4 by their quantizers (--quantize), fp8_e4m3 and mxfp4 from the
-// bytes their checkpoints hold (model/fp8.h's generators), and the formats only GGUF files bring
+// bytes their checkpoints hold (model/fp8.h's generators), int8 with a scale per output channel as
+// compressed-tensors' int-quantized checkpoints hold it, and the formats only GGUF files bring
 // (q5_k, iq4_xs, mxfp4_gguf) as random bytes with finite scales. Test-only; thread-compatible.
 #pragma once
 

@@ -25,10 +25,10 @@ std::vector<base::CpuIsa> LevelsOfThisCpu() {
 
 TEST(QuantizedProductTest, EveryFormatAndLevelMatchesADoubleLoop) {
   for (const std::string& format : testing::TestedWeightFormats()) {
-    // fp8 rows are ragged (200 = 128 + 72); the block formats need whole blocks: three of 32, or
+    // fp8 and int8 rows are ragged (200 = 128 + 72); the block formats need whole blocks: three of 32, or
     // two of int4's 128 and of the 256-value super-blocks.
     const int block = model::FindWeightFormat(format)->block;
-    const int64_t n = 37, k = format == "fp8_e4m3" ? 200 : block == 32 ? 96 : 2 * block;
+    const int64_t n = 37, k = model::FindWeightFormat(format)->ragged ? 200 : block == 32 ? 96 : 2 * block;
     const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, n, k, 11);
     const std::vector<float> dense = testing::DequantizedValues(w);
     for (const base::CpuIsa isa : LevelsOfThisCpu()) {
@@ -59,7 +59,7 @@ TEST(QuantizedProductTest, EveryFormatAndLevelMatchesADoubleLoop) {
 TEST(QuantizedProductTest, EveryKernelDecodesTheWeightsBitForBit) {
   for (const std::string& format : testing::TestedWeightFormats()) {
     const int block = model::FindWeightFormat(format)->block;
-    const int64_t n = 5, k = format == "fp8_e4m3" ? 200 : block == 32 ? 96 : 2 * block;
+    const int64_t n = 5, k = model::FindWeightFormat(format)->ragged ? 200 : block == 32 ? 96 : 2 * block;
     const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, n, k, 17);
     const std::vector<float> dense = testing::DequantizedValues(w);
     for (const base::CpuIsa isa : LevelsOfThisCpu()) {
@@ -195,6 +195,7 @@ TEST(QuantizedProductTest, KernelNamesSayFormatAndLevel) {
   EXPECT_EQ(QuantizedKernelName(model::kQ8_0, base::CpuIsa::kAvx2), "q8_0: avx2 (blocks decoded in registers)");
   EXPECT_EQ(QuantizedKernelName(model::kMxfp4, base::CpuIsa::kScalar), "mxfp4: dequantize + scalar dot");
   EXPECT_EQ(QuantizedKernelName(model::kFp8E4m3, base::CpuIsa::kAmx), "fp8_e4m3: avx2 (codes decoded in registers)");
+  EXPECT_EQ(QuantizedKernelName(model::kInt8, base::CpuIsa::kAvx512), "int8: avx2 (codes decoded in registers)");
   EXPECT_EQ(QuantizedKernelName(model::kQ4_0, base::CpuIsa::kAvx512, /*int8=*/true),
             "q4_0: avx2 int8 dot (activations in 8 bits a value, a scale per 32)");
   EXPECT_EQ(QuantizedKernelName(model::kMxfp4, base::CpuIsa::kAvx2, /*int8=*/true), "mxfp4: avx2 (blocks decoded in registers)");
