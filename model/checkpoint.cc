@@ -1,6 +1,7 @@
 // model/checkpoint.cc
 #include "model/checkpoint.h"
 
+#include "model/compressed_tensors.h"
 #include "model/fp8.h"
 #include "model/int4_checkpoint.h"
 
@@ -115,7 +116,7 @@ absl::StatusOr<const uint8_t*> Checkpoint::GetRaw(const std::string& name, std::
 
 absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std::vector<int64_t>& shape) const {
   if (gguf_ != nullptr) return GgufWeight(name, shape);
-  if (!config_.int4_method.empty()) {
+  if (!config_.int4_method.empty() || !config_.compressed_tensors.empty()) {
     ASSIGN_OR_RETURN(std::optional<QuantizedMatrix> q, Int4Stored(name, shape));
     if (q.has_value()) {
       std::vector<float> values(static_cast<size_t>(q->n() * q->k()));
@@ -141,7 +142,7 @@ absl::StatusOr<Tensor> Checkpoint::GetWeight(const std::string& name, const std:
 absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::GetStoredQuantized(
     const std::string& name, const std::vector<int64_t>& shape) const {
   if (gguf_ != nullptr) return GgufStoredQuantized(name, shape);
-  if (!config_.int4_method.empty()) return Int4Stored(name, shape);
+  if (!config_.int4_method.empty() || !config_.compressed_tensors.empty()) return Int4Stored(name, shape);
   ASSIGN_OR_RETURN(auto shard, FileOf(name));
   SafetensorsFile::Entry entry;
   ASSIGN_OR_RETURN(const uint8_t* bytes, shard->RawBytes(name, &entry));
@@ -198,28 +199,38 @@ std::string ServedGgufTypes() {
 
 }  // namespace
 
+absl::StatusOr<PackedTensor> Checkpoint::Raw(const std::string& name, bool required) const {
+  PackedTensor t;
+  absl::StatusOr<const uint8_t*> bytes = GetRaw(name, &t.dtype, &t.shape);
+  if (bytes.ok()) {
+    t.bytes = *bytes;
+  } else if (required || !absl::IsNotFound(bytes.status())) {
+    return bytes.status();
+  }
+  return t;
+}
+
 absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::Int4Stored(const std::string& name,
                                                                       const std::vector<int64_t>& shape) const {
   if (!absl::EndsWith(name, ".weight") || shape.size() != 2) return std::nullopt;
   const std::string base = name.substr(0, name.size() - 7);
-  const auto raw = [&](const char* suffix, bool required) -> absl::StatusOr<PackedTensor> {
-    PackedTensor t;
-    absl::StatusOr<const uint8_t*> bytes = GetRaw(base + suffix, &t.dtype, &t.shape);
-    if (bytes.ok()) {
-      t.bytes = *bytes;
-    } else if (required || !absl::IsNotFound(bytes.status())) {
-      return bytes.status();
-    }
-    return t;
+  const auto in_checkpoint = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), " (checkpoint ", dir_, ")"));
   };
-  ASSIGN_OR_RETURN(const PackedTensor qweight, raw(".qweight", false));
+  if (!config_.compressed_tensors.empty()) {
+    absl::StatusOr<std::optional<QuantizedMatrix>> m = LoadCompressedLinear(
+        base, shape[0], shape[1], [this](const std::string& n, bool required) { return Raw(n, required); });
+    if (!m.ok()) return in_checkpoint(m.status());
+    return m;
+  }
+  ASSIGN_OR_RETURN(const PackedTensor qweight, Raw(base + ".qweight", false));
   if (qweight.bytes == nullptr) return std::nullopt;  // a module kept in full precision
-  ASSIGN_OR_RETURN(const PackedTensor qzeros, raw(".qzeros", true));
-  ASSIGN_OR_RETURN(const PackedTensor scales, raw(".scales", true));
-  ASSIGN_OR_RETURN(const PackedTensor g_idx, raw(".g_idx", false));
+  ASSIGN_OR_RETURN(const PackedTensor qzeros, Raw(base + ".qzeros", true));
+  ASSIGN_OR_RETURN(const PackedTensor scales, Raw(base + ".scales", true));
+  ASSIGN_OR_RETURN(const PackedTensor g_idx, Raw(base + ".g_idx", false));
   absl::StatusOr<QuantizedMatrix> m =
       UnpackInt4Linear(config_.int4_method, base, shape[0], shape[1], qweight, qzeros, scales, g_idx);
-  if (!m.ok()) return absl::Status(m.status().code(), absl::StrCat(m.status().message(), " (checkpoint ", dir_, ")"));
+  if (!m.ok()) return in_checkpoint(m.status());
   return std::optional<QuantizedMatrix>(*std::move(m));
 }
 

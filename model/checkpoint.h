@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "model/gguf/gguf_model.h"
+#include "model/int4_checkpoint.h"
 #include "model/model_config.h"
 #include "model/quantized_matrix.h"
 #include "model/safetensors_reader.h"
@@ -53,7 +54,8 @@ class Checkpoint {
   absl::StatusOr<Tensor> GetWeight(const std::string& name, const std::vector<int64_t>& shape) const;
   // The FP8 weight `name` of `shape` as stored — its e4m3 codes and its `<name>_scale_inv` grid —
   // or nullopt for a weight that is not FP8 block-scaled; an AWQ/GPTQ linear (`<module>.qweight`,
-  // `.qzeros`, `.scales`) as int4 blocks (model/int4_checkpoint.h); a GGUF tensor of a served quantized type
+  // `.qzeros`, `.scales`) as int4 blocks (model/int4_checkpoint.h); a compressed-tensors linear as
+  // int4 blocks, int8 or fp8 rows under its scales (model/compressed_tensors.h); a GGUF tensor of a served quantized type
   // as its blocks (nullopt for a float type). INVALID_ARGUMENT naming the tensor for a wrong shape
   // or scale grid, or a GGUF type we do not serve; NOT_FOUND if absent.
   absl::StatusOr<std::optional<QuantizedMatrix>> GetStoredQuantized(const std::string& name,
@@ -70,10 +72,13 @@ class Checkpoint {
   absl::StatusOr<std::shared_ptr<const SafetensorsFile>> File(const std::string& file) const;
   absl::StatusOr<std::shared_ptr<const SafetensorsFile>> FileOf(const std::string& name) const;
 
-  // An AWQ/GPTQ linear `<module>.weight` as int4 blocks from its qweight/qzeros/scales, or
-  // nullopt when the module is not quantized (modules_to_not_convert).
+  // An AWQ/GPTQ linear `<module>.weight` as int4 blocks from its qweight/qzeros/scales, or a
+  // compressed-tensors one as stored (model/compressed_tensors.h), or nullopt when the module is
+  // not quantized (modules_to_not_convert, ignore).
   absl::StatusOr<std::optional<QuantizedMatrix>> Int4Stored(const std::string& name,
                                                             const std::vector<int64_t>& shape) const;
+  // Tensor `name`'s dtype, shape and bytes; bytes null when absent and not `required`.
+  absl::StatusOr<PackedTensor> Raw(const std::string& name, bool required) const;
   absl::StatusOr<Tensor> GgufGet(const std::string& name) const;
   absl::StatusOr<Tensor> GgufWeight(const std::string& name, const std::vector<int64_t>& shape) const;
   absl::StatusOr<std::optional<QuantizedMatrix>> GgufStoredQuantized(const std::string& name,

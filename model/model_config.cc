@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "model/compressed_tensors.h"
 #include "model/families/family.h"
 #include "nlohmann/json.hpp"
 
@@ -45,7 +46,8 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
                                                 absl::StrJoin(ServedModelTypes(), ", ")));
 }
 
-// FP8 block-scaled (DeepSeek-V3/R1, Kimi-K2), MXFP4 (gpt-oss), AWQ and GPTQ 4-bit; anything else
+// FP8 block-scaled (DeepSeek-V3/R1, Kimi-K2), MXFP4 (gpt-oss), AWQ and GPTQ 4-bit,
+// compressed-tensors (model/compressed_tensors.h); anything else
 // is refused naming its method.
 absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
   const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
@@ -59,6 +61,7 @@ absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
     c.mxfp4 = true;
     return absl::OkStatus();
   }
+  if (method == "compressed-tensors") return ParseCompressedTensorsConfig(q, c);
   if (method == "awq" || method == "gptq") {
     // 4 bits, groups of 128 (our int4 blocks), zero points, in the layouts moe-serve unpacks.
     const auto number = [&](std::initializer_list<const char*> keys, int64_t fallback) -> int64_t {
@@ -97,7 +100,8 @@ absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
   if (method != "fp8") {
     return FieldError("quantization_config",
                       absl::StrCat("has quant_method '", method, "' (", q.dump(), "), which moe-serve does not serve; "
-                                   "served: fp8 (e4m3, block-scaled), mxfp4 (gpt_oss), awq and gptq (4-bit, groups of 128)"));
+                                   "served: fp8 (e4m3, block-scaled), mxfp4 (gpt_oss), awq and gptq (4-bit, groups of 128), "
+                                   "compressed-tensors (int4 packed, int8, fp8)"));
   }
   if (q.contains("fmt") && q["fmt"] != "e4m3") {
     return FieldError("quantization_config", absl::StrCat("has fmt ", q["fmt"].dump(), "; served: e4m3"));
@@ -114,7 +118,15 @@ absl::Status ParseQuantization(const Json& q, ModelConfig& c) {
   return absl::OkStatus();
 }
 
+// More layers than any model has (the largest have ~128): a corrupt count, refused before the
+// per-layer checks below walk it (a fuzzed GGUF with 600 M layers took a minute here).
+constexpr int kMaxLayers = 4096;
+
 absl::Status Validate(const ModelConfig& c) {
+  if (c.num_layers > kMaxLayers) {
+    return FieldError("num_hidden_layers", absl::StrCat("(", c.num_layers, ") exceeds the ", kMaxLayers,
+                                                        " layers moe-serve serves"));
+  }
   if (c.top_k > c.num_experts + c.zero_experts) {
     return FieldError("num_experts_per_tok",
                       absl::StrCat("(", c.top_k, ") exceeds the number of experts (", c.num_experts + c.zero_experts, ")"));
@@ -362,6 +374,7 @@ std::string ModelConfig::ToJson() const {
     j["quantization_config"] = {{"quant_method", int4_method == "awq" ? "awq" : "gptq"}, {"bits", 4}, {"group_size", 128}};
     if (int4_method != "awq") j["quantization_config"]["checkpoint_format"] = int4_method;
   }
+  if (!compressed_tensors.empty()) j["quantization_config"] = nlohmann::ordered_json::parse(compressed_tensors);
   if (fp8_block_n > 0) {
     j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
                                 {"weight_block_size", {fp8_block_n, fp8_block_k}}};

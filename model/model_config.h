@@ -112,6 +112,9 @@ struct ModelConfig {
   // 4-bit weights with a scale and zero point per group of 128 inputs (model/int4_checkpoint.h):
   // "awq" (AutoAWQ's GEMM layout), "gptq" (GPTQ's, zeros stored minus one) or "gptq_v2"; empty = none.
   std::string int4_method;
+  // A compressed-tensors quantization_config as the checkpoint wrote it (model/compressed_tensors.h
+  // reads its linear layers); empty = none.
+  std::string compressed_tensors;
 
   TensorNames names;  // the family's
 

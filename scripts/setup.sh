@@ -56,7 +56,7 @@ moe_python_env() {
 TORCH_REQUIREMENTS="torch==2.15.0 transformers==5.24.0 numpy==2.2.6 safetensors==0.8.0"
 # Small extras on top (moe_serve.hf's runtime: the offload tests import client/python from the
 # source tree), added to an existing venv without rebuilding it; keyed by their own pins.
-TORCH_EXTRAS="grpcio==1.85.3 protobuf==7.36.2"
+TORCH_EXTRAS="grpcio==1.85.3 protobuf==7.36.2 gguf==0.19.0 compressed-tensors==0.20.1"
 moe_torch_env() {
   local key
   key="$(echo "$TORCH_REQUIREMENTS" | tr " " "-" | tr -d "=")"

@@ -51,6 +51,9 @@ TEST(ModelConfigTest, ErrorsNameTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, "not valid JSON"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "mixtral", "hidden_size": 8, "intermediate_size": 8, "num_local_experts": 2, "num_experts_per_tok": 3, "num_hidden_layers": 1})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'num_experts_per_tok' (3) exceeds"));
+  // A corrupt layer count is refused before anything walks it (found by the GGUF fuzzer).
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "mixtral", "hidden_size": 8, "intermediate_size": 8, "num_local_experts": 2, "num_experts_per_tok": 1, "num_hidden_layers": 603979777})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'num_hidden_layers' (603979777) exceeds the 4096 layers"));
   EXPECT_THAT(ModelConfig::FromFile("/nonexistent/config.json"),
               StatusIs(absl::StatusCode::kNotFound, "/nonexistent/config.json"));
 }
@@ -306,6 +309,30 @@ TEST(ModelConfigFamiliesTest, Fp8BlockQuantizationIsReadOthersRefusedByMethod) {
               StatusIs(absl::StatusCode::kInvalidArgument, "awq version 'gemv'"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": true}})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "desc_act"));
+  // compressed-tensors: the schemes we keep resident; the rest refused naming what is not served.
+  const auto ct = [&](const std::string& format, const std::string& weights) {
+    return ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "compressed-tensors", "format": ")" +
+                              format + R"(", "config_groups": {"group_0": {"targets": ["Linear"], "weights": )" + weights +
+                              "}}}}");
+  };
+  ASSERT_OK_AND_ASSIGN(ModelConfig w4, ct("pack-quantized", R"({"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128})"));
+  EXPECT_FALSE(w4.compressed_tensors.empty());
+  ASSERT_OK_AND_ASSIGN(ModelConfig w4_back, ModelConfig::Parse(w4.ToJson()));
+  EXPECT_EQ(w4_back.compressed_tensors, w4.compressed_tensors);
+  EXPECT_OK(ct("float-quantized", R"({"num_bits": 8, "type": "float", "strategy": "block", "block_structure": [128, 128]})").status());
+  EXPECT_OK(ct("int-quantized", R"({"num_bits": 8, "type": "int", "strategy": "channel"})").status());
+  EXPECT_THAT(ct("pack-quantized", R"({"num_bits": 4, "type": "int", "strategy": "group", "group_size": 64})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "group_size 64; served: 128"));
+  EXPECT_THAT(ct("pack-quantized", R"({"num_bits": 2, "type": "int", "strategy": "group", "group_size": 128})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "served: int4 (pack-quantized), int8, fp8 e4m3"));
+  EXPECT_THAT(ct("int-quantized", R"({"num_bits": 8, "type": "int", "strategy": "channel", "symmetric": false})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "asymmetric"));
+  EXPECT_THAT(ct("nvfp4-pack-quantized", R"({"num_bits": 4, "type": "float", "strategy": "tensor_group", "group_size": 16})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "format 'nvfp4-pack-quantized'"));
+  EXPECT_THAT(ct("pack-quantized", R"({"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128, "actorder": "group"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "actorder 'group'"));
+  EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized"}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "without config_groups"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "mxfp4"}})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "mxfp4, served for stacked experts (gpt_oss) only"));
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8", "fmt": "e5m2", "weight_block_size": [128, 128]}})"),
