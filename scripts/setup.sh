@@ -55,9 +55,10 @@ moe_python_env() {
 # CI on the same machine reuses it and a fresh machine builds it once. Prints the venv's python.
 TORCH_REQUIREMENTS="torch==2.15.0 transformers==5.24.0 numpy==2.2.6 safetensors==0.8.0"
 # Small extras on top (moe_serve.hf's runtime: the offload tests import client/python from the
-# source tree; gguf and compressed-tensors: the references of the quantized-file tests), added
+# source tree; gguf, compressed-tensors and accelerate: the references of the quantized-file
+# tests, transformers needing accelerate to load GGUF), added
 # to an existing venv without rebuilding it; keyed by their own pins.
-TORCH_EXTRAS="grpcio==1.85.3 protobuf==7.36.2 gguf==0.19.0 compressed-tensors==0.20.1"
+TORCH_EXTRAS="grpcio==1.85.3 protobuf==7.36.2 gguf==0.19.0 compressed-tensors==0.20.1 accelerate==1.16.0"
 moe_torch_env() {
   local key
   key="$(echo "$TORCH_REQUIREMENTS" | tr " " "-" | tr -d "=")"
