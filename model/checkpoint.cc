@@ -237,6 +237,10 @@ absl::StatusOr<std::optional<QuantizedMatrix>> Checkpoint::Int4Stored(const std:
 absl::StatusOr<Tensor> Checkpoint::GgufGet(const std::string& name) const {
   ASSIGN_OR_RETURN(const GgufModel::View v, gguf_->Find(name));
   const absl::StatusOr<DType> dtype = FloatDType(*v.tensor->type);
+  if (!dtype.ok() && FormatOfGgmlType(*v.tensor->type) != nullptr && v.shape.size() == 2) {
+    // A quantized gate or other small matrix read as values: dequantized exactly to f32.
+    return GgufWeight(name, v.shape);
+  }
   if (!dtype.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' of ", dir_, " is ", v.tensor->type->name,
                                                    ", where a float tensor (F32, F16, BF16) is read"));

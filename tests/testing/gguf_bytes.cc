@@ -115,7 +115,7 @@ std::vector<uint8_t> GgufBytes::Build(uint32_t alignment) {
 }
 
 std::vector<uint8_t> TinyGgufModel(const std::string& arch, int hidden, int inter, int experts,
-                                   int layers, uint32_t expert_type) {
+                                   int layers, uint32_t expert_type, bool q8_0_gate) {
   GgufBytes g;
   g.String("general.architecture", arch)
       .U32(arch + ".block_count", layers)
@@ -145,8 +145,14 @@ std::vector<uint8_t> TinyGgufModel(const std::string& arch, int hidden, int inte
   };
   for (int l = 0; l < layers; ++l) {
     const std::string blk = "blk." + std::to_string(l) + ".";
-    g.Tensor(blk + "ffn_gate_inp.weight", {uint64_t(hidden), uint64_t(experts)}, 0,
-             f32_bytes(RandomVector(static_cast<size_t>(hidden) * experts, 100 + l, 0.1f)));
+    const std::vector<float> gate = RandomVector(static_cast<size_t>(hidden) * experts, 100 + l, 0.1f);
+    if (q8_0_gate) {
+      const model::QuantizedMatrix m = *model::QuantizedMatrix::Quantize(model::kQ8_0, gate.data(), experts, hidden);
+      g.Tensor(blk + "ffn_gate_inp.weight", {uint64_t(hidden), uint64_t(experts)}, 8,
+               std::vector<uint8_t>(m.row(0), m.row(0) + m.bytes()));
+    } else {
+      g.Tensor(blk + "ffn_gate_inp.weight", {uint64_t(hidden), uint64_t(experts)}, 0, f32_bytes(gate));
+    }
     g.Tensor(blk + "ffn_gate_exps.weight", {uint64_t(hidden), uint64_t(inter), uint64_t(experts)},
              expert_type, experts_bytes(inter, hidden, 200 + l));
     g.Tensor(blk + "ffn_up_exps.weight", {uint64_t(hidden), uint64_t(inter), uint64_t(experts)},

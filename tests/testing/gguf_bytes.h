@@ -50,10 +50,11 @@ class GgufBytes {
 // A tiny served model as GGUF bytes: architecture `arch` (qwen3moe by default), `layers` MoE
 // layers of `experts` experts of width `inter` over `hidden`, an F32 router and Q8_0 experts
 // quantized by our quantizer from seeded N(0, 1/k) values; `expert_type` may name another ggml
-// type id for the expert tensors (their bytes then random).
+// type id for the expert tensors (their bytes then random). With `q8_0_gate` the router's gate
+// is Q8_0 too (our quantizer on the same values), as a re-quantized file may bring it.
 std::vector<uint8_t> TinyGgufModel(const std::string& arch = "qwen3moe", int hidden = 64,
                                    int inter = 32, int experts = 4, int layers = 1,
-                                   uint32_t expert_type = 8);
+                                   uint32_t expert_type = 8, bool q8_0_gate = false);
 
 // Writes `bytes` to `path`.
 void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes);

@@ -107,6 +107,22 @@ TEST(GgufModelTest, ExpertTypesWeDoNotServeAreRefusedByName) {
       StatusIs(absl::StatusCode::kInvalidArgument, "is IQ4_NL, a type moe-serve does not serve"));
 }
 
+TEST(GgufModelTest, AQuantizedRouterGateIsReadDequantized) {
+  // llama-quantize keeps ffn_gate_inp in F32, but a file re-quantized by other tools may not: the
+  // router then reads the gate's exact dequantized values.
+  const std::string path = Write(testing::TinyGgufModel("qwen3moe", 64, 32, 4, 1, 8, /*q8_0_gate=*/true));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpoint::Open(path));
+  ASSERT_OK_AND_ASSIGN(const Tensor gate, ckpt->GetWithShape("blk.0.ffn_gate_inp.weight", {4, 64}));
+  ASSERT_EQ(gate.dtype(), DType::kF32);
+  const std::vector<float> values = testing::RandomVector(4 * 64, 100, 0.1f);
+  ASSERT_OK_AND_ASSIGN(const QuantizedMatrix q, QuantizedMatrix::Quantize(kQ8_0, values.data(), 4, 64));
+  std::vector<float> row(64);
+  for (int r = 0; r < 4; ++r) {
+    q.DequantizeRow(r, row.data());
+    for (int c = 0; c < 64; ++c) ASSERT_EQ(gate.f32()[r * 64 + c], row[c]) << r << "," << c;
+  }
+}
+
 TEST(GgufModelTest, SplitSetsOpenEveryShardAndAMissingShardIsNamed) {
   const std::string dir = testing::MakeTempDir("gguf-split");
   // The same model twice: the second shard's tensors are never looked up (the first holds them
