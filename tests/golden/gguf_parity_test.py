@@ -8,7 +8,8 @@ experts stacked per layer as `ffn_{gate,up,down}_exps`, in a quantized type: qua
 quantize) — and takes the reference weights from `gguf.quants.dequantize` of the stored bytes. A
 router (and workers) serve the file; every layer's output must match the float64 reference on
 those weights to 1e-5 with identical experts for tokens without a near-tie. One case is a split
-set (…-00001-of-N). (That workers hold the file's bytes as stored, resident = stored, is
+set (…-00001-of-N); the float types (F32, F16, BF16 — bf16 computed with --cpu_compute=f32) have a
+case each, the BF16 one in the older Mixtral layout of one tensor per expert (`ffn_gate.E`). (That workers hold the file's bytes as stored, resident = stored, is
 tests/model/gguf/gguf_model_test.cc's.)
 A gpt-oss file (MXFP4 experts, biases on the router and every projection, gate values past the
 clamp) is checked against its own float64 reference. Then files written by our own `moe-make-checkpoint --format=gguf` (qwen3_moe Q4_K, deepseek_v3
@@ -48,6 +49,10 @@ CASES = [
     ("deepseek2 (V2: softmax, groups) Q4_0", "deepseek2", "deepseek_v2",
      {"topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2, "norm_topk_prob": True}, T.Q4_0, (0, 0), 0),
     ("glm4moe MXFP4", "glm4moe", "deepseek_v3", {}, T.MXFP4, (-0.3, 0.3), 0),
+    # The float types, and the older Mixtral files with one tensor per expert (`ffn_gate.E`).
+    ("llama (Mixtral) BF16, per-expert ffn_gate.E", "llama", "mixtral", {}, T.BF16, (0, 0), 0),
+    ("qwen3moe F16", "qwen3moe", "qwen3_moe", {"norm_topk_prob": True, "mlp_only_layers": []}, T.F16, (0, 0), 0),
+    ("qwen3moe F32", "qwen3moe", "qwen3_moe", {"norm_topk_prob": True, "mlp_only_layers": []}, T.F32, (0, 0), 0),
 ]
 
 
@@ -69,16 +74,17 @@ def stored(rng, qtype, w):
     """(bytes as GGUF stores them, the weights they dequantize to) for f32 w [..., k]."""
     shape = w.shape
     flat = w.reshape(-1, shape[-1])
-    if qtype in (T.Q8_0, T.Q4_0, T.MXFP4):
+    if qtype in (T.Q8_0, T.Q4_0, T.MXFP4, T.BF16, T.F16, T.F32):
         q = quantize(flat, qtype)
     else:
         q = random_blocks(rng, qtype, flat.shape[0], shape[-1])
     return q.reshape(*shape[:-1], -1), dequantize(q, qtype).reshape(shape).astype(np.float32)
 
 
-def write_gguf(path, arch, c, w, qtype, rng, split):
+def write_gguf(path, arch, c, w, qtype, rng, split, per_expert=False):
     """The model `w` (golden's HF names) as a GGUF file: returns the weights the file holds (HF
-    names, dequantized), the reference's input."""
+    names, dequantized), the reference's input. `per_expert`: one tensor per expert and projection
+    (`blk.L.ffn_gate.E.weight`, as older llama.cpp Mixtral files hold them) instead of stacks."""
     held = dict(w)
     writer = gguf.GGUFWriter(path, arch, split_max_tensors=split)
     k = f"{arch}."
@@ -116,7 +122,11 @@ def write_gguf(path, arch, c, w, qtype, rng, split):
         for p in ("gate", "up", "down"):
             stack = np.stack([w[n["expert"](e, p)] for e in range(golden.E)])  # [E, rows, k]
             q, values = stored(rng, qtype, stack)
-            writer.add_tensor(blk + f"ffn_{p}_exps.weight", q, raw_dtype=qtype)
+            if per_expert:
+                for e in range(golden.E):
+                    writer.add_tensor(blk + f"ffn_{p}.{e}.weight", np.ascontiguousarray(q[e]), raw_dtype=qtype)
+            else:
+                writer.add_tensor(blk + f"ffn_{p}_exps.weight", q, raw_dtype=qtype)
             for e in range(golden.E):
                 held[n["expert"](e, p)] = values[e]
         if c["model_type"] == "deepseek_v3":
@@ -234,11 +244,13 @@ def gptoss_case(path, rng, layers=2, k=2, alpha=1.702, limit=7.0):
     return layers, reference
 
 
-def check_served(check, args, label, path, c, held, rng):
+def check_served(check, args, label, path, c, held, rng, f32_compute=False):
+    """Served in-process and networked against the float64 reference; `f32_compute` for bf16
+    experts, which moe-serve otherwise computes in bf16 (activations rounded to bf16)."""
     xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(c["num_hidden_layers"])]
     refs = [golden.reference(c, held, layer, xs[layer].astype(np.float64)) for layer in range(c["num_hidden_layers"])]
     for mode, workers in (("in-process", 0), ("networked", 2)):
-        cluster = Cluster(args.bin, path, workers)
+        cluster = Cluster(args.bin, path, workers, f32_compute=f32_compute)
         try:
             for layer in range(c["num_hidden_layers"]):
                 got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
@@ -274,13 +286,13 @@ def main():
         for f in os.listdir(folder):
             os.remove(os.path.join(folder, f))
         path = os.path.join(folder, "model.gguf")
-        held = write_gguf(path, arch, c, w, qtype, rng, split)
+        held = write_gguf(path, arch, c, w, qtype, rng, split, per_expert="per-expert" in label)
         if split:
             shards = sorted(os.listdir(folder))
             check(len(shards) > 1 and shards[0].endswith("-00001-of-%05d.gguf" % len(shards)),
                   f"{label}: gguf-py wrote the split set {shards}")
             path = os.path.join(folder, shards[0])
-        check_served(check, args, label, path, c, held, rng)
+        check_served(check, args, label, path, c, held, rng, f32_compute=qtype == T.BF16)
     # gpt-oss: biases everywhere, the clamped activation, softmax after top-k.
     label = "gpt-oss MXFP4 (biases, clamped activation)"
     path = os.path.join(args.tmp, "gguf-gpt-oss.gguf")
