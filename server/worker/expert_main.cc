@@ -233,6 +233,7 @@ int main(int argc, char** argv) {
                : config.mxfp4                   ? "mxfp4"
                : config.fp8_block_n > 0         ? "fp8 e4m3 blocks"
                : !config.int4_method.empty()    ? (config.int4_method + " int4").c_str()
+               : !config.compressed_tensors.empty() ? "compressed-tensors (the resident format is in device=)"
                                                 : config.torch_dtype.c_str(),
                load_s, port, metrics_server.port, health_port,
                credentials == nullptr ? "off" : (tls.ca.empty() ? "server" : "mTLS (client certificate required)"));

@@ -12,7 +12,8 @@ and FP8_BLOCK (fp8, 128 × 128 blocks). Scales are bf16, as a bf16 model's are.
 
 The reference weights are what the library's own unpacking gives (`unpack_from_int32`, the stored
 codes) times the stored scales, in f32 — and the library's `decompress` agrees with them to the
-rounding of its bf16 output (checked). Served in-process and networked: every layer's output within
+rounding of its bf16 output (checked). A worker hosting every expert reports (GetWorkerInfo) at
+most 1.02 × the bytes the checkpoint stores for them. Served in-process and networked: every layer's output within
 1e-5 of the float64 reference (golden_parity_test's, which hf_parity_test holds to Hugging Face's
 blocks) with identical experts for tokens without a near-tie. Run by ctest with the torch venv
 (scripts/setup.sh moe_torch_env: torch and compressed-tensors from PyPI).
@@ -20,6 +21,7 @@ blocks) with identical experts for tokens without a near-tie. Run by ctest with 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -30,11 +32,16 @@ from compressed_tensors.compressors import (FloatQuantizationCompressor, IntQuan
 from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 from compressed_tensors.quantization import QuantizationArgs, QuantizationConfig, QuantizationScheme
 from compressed_tensors.quantization.utils import calculate_qparams
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import golden_parity_test as golden  # noqa: E402
 from moe_processes import Checks, Cluster, run_client  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client", "python"))
+import grpc  # noqa: E402
+from moe_serve._proto import moe_pb2, moe_pb2_grpc  # noqa: E402
 
 golden.H, golden.MOE_I, golden.DENSE_I = 256, 256, 384
 N_TOKENS = 23
@@ -125,6 +132,31 @@ def write(ckpt, c, w, fmt, weight_args):
     return held, worst
 
 
+def resident_vs_stored(bin_dir, ckpt):
+    """A worker hosting every routed expert: its GetWorkerInfo resident bytes and dtype, and the
+    bytes the checkpoint stores for those experts (every tensor of `.experts.E.`)."""
+    with safe_open(os.path.join(ckpt, "model.safetensors"), "pt") as f:
+        stored = sum(f.get_tensor(n).nbytes for n in f.keys() if re.search(r"\.experts\.\d+\.", n))
+    proc = subprocess.Popen([f"{bin_dir}/moe-expert", f"--checkpoint={ckpt}", "--listen=127.0.0.1:0",
+                             "--metrics_port=-1", "--threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        port = None
+        for line in proc.stderr:  # its startup line
+            m = re.search(r" port=(\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+        if port is None:
+            raise RuntimeError(f"moe-expert did not start on {ckpt} (exit {proc.wait()})")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            info = moe_pb2_grpc.ExpertServiceStub(channel).GetWorkerInfo(moe_pb2.GetWorkerInfoRequest(), timeout=60)
+        return info.resident_bytes, info.resident_dtype, stored
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -147,6 +179,10 @@ def main():
         # The library's decompress returns bf16: its values round ours (2^-8 relative at most).
         check(packed > 0 and worst <= 2.0 ** -8,
               f"{label}: {packed} linear layers as {fmt}; the library's decompress within {worst:.1e} of our reference")
+        resident, dtype, stored_bytes = resident_vs_stored(args.bin, ckpt)
+        check(resident <= 1.02 * stored_bytes,
+              f"{label}: a worker holds its experts as {dtype}, resident {resident} B ÷ stored {stored_bytes} B = "
+              f"{resident / stored_bytes:.4f}")
         xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(c["num_hidden_layers"])]
         refs = [golden.reference(c, held, layer, xs[layer].astype(np.float64)) for layer in range(c["num_hidden_layers"])]
         for mode, workers in (("in-process", 0), ("networked", 2)):
