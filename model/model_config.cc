@@ -297,6 +297,7 @@ bool DeepseekLayerRule(const ModelConfig& c, int layer) {
 }
 
 bool QwenLayerRule(const ModelConfig& c, int layer) {
+  if (!c.mlp_layer_types.empty()) return c.mlp_layer_types[layer] == "sparse";
   return std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) == c.mlp_only_layers.end() &&
          (layer + 1) % c.decoder_sparse_step == 0;
 }

@@ -135,10 +135,14 @@ extern const FamilyDescriptor kDeepseekV2 = {
     .is_moe = DeepseekLayerRule,
 };
 
-// Kimi-K2 ships DeepSeek-V3's architecture under its own model_type.
+// Kimi-K2 ships DeepSeek-V3's architecture under its own model_type, and so, for their MoE
+// blocks, do the 2026 families whose configs and tensor names are V3's (attention aside:
+// docs/ROUTING.md): Sarvam-105B (sarvam_mla), GLM-4.7-Flash (glm4_moe_lite), GLM-5 (glm_moe_dsa),
+// MiMo-V2-Flash (mimo_v2_flash, no shared expert), A.X-K2 (axk2, n_group null = no groups) and
+// Solar-Open (solar_open, every layer MoE).
 extern const FamilyDescriptor kDeepseekV3 = {
     .model_type = "deepseek_v3",
-    .also_accepts = {"kimi_k2"},
+    .also_accepts = {"kimi_k2", "sarvam_mla", "glm4_moe_lite", "glm_moe_dsa", "mimo_v2_flash", "axk2", "solar_open"},
     .architecture = "DeepseekV3ForCausalLM",
     .names = kDeepseekNames,
     .parse = [](const ConfigFields& j, ModelConfig& c) { return ParseDeepseek(j, c, /*v3=*/true); },

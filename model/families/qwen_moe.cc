@@ -1,7 +1,8 @@
 // model/families/qwen_moe.cc
 // Qwen2-MoE, Qwen3-MoE and Qwen3-Next: softmax, top-k, renormalised when norm_topk_prob; Qwen2-MoE
 // and Qwen3-Next add a shared expert behind a sigmoid gate. MoE layers: every
-// decoder_sparse_step-th, except mlp_only_layers. transformers 5.x writes Qwen3-MoE's expert count
+// decoder_sparse_step-th, except mlp_only_layers (or as mlp_layer_types lists them: Mellum, read
+// as qwen3_moe). transformers 5.x writes Qwen3-MoE's expert count
 // as num_local_experts (its attribute_map), hub checkpoints as num_experts: both are read.
 #include "base/status_macros.h"
 #include "model/families/family.h"
@@ -22,6 +23,7 @@ absl::Status ParseQwen(const ConfigFields& j, ModelConfig& c, bool shared, bool 
   RETURN_IF_ERROR(j.Bool({"norm_topk_prob"}, &c.norm_topk_prob));
   RETURN_IF_ERROR(j.Int({"decoder_sparse_step"}, false, 1, &c.decoder_sparse_step));
   RETURN_IF_ERROR(j.IntList({"mlp_only_layers"}, &c.mlp_only_layers));
+  RETURN_IF_ERROR(j.StringList({"mlp_layer_types"}, &c.mlp_layer_types));  // Mellum's per-layer list
   if (shared) {
     RETURN_IF_ERROR(j.Int({"shared_expert_intermediate_size"}, false, 0, &c.shared_expert_intermediate_size));
     c.shared_intermediate = c.shared_expert_intermediate_size;
@@ -64,7 +66,7 @@ extern const FamilyDescriptor kQwen2Moe = {
 
 extern const FamilyDescriptor kQwen3Moe = {
     .model_type = "qwen3_moe",
-    .also_accepts = {},
+    .also_accepts = {"mellum"},
     .architecture = "Qwen3MoeForCausalLM",
     .names = kQwenNames,
     .parse = [](const ConfigFields& j, ModelConfig& c) { return ParseQwen(j, c, /*shared=*/false, /*norm=*/false); },

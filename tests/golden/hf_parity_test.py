@@ -39,6 +39,15 @@ V3_ROUTER = dict(n_routed_experts=E, num_experts_per_tok=K, moe_intermediate_siz
                  n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2, norm_topk_prob=True,
                  routed_scaling_factor=2.5)
 
+
+
+def v3(**over):
+    """DeepSeek-V3's MLA attention and router fields, with `over` on top."""
+    return {**DEEPSEEK_ATTENTION, **V3_ROUTER, **over}
+
+
+DENSE_SPARSE = ["dense", "sparse", "sparse"]
+
 # (label, model_type, config fields). Every family moe-serve serves that transformers has.
 CASES = [
     ("mixtral", "mixtral", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
@@ -64,6 +73,17 @@ CASES = [
                                           mlp_layer_types=["dense", "sparse", "sparse"], index_n_heads=2, num_key_value_heads=2,
                                           index_head_dim=16, index_topk=4)),
     ("glm4_moe", "glm4_moe", dict(V3_ROUTER, routed_scaling_factor=1.5)),
+    # 2026 families whose MoE blocks are DeepSeek-V3's (read as deepseek_v3) or Qwen3-MoE's.
+    ("sarvam_mla", "sarvam_mla", v3()),
+    ("glm4_moe_lite", "glm4_moe_lite", v3(q_lora_rank=16, mlp_layer_types=DENSE_SPARSE, routed_scaling_factor=1.8)),
+    ("glm_moe_dsa", "glm_moe_dsa", v3(q_lora_rank=16, mlp_layer_types=DENSE_SPARSE, index_n_heads=2, num_key_value_heads=2,
+                                      index_head_dim=16, index_topk=4)),
+    ("mimo_v2_flash", "mimo_v2_flash", {**V3_ROUTER, "n_shared_experts": 0, "mlp_layer_types": DENSE_SPARSE,
+                                        "routed_scaling_factor": 1.0}),
+    ("axk2", "axk2", v3(q_lora_rank=16, n_group=None, topk_group=None, mlp_layer_types=DENSE_SPARSE, num_key_value_heads=2)),
+    ("solar_open", "solar_open", {k: v for k, v in V3_ROUTER.items() if k != "first_k_dense_replace"}),
+    ("mellum", "mellum", dict(num_local_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                              intermediate_size=DENSE_I, norm_topk_prob=True, mlp_layer_types=DENSE_SPARSE)),
     ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
     ("minimax_m2", "minimax_m2", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
     ("hunyuan_v1_moe", "hunyuan_v1_moe", dict(num_experts=E, moe_topk=K, intermediate_size=MOE_I)),
