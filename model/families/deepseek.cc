@@ -112,6 +112,45 @@ void GlmDefaults(ModelConfig& c, bool norm) {
 
 }  // namespace
 
+absl::Status ParseV3Renamed(const ConfigFields& j, ModelConfig& c, ConfigFields::Names experts,
+                            ConfigFields::Names shared, ConfigFields::Names scale) {
+  RETURN_IF_ERROR(ReadExpertDims(j, c, experts, {"num_experts_per_tok"}, {"moe_intermediate_size"}));
+  RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
+  if (shared.size() > 0) RETURN_IF_ERROR(j.Int(shared, false, 0, &c.n_shared_experts));
+  RETURN_IF_ERROR(j.Int({"first_k_dense_replace"}, false, 0, &c.first_k_dense_replace));
+  RETURN_IF_ERROR(j.StringList({"mlp_layer_types"}, &c.mlp_layer_types));
+  RETURN_IF_ERROR(j.Int({"n_group"}, false, 1, &c.n_group));
+  RETURN_IF_ERROR(j.Int({"topk_group"}, false, 1, &c.topk_group));
+  c.routed_scaling_factor = 1.0f;
+  RETURN_IF_ERROR(j.Float(scale, &c.routed_scaling_factor));
+  c.norm_topk_prob = true;
+  RETURN_IF_ERROR(j.Bool({"norm_topk_prob"}, &c.norm_topk_prob));
+  RETURN_IF_ERROR(SetFusedSharedWidth(c));
+  c.scoring_func = "sigmoid";
+  c.topk_method = "noaux_tc";
+  c.selection_bias = true;
+  c.norm_epsilon = 1e-20f;
+  return absl::OkStatus();
+}
+
+void WriteV3Renamed(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts, const char* shared,
+                    const char* scale) {
+  WriteExpertDims(c, j, experts, "num_experts_per_tok", "moe_intermediate_size");
+  j["intermediate_size"] = c.intermediate_size;
+  if (shared != nullptr) j[shared] = c.n_shared_experts;
+  j["first_k_dense_replace"] = c.first_k_dense_replace;
+  if (!c.mlp_layer_types.empty()) j["mlp_layer_types"] = c.mlp_layer_types;
+  j["n_group"] = c.n_group;
+  j["topk_group"] = c.topk_group;
+  j["norm_topk_prob"] = c.norm_topk_prob;
+  j[scale] = c.routed_scaling_factor;
+}
+
+void V3RenamedDefaults(ModelConfig& c) {
+  GlmDefaults(c, /*norm=*/true);
+  c.routed_scaling_factor = 2.5f;
+}
+
 extern const FamilyDescriptor kDeepseekV2 = {
     .model_type = "deepseek_v2",
     .also_accepts = {},

@@ -70,6 +70,19 @@ absl::Status ReadExpertDims(const ConfigFields& j, ModelConfig& c, ConfigFields:
 void WriteExpertDims(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts, const char* top_k,
                      const char* intermediate);
 
+// The DeepSeek-V3 MoE block under a family's own field names (families/deepseek.cc), for the
+// families that rename V3's fields: sigmoid scores, top-k on scores + the selection bias within the
+// kept groups (n_group/topk_group, top-2 sums), the chosen scores renormalised (+1e-20) when
+// norm_topk_prob (default true), × the `scale` field (default 1); the `shared` count of experts
+// fused into one MLP of that many × moe_intermediate_size; dense layers by mlp_layer_types or
+// first_k_dense_replace (DeepseekLayerRule). WriteV3Renamed writes the same fields back;
+// V3RenamedDefaults is DefaultConfig's.
+absl::Status ParseV3Renamed(const ConfigFields& j, ModelConfig& c, ConfigFields::Names experts,
+                            ConfigFields::Names shared, ConfigFields::Names scale);
+void WriteV3Renamed(const ModelConfig& c, nlohmann::ordered_json& j, const char* experts, const char* shared,
+                    const char* scale);
+void V3RenamedDefaults(ModelConfig& c);
+
 // Every family, in the order docs/ROUTING.md lists them.
 const std::vector<const FamilyDescriptor*>& AllFamilies();
 
