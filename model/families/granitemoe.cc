@@ -61,4 +61,23 @@ extern const FamilyDescriptor kGraniteMoeShared = {
     .is_moe = EveryLayerIsMoe,
 };
 
+// Granite with sliding-window attention (granitemoe_swa, 2026): granitemoeshared's MoE, but
+// transformers has no conversion mapping for it, so its checkpoints hold the module tree's names:
+// the router as `router.weight`, the experts as fused `experts.gate_up_proj` [E, 2I, H] (gate rows
+// first) and `experts.down_proj` [E, H, I] without a `.weight`.
+extern const FamilyDescriptor kGraniteMoeSwa = {
+    .model_type = "granitemoe_swa",
+    .also_accepts = {},
+    .architecture = "GraniteMoeSWAForCausalLM",
+    .names = {.gate = "model.layers.{L}.block_sparse_moe.router.weight",
+              .shared_fused_gate_up = "model.layers.{L}.shared_mlp.input_linear.weight",
+              .shared_fused_down = "model.layers.{L}.shared_mlp.output_linear.weight",
+              .stacked_gate_up = "model.layers.{L}.block_sparse_moe.experts.gate_up_proj",
+              .stacked_down = "model.layers.{L}.block_sparse_moe.experts.down_proj"},
+    .parse = kGraniteMoeShared.parse,
+    .write = kGraniteMoeShared.write,
+    .defaults = kGraniteMoeShared.defaults,
+    .is_moe = EveryLayerIsMoe,
+};
+
 }  // namespace moe::model

@@ -90,6 +90,8 @@ CASES = [
     ("sarvam_moe", "sarvam_moe", dict(V3_ROUTER)),
     ("beam", "beam", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I, intermediate_size=DENSE_I,
                           mlp_layer_types=DENSE_SPARSE, n_group=4, topk_group=2, routed_scaling_factor=2.5)),
+    ("granitemoe_swa", "granitemoe_swa", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I,
+                                              shared_intermediate_size=36)),
     ("mellum", "mellum", dict(num_local_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                               intermediate_size=DENSE_I, norm_topk_prob=True, mlp_layer_types=DENSE_SPARSE)),
     ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
