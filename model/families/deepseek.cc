@@ -114,17 +114,18 @@ void GlmDefaults(ModelConfig& c, bool norm) {
 
 absl::Status ParseV3Renamed(const ConfigFields& j, ModelConfig& c, ConfigFields::Names experts,
                             ConfigFields::Names shared, ConfigFields::Names scale) {
-  RETURN_IF_ERROR(ReadExpertDims(j, c, experts, {"num_experts_per_tok"}, {"moe_intermediate_size"}));
+  // (Kimi-Linear's names: num_experts_per_token, num_expert_group, moe_renormalize.)
+  RETURN_IF_ERROR(ReadExpertDims(j, c, experts, {"num_experts_per_tok", "num_experts_per_token"}, {"moe_intermediate_size"}));
   RETURN_IF_ERROR(j.Int({"intermediate_size"}, false, 0, &c.intermediate_size));
   if (shared.size() > 0) RETURN_IF_ERROR(j.Int(shared, false, 0, &c.n_shared_experts));
   RETURN_IF_ERROR(j.Int({"first_k_dense_replace"}, false, 0, &c.first_k_dense_replace));
   RETURN_IF_ERROR(j.StringList({"mlp_layer_types"}, &c.mlp_layer_types));
-  RETURN_IF_ERROR(j.Int({"n_group"}, false, 1, &c.n_group));
+  RETURN_IF_ERROR(j.Int({"n_group", "num_expert_group"}, false, 1, &c.n_group));
   RETURN_IF_ERROR(j.Int({"topk_group"}, false, 1, &c.topk_group));
   c.routed_scaling_factor = 1.0f;
   RETURN_IF_ERROR(j.Float(scale, &c.routed_scaling_factor));
   c.norm_topk_prob = true;
-  RETURN_IF_ERROR(j.Bool({"norm_topk_prob"}, &c.norm_topk_prob));
+  RETURN_IF_ERROR(j.Bool({"norm_topk_prob", "moe_renormalize"}, &c.norm_topk_prob));
   RETURN_IF_ERROR(SetFusedSharedWidth(c));
   c.scoring_func = "sigmoid";
   c.topk_method = "noaux_tc";
