@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
@@ -21,6 +22,19 @@ absl::Status FieldError(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("config.json: field '", field, "' ", what));
 }
 
+// A multimodal model whose text decoder is a served family: its config.json nests the decoder's
+// config under text_config, and its weights sit under `prefix` where the text model's own
+// checkpoints have "model." (Qwen3.5-MoE: model.language_model.layers.L.mlp.*).
+struct MultimodalWrapper {
+  const char* model_type;
+  const char* text_model_type;
+  const char* prefix;
+};
+
+constexpr MultimodalWrapper kWrappers[] = {
+    {"qwen3_5_moe", "qwen3_5_moe_text", "model.language_model."},
+};
+
 absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type) {
   for (const FamilyDescriptor* f : AllFamilies()) {
     if (model_type == f->model_type) return f;
@@ -31,7 +45,6 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
   // Families seen but not served yet, with what each needs (docs/ROUTING.md).
   static constexpr std::pair<const char*, const char*> kNotYet[] = {
       {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
-      {"qwen3_5_moe", "it is the multimodal wrapper: serve its text model (model_type qwen3_5_moe_text)"},
   };
   for (const auto& [type, why] : kNotYet) {
     if (model_type == type) {
@@ -43,7 +56,10 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
                                     "does not serve; 'switch_moe' is a decoder MoE layer with Switch top-1 routing");
   }
   return FieldError("model_type", absl::StrCat("is '", model_type, "'; supported: ",
-                                                absl::StrJoin(ServedModelTypes(), ", ")));
+                                                absl::StrJoin(ServedModelTypes(), ", "), "; multimodal (their text decoders): ",
+                                                absl::StrJoin(kWrappers, ", ", [](std::string* out, const MultimodalWrapper& w) {
+                                                  out->append(w.model_type);
+                                                })));
 }
 
 // FP8 block-scaled (DeepSeek-V3/R1, Kimi-K2), MXFP4 (gpt-oss), AWQ and GPTQ 4-bit,
@@ -302,6 +318,47 @@ bool QwenLayerRule(const ModelConfig& c, int layer) {
          (layer + 1) % c.decoder_sparse_step == 0;
 }
 
+// --- Multimodal wrappers ---------------------------------------------------------------------------
+
+namespace {
+
+const MultimodalWrapper* FindWrapper(absl::string_view model_type) {
+  for (const MultimodalWrapper& w : kWrappers) {
+    if (model_type == w.model_type) return &w;
+  }
+  return nullptr;
+}
+
+void Prefix(std::string& name, absl::string_view prefix) {
+  if (absl::StartsWith(name, "model.")) name = absl::StrCat(prefix, name.substr(6));
+}
+
+absl::StatusOr<ModelConfig> ParseWrapped(const Json& j, const MultimodalWrapper& w) {
+  if (!j.contains("text_config") || !j["text_config"].is_object()) {
+    return FieldError("text_config", absl::StrCat("is needed: '", w.model_type, "' nests its text decoder's config there"));
+  }
+  Json text = j["text_config"];
+  if (!text.contains("model_type")) text["model_type"] = w.text_model_type;
+  if (text["model_type"] != w.text_model_type) {
+    return FieldError("text_config.model_type", absl::StrCat("is ", text["model_type"].dump(), "; '", w.model_type,
+                                                             "' wraps ", w.text_model_type));
+  }
+  if (j.contains("quantization_config") && !text.contains("quantization_config")) {
+    text["quantization_config"] = j["quantization_config"];
+  }
+  ASSIGN_OR_RETURN(ModelConfig c, ModelConfig::Parse(text.dump()));
+  TensorNames& n = c.names;
+  for (std::string* name : {&n.gate, &n.gate_bias, &n.expert, &n.shared, &n.shared_fused_gate_up, &n.shared_fused_down,
+                            &n.shared_gate, &n.dense, &n.stacked_gate_up, &n.stacked_down, &n.stacked_gate_up_bias,
+                            &n.stacked_down_bias, &n.router_bias, &n.expert_bias, &n.flat_gate, &n.flat_up,
+                            &n.flat_down}) {
+    Prefix(*name, w.prefix);
+  }
+  return c;
+}
+
+}  // namespace
+
 // --- ModelConfig ----------------------------------------------------------------------------------
 
 std::vector<std::string> ServedModelTypes() {
@@ -331,6 +388,9 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(absl::string_view json_text) {
   if (!j.is_object()) return absl::InvalidArgumentError("config.json is not a JSON object");
   if (!j.contains("model_type") || !j["model_type"].is_string()) {
     return absl::InvalidArgumentError("config.json: missing string field 'model_type'");
+  }
+  if (const MultimodalWrapper* w = FindWrapper(j["model_type"].get<std::string>()); w != nullptr) {
+    return ParseWrapped(j, *w);
   }
   ModelConfig c;
   c.model_type = j["model_type"].get<std::string>();

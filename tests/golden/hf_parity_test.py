@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
 from moe_processes import Checks, Cluster, run_client
 
@@ -126,6 +126,14 @@ CASES = [
                                                   shared_expert_intermediate_size=36, linear_num_key_heads=2,
                                                   linear_num_value_heads=2, linear_key_head_dim=8,
                                                   linear_value_head_dim=8, full_attention_interval=2)),
+    # The multimodal wrapper, as the hub ships Qwen3.5: text_config nested, weights under
+    # model.language_model. (built as Qwen3_5MoeForConditionalGeneration with a one-block vision tower).
+    ("qwen3_5_moe", "qwen3_5_moe", dict(
+        text_config=dict(SMALL, num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                         shared_expert_intermediate_size=36, linear_num_key_heads=2, linear_num_value_heads=2,
+                         linear_key_head_dim=8, linear_value_head_dim=8, full_attention_interval=2),
+        vision_config=dict(depth=1, hidden_size=H, intermediate_size=H, num_heads=2, out_hidden_size=H, patch_size=4,
+                           temporal_patch_size=1, spatial_merge_size=1))),
     ("afmoe", "afmoe", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                             intermediate_size=DENSE_I, num_shared_experts=1, num_dense_layers=1, route_scale=1.5)),
     # DBRX: its own field names (d_model, n_layers, nested configs; rope_theta given because
@@ -373,8 +381,12 @@ def main():
         fp8 = label.endswith("fp8")
         mxfp4 = label.endswith("mxfp4")
         torch.manual_seed(7)
-        config = AutoConfig.for_model(model_type, **{**SMALL, **fields})
-        model = AutoModelForCausalLM.from_config(config).float().eval()
+        if "text_config" in fields:  # a multimodal wrapper around a served text decoder
+            config = AutoConfig.for_model(model_type, **fields)
+            model = AutoModelForImageTextToText.from_config(config).float().eval()
+        else:
+            config = AutoConfig.for_model(model_type, **{**SMALL, **fields})
+            model = AutoModelForCausalLM.from_config(config).float().eval()
         spread_router(model, rng)
         ckpt = os.path.join(args.tmp, "hf-" + label.replace(" ", "-"))
         shutil.rmtree(ckpt, ignore_errors=True)

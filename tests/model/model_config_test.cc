@@ -112,12 +112,28 @@ TEST(ModelConfigFamiliesTest, EveryDefaultConfigRoundTrips) {
   }
 }
 
+TEST(ModelConfigFamiliesTest, MultimodalWrapperReadsItsTextConfigAndPrefixesTheNames) {
+  // Qwen3.5-MoE as the hub ships it: the decoder's config under text_config, its weights under
+  // model.language_model.
+  ASSERT_OK_AND_ASSIGN(const ModelConfig c, ModelConfig::Parse(R"({"model_type": "qwen3_5_moe",
+    "text_config": {"hidden_size": 16, "num_hidden_layers": 2, "num_experts": 4, "num_experts_per_tok": 2,
+                    "moe_intermediate_size": 8, "shared_expert_intermediate_size": 8},
+    "vision_config": {"depth": 1}})"));
+  EXPECT_EQ(c.model_type, "qwen3_5_moe_text");  // what transformers' get_text_config() says
+  EXPECT_EQ(c.hidden_size, 16);
+  EXPECT_EQ(c.num_experts, 4);
+  EXPECT_EQ(c.names.gate, "model.language_model.layers.{L}.mlp.gate.weight");
+  EXPECT_EQ(c.names.shared_gate, "model.language_model.layers.{L}.mlp.shared_expert_gate.weight");
+}
+
 TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   using ::moe::testing::StatusIs;
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "'model_type' is 'switch_transformers'"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_5_moe"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "model_type qwen3_5_moe_text"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "'text_config' is needed"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "qwen3_5_moe", "text_config": {"model_type": "mixtral"}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "wraps qwen3_5_moe_text"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "llama4"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "model_type llama4_text"));
   const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
