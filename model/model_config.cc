@@ -23,16 +23,20 @@ absl::Status FieldError(absl::string_view field, absl::string_view what) {
 }
 
 // A multimodal model whose text decoder is a served family: its config.json nests the decoder's
-// config under text_config, and its weights sit under `prefix` where the text model's own
-// checkpoints have "model." (Qwen3.5-MoE: model.language_model.layers.L.mlp.*).
+// config under text_config, and its weights sit where the text model's own checkpoints have
+// `from`, under `to` (Qwen3.5-MoE and GLM-4.5V: model.language_model.layers.L.mlp.*; Kimi K2.5:
+// language_model.model.blocks.L.mlp.*, as transformers saves it).
 struct MultimodalWrapper {
   const char* model_type;
   const char* text_model_type;
-  const char* prefix;
+  const char* from;
+  const char* to;
 };
 
 constexpr MultimodalWrapper kWrappers[] = {
-    {"qwen3_5_moe", "qwen3_5_moe_text", "model.language_model."},
+    {"qwen3_5_moe", "qwen3_5_moe_text", "model.", "model.language_model."},
+    {"glm4v_moe", "glm4v_moe_text", "model.", "model.language_model."},
+    {"kimi_k25", "deepseek_v3", "model.layers.", "language_model.model.blocks."},
 };
 
 absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type) {
@@ -329,8 +333,8 @@ const MultimodalWrapper* FindWrapper(absl::string_view model_type) {
   return nullptr;
 }
 
-void Prefix(std::string& name, absl::string_view prefix) {
-  if (absl::StartsWith(name, "model.")) name = absl::StrCat(prefix, name.substr(6));
+void Prefix(std::string& name, absl::string_view from, absl::string_view to) {
+  if (absl::StartsWith(name, from)) name = absl::StrCat(to, name.substr(from.size()));
 }
 
 absl::StatusOr<ModelConfig> ParseWrapped(const Json& j, const MultimodalWrapper& w) {
@@ -352,7 +356,7 @@ absl::StatusOr<ModelConfig> ParseWrapped(const Json& j, const MultimodalWrapper&
                             &n.shared_gate, &n.dense, &n.stacked_gate_up, &n.stacked_down, &n.stacked_gate_up_bias,
                             &n.stacked_down_bias, &n.router_bias, &n.expert_bias, &n.flat_gate, &n.flat_up,
                             &n.flat_down}) {
-    Prefix(*name, w.prefix);
+    Prefix(*name, w.from, w.to);
   }
   return c;
 }

@@ -204,9 +204,10 @@ extern const FamilyDescriptor kDeepseekV32 = {
     .is_moe = DeepseekLayerRule,
 };
 
+// (glm4v_moe_text: GLM-4.5V's text decoder, read through the glm4v_moe wrapper.)
 extern const FamilyDescriptor kGlm4Moe = {
     .model_type = "glm4_moe",
-    .also_accepts = {},
+    .also_accepts = {"glm4v_moe_text"},
     .architecture = "Glm4MoeForCausalLM",
     .names = kDeepseekNames,
     .parse = [](const ConfigFields& j, ModelConfig& c) { return ParseGlm(j, c, /*norm=*/true, /*first_dense=*/1); },

@@ -134,6 +134,14 @@ CASES = [
                          linear_key_head_dim=8, linear_value_head_dim=8, full_attention_interval=2),
         vision_config=dict(depth=1, hidden_size=H, intermediate_size=H, num_heads=2, out_hidden_size=H, patch_size=4,
                            temporal_patch_size=1, spatial_merge_size=1))),
+    ("glm4v_moe", "glm4v_moe", dict(
+        text_config=dict(SMALL, **V3_ROUTER, rope_parameters=dict(rope_type="default", rope_theta=10000.0,
+                                                                  mrope_section=[2, 1, 1], partial_rotary_factor=0.5)),
+        vision_config=dict(depth=1, hidden_size=H, intermediate_size=H, num_heads=2, out_hidden_size=H, patch_size=4,
+                           temporal_patch_size=1, spatial_merge_size=1))),
+    ("kimi_k25", "kimi_k25", dict(
+        text_config=dict(SMALL, **v3()),
+        vision_config=dict(num_hidden_layers=1, hidden_size=H, intermediate_size=H, num_attention_heads=2, patch_size=4))),
     ("afmoe", "afmoe", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                             intermediate_size=DENSE_I, num_shared_experts=1, num_dense_layers=1, route_scale=1.5)),
     # DBRX: its own field names (d_model, n_layers, nested configs; rope_theta given because
