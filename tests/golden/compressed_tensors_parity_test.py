@@ -37,7 +37,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import golden_parity_test as golden  # noqa: E402
-from moe_processes import Checks, Cluster, run_client  # noqa: E402
+from moe_processes import Checks, serve_and_compare  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client", "python"))
 import grpc  # noqa: E402
@@ -185,20 +185,7 @@ def main():
               f"{resident / stored_bytes:.4f}")
         xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(c["num_hidden_layers"])]
         refs = [golden.reference(c, held, layer, xs[layer].astype(np.float64)) for layer in range(c["num_hidden_layers"])]
-        for mode, workers in (("in-process", 0), ("networked", 2)):
-            cluster = Cluster(args.bin, ckpt, workers)
-            try:
-                for layer in range(c["num_hidden_layers"]):
-                    got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
-                    ref_out, ref_chosen, margins = refs[layer]
-                    clear = margins > golden.TIE
-                    same = all(routing[i]["experts"] == ref_chosen[i] for i in range(N_TOKENS) if clear[i])
-                    err = np.abs(got[clear] - ref_out[clear]).max() / np.abs(ref_out[clear]).max()
-                    check(same and err <= golden.TOL,
-                          f"{label}, {mode}, layer {layer}: experts {'identical' if same else 'DIFFER'} for "
-                          f"{clear.sum()}/{N_TOKENS} tokens without a near-tie, rel err {err:.2e}")
-            finally:
-                cluster.stop()
+        serve_and_compare(check, args.bin, ckpt, label, xs, refs, args.tmp, golden.TIE, golden.TOL)
     # What is not served is refused at start, by name.
     base = os.path.join(args.tmp, "qwen3_moe-W4A16")
     for what, edit in (("group_size 32", lambda q: q["config_groups"]["group_0"]["weights"].update(group_size=32)),

@@ -31,7 +31,7 @@ from gguf.quants import dequantize, quantize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import golden_parity_test as golden  # noqa: E402
-from moe_processes import Checks, Cluster, run_client  # noqa: E402
+from moe_processes import Checks, serve_and_compare  # noqa: E402
 
 # K-quants need rows of 256 values: hidden and expert widths of 256.
 golden.H, golden.MOE_I, golden.DENSE_I = 256, 256, 64
@@ -249,20 +249,7 @@ def check_served(check, args, label, path, c, held, rng, f32_compute=False):
     experts, which moe-serve otherwise computes in bf16 (activations rounded to bf16)."""
     xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(c["num_hidden_layers"])]
     refs = [golden.reference(c, held, layer, xs[layer].astype(np.float64)) for layer in range(c["num_hidden_layers"])]
-    for mode, workers in (("in-process", 0), ("networked", 2)):
-        cluster = Cluster(args.bin, path, workers, f32_compute=f32_compute)
-        try:
-            for layer in range(c["num_hidden_layers"]):
-                got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
-                ref_out, ref_chosen, margins = refs[layer]
-                clear = margins > golden.TIE
-                same = all(routing[i]["experts"] == ref_chosen[i] for i in range(N_TOKENS) if clear[i])
-                err = np.abs(got[clear] - ref_out[clear]).max() / np.abs(ref_out[clear]).max()
-                check(same and err <= golden.TOL,
-                      f"{label}, {mode}, layer {layer}: experts {'identical' if same else 'DIFFER'} for "
-                      f"{clear.sum()}/{N_TOKENS} tokens without a near-tie, rel err {err:.2e}")
-        finally:
-            cluster.stop()
+    serve_and_compare(check, args.bin, path, label, xs, refs, args.tmp, golden.TIE, golden.TOL, f32_compute=f32_compute)
 
 
 def main():
@@ -300,20 +287,7 @@ def main():
     xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(layers)]
     refs = [reference(layer, xs[layer].astype(np.float64)) for layer in range(layers)]
     check(all(r[3] > 0 for r in refs), f"{label}: gate values past the clamp in every layer ({[r[3] for r in refs]})")
-    for mode, workers in (("in-process", 0), ("networked", 2)):
-        cluster = Cluster(args.bin, path, workers)
-        try:
-            for layer in range(layers):
-                got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
-                ref_out, ref_chosen, margins, _ = refs[layer]
-                clear = margins > golden.TIE
-                same = all(sorted(routing[i]["experts"]) == ref_chosen[i] for i in range(N_TOKENS) if clear[i])
-                err = np.abs(got[clear] - ref_out[clear]).max() / np.abs(ref_out[clear]).max()
-                check(same and err <= golden.TOL,
-                      f"{label}, {mode}, layer {layer}: experts {'identical' if same else 'DIFFER'} for "
-                      f"{clear.sum()}/{N_TOKENS} tokens without a near-tie, rel err {err:.2e}")
-        finally:
-            cluster.stop()
+    serve_and_compare(check, args.bin, path, label, xs, refs, args.tmp, golden.TIE, golden.TOL)
     for family, qtype in (("qwen3_moe", "q4_k"), ("deepseek_v3", "q6_k")):
         label = f"moe-make-checkpoint --format=gguf --family={family} --quant={qtype}"
         path = os.path.join(args.tmp, f"made-{family}-{qtype}.gguf")

@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import golden_parity_test as golden  # noqa: E402
-from moe_processes import Checks, Cluster, run_client  # noqa: E402
+from moe_processes import Checks, serve_and_compare  # noqa: E402
 
 golden.H, golden.MOE_I, golden.DENSE_I = 256, 256, 384
 G = 128
@@ -127,20 +127,7 @@ def main():
         check(packed > 0, f"{label}: {packed} linear layers packed as {method}")
         xs = [rng.normal(0, 1, (N_TOKENS, golden.H)).astype(np.float32) for _ in range(c["num_hidden_layers"])]
         refs = [golden.reference(c, held, layer, xs[layer].astype(np.float64)) for layer in range(c["num_hidden_layers"])]
-        for mode, workers in (("in-process", 0), ("networked", 2)):
-            cluster = Cluster(args.bin, ckpt, workers)
-            try:
-                for layer in range(c["num_hidden_layers"]):
-                    got, routing = run_client(args.bin, cluster.router, layer, xs[layer], args.tmp)
-                    ref_out, ref_chosen, margins = refs[layer]
-                    clear = margins > golden.TIE
-                    same = all(routing[i]["experts"] == ref_chosen[i] for i in range(N_TOKENS) if clear[i])
-                    err = np.abs(got[clear] - ref_out[clear]).max() / np.abs(ref_out[clear]).max()
-                    check(same and err <= golden.TOL,
-                          f"{label}, {mode}, layer {layer}: experts {'identical' if same else 'DIFFER'} for "
-                          f"{clear.sum()}/{N_TOKENS} tokens without a near-tie, rel err {err:.2e}")
-            finally:
-                cluster.stop()
+        serve_and_compare(check, args.bin, ckpt, label, xs, refs, args.tmp, golden.TIE, golden.TOL)
     # Act-order GPTQ is refused by name, at start.
     ckpt = os.path.join(args.tmp, "int4-mixtral-gptq")
     cfg = json.load(open(os.path.join(ckpt, "config.json")))

@@ -1,5 +1,6 @@
 """What the golden tests share: the moe-serve processes they drive (a local cluster, moe-cluster,
-and one call of moe-client) and their tally of checks. Used by golden_parity_test.py (NumPy
+and one call of moe-client), the serve-and-compare loop of the quantized-checkpoint tests, and
+their tally of checks. Used by golden_parity_test.py (NumPy
 reference), hf_parity_test.py and gpu_hf_parity.py (HF transformers); standard library and numpy
 only, so it runs in any of their pythons."""
 import json
@@ -49,6 +50,27 @@ def run_client(bin_dir, router, layer, x, tmp):
     subprocess.run([f"{bin_dir}/moe-client", f"--router={router}", f"--npy={x_path}", f"--layer={layer}",
                     f"--save_output={out}", f"--save_routing={routing}"], check=True, stdout=subprocess.DEVNULL)
     return np.load(out).astype(np.float64), json.load(open(routing))
+
+
+def serve_and_compare(check, bin_dir, ckpt, label, xs, refs, tmp, tie, tol, f32_compute=False):
+    """Serves `ckpt` in-process and networked (two workers) and checks every layer's output against
+    its float64 reference: refs[layer] starts (output, experts chosen per token, selection
+    margins); the experts must be the same for tokens whose margin exceeds `tie` and the relative
+    error of those tokens within `tol`. `f32_compute` passes --cpu_compute=f32."""
+    for mode, workers in (("in-process", 0), ("networked", 2)):
+        cluster = Cluster(bin_dir, ckpt, workers, f32_compute=f32_compute)
+        try:
+            for layer, x in enumerate(xs):
+                got, routing = run_client(bin_dir, cluster.router, layer, x, tmp)
+                ref_out, ref_chosen, margins = refs[layer][:3]
+                clear = margins > tie
+                same = all(sorted(routing[i]["experts"]) == sorted(ref_chosen[i]) for i in range(len(x)) if clear[i])
+                err = np.abs(got[clear] - ref_out[clear]).max() / np.abs(ref_out[clear]).max()
+                check(same and err <= tol,
+                      f"{label}, {mode}, layer {layer}: experts {'identical' if same else 'DIFFER'} for "
+                      f"{clear.sum()}/{len(x)} tokens without a near-tie, rel err {err:.2e}")
+        finally:
+            cluster.stop()
 
 
 class Checks:
