@@ -137,18 +137,19 @@ def resident_vs_stored(bin_dir, ckpt):
     bytes the checkpoint stores for those experts (every tensor of `.experts.E.`)."""
     with safe_open(os.path.join(ckpt, "model.safetensors"), "pt") as f:
         stored = sum(f.get_tensor(n).nbytes for n in f.keys() if re.search(r"\.experts\.\d+\.", n))
+    # --ready_fd: the worker writes "<port> <metrics port>" there once SERVING (its startup line
+    # comes just before its backend is attached).
+    ready_r, ready_w = os.pipe()
     proc = subprocess.Popen([f"{bin_dir}/moe-expert", f"--checkpoint={ckpt}", "--listen=127.0.0.1:0",
-                             "--metrics_port=-1", "--threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                             "--metrics_port=-1", "--threads=1", f"--ready_fd={ready_w}"], pass_fds=(ready_w,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(ready_w)
     try:
-        port = None
-        for line in proc.stderr:  # its startup line
-            m = re.search(r" port=(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        if port is None:
+        with os.fdopen(ready_r) as ready:
+            line = ready.readline()  # empty if the worker exits first
+        if not line:
             raise RuntimeError(f"moe-expert did not start on {ckpt} (exit {proc.wait()})")
+        port = int(line.split()[0])
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             info = moe_pb2_grpc.ExpertServiceStub(channel).GetWorkerInfo(moe_pb2.GetWorkerInfoRequest(), timeout=60)
         return info.resident_bytes, info.resident_dtype, stored
