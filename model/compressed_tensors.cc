@@ -247,6 +247,7 @@ absl::StatusOr<std::optional<QuantizedMatrix>> LoadCompressedLinear(const std::s
     RETURN_IF_ERROR(CheckShapeTensor(raw, base, out, in));
     if (packed.shape == std::vector<int64_t>{out, in / 4} && in % 4 == 0) {
       // 8-bit codes packed four to a word (W8A16), stored as code + 128: int8 rows.
+      RETURN_IF_ERROR(Expect(packed, base + ".weight_packed", {"I32"}, {out, in / 4}));
       ASSIGN_OR_RETURN(const PackedTensor scale, Need(raw, base + ".weight_scale"));
       ASSIGN_OR_RETURN(ScaleGrid grid, GridOf(scale, base + ".weight_scale", out, in));
       ASSIGN_OR_RETURN(const PackedTensor zero, raw(base + ".weight_zero_point", false));

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -202,6 +203,21 @@ def main():
         r = subprocess.run([f"{args.bin}/moe-router", f"--checkpoint={bad}", "--local", "--listen=127.0.0.1:0"],
                            capture_output=True, text=True, timeout=60)
         check(r.returncode != 0 and what in r.stderr, f"{what} refused: {r.stderr.strip()[-160:]}")
+    # A malformed tensor is refused naming it, never read past its bytes: a weight_packed of int8
+    # bytes shaped like W8A16's [out, in/4] words.
+    bad = base + "-bad-dtype"
+    os.makedirs(bad, exist_ok=True)
+    with safe_open(os.path.join(base, "model.safetensors"), "pt") as f:
+        tensors = {n: f.get_tensor(n) for n in f.keys()}
+    name = next(n for n in tensors if n.endswith(".weight_packed"))
+    out, words = tensors[name].shape
+    tensors[name] = torch.zeros((out, words * 2), dtype=torch.int8)
+    save_file(tensors, os.path.join(bad, "model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(os.path.join(base, "config.json"), os.path.join(bad, "config.json"))
+    r = subprocess.run([f"{args.bin}/moe-router", f"--checkpoint={bad}", "--local", "--listen=127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and name in r.stderr and "expected I32" in r.stderr,
+          f"a weight_packed of the wrong dtype refused: {r.stderr.strip()[-160:]}")
     return check.summary()
 
 
