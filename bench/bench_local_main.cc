@@ -52,7 +52,8 @@ ABSL_FLAG(std::string, quantize, "",
           "Quantize the experts at load to this format (q8_0, q4_0, q4_k, q6_k, int4) and measure them so; empty = "
           "--dtype as is.");
 ABSL_FLAG(bool, int8_activations, false,
-          "With --quantize=q8_0|q4_0: activations quantized to int8 at up to 32 rows (moe-expert --cpu_compute=int8).");
+          "With --quantize=F (a block format): activations quantized to int8 at up to 32 rows, integer dot "
+          "products (moe-expert --cpu_compute=int8).");
 ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");
 ABSL_FLAG(int, stream_mib, 0, "Buffer of the streaming-read bandwidth test, MiB; 0 = 1 GiB or 3 x the last-level cache.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");

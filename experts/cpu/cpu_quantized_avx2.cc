@@ -6,18 +6,15 @@
 #include <algorithm>
 #include <cstring>
 
-#include "model/formats/k_quants.h"
-
-#define MOE_AVX2 __attribute__((target("avx2,fma,f16c")))
+#include "experts/cpu/cpu_block_scales_avx2.h"
 
 namespace moe::experts {
 namespace {
 
-MOE_AVX2 inline float Sum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
+using avx2_blocks::F16;
+using avx2_blocks::KScaleMin;
+using avx2_blocks::Nibbles;
+using avx2_blocks::Sum;
 
 MOE_AVX2 inline __m256 Int8ToF32(__m128i eight_bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(eight_bytes)); }
 
@@ -107,12 +104,6 @@ struct Scales<Block> {
   using type = typename Block::Scales;
 };
 
-MOE_AVX2 inline float F16(const uint8_t* p) {
-  uint16_t bits;
-  std::memcpy(&bits, p, 2);
-  return _cvtsh_ss(bits);
-}
-
 // 32 unsigned bytes as four vectors of eight floats, d·q − m (mul then sub: this file is built
 // with -ffp-contract=off, so the two roundings match the scalar decoding's).
 MOE_AVX2 inline void AffineU8(__m256i q, float d, float m, __m256 out[4]) {
@@ -123,25 +114,6 @@ MOE_AVX2 inline void AffineU8(__m256i q, float d, float m, __m256 out[4]) {
   out[2] = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi))), mv);
   out[3] = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)))), mv);
 }
-
-MOE_AVX2 inline __m256i Nibbles(const uint8_t* p, int shift) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(0x0f));
-}
-
-// Q4_K's and Q5_K's eight (d·scale, dmin·min) pairs, as the scalar decoding computes them.
-struct KScaleMin {
-  float d1[8], m1[8];
-  MOE_AVX2 explicit KScaleMin(const uint8_t* block) {
-    const float d = F16(block), dmin = F16(block + 2);
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      model::kquants::UnpackScaleMin(j, block + 4, &sc, &m);
-      d1[j] = d * static_cast<float>(sc);
-      m1[j] = dmin * static_cast<float>(m);
-    }
-  }
-};
 
 struct Q4_K {
   static constexpr int kValues = 256, kBytes = 144;
@@ -165,14 +137,7 @@ struct Q5_K {
 
 struct Q6_K {
   static constexpr int kValues = 256, kBytes = 210;
-  struct Scales {  // the sixteen d·scale
-    float d16[16];
-    MOE_AVX2 explicit Scales(const uint8_t* block) {
-      const float d = F16(block + 208);
-      const auto* sc = reinterpret_cast<const int8_t*>(block + 192);
-      for (int i = 0; i < 16; ++i) d16[i] = d * static_cast<float>(sc[i]);
-    }
-  };
+  using Scales = avx2_blocks::Q6KScales;
   MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, const Scales& s, __m256 out[4]) {
     const int h = sub / 4, c = sub % 4;
     const __m256i low = Nibbles(block + 64 * h + 32 * (c % 2), 4 * (c / 2));
@@ -204,18 +169,7 @@ MOE_AVX2 inline void TableNibbles(const uint8_t* p, __m128i table, float d, __m2
 
 struct Iq4Xs {
   static constexpr int kValues = 256, kBytes = 136;
-  struct Scales {  // the eight d·(ls − 32)
-    float dl[8];
-    MOE_AVX2 explicit Scales(const uint8_t* block) {
-      uint16_t high;
-      std::memcpy(&high, block + 2, 2);
-      const float d = F16(block);
-      for (int j = 0; j < 8; ++j) {
-        const int ls = ((block[4 + j / 2] >> (4 * (j % 2))) & 15) | (((high >> (2 * j)) & 3) << 4);
-        dl[j] = d * static_cast<float>(ls - 32);
-      }
-    }
-  };
+  using Scales = avx2_blocks::Iq4XsScales;
   MOE_AVX2 static inline void Decode(const uint8_t* block, int sub, const Scales& s, __m256 out[4]) {
     const __m128i table = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
     TableNibbles(block + 8 + 16 * sub, table, s.dl[sub], out);
@@ -308,85 +262,6 @@ MOE_AVX2 void BlockRows(const model::QuantizedMatrix& w, int64_t j, const float*
   }
 }
 
-// The 32 int8 weight codes of a block, and its scale.
-struct Q8_0Int8 {
-  static constexpr int kBytes = 34;
-  MOE_AVX2 static inline __m256i Codes(const uint8_t* block, float* d) {
-    uint16_t d_bits;
-    std::memcpy(&d_bits, block, 2);
-    *d = _cvtsh_ss(d_bits);
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-  }
-};
-
-struct Q4_0Int8 {
-  static constexpr int kBytes = 18;
-  MOE_AVX2 static inline __m256i Codes(const uint8_t* block, float* d) {
-    uint16_t d_bits;
-    std::memcpy(&d_bits, block, 2);
-    *d = _cvtsh_ss(d_bits);
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
-    const __m128i nibble = _mm_set1_epi8(0x0f);
-    const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nibble), _mm_and_si128(v, nibble));
-    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
-  }
-};
-
-// Σ q_w·q_x over 32 codes as eight int32 lanes: |q_w| (unsigned) times q_x with q_w's sign, pairs
-// summed to int16 (at most 2·128·127, no saturation), then to int32.
-MOE_AVX2 inline __m256i DotInt8(__m256i w, __m256i x) {
-  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
-}
-
-template <typename Block, int kRows>
-MOE_AVX2 inline void Int8RowsOf(const uint8_t* row, int64_t blocks, const int8_t* qx, int64_t ldq, const float* dx,
-                                int64_t ldd, float* y, int64_t ldy) {
-  constexpr int kChains = kRows <= 2 ? 2 : 1;  // FMAs in flight: one a block per row
-  __m256 acc[kRows][kChains];
-  for (int r = 0; r < kRows; ++r) {
-    for (int c = 0; c < kChains; ++c) acc[r][c] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < blocks; ++b) {
-    float dw;
-    const __m256i w = Block::Codes(row + b * Block::kBytes, &dw);
-    for (int r = 0; r < kRows; ++r) {
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + r * ldq + b * 32));
-      const __m256 sums = _mm256_cvtepi32_ps(DotInt8(w, x));
-      acc[r][b % kChains] = _mm256_fmadd_ps(sums, _mm256_set1_ps(dw * dx[r * ldd + b]), acc[r][b % kChains]);
-    }
-  }
-  for (int r = 0; r < kRows; ++r) {
-    __m256 total = acc[r][0];
-    for (int c = 1; c < kChains; ++c) total = _mm256_add_ps(total, acc[r][c]);
-    y[r * ldy] = Sum(total);
-  }
-}
-
-template <typename Block>
-MOE_AVX2 void Int8Rows(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
-                       int64_t ldd, int64_t rows, float* y, int64_t ldy) {
-  const uint8_t* row = w.row(j);
-  const int64_t blocks = w.k() / 32;
-  int64_t r0 = 0;
-  for (; r0 + 4 <= rows; r0 += 4) {
-    Int8RowsOf<Block, 4>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
-  }
-  switch (rows - r0) {
-    case 3:
-      Int8RowsOf<Block, 3>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
-      break;
-    case 2:
-      Int8RowsOf<Block, 2>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
-      break;
-    case 1:
-      Int8RowsOf<Block, 1>(row, blocks, qx + r0 * ldq, ldq, dx + r0 * ldd, ldd, y + r0 * ldy, ldy);
-      break;
-    default:
-      break;
-  }
-}
-
 }  // namespace
 
 void Q8_0RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows, float* y,
@@ -416,16 +291,6 @@ MOE_ROW_KERNEL(Iq4XsRowAvx2, Iq4Xs)
 MOE_ROW_KERNEL(Mxfp4GgufRowAvx2, Mxfp4Gguf)
 MOE_ROW_KERNEL(Int4RowAvx2, Int4)
 #undef MOE_ROW_KERNEL
-
-void Q8_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
-                     int64_t ldd, int64_t rows, float* y, int64_t ldy) {
-  Int8Rows<Q8_0Int8>(w, j, qx, ldq, dx, ldd, rows, y, ldy);
-}
-
-void Q4_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
-                     int64_t ldd, int64_t rows, float* y, int64_t ldy) {
-  Int8Rows<Q4_0Int8>(w, j, qx, ldq, dx, ldd, rows, y, ldy);
-}
 
 MOE_AVX2 void ByteCodeRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
                               float* y, int64_t ldy) {

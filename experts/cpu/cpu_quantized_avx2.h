@@ -1,6 +1,6 @@
 // experts/cpu/cpu_quantized_avx2.h
 // AVX2 kernels that dequantize a low-bit weight row in registers, block by block, and dot it with
-// up to four activation rows at a time (f32 activations, or int8 ones for q8_0/q4_0): the row's
+// up to four f32 activation rows at a time (cpu_int8_dot_avx2.h has the int8-activation kernels): the row's
 // bytes are read once per four rows and never widened in memory. One per format (q8_0, q4_0, q4_k,
 // q5_k, q6_k, iq4_xs, mxfp4, mxfp4_gguf, int4; one for the one-byte formats fp8_e4m3 and int8),
 // each giving bit for bit the format's exact dequantized values (model/formats). Entries of cpu_quantized_product.cc's kernel
@@ -35,13 +35,5 @@ void Int4RowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int
 // The one-byte formats (fp8_e4m3, int8): codes looked up in the format's code_values table.
 void ByteCodeRowAvx2(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
                      float* y, int64_t ldy);
-
-// The same on activations quantized to int8 in blocks of 32 (`qx` [rows, ldq] codes, `dx`
-// [rows, ldd] f32 scales: x ≈ dx·qx): Σ_b d_w·d_x·Σ q_w·q_x, integer products summed exactly
-// (vpmaddubsw + vpmaddwd) and scaled in f32. q8_0 and q4_0 weights.
-void Q8_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
-                     int64_t ldd, int64_t rows, float* y, int64_t ldy);
-void Q4_0RowInt8Avx2(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq, const float* dx,
-                     int64_t ldd, int64_t rows, float* y, int64_t ldy);
 
 }  // namespace moe::experts

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "experts/cpu/cpu_int8_dot_avx2.h"
 #include "experts/cpu/cpu_quantized_avx2.h"
 
 namespace moe::experts {
@@ -116,17 +117,13 @@ __attribute__((target("avx512f"))) void DotAvx512(const float* w, int64_t k, con
 using RowKernel = void (*)(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
                            float* y, int64_t ldy);
 
-// The same on int8 activations (cpu_quantized_avx2.h).
-using Int8RowKernel = void (*)(const model::QuantizedMatrix& w, int64_t j, const int8_t* qx, int64_t ldq,
-                               const float* dx, int64_t ldd, int64_t rows, float* y, int64_t ldy);
-
 struct KernelEntry {
   const char* format;  // nullptr: every format
   base::CpuIsa isa;    // the lowest level it needs
   RowKernel fused;     // or, where nullptr, the row dequantized into a buffer and `dot`
   RowDot dot;
   const char* name;
-  Int8RowKernel int8 = nullptr;  // on int8 activations, where the format has one
+  Int8RowKernel int8 = nullptr;  // on int8 activations, where the format has one (cpu_int8_dot_avx2.h)
 };
 
 // Searched in order: the first entry of the format (or of every format) whose level the CPU has:
@@ -134,13 +131,14 @@ struct KernelEntry {
 constexpr KernelEntry kKernels[] = {
     {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q8_0RowInt8Avx2},
     {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_0RowInt8Avx2},
-    {"q4_k", base::CpuIsa::kAvx2, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"q5_k", base::CpuIsa::kAvx2, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"q6_k", base::CpuIsa::kAvx2, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"iq4_xs", base::CpuIsa::kAvx2, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"mxfp4", base::CpuIsa::kAvx2, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"mxfp4_gguf", base::CpuIsa::kAvx2, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)"},
-    {"int4", base::CpuIsa::kAvx2, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)"},
+    {"q4_k", base::CpuIsa::kAvx2, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_KRowInt8Avx2},
+    {"q5_k", base::CpuIsa::kAvx2, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q5_KRowInt8Avx2},
+    {"q6_k", base::CpuIsa::kAvx2, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q6_KRowInt8Avx2},
+    {"iq4_xs", base::CpuIsa::kAvx2, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Iq4XsRowInt8Avx2},
+    {"mxfp4", base::CpuIsa::kAvx2, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Mxfp4RowInt8Avx2},
+    {"mxfp4_gguf", base::CpuIsa::kAvx2, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Mxfp4GgufRowInt8Avx2},
+    {"int4", base::CpuIsa::kAvx2, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)", Int4RowInt8Avx2},
     {"fp8_e4m3", base::CpuIsa::kAvx2, ByteCodeRowAvx2, nullptr, "avx2 (codes decoded in registers)"},
     {"int8", base::CpuIsa::kAvx2, ByteCodeRowAvx2, nullptr, "avx2 (codes decoded in registers)"},
     {nullptr, base::CpuIsa::kAvx512, nullptr, DotAvx512, "dequantize + avx512 dot"},
@@ -189,7 +187,10 @@ void DequantizeRowsF32(const model::QuantizedMatrix& w, int64_t begin, int64_t c
 void QuantizeActivationsInt8(const float* x, int64_t ldx, int64_t rows, int64_t k, Int8Activations* out) {
   const int64_t blocks = k / 32;
   if (static_cast<int64_t>(out->q.size()) < rows * k) out->q.resize(static_cast<size_t>(rows * k));
-  if (static_cast<int64_t>(out->d.size()) < rows * blocks) out->d.resize(static_cast<size_t>(rows * blocks));
+  if (static_cast<int64_t>(out->d.size()) < rows * blocks) {
+    out->d.resize(static_cast<size_t>(rows * blocks));
+    out->sum.resize(static_cast<size_t>(rows * blocks));
+  }
   out->k = k;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t b = 0; b < blocks; ++b) {
@@ -199,7 +200,12 @@ void QuantizeActivationsInt8(const float* x, int64_t ldx, int64_t rows, int64_t 
       const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
       out->d[r * blocks + b] = d;
       int8_t* q = out->q.data() + r * k + b * 32;
-      for (int i = 0; i < 32; ++i) q[i] = static_cast<int8_t>(std::lrintf(v[i] * id));
+      int sum = 0;
+      for (int i = 0; i < 32; ++i) {
+        q[i] = static_cast<int8_t>(std::lrintf(v[i] * id));
+        sum += q[i];
+      }
+      out->sum[r * blocks + b] = d * static_cast<float>(sum);
     }
   }
 }
@@ -210,8 +216,9 @@ void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, con
                           float* y, int64_t ldy, int threads) {
   const Int8RowKernel kernel = Choose(w.format(), isa).int8;
   const int64_t n = w.n(), k = w.k();
+  const Int8RowsView view{x.q.data(), k, x.d.data(), x.sum.data(), k / 32};
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t j = 0; j < n; ++j) kernel(w, j, x.q.data(), k, x.d.data(), k / 32, rows, y + j, ldy);
+  for (int64_t j = 0; j < n; ++j) kernel(w, j, view, rows, y + j, ldy);
 }
 
 std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa, bool int8) {

@@ -34,13 +34,15 @@ void DequantizeRowsF32(const model::QuantizedMatrix& w, int64_t begin, int64_t c
 struct Int8Activations {
   std::vector<int8_t> q;  // [rows, k]
   std::vector<float> d;   // [rows, k / 32]
+  std::vector<float> sum; // [rows, k / 32]: d·Σ q of each block (what a weight block's min multiplies)
   int64_t k = 0;
 };
 
 // Quantizes the rows x [rows, ldx] of k values (k a multiple of 32) into `out`.
 void QuantizeActivationsInt8(const float* x, int64_t ldx, int64_t rows, int64_t k, Int8Activations* out);
 
-// Whether `format` has an int8 kernel at `isa` (q8_0 and q4_0 from AVX2 up).
+// Whether `format` has an int8 kernel at `isa` (every block format from AVX2 up: q8_0, q4_0, the
+// K-quants, iq4_xs, mxfp4 in both orders, int4; not the one-byte fp8_e4m3 and int8).
 bool HasInt8Kernel(const model::WeightFormat& format, base::CpuIsa isa);
 
 // y[r, j] = Σ_c x̂[r, c]·W[j, c], x̂ the values of the quantized activations: integer products

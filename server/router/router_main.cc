@@ -83,7 +83,8 @@ ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
 ABSL_FLAG(std::string, cpu_compute, "auto",
           "CPU backend: auto (bf16 weights computed in bf16, f32 accumulation), f32 (bf16 widened at load) or "
-          "int8 (q8_0/q4_0 experts on activations quantized to 8 bits at up to 32 rows; ~1.5 % row error).");
+          "int8 (experts in a block format — q8_0, q4_0, the K-quants, iq4_xs, mxfp4, int4 — on activations "
+          "quantized to 8 bits at up to 32 rows: integer dot products, ~1.5 % row error).");
 ABSL_FLAG(std::string, quantize, "",
           "--local and the router's always-on MLPs: " "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so: q8_0, q4_0, q4_k, "
           "q6_k (llama.cpp's blocks) or int4 (scale and zero point per 128, as AWQ/GPTQ); a quarter to an eighth "

@@ -48,8 +48,9 @@ ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend (oneDNN and our k
 ABSL_FLAG(std::string, cpu_compute, "auto",
           "CPU backend: auto (bf16 weights computed in bf16 with f32 accumulation, f32 in f32, quantized "
           "experts on f32 activations), f32 (bf16 weights widened to f32 at load: twice the memory, f32 "
-          "numerics) or int8 (as auto, and q8_0/q4_0 experts take activations quantized to 8 bits at up to 32 "
-          "rows: faster decode, ~1.5 % row error).");
+          "numerics) or int8 (as auto, and experts in a block format — q8_0, q4_0, the K-quants, iq4_xs, "
+          "mxfp4, int4 — take activations quantized to 8 bits a value, a scale per 32, at up to 32 rows: "
+          "integer dot products, faster decode, ~1.5 % row error).");
 ABSL_FLAG(std::string, quantize, "",
           "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so: q8_0, q4_0, q4_k, "
           "q6_k (llama.cpp's blocks) or int4 (scale and zero point per 128, as AWQ/GPTQ); a quarter to an eighth "

@@ -146,37 +146,78 @@ TEST(QuantizedProductTest, Int8ActivationsAreWithinHalfAStep) {
   }
 }
 
-// The int8 kernels against a double loop on the dequantized weights and the quantized activations'
-// values: exact integer sums, so as close as f32 scaling allows.
-TEST(QuantizedProductTest, Int8KernelsMatchTheDoubleLoopOnQuantizedActivations) {
-  for (const std::string& format : {std::string("q8_0"), std::string("q4_0")}) {
-    const int64_t n = 37, k = 96;
-    const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, n, k, 13);
-    const std::vector<float> dense = testing::DequantizedValues(w);
-    for (const base::CpuIsa isa : LevelsOfThisCpu()) {
-      if (!HasInt8Kernel(w.format(), isa)) continue;
-      for (const int rows : {1, 2, 3, 4, 5, 9}) {
-        const std::vector<float> x = testing::RandomVector(static_cast<size_t>(rows * k), 30 + rows);
-        Int8Activations q;
-        QuantizeActivationsInt8(x.data(), k, rows, k, &q);
-        const int64_t ldy = n + 2;
-        std::vector<float> y(static_cast<size_t>(rows * ldy), std::numeric_limits<float>::quiet_NaN());
-        QuantizedProductInt8(isa, w, q, rows, y.data(), ldy, 2);
-        for (int r = 0; r < rows; ++r) {
-          for (int64_t j = 0; j < n; ++j) {
-            double want = 0, size = 0;
-            for (int64_t c = 0; c < k; ++c) {
-              const double xv = double(q.q[r * k + c]) * q.d[r * (k / 32) + c / 32];
-              want += double(dense[j * k + c]) * xv;
-              size += std::abs(double(dense[j * k + c]) * xv);
-            }
-            ASSERT_LE(std::abs(want - y[r * ldy + j]), 1e-6 * size) << format << " at " << base::CpuIsaName(isa)
-                                                                   << ", " << rows << " rows, row " << r;
+// Compares QuantizedProductInt8 on `w` with a double loop on the dequantized weights and the
+// quantized activations' values: exact integer sums, so as close as f32 scaling allows.
+void ExpectInt8ProductsMatch(const model::QuantizedMatrix& w, const std::string& what) {
+  const int64_t n = w.n(), k = w.k();
+  const std::vector<float> dense = testing::DequantizedValues(w);
+  for (const base::CpuIsa isa : LevelsOfThisCpu()) {
+    if (!HasInt8Kernel(w.format(), isa)) continue;
+    for (const int rows : {1, 2, 3, 4, 5, 9}) {
+      const std::vector<float> x = testing::RandomVector(static_cast<size_t>(rows * k), 30 + rows);
+      Int8Activations q;
+      QuantizeActivationsInt8(x.data(), k, rows, k, &q);
+      const int64_t ldy = n + 2;
+      std::vector<float> y(static_cast<size_t>(rows * ldy), std::numeric_limits<float>::quiet_NaN());
+      QuantizedProductInt8(isa, w, q, rows, y.data(), ldy, 2);
+      for (int r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < n; ++j) {
+          double want = 0, size = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            const double xv = double(q.q[r * k + c]) * q.d[r * (k / 32) + c / 32];
+            want += double(dense[j * k + c]) * xv;
+            size += std::abs(double(dense[j * k + c]) * xv);
           }
-          for (int64_t j = n; j < ldy; ++j) ASSERT_TRUE(std::isnan(y[r * ldy + j]));
+          // (An absolute floor for sums of subnormal weights, which have no relative precision.)
+          ASSERT_LE(std::abs(want - y[r * ldy + j]), 1e-6 * size + 1e-37)
+              << what << " at " << base::CpuIsaName(isa) << ", " << rows << " rows, row " << r << ", feature " << j;
         }
+        for (int64_t j = n; j < ldy; ++j) ASSERT_TRUE(std::isnan(y[r * ldy + j]));
       }
     }
+  }
+}
+
+// Every block format has an int8 kernel from AVX2 up (the one-byte fp8_e4m3 and int8 do not);
+// k = 512: two super-blocks, four int4 groups, sixteen blocks of 32.
+TEST(QuantizedProductTest, Int8KernelsMatchTheDoubleLoopOnQuantizedActivations) {
+  for (const std::string& format : testing::TestedWeightFormats()) {
+    const model::WeightFormat& f = *model::FindWeightFormat(format);
+    EXPECT_EQ(HasInt8Kernel(f, base::CpuIsa::kAvx2), !f.ragged) << format;
+    if (f.ragged) continue;
+    ExpectInt8ProductsMatch(testing::RandomQuantizedMatrix(format, 37, 512, 13), format);
+  }
+}
+
+// Raw blocks: every code a format can store (q8_0's −128 included) and small, subnormal or large
+// scales.
+TEST(QuantizedProductTest, Int8KernelsOnRawBlocks) {
+  for (const model::WeightFormat* f : {&model::kQ8_0, &model::kQ4_0}) {
+    std::vector<uint8_t> bytes = testing::RandomBytes(5 * 8 * f->block_bytes, 19);
+    for (size_t b = 0; b < 40; ++b) {  // finite f16 scales, some subnormal
+      bytes[b * f->block_bytes + 1] = static_cast<uint8_t>(bytes[b * f->block_bytes + 1] % 0x78);
+    }
+    if (f == &model::kQ8_0) bytes[2] = 0x80;
+    ASSERT_OK_AND_ASSIGN(const model::QuantizedMatrix w, model::QuantizedMatrix::FromBytes(*f, 5, 256, bytes.data()));
+    ExpectInt8ProductsMatch(w, f->name);
+  }
+  std::vector<uint8_t> bytes = testing::RandomBytes(8 * 2 * 17, 5);
+  const uint8_t exponents[] = {0, 1, 100, 127, 140, 118};
+  for (size_t b = 0; b < 16; ++b) bytes[b * 17] = exponents[b % 6];
+  for (const model::WeightFormat* f : {&model::kMxfp4, &model::kMxfp4Gguf}) {
+    ASSERT_OK_AND_ASSIGN(const model::QuantizedMatrix w, model::QuantizedMatrix::FromBytes(*f, 8, 64, bytes.data()));
+    ExpectInt8ProductsMatch(w, f->name);
+  }
+}
+
+TEST(QuantizedProductTest, Int8ActivationBlockSumsAreTheirValuesSum) {
+  const std::vector<float> x = testing::RandomVector(2 * 96, 21);
+  Int8Activations q;
+  QuantizeActivationsInt8(x.data(), 96, 2, 96, &q);
+  for (int b = 0; b < 6; ++b) {
+    int sum = 0;
+    for (int i = 0; i < 32; ++i) sum += q.q[b * 32 + i];
+    EXPECT_EQ(q.sum[b], q.d[b] * static_cast<float>(sum)) << b;
   }
 }
 
@@ -198,7 +239,10 @@ TEST(QuantizedProductTest, KernelNamesSayFormatAndLevel) {
   EXPECT_EQ(QuantizedKernelName(model::kInt8, base::CpuIsa::kAvx512), "int8: avx2 (codes decoded in registers)");
   EXPECT_EQ(QuantizedKernelName(model::kQ4_0, base::CpuIsa::kAvx512, /*int8=*/true),
             "q4_0: avx2 int8 dot (activations in 8 bits a value, a scale per 32)");
-  EXPECT_EQ(QuantizedKernelName(model::kMxfp4, base::CpuIsa::kAvx2, /*int8=*/true), "mxfp4: avx2 (blocks decoded in registers)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ4_K, base::CpuIsa::kAvx2, /*int8=*/true),
+            "q4_k: avx2 int8 dot (activations in 8 bits a value, a scale per 32)");
+  EXPECT_EQ(QuantizedKernelName(model::kFp8E4m3, base::CpuIsa::kAvx2, /*int8=*/true),
+            "fp8_e4m3: avx2 (codes decoded in registers)");
   EXPECT_FALSE(HasInt8Kernel(model::kQ8_0, base::CpuIsa::kScalar));
 }
 
