@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -156,6 +157,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-bench-local: %s\n", backend.status().ToString().c_str());
     return 1;
   }
+  // With --int8_activations, the same experts on f32 activations: each FFN point also prints the
+  // worst row's L2 error of the int8 path against it.
+  std::unique_ptr<moe::experts::ExpertBackend> f32_reference;
+  if (options.cpu_int8_activations && format != nullptr) {
+    moe::experts::BackendOptions exact = options;
+    exact.cpu_int8_activations = false;
+    auto made = moe::experts::CreateBackendFromWeights(weights, exact);
+    if (!made.ok()) {
+      std::fprintf(stderr, "moe-bench-local: %s\n", made.status().ToString().c_str());
+      return 1;
+    }
+    f32_reference = *std::move(made);
+  }
   std::printf("moe-bench-local: H=%d I=%d E=%d top-%d, %s weights, %s backend: %s; gate on %s\n", h, inter, e, k,
               format != nullptr ? format->name : dtype_name.c_str(), kind.c_str(), (*backend)->device().c_str(), blas.c_str());
   // Stops the benchmark on the first failed call instead of timing errors.
@@ -193,8 +207,24 @@ int main(int argc, char** argv) {
     const double gflops = 6.0 * m * h * inter / t.median / 1e9;
     moe::bench::DenseResult dense;
     if (on_cpu) dense = moe::bench::DenseMatmul(m, h, 3 * int64_t{inter}, bf16 && format == nullptr, repeats);
-    std::printf("%8d %11.3f %10.0f %9.1f %10.1f %7.2f  %s\n", m, t.median * 1e3, m / t.median, gflops, dense.gflops,
+    std::printf("%8d %11.3f %10.0f %9.1f %10.1f %7.2f  %s", m, t.median * 1e3, m / t.median, gflops, dense.gflops,
                 on_cpu ? gflops / dense.gflops : 0.0, dense.impl.c_str());
+    if (f32_reference != nullptr) {
+      std::vector<float> exact(in.size());
+      check(f32_reference->Run(groups, in, absl::MakeSpan(exact)));
+      double worst = 0;
+      for (int r = 0; r < m; ++r) {
+        double num = 0, den = 0;
+        for (int j = 0; j < h; ++j) {
+          const double d = double(out[size_t(r) * h + j]) - exact[size_t(r) * h + j];
+          num += d * d;
+          den += double(exact[size_t(r) * h + j]) * exact[size_t(r) * h + j];
+        }
+        worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
+      }
+      std::printf("  int8 row error (L2, worst) %.2g", worst);
+    }
+    std::printf("\n");
     json_rows.push_back(absl::StrFormat(
         R"({"bench":"expert_ffn","tokens":%d,"median_s":%g,"min_s":%g,"max_s":%g,"gflops":%g,"dense_gflops":%g,"dense_impl":"%s"})",
         m, t.median, t.min, t.max, gflops, dense.gflops, dense.impl));

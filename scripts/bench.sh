@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — the benchmarks of docs/BENCHMARKS.md, side by side in one run:
-#   1. moe-bench-local in bf16, f32, q8_0, q4_0, q4_k, q6_k and int4: the kernels line, streaming-read bandwidth, the CPU expert
-#      FFN beside a oneDNN dense matmul of the same FLOPs (C2), 1 token with cold weights (C3),
-#      resident/checkpoint bytes (C4), the in-process MoE layer;
+#   1. moe-bench-local in bf16, f32, q8_0, q4_0, q4_k, q6_k and int4 (the quantized formats also
+#      with --int8_activations, which prints its row error): the kernels line, streaming-read
+#      bandwidth, the CPU expert FFN beside a oneDNN dense matmul of the same FLOPs (C2), 1 token
+#      with cold weights (C3), resident/checkpoint bytes (C4), the in-process MoE layer;
+#      then Q-C1's peer: llama.cpp (built once from PyPI's llama-cpp-python source, setup.sh
+#      moe_llama_cpp, ~10 min) on a qwen3moe GGUF of the same shapes in q8_0, q4_k, q4_k_m and
+#      bf16 (scripts/llama_cpp_peer.py; MOE_BENCH_LLAMA_CPP=0 skips it);
 #   2. moe-bench against a --local router (the same layer behind one gRPC hop);
 #   3. moe-bench against a cluster of 4 workers + router (networked), and the P4 ratio; the wire
 #      bytes per routed pair from the router's metrics;
@@ -44,7 +48,14 @@ echo
 for format in q8_0 q4_0 q4_k q6_k int4; do  # experts quantized at load and kept so (the quantized-experts table)
   echo
   "$B/moe-bench-local" --quantize=$format --tokens="$TOKENS" --json="$OUT/local_$format.json"
+  echo
+  "$B/moe-bench-local" --quantize=$format --int8_activations --tokens="$TOKENS" --json="$OUT/local_${format}_int8.json"
 done
+if [ "${MOE_BENCH_LLAMA_CPP:-1}" != 0 ]; then
+  echo; echo "== 1b. llama.cpp's CPU MoE on the same shapes (Q-C1's peer)"
+  "$BUILD/venv/bin/python" "$ROOT/scripts/llama_cpp_peer.py" --bin "$(moe_llama_cpp)" --work "$OUT/llama_cpp" \
+    --tokens="$TOKENS" --threads="$(nproc)" --types=q8_0,q4_k,q4_k_m,bf16 --json="$OUT/llama_cpp.json"
+fi
 echo; echo "== 2. router --local (one gRPC hop, experts in the router)"
 "$B/moe-cluster" --checkpoint="$MODEL" --workers=0 -- \
   moe-bench --router={router} --tokens="$TOKENS" --duration_s="$DURATION" --json="$OUT/router_local.json" 2>/dev/null

@@ -87,6 +87,37 @@ moe_torch_env_if_present() {
   moe_torch_env
 }
 
+# llama.cpp, the peer of the quantized benchmark (scripts/llama_cpp_peer.py): built from the
+# source PyPI's llama-cpp-python carries (its vendor/llama.cpp), for this CPU (GGML_NATIVE: the peer
+# at its best), static, only llama-bench and llama-quantize. Cached outside the clone, keyed by the
+# pin and the CPU's vector features (the CPU of a machine may change). ~10 minutes on 2 cores the
+# first time. Prints the folder holding the two programs.
+LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"
+moe_llama_cpp() {
+  local features key dir
+  features="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' \
+    | grep -x 'avx2\|avx512f\|avx512_vnni\|avx512_bf16\|avx_vnni\|amx_tile\|amx_int8' | sort | tr '\n' '-' || true)"
+  key="$(echo "$LLAMA_CPP_PYTHON" | tr -d "=")-${features%-}"
+  dir="${MOE_CACHE_DIR:-/var/cache/moe-serve}/llama.cpp-$key"
+  if [ ! -x "$dir/bin/llama-bench" ] || [ ! -x "$dir/bin/llama-quantize" ]; then
+    echo "setup: building llama.cpp from $LLAMA_CPP_PYTHON's source into $dir (once per machine and CPU)" >&2
+    local src
+    src="$(mktemp -d)"
+    python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: "$LLAMA_CPP_PYTHON" -d "$src" >&2
+    tar xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
+    cmake -S "$src"/llama_cpp_python-*/vendor/llama.cpp -B "$src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+      -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+    cmake --build "$src/build" -j "${MOE_JOBS:-2}" --target llama-bench llama-quantize >&2
+    mkdir -p "$dir/bin"
+    cp "$src/build/bin/llama-bench" "$src/build/bin/llama-quantize" "$dir/bin/"
+    (cd "$src"/llama_cpp_python-*/vendor/llama.cpp && git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+      >"$dir/COMMIT"
+    rm -rf "$src"
+  fi
+  echo "$dir/bin"
+}
+
 moe_build() {
   # MOE_TORCH_PYTHON (moe_torch_env's python), when set, turns on the HF-transformers parity test.
   local args=(-DMOE_PYTHON="$BUILD/venv/bin/python")

@@ -49,9 +49,10 @@ class CpuExpertBackend : public ExpertBackend {
     // bf16/f32 weights quantized at load to this format (model/formats/weight_format.h; it must
     // have a quantizer); nullptr keeps them as they are. Weights already quantized stay as stored.
     const model::WeightFormat* quantize = nullptr;
-    // Quantized experts up to `small_rows` rows: activations quantized to int8 (a scale per 32
-    // values) where the format has int8 kernels (q8_0, q4_0): faster decode, ~1.5 % row error
-    // instead of f32's 1e-6. Off by default.
+    // Quantized experts up to `small_rows` rows (default 128 with int8 kernels): activations
+    // quantized to int8 (a scale per 32 values) where the format has int8 kernels (every block
+    // format: cpu_int8_dot_avx2.h): faster, ~1.2-1.5 % row error instead of f32's 1e-6. Off by
+    // default.
     bool int8_activations = false;
   };
   // 512 gate + 512 up columns a slice: at 256 rows a slice's bf16 weights (2 MiB for H 1024) and
@@ -96,6 +97,7 @@ class CpuExpertBackend : public ExpertBackend {
     float alpha = 0.0f, limit = 0.0f;  // ExpertActivation
     // Weights resident in a low-bit format (then gate_up and w2 are empty): w1, w3 [I, H], w2 [H, I].
     std::shared_ptr<const model::QuantizedMatrix> q1, q3, q2;
+    bool int8 = false;  // Options::int8_activations and w1, w3, w2 all have int8 kernels at isa_
   };
   CpuExpertBackend() = default;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
@@ -138,6 +140,7 @@ class CpuExpertBackend : public ExpertBackend {
   bool onednn_is_reference_ = false;
   bool widen_bf16_ = false;  // bf16 past small_rows_ on RunChunkWidened (no bf16 instructions)
   int quantized_rows_ = 0;   // quantized experts: RunChunkQuantized up to this many rows
+  int int8_rows_ = 0;        // the same for experts on int8 activations (Expert::int8)
   bool int8_activations_ = false;  // Options::int8_activations
   bool own_amx_ = false;  // bf16 past small_rows_ on our AMX product (AMX CPUs, unless told not to)
   base::CpuIsa isa_ = base::CpuIsa::kScalar;

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "model/dtype.h"
+#include "model/formats/k_quants.h"
 #include "model/fp8.h"
 #include "tests/testing/random_data.h"
 
@@ -20,7 +21,7 @@ std::vector<std::string> TestedWeightFormats() {
 namespace {
 
 // Random bytes for the formats only GGUF files bring (no quantizer here), their scales made
-// finite and of a size that keeps values O(1): f16 fields at `f16_offsets`, an e8m0 byte at
+// finite and of a size that keeps values O(1) (q5_k's also centred): f16 fields at `f16_offsets`, an e8m0 byte at
 // `e8m0_offset` (or −1).
 struct RandomLayout {
   const char* format;
@@ -45,6 +46,21 @@ std::vector<uint8_t> RandomBlocks(const model::WeightFormat& f, int64_t n, int64
       std::memcpy(block + off, &bits, 2);
     }
     if (layout->e8m0_offset >= 0) block[layout->e8m0_offset] = static_cast<uint8_t>(118 + block[layout->e8m0_offset] % 6);
+    if (f.name == std::string("q5_k")) {
+      // Centred as a fitted Q5_K is: each sub-block's min equal to its scale under dmin = 16·d, so
+      // x = d·scale·(q − 16) (random mins would give every weight a large common offset).
+      uint16_t d_bits;
+      std::memcpy(&d_bits, block, 2);
+      const uint16_t m_bits = model::F32ToF16(16.0f * model::F16ToF32(d_bits));
+      std::memcpy(block + 2, &m_bits, 2);
+      uint8_t packed[12] = {};
+      for (int j = 0; j < 8; ++j) {
+        int sc, m;
+        model::kquants::UnpackScaleMin(j, block + 4, &sc, &m);
+        model::kquants::PackScaleMin(j, sc, sc, packed);
+      }
+      std::memcpy(block + 4, packed, 12);
+    }
   }
   return bytes;
 }

@@ -101,10 +101,9 @@ INSTANTIATE_TEST_SUITE_P(Formats, CpuBackendQuantizedTest, ::testing::ValuesIn(t
                          [](const auto& info) { return info.param; });
 
 // Options::int8_activations: activations quantized to 8 bits (a scale per 32 values) where the
-// format has int8 kernels (every block format), each row within 2.5e-2 in L2 of the f32 reference
-// (measured worst 1.0e-2 to 2.2e-2 here at these small shapes; the 1e-2 is not met, so the
-// mode is off by default); q5_k, whose test weights are random bytes (no quantizer: large mins, so
-// every weight carries a big common offset), within 5e-2 (measured 3.5e-2). fp8_e4m3 and int8
+// format has int8 kernels (every block format; up to 128 rows, so 129 is widened f32), each row within 2.5e-2 in L2 of the f32 reference
+// (measured worst 1.0e-2 to 2.2e-2 here at these small shapes, 1.2e-2 to 1.3e-2 at moe-bench-local's
+// H 1024 × I 3584; the 1e-2 is not met, so the mode is off by default). fp8_e4m3 and int8
 // stay exact.
 TEST(CpuBackendQuantizedInt8Test, Int8ActivationsKeepEachRowWithinTwoAndAHalfPercent) {
   for (const std::string& format : testing::TestedWeightFormats()) {
@@ -117,7 +116,7 @@ TEST(CpuBackendQuantizedInt8Test, Int8ActivationsKeepEachRowWithinTwoAndAHalfPer
     const bool int8 = backend->device().find("int8 dot") != std::string::npos;
     EXPECT_EQ(int8, HasInt8Kernel(*model::FindWeightFormat(format), backend->isa())) << backend->device();
     double worst = 0;
-    for (const int rows : {1, 3, 4, 17, 32, 33}) {
+    for (const int rows : {1, 3, 4, 17, 33, 128, 129}) {
       const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * hidden, 82 + rows);
       std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
       ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
@@ -131,7 +130,7 @@ TEST(CpuBackendQuantizedInt8Test, Int8ActivationsKeepEachRowWithinTwoAndAHalfPer
         worst = std::max(worst, std::sqrt(num / den));
       }
     }
-    EXPECT_LE(worst, !int8 ? 1e-5 : format == "q5_k" ? 5e-2 : 2.5e-2) << format << " on " << backend->device();
+    EXPECT_LE(worst, int8 ? 2.5e-2 : 1e-5) << format << " on " << backend->device();
     std::printf("%s: worst row error %.3g (L2) on %s\n", format.c_str(), worst, backend->device().c_str());
   }
 }
