@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -12,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -101,7 +104,14 @@ void BlockTerminationSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain) {
+namespace {
+// absl::ToUnixNanos of the last NoteCallArrived (0: none yet).
+std::atomic<int64_t> last_call_nanos{0};
+}  // namespace
+
+void NoteCallArrived() { last_call_nanos.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed); }
+
+int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain, absl::Duration quiet) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -115,8 +125,19 @@ int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain) {
     absl::MutexLock lock(&mirror_mu);
     if (Mirror() != nullptr) Mirror()->GetHealthCheckService()->SetServingStatus(false);
   }
+  const absl::Time signalled = absl::Now(), deadline = signalled + drain;
+  // Still accepting: calls whose requests were on their way arrive and are served. Ends once none
+  // has arrived for `quiet` (at once when idle), or at the drain deadline.
+  while (true) {
+    const absl::Time quiet_from = absl::FromUnixNanos(last_call_nanos.load(std::memory_order_relaxed)) + quiet;
+    const absl::Time now = absl::Now();
+    if (now >= quiet_from || now >= deadline) break;
+    absl::SleepFor(std::min(quiet_from, deadline) - now);
+  }
+  std::fprintf(stderr, "no call for %s: stopped accepting after %s, waiting for those in flight\n",
+               absl::FormatDuration(quiet).c_str(), absl::FormatDuration(absl::Now() - signalled).c_str());
   server.Shutdown(std::chrono::system_clock::now() +
-                  std::chrono::milliseconds(absl::ToInt64Milliseconds(drain)));
+                  std::chrono::milliseconds(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()))));
   server.Wait();
   absl::MutexLock lock(&mirror_mu);
   if (Mirror() != nullptr) Mirror()->Shutdown(std::chrono::system_clock::now());

@@ -47,8 +47,16 @@ void NotifyReadyFd(int fd, int port, int metrics_port);
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first
 // in main, before gRPC starts threads.
 void BlockTerminationSignals();
-// Waits for SIGTERM/SIGINT, then: health NOT_SERVING, stop accepting, wait up to `drain` for
-// in-flight calls, cancel the rest. Returns the signal number.
-int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain);
+// Records that a call reached a handler (the services' first line): the drain below waits for
+// the calls to stop arriving. Thread-safe, lock-free.
+void NoteCallArrived();
+
+// Waits for SIGTERM/SIGINT, then: health NOT_SERVING; keeps serving until no call has reached a
+// handler for `quiet` (gRPC cancels a call whose request is still arriving when the server shuts
+// down: a client that sent a large tensor just before the signal would get CANCELLED); then stops
+// accepting, waits for in-flight calls until `drain` after the signal, cancels the rest. Returns
+// the signal number.
+int WaitForTerminationAndDrain(grpc::Server& server, absl::Duration drain,
+                               absl::Duration quiet = absl::Milliseconds(300));
 
 }  // namespace moe::server

@@ -1,6 +1,7 @@
 // server/router/forward_stream.cc
 #include "server/router/forward_stream.h"
 
+#include "server/common/server_runtime.h"
 #include "server/router/moe_service.h"
 
 namespace moe::server {
@@ -11,6 +12,7 @@ ForwardStreamReactor::ForwardStreamReactor(MoeServiceImpl* service, grpc::Callba
 }
 
 void ForwardStreamReactor::OnReadDone(bool ok) {
+  if (ok) NoteCallArrived();  // each request of a stream counts as a call for the drain
   if (!ok) {  // the client half-closed (or went away): every answer so far is written
     Finish(grpc::Status::OK);
     return;

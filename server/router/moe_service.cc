@@ -16,6 +16,7 @@
 #include "router/hidden_states_check.h"
 #include "server/router/dispatch_call.h"
 #include "server/router/forward_stream.h"
+#include "server/common/server_runtime.h"
 
 namespace moe::server {
 std::string Shortened(absl::string_view text) {
@@ -87,6 +88,7 @@ absl::StatusOr<MoeServiceImpl::Validated> MoeServiceImpl::Validate(
 
 grpc::ServerUnaryReactor* MoeServiceImpl::Forward(grpc::CallbackServerContext* context,
                                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  NoteCallArrived();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // What the generated handler would do (the same parser and serializer), but a parse failure is
   // the caller's INVALID_ARGUMENT.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "proto/status_convert.h"
 #include "server/common/build_info.h"
+#include "server/common/server_runtime.h"
 
 namespace moe::server {
 namespace {
@@ -159,6 +160,7 @@ grpc::ServerUnaryReactor* OipService::ModelMetadata(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* OipService::ModelInfer(grpc::CallbackServerContext* context,
                                                  const inference::ModelInferRequest* request,
                                                  inference::ModelInferResponse* response) {
+  NoteCallArrived();
   absl::StatusOr<int64_t> parameter = LayerParameter(*request);
   if (!parameter.ok()) return Answer(context, parameter.status());
   absl::StatusOr<int> layer = LayerOf(request->model_name(), *parameter);

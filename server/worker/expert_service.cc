@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "model/finite_values.h"
 #include "proto/status_convert.h"
+#include "server/common/server_runtime.h"
 
 namespace moe::server {
 
@@ -42,6 +43,7 @@ void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backe
 grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext* context,
                                                      const moe::v1::ExpertRequest* request,
                                                      moe::v1::ExpertResponse* response) {
+  NoteCallArrived();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto pending = std::make_unique<Pending>();
   ExpertMetrics* metrics = nullptr;
