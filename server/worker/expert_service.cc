@@ -3,7 +3,9 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "model/finite_values.h"
 #include "proto/status_convert.h"
 #include "server/common/server_runtime.h"
@@ -41,8 +43,8 @@ void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backe
 }
 
 grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext* context,
-                                                     const moe::v1::ExpertRequest* request,
-                                                     moe::v1::ExpertResponse* response) {
+                                                     const grpc::ByteBuffer* request_bytes,
+                                                     grpc::ByteBuffer* response_bytes) {
   NoteCallArrived();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto pending = std::make_unique<Pending>();
@@ -53,18 +55,34 @@ grpc::ServerUnaryReactor* ExpertServiceImpl::Forward(grpc::CallbackServerContext
     metrics = metrics_;
   }
   pending->context = context;
-  pending->response = response;
-  pending->finish = [reactor, metrics](const grpc::Status& status) {
-    if (metrics != nullptr) metrics->RecordRequest(status.error_code());
-    reactor->Finish(status);
+  // `pending` outlives every call of its own `finish`.
+  pending->finish = [reactor, metrics, response_bytes, p = pending.get()](const grpc::Status& status) {
+    grpc::Status sent = status;
+    if (sent.ok()) {
+      bool own_buffer = false;
+      sent = grpc::GenericSerialize<grpc::ProtoBufferWriter, moe::v1::ExpertResponse>(p->response, response_bytes,
+                                                                                       &own_buffer);
+    }
+    if (metrics != nullptr) metrics->RecordRequest(sent.error_code());
+    reactor->Finish(sent);
   };
+  // What the generated handler would do (the same parser), but a parse failure is the caller's
+  // INVALID_ARGUMENT.
+  moe::v1::ExpertRequest request;
+  grpc::ByteBuffer bytes(*request_bytes);  // shares the slices; parsing consumes the copy
+  if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, moe::v1::ExpertRequest>(&bytes, &request).ok()) {
+    pending->finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("the request (", request_bytes->Length(),
+                                              " bytes) does not parse as moe.v1.ExpertRequest")));
+    return reactor;
+  }
   if (pending->backend == nullptr) {
     pending->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its experts"));
     return reactor;
   }
   // Decoding here, on the gRPC thread, keeps it off the compute thread and lets a malformed
   // request fail alone instead of failing the step it would have joined.
-  absl::StatusOr<DecodedExpertRequest> decoded = DecodeExpertRequest(*pending->backend, options_.max_rows, *request);
+  absl::StatusOr<DecodedExpertRequest> decoded = DecodeExpertRequest(*pending->backend, options_.max_rows, request);
   if (!decoded.ok()) {
     pending->finish(proto::ToGrpcStatus(decoded.status()));
     return reactor;
@@ -120,7 +138,7 @@ void ExpertServiceImpl::Step(std::vector<std::unique_ptr<Pending>>& batch) {
                                              "the tokens overflow f32 arithmetic in the experts");
     }
     if (statuses[i].ok()) {
-      EncodeExpertResponse(p->decoded, backend.hidden_size(), p->response);
+      EncodeExpertResponse(p->decoded, backend.hidden_size(), &p->response);
       if (metrics != nullptr) {
         for (const experts::ExpertGroup& g : p->decoded.groups) metrics->RecordRows(g.key.expert, g.num_rows);
       }

@@ -31,7 +31,12 @@ struct ExpertServiceOptions {
   bool inline_when_idle = true;
 };
 
-class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
+// Forward is a raw method (it parses the request bytes itself), so that bytes that are not an
+// ExpertRequest get INVALID_ARGUMENT saying so, as the router's Forward does, not gRPC's
+// UNIMPLEMENTED; GetWorkerInfo is typed.
+class ExpertServiceImpl final
+    : public moe::v1::ExpertService::WithRawCallbackMethod_Forward<
+          moe::v1::ExpertService::WithCallbackMethod_GetWorkerInfo<moe::v1::ExpertService::Service>> {
  public:
   explicit ExpertServiceImpl(ExpertServiceOptions options);
 
@@ -44,9 +49,8 @@ class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
   // serving rather than answer garbage. Set before serving.
   void SetFatalHandler(std::function<void(const absl::Status&)> handler) { on_fatal_ = std::move(handler); }
 
-  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
-                                    const moe::v1::ExpertRequest* request,
-                                    moe::v1::ExpertResponse* response) override;
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetWorkerInfo(grpc::CallbackServerContext* context,
                                           const moe::v1::GetWorkerInfoRequest* request,
                                           moe::v1::GetWorkerInfoResponse* response) override;
@@ -55,7 +59,7 @@ class ExpertServiceImpl final : public moe::v1::ExpertService::CallbackService {
   // A decoded Forward waiting for a step.
   struct Pending {
     grpc::CallbackServerContext* context;
-    moe::v1::ExpertResponse* response;
+    moe::v1::ExpertResponse response;  // serialized into the call's bytes by `finish`
     std::function<void(const grpc::Status&)> finish;
     std::shared_ptr<experts::ExpertBackend> backend;
     DecodedExpertRequest decoded;

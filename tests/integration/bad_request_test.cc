@@ -156,25 +156,30 @@ TEST_F(BadRequestTest, TooManyTokensAndTooLargeMessages) {
   EXPECT_OK(Send(Valid(kMaxTokens)));
 }
 
-// Bytes that are not a ForwardRequest at all (sent with a generic stub, as a broken client
-// would): INVALID_ARGUMENT saying so, not a bare code from gRPC.
-TEST_F(BadRequestTest, BytesThatDoNotParseAreInvalidArgument) {
-  auto channel = proto::MakeChannel(cluster_->router_address(), 64 << 20);
+// `bytes` sent as the request of `method` at `address` with a generic stub, as a broken client
+// would send them.
+absl::Status SendBytes(const std::string& address, const std::string& method, const std::string& bytes) {
+  auto channel = proto::MakeChannel(address, 64 << 20);
   grpc::GenericStub stub(channel);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return proto::FromGrpcStatus(status);
+}
+
+// Bytes that are not a ForwardRequest at all: INVALID_ARGUMENT saying so, not a bare code from
+// gRPC.
+TEST_F(BadRequestTest, BytesThatDoNotParseAreInvalidArgument) {
   auto send = [&](const std::string& bytes) {
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request(&slice, 1), response;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-    absl::Notification done;
-    grpc::Status status;
-    stub.UnaryCall(&ctx, "/moe.v1.MoeService/Forward", grpc::StubOptions(), &request, &response,
-                   [&](grpc::Status s) {
-                     status = std::move(s);
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    return proto::FromGrpcStatus(status);
+    return SendBytes(cluster_->router_address(), "/moe.v1.MoeService/Forward", bytes);
   };
   // Field 3 (hidden_states) as length-delimited with a length past the end; then a wire type 7.
   EXPECT_THAT(send(std::string("\x1a\xff\x01\x00", 4)),
@@ -186,6 +191,25 @@ TEST_F(BadRequestTest, BytesThatDoNotParseAreInvalidArgument) {
   std::string valid;
   ASSERT_TRUE(Valid().SerializeToString(&valid));
   EXPECT_OK(send(valid));
+}
+
+// The worker's Forward too (it answered UNIMPLEMENTED before it parsed its own bytes: found by an
+// independent check, issue 29).
+TEST_F(BadRequestTest, BytesThatDoNotParseAreInvalidArgumentAtTheWorker) {
+  const std::string worker = cluster_->worker_addresses()[0];
+  EXPECT_THAT(SendBytes(worker, "/moe.v1.ExpertService/Forward", std::string("\x1a\xff\x01\x00", 4)),
+              StatusIs(StatusCode::kInvalidArgument, "(4 bytes) does not parse as moe.v1.ExpertRequest"));
+  EXPECT_THAT(SendBytes(worker, "/moe.v1.ExpertService/Forward", std::string("\x0f\x01", 2)),
+              StatusIs(StatusCode::kInvalidArgument, "does not parse"));
+  moe::v1::ExpertRequest r;
+  r.set_layer(0);
+  proto::EncodeTensor(Tensor::FromF32(RandomVector(2 * kHidden, 8), {2, kHidden}), r.mutable_tokens());
+  auto* g = r.add_groups();
+  g->set_expert(1);
+  g->set_num_rows(2);
+  std::string valid;
+  ASSERT_TRUE(r.SerializeToString(&valid));
+  EXPECT_OK(SendBytes(worker, "/moe.v1.ExpertService/Forward", valid));
 }
 
 TEST_F(BadRequestTest, WorkerRefusesMalformedExpertRequests) {
