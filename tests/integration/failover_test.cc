@@ -10,6 +10,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -149,6 +151,25 @@ bool WaitForWorkerState(client::MoeClient& client, int index, bool up) {
     absl::StatusOr<moe::v1::GetModelInfoResponse> info = client.GetModelInfo();
     if (info.ok() && info->workers_size() > index && info->workers(index).up() == up) return true;
     absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+// SIGSTOP is delivered asynchronously: until every thread of the process has stopped, one still
+// running may answer one more call. Polls /proc/<pid>/task/*/stat until each reads T (bounded).
+bool WaitUntilStopped(pid_t pid) {
+  for (int i = 0; i < 1000; ++i) {
+    bool all = true;
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t close = line.rfind(')');  // "tid (comm) STATE ...": comm may hold anything
+      if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'T') all = false;
+    }
+    if (!error && all) return true;
+    absl::SleepFor(absl::Milliseconds(1));
   }
   return false;
 }
@@ -369,6 +390,7 @@ TEST_F(FailoverTest, AStoppedWorkerWithoutReplicaCostsOnlyTheRequestsThatNeedIt)
   ASSERT_OK(client->Forward(0, Tensor::FromF32(split.needs, {1, kHidden})).status());  // all up
 
   ::kill(workers[3].pid, SIGSTOP);
+  ASSERT_TRUE(WaitUntilStopped(workers[3].pid));  // not one answer more (a fresh clone's run got one)
   // Eight clients, each alternating a request that avoids experts 6-7 and one that needs them;
   // the router batches them together. 20 s deadlines: a request that needs the stopped worker
   // must fail because the health checks found it down, not by waiting out its deadline.
