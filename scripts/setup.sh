@@ -8,7 +8,7 @@ BUILD="${MOE_BUILD_DIR:-$ROOT/build}"
 # What building needs, and what the tests need on top (servers, tools, Python).
 BUILD_PACKAGES=(cmake g++ ninja-build pkg-config git libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
   protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libopenblas-dev
-  libdnnl-dev nlohmann-json3-dev)
+  libdnnl-dev nlohmann-json3-dev ccache)
 TEST_PACKAGES=(prometheus python3-grpcio python3-protobuf python3-numpy python3-venv iproute2 openssl)
 
 FUZZ_PACKAGES=(clang)  # scripts/fuzz.sh: libFuzzer comes with Debian's clang
@@ -118,6 +118,27 @@ moe_llama_cpp() {
   echo "$dir/bin"
 }
 
+# ccache, when present (BUILD_PACKAGES installs it): compiled objects are kept outside the clone,
+# beside the torch venv, so that a fresh clone on the same machine (CI, fresh-check) recompiles
+# only what changed. Paths under the clone are hashed relative to it (CCACHE_BASEDIR, and
+# CCACHE_NOHASHDIR for the fuzz build's -g), so clones in different folders share entries.
+# Exports ccache's settings and sets MOE_CCACHE_ARGS to the configure arguments that use it (empty
+# without it). Zeroes ccache's counters, so moe_ccache_summary speaks of the build that follows.
+moe_ccache() {
+  MOE_CCACHE_ARGS=""
+  command -v ccache >/dev/null || return 0
+  export CCACHE_DIR="${CCACHE_DIR:-${MOE_CACHE_DIR:-/var/cache/moe-serve}/ccache}"
+  export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-10G}"
+  mkdir -p "$CCACHE_DIR" 2>/dev/null || return 0
+  ccache -z >/dev/null
+  MOE_CCACHE_ARGS="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache"
+}
+moe_ccache_summary() {
+  [ -n "${MOE_CCACHE_ARGS:-}" ] || return 0
+  echo "setup: ccache $(ccache --print-stats 2>/dev/null | awk -F'\t' '$1 ~ /cache_hit$/ {h += $2}
+    $1 == "cache_miss" {m = $2} END {print h + 0 " hits, " m + 0 " compiled"}') in $CCACHE_DIR"
+}
+
 moe_build() {
   # MOE_TORCH_PYTHON (moe_torch_env's python), when set, turns on the HF-transformers parity test.
   local args=(-DMOE_PYTHON="$BUILD/venv/bin/python")
@@ -125,6 +146,9 @@ moe_build() {
   # shellcheck disable=SC2206
   [ -n "${MOE_CMAKE_ARGS:-}" ] && args+=(${MOE_CMAKE_ARGS})
   [ -n "${MOE_TORCH_PYTHON:-}" ] && args+=(-DMOE_TORCH_PYTHON="$MOE_TORCH_PYTHON")
+  moe_ccache
+  # shellcheck disable=SC2206
+  [ -n "$MOE_CCACHE_ARGS" ] && args+=($MOE_CCACHE_ARGS)
   if [ ! -f "$BUILD/build.ninja" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${args[@]}" >/dev/null
   elif [ -n "${MOE_TORCH_PYTHON:-}" ]; then
@@ -132,6 +156,7 @@ moe_build() {
   fi
   # Two cores, 24 GiB: two jobs keep the generated gRPC code from swapping.
   cmake --build "$BUILD" -j "${MOE_JOBS:-2}"
+  moe_ccache_summary
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
