@@ -33,6 +33,28 @@ std::shared_ptr<const model::QuantizedMatrix> Share(model::QuantizedMatrix m) {
   return std::make_shared<const model::QuantizedMatrix>(std::move(m));
 }
 
+// A layer's stacked expert tensor and whether it is stored transposed: `[E, A, B]` as is, or
+// `[E, B, A]` when `transposed`; with `by_shape`, whichever of the two its shape is (the untransposed
+// one first, as transformers' Transpose(check_dims) keeps a tensor whose shape already fits).
+struct StackedSlice {
+  model::Tensor tensor;
+  bool transposed = false;
+};
+absl::StatusOr<StackedSlice> ReadStacked(const model::Checkpoint& checkpoint, const std::string& name,
+                                         const std::vector<int64_t>& shape, bool transposed, bool by_shape) {
+  const std::vector<int64_t> flipped = {shape[0], shape[2], shape[1]};
+  if (!by_shape) {
+    ASSIGN_OR_RETURN(model::Tensor t, checkpoint.GetWithShape(name, transposed ? flipped : shape));
+    return StackedSlice{std::move(t), transposed};
+  }
+  ASSIGN_OR_RETURN(model::Tensor t, checkpoint.Get(name));
+  if (t.shape() == shape) return StackedSlice{std::move(t), false};
+  if (t.shape() == flipped) return StackedSlice{std::move(t), true};
+  return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in checkpoint ", checkpoint.dir(), " has shape ",
+                                                 model::ShapeString(t.shape()), ", expected ", model::ShapeString(shape),
+                                                 " or ", model::ShapeString(flipped), " (transposed)"));
+}
+
 }  // namespace
 
 absl::StatusOr<ExpertWeights> QuantizeExpertWeights(const ExpertWeights& w, const model::WeightFormat& format) {
@@ -131,19 +153,19 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const model::Checkpoint& checkpo
     const bool inter = c.names.gate_up_interleaved;
     if (!c.mxfp4) {
       // One slice of the layer's stacked tensors: views (or, transposed, copies of this expert only).
-      const bool t = c.names.stacked_transposed;
-      ASSIGN_OR_RETURN(const model::Tensor gate_up, checkpoint.GetWithShape(model::StackedGateUpName(c, key.layer),
-                                                                     t ? std::vector<int64_t>{e, h, 2 * i}
-                                                                       : std::vector<int64_t>{e, 2 * i, h}));
-      ASSIGN_OR_RETURN(const model::Tensor down, checkpoint.GetWithShape(model::StackedDownName(c, key.layer),
-                                                                  t ? std::vector<int64_t>{e, i, h}
-                                                                    : std::vector<int64_t>{e, h, i}));
-      if (inter && !t) return absl::UnimplementedError("interleaved gate/up is served in the transposed layout only");
+      ASSIGN_OR_RETURN(const StackedSlice gu, ReadStacked(checkpoint, model::StackedGateUpName(c, key.layer), {e, 2 * i, h},
+                                                          c.names.stacked_transposed, c.names.stacked_layout_by_shape));
+      ASSIGN_OR_RETURN(const StackedSlice dn, ReadStacked(checkpoint, model::StackedDownName(c, key.layer), {e, h, i},
+                                                          c.names.stacked_transposed, c.names.stacked_layout_by_shape));
+      if (inter && !gu.transposed) {
+        return absl::UnimplementedError("interleaved gate/up is served in the transposed layout only");
+      }
       const int64_t step = inter ? 2 : 1;
-      w.w1 = t ? gate_up.MatrixColumnsTransposed(key.expert, 0, i, step) : gate_up.MatrixRows(key.expert, 0, i);
-      w.w3 = t ? gate_up.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, step)
-               : gate_up.MatrixRows(key.expert, i, i);
-      w.w2 = t ? down.MatrixColumnsTransposed(key.expert, 0, h) : down.MatrixRows(key.expert, 0, h);
+      w.w1 = gu.transposed ? gu.tensor.MatrixColumnsTransposed(key.expert, 0, i, step)
+                           : gu.tensor.MatrixRows(key.expert, 0, i);
+      w.w3 = gu.transposed ? gu.tensor.MatrixColumnsTransposed(key.expert, inter ? 1 : i, i, step)
+                           : gu.tensor.MatrixRows(key.expert, i, i);
+      w.w2 = dn.transposed ? dn.tensor.MatrixColumnsTransposed(key.expert, 0, h) : dn.tensor.MatrixRows(key.expert, 0, h);
     }
     if (!c.names.stacked_gate_up_bias.empty()) {
       ASSIGN_OR_RETURN(const model::Tensor gub, checkpoint.GetWithShape(model::StackedGateUpBiasName(c, key.layer), {e, 2 * i}));

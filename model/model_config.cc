@@ -11,6 +11,7 @@
 #include "base/status_macros.h"
 #include "model/compressed_tensors.h"
 #include "model/families/family.h"
+#include "model/families/not_served.h"
 #include "nlohmann/json.hpp"
 
 namespace moe::model {
@@ -35,6 +36,7 @@ struct MultimodalWrapper {
 
 constexpr MultimodalWrapper kWrappers[] = {
     {"qwen3_5_moe", "qwen3_5_moe_text", "model.", "model.language_model."},
+    {"qwen3_vl_moe", "qwen3_vl_moe_text", "model.", "model.language_model."},
     {"glm4v_moe", "glm4v_moe_text", "model.", "model.language_model."},
     {"kimi_k25", "deepseek_v3", "model.layers.", "language_model.model.blocks."},
 };
@@ -46,18 +48,9 @@ absl::StatusOr<const FamilyDescriptor*> FindFamily(absl::string_view model_type)
       if (model_type == also) return f;
     }
   }
-  // Families seen but not served yet, with what each needs (docs/ROUTING.md).
-  static constexpr std::pair<const char*, const char*> kNotYet[] = {
-      {"llama4", "it is the multimodal wrapper: serve its text model (model_type llama4_text)"},
-  };
-  for (const auto& [type, why] : kNotYet) {
-    if (model_type == type) {
-      return FieldError("model_type", absl::StrCat("is '", model_type, "', which moe-serve does not serve yet: ", why));
-    }
-  }
-  if (model_type == "switch_transformers") {
-    return FieldError("model_type", "is 'switch_transformers' (an encoder-decoder with ReLU experts), which moe-serve "
-                                    "does not serve; 'switch_moe' is a decoder MoE layer with Switch top-1 routing");
+  if (const NotServed* n = FindNotServed(model_type); n != nullptr) {
+    return FieldError("model_type", absl::StrCat("is '", model_type, "', which moe-serve does not serve",
+                                                  n->by_design ? " (by design): " : " yet: ", n->reason));
   }
   return FieldError("model_type", absl::StrCat("is '", model_type, "'; supported: ",
                                                 absl::StrJoin(ServedModelTypes(), ", "), "; multimodal (their text decoders): ",

@@ -38,6 +38,10 @@ struct TensorNames {
   std::string stacked_gate_up;
   std::string stacked_down;
   bool stacked_transposed = false;
+  // Either layout, told apart per tensor by its shape as transformers' Transpose(check_dims) does
+  // (Qwen3-VL-MoE: the hub ships [E, H, 2I] / [E, I, H], save_pretrained writes [E, 2I, H] /
+  // [E, H, I]; a shape that is both, a square gate_up, is read untransposed, as HF reads it).
+  bool stacked_layout_by_shape = false;
   bool gate_up_interleaved = false;   // gate, up, gate, up, ... columns (gpt-oss) instead of halves
   std::string stacked_gate_up_bias;   // [E, 2I] in the gate|up order of stacked_gate_up
   std::string stacked_down_bias;      // [E, H]

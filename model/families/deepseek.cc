@@ -227,4 +227,41 @@ extern const FamilyDescriptor kDots1 = {
     .is_moe = DeepseekLayerRule,
 };
 
+// Mistral Small 4 (mistral4): DeepSeek-V3's MoE block with a softmax router and no selection
+// bias — groups by the top-2 sum of softmax scores (others masked to 0), top-k, renormalised
+// (+1e-20) whenever norm_topk_prob, always × routed_scaling_factor; experts stacked as
+// transformers keeps them (gate_up [E, 2I, H], down [E, H, I]); MoE from first_k_dense_replace
+// (default 0). transformers takes its softmax in the model's dtype: equal to ours in f32, within
+// bf16 rounding of it for a bf16 model (we take it in f32).
+extern const FamilyDescriptor kMistral4 = {
+    .model_type = "mistral4",
+    .also_accepts = {},
+    .architecture = "Mistral4ForCausalLM",
+    .names = {.gate = "model.layers.{L}.mlp.gate.weight",
+              .shared = "model.layers.{L}.mlp.shared_experts.{P}.weight",
+              .dense = "model.layers.{L}.mlp.{P}.weight",
+              .stacked_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj",
+              .stacked_down = "model.layers.{L}.mlp.experts.down_proj"},
+    .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
+      c.norm_topk_prob = true;
+      c.routed_scaling_factor = 1.0f;
+      RETURN_IF_ERROR(ParseCommon(j, c, {"n_routed_experts", "num_local_experts"}));
+      c.scoring_func = "softmax";
+      c.topk_method = "noaux_tc";  // groups by their top-2 sum
+      c.selection_bias = false;
+      c.norm_epsilon = 1e-20f;
+      return absl::OkStatus();
+    },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) { WriteCommon(c, j, "n_routed_experts"); },
+    .defaults = [](ModelConfig& c) {
+      V3Defaults(c);
+      c.first_k_dense_replace = 0;
+      c.scoring_func = "softmax";
+      c.selection_bias = false;
+      c.norm_needs_topk_above_one = false;
+      c.routed_scaling_factor = 1.5f;
+    },
+    .is_moe = DeepseekLayerRule,
+};
+
 }  // namespace moe::model

@@ -104,4 +104,27 @@ extern const FamilyDescriptor kQwen35MoeText = {
     .is_moe = QwenLayerRule,
 };
 
+// Qwen3-VL-MoE's text model (the decoder of model_type qwen3_vl_moe): Qwen3-MoE's router, always
+// renormalised (its router has no norm_topk_prob), over stacked experts — gate_up [E, 2I, H]
+// (gate rows first) and down [E, H, I] as save_pretrained writes them, or transposed as the hub
+// ships them; told apart per tensor by shape, as transformers does.
+extern const FamilyDescriptor kQwen3VlMoeText = {
+    .model_type = "qwen3_vl_moe_text",
+    .also_accepts = {},
+    .architecture = "Qwen3VLMoeTextModel",
+    .names = {.gate = "model.layers.{L}.mlp.gate.weight",
+              .dense = "model.layers.{L}.mlp.{P}.weight",
+              .stacked_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj",
+              .stacked_down = "model.layers.{L}.mlp.experts.down_proj",
+              .stacked_layout_by_shape = true},
+    .parse = [](const ConfigFields& j, ModelConfig& c) -> absl::Status {
+      RETURN_IF_ERROR(ParseQwen(j, c, /*shared=*/false, /*norm=*/true));
+      c.norm_topk_prob = true;  // its router renormalises whatever a config says
+      return absl::OkStatus();
+    },
+    .write = [](const ModelConfig& c, nlohmann::ordered_json& j) { WriteQwen(c, j, "num_experts"); },
+    .defaults = [](ModelConfig& c) { QwenDefaults(c, /*shared=*/false, /*norm=*/true); },
+    .is_moe = QwenLayerRule,
+};
+
 }  // namespace moe::model

@@ -87,6 +87,58 @@ TEST(ExpertWeightsTest, WrongShapeNamesTheTensor) {
                                                                " has shape [48, 31], expected [48, 32]"));
 }
 
+// [E, A, B] -> [E, B, A].
+model::Tensor Transposed(const model::Tensor& t) {
+  const int64_t e = t.shape()[0], a = t.shape()[1], b = t.shape()[2];
+  std::vector<float> out(t.num_elements());
+  for (int64_t x = 0; x < e; ++x)
+    for (int64_t i = 0; i < a; ++i)
+      for (int64_t j = 0; j < b; ++j) out[(x * b + j) * a + i] = t.f32()[(x * a + i) * b + j];
+  return model::Tensor::FromF32(out, {e, b, a});
+}
+
+TEST(ExpertWeightsTest, StackedExpertsInEitherLayoutByShape) {
+  // Qwen3-VL-MoE: save_pretrained writes [E, 2I, H] / [E, H, I], the hub [E, H, 2I] / [E, I, H].
+  const int64_t h = 16, i = 6, e = 4;
+  ASSERT_OK_AND_ASSIGN(const model::ModelConfig c, model::ModelConfig::Parse(R"({"model_type": "qwen3_vl_moe_text",
+    "hidden_size": 16, "num_hidden_layers": 1, "num_experts": 4, "num_experts_per_tok": 2,
+    "moe_intermediate_size": 6, "intermediate_size": 8})"));
+  const model::Tensor gate_up = model::Tensor::FromF32(testing::RandomVector(e * 2 * i * h, 3), {e, 2 * i, h});
+  const model::Tensor down = model::Tensor::FromF32(testing::RandomVector(e * h * i, 4), {e, h, i});
+  const auto write = [&](const model::Tensor& gu, const model::Tensor& dn) {
+    const std::string dir = testing::MakeTempDir("ckpt");
+    std::ofstream(dir + "/config.json") << c.ToJson();
+    model::SafetensorsWriter writer;
+    writer.Add(model::StackedGateUpName(c, 0), gu);
+    writer.Add(model::StackedDownName(c, 0), dn);
+    EXPECT_OK(writer.Write(dir + "/model.safetensors"));
+    return dir;
+  };
+  ASSERT_OK_AND_ASSIGN(auto saved, model::Checkpoint::Open(write(gate_up, down)));
+  ASSERT_OK_AND_ASSIGN(auto hub, model::Checkpoint::Open(write(Transposed(gate_up), Transposed(down))));
+  ASSERT_OK_AND_ASSIGN(auto mixed, model::Checkpoint::Open(write(Transposed(gate_up), down)));
+  for (int64_t x = 0; x < e; ++x) {
+    ASSERT_OK_AND_ASSIGN(const ExpertWeights a, LoadExpertWeights(*saved, {0, static_cast<int>(x)}));
+    // Gate rows first, then up: expert x's rows of the [E, 2I, H] stack.
+    for (int64_t r = 0; r < i; ++r) {
+      for (int64_t k = 0; k < h; ++k) {
+        ASSERT_EQ(a.w1.ToF32().f32()[r * h + k], gate_up.f32()[(x * 2 * i + r) * h + k]);
+        ASSERT_EQ(a.w3.ToF32().f32()[r * h + k], gate_up.f32()[(x * 2 * i + i + r) * h + k]);
+      }
+    }
+    for (const auto* other : {hub.get(), mixed.get()}) {
+      ASSERT_OK_AND_ASSIGN(const ExpertWeights b, LoadExpertWeights(*other, {0, static_cast<int>(x)}));
+      EXPECT_EQ(a.w1.ToF32().f32(), b.w1.ToF32().f32());
+      EXPECT_EQ(a.w3.ToF32().f32(), b.w3.ToF32().f32());
+      EXPECT_EQ(a.w2.ToF32().f32(), b.w2.ToF32().f32());
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(auto wrong, model::Checkpoint::Open(write(
+      model::Tensor::FromF32(testing::RandomVector(e * 2 * i * (h + 1), 5), {e, 2 * i, h + 1}), down)));
+  EXPECT_THAT(LoadExpertWeights(*wrong, {0, 1}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "has shape [4, 12, 17], expected [4, 12, 16] or [4, 16, 12] (transposed)"));
+}
+
 TEST(ExpertWeightsTest, Fp8CheckpointLoadsAsBf16CloseToTheUnquantizedWeights) {
   // Same seed, written once in f32 and once as FP8 blocks of 128 (H 200, I 136: ragged edges).
   model::ModelConfig config = model::DefaultConfig("deepseek_v3", 200, 136, 8, 2, 2).value();

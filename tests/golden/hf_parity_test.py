@@ -101,6 +101,8 @@ CASES = [
     ("mellum", "mellum", dict(num_local_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                               intermediate_size=DENSE_I, norm_topk_prob=True, mlp_layer_types=DENSE_SPARSE)),
     ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
+    # Mistral Small 4: V3's block with a softmax router, no selection bias, stacked experts.
+    ("mistral4", "mistral4", v3(routed_scaling_factor=1.5, head_dim=16)),  # its rope is head_dim x 0.5
     ("minimax_m2", "minimax_m2", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
     ("hunyuan_v1_moe", "hunyuan_v1_moe", dict(num_experts=E, moe_topk=K, intermediate_size=MOE_I)),
     ("granitemoe", "granitemoe", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),
@@ -139,6 +141,15 @@ CASES = [
                                                                   mrope_section=[2, 1, 1], partial_rotary_factor=0.5)),
         vision_config=dict(depth=1, hidden_size=H, intermediate_size=H, num_heads=2, out_hidden_size=H, patch_size=4,
                            temporal_patch_size=1, spatial_merge_size=1))),
+    # Qwen3-VL-MoE: stacked experts, always renormalised; the hub's transposed layout is the
+    # "qwen3_vl_moe hub" case below.
+    ("qwen3_vl_moe", "qwen3_vl_moe", dict(
+        text_config=dict(SMALL, num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                         intermediate_size=DENSE_I, mlp_only_layers=[0],
+                         rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[4, 2, 2])),
+        vision_config=dict(depth=1, hidden_size=H, intermediate_size=H, num_heads=2, out_hidden_size=H, patch_size=4,
+                           temporal_patch_size=1, spatial_merge_size=1, num_position_embeddings=16,
+                           deepstack_visual_indexes=[0]))),
     ("kimi_k25", "kimi_k25", dict(
         text_config=dict(SMALL, **v3()),
         vision_config=dict(num_hidden_layers=1, hidden_size=H, intermediate_size=H, num_attention_heads=2, patch_size=4))),
@@ -168,6 +179,11 @@ CASES = [
                             expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0, mamba_d_state=4,
                             mamba_expand=1, use_mamba_kernels=False)),
 ]
+
+
+# Causal LMs that transformers 5.24's AutoModelForCausalLM does not map (mistral4 is listed under
+# the image-text-to-text auto class only).
+CAUSAL_LM_NOT_IN_AUTO = {"mistral4": "Mistral4ForCausalLM"}
 
 
 def mlp_of(layer):
@@ -363,6 +379,25 @@ def quantize_mxfp4(ckpt, deq_dir):
     return quantized
 
 
+def transpose_stacked(ckpt):
+    """Rewrites `ckpt`'s stacked expert tensors (`experts.gate_up_proj` [E, 2I, H], `down_proj`
+    [E, H, I], as save_pretrained writes them) transposed, [E, H, 2I] and [E, I, H], as the hub
+    ships Qwen3-VL-MoE; transformers transposes them back when it loads (Transpose(check_dims))."""
+    from safetensors.numpy import load_file, save_file
+    count = 0
+    for name in sorted(os.listdir(ckpt)):
+        if not name.endswith(".safetensors"):
+            continue
+        path = os.path.join(ckpt, name)
+        tensors = load_file(path)
+        for key in list(tensors):
+            if key.endswith(("mlp.experts.gate_up_proj", "mlp.experts.down_proj")):
+                tensors[key] = np.ascontiguousarray(tensors[key].transpose(0, 2, 1))
+                count += 1
+        save_file(tensors, path, metadata={"format": "pt"})
+    return count
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -382,7 +417,8 @@ def main():
     fields_of = {label: fields for label, _, fields in CASES}
     cases = CASES + [("deepseek_v3 fp8", "deepseek_v3", fields_of["deepseek_v3"]),
                      ("glm4_moe fp8", "glm4_moe", fields_of["glm4_moe"]),
-                     ("gpt_oss mxfp4", "gpt_oss", dict(gpt_oss, intermediate_size=32))]
+                     ("gpt_oss mxfp4", "gpt_oss", dict(gpt_oss, intermediate_size=32)),
+                     ("qwen3_vl_moe hub", "qwen3_vl_moe", fields_of["qwen3_vl_moe"])]
     for label, model_type, fields in cases:
         if only and label not in only:
             continue
@@ -394,12 +430,22 @@ def main():
             model = AutoModelForImageTextToText.from_config(config).float().eval()
         else:
             config = AutoConfig.for_model(model_type, **{**SMALL, **fields})
-            model = AutoModelForCausalLM.from_config(config).float().eval()
+            if model_type in CAUSAL_LM_NOT_IN_AUTO:
+                model = getattr(transformers, CAUSAL_LM_NOT_IN_AUTO[model_type])(config).float().eval()
+            else:
+                model = AutoModelForCausalLM.from_config(config).float().eval()
         spread_router(model, rng)
         ckpt = os.path.join(args.tmp, "hf-" + label.replace(" ", "-"))
         shutil.rmtree(ckpt, ignore_errors=True)
         model.save_pretrained(ckpt, max_shard_size="100KB")
         shards = len([f for f in os.listdir(ckpt) if f.endswith(".safetensors")])
+        if label.endswith(" hub"):  # the hub's layout; the reference is HF's model loaded from it
+            count = transpose_stacked(ckpt)
+            check(count > 0, f"{label}: {count} stacked expert tensors written transposed, as the hub ships them")
+            before = {n: p.detach().clone() for n, p in model.named_parameters() if ".experts." in n}
+            model = AutoModelForImageTextToText.from_pretrained(ckpt, dtype=torch.float32).eval()
+            same = all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
+            check(same and before, f"{label}: transformers reads the transposed tensors back as the model's own")
         if fp8 or mxfp4:
             # Served from the quantized checkpoint (kept as stored on the workers, f32 compute); the
             # reference is HF's model loaded from the same weights dequantized by transformers' own

@@ -126,6 +126,22 @@ TEST(ModelConfigFamiliesTest, MultimodalWrapperReadsItsTextConfigAndPrefixesTheN
   EXPECT_EQ(c.names.shared_gate, "model.language_model.layers.{L}.mlp.shared_expert_gate.weight");
 }
 
+TEST(ModelConfigFamiliesTest, Qwen3VlMoeIsItsTextDecoderWithStackedExpertsInEitherLayout) {
+  ASSERT_OK_AND_ASSIGN(const ModelConfig c, ModelConfig::Parse(R"({"model_type": "qwen3_vl_moe",
+    "text_config": {"model_type": "qwen3_vl_moe_text", "hidden_size": 16, "num_hidden_layers": 2,
+                    "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 8,
+                    "intermediate_size": 12, "mlp_only_layers": [0], "norm_topk_prob": false},
+    "vision_config": {"depth": 1}})"));
+  EXPECT_EQ(c.model_type, "qwen3_vl_moe_text");
+  EXPECT_EQ(c.num_experts, 4);
+  EXPECT_TRUE(c.norm_topk_prob);  // its router always renormalises
+  EXPECT_FALSE(c.IsMoeLayer(0));
+  EXPECT_TRUE(c.IsMoeLayer(1));
+  EXPECT_EQ(c.names.stacked_gate_up, "model.language_model.layers.{L}.mlp.experts.gate_up_proj");
+  EXPECT_EQ(c.names.dense, "model.language_model.layers.{L}.mlp.{P}.weight");
+  EXPECT_TRUE(c.names.stacked_layout_by_shape);
+}
+
 TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
   using ::moe::testing::StatusIs;
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "switch_transformers"})"),
@@ -136,6 +152,15 @@ TEST(ModelConfigFamiliesTest, RefusesWhatWeCannotServeNamingTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, "wraps qwen3_5_moe_text"));
   EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "llama4"})"),
               StatusIs(absl::StatusCode::kInvalidArgument, "model_type llama4_text"));
+  // Known families not served name their reason; an unknown type names what is served.
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "deepseek_v4", "hidden_size": 8})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve yet: it scores experts by sqrt(softplus"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "doge"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "does not serve (by design): its product-key routing"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "zaya"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "(by design): its router carries state"));
+  EXPECT_THAT(ModelConfig::Parse(R"({"model_type": "no_such_family"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "supported: mixtral"));
   const std::string v3 = R"("model_type": "deepseek_v3", "hidden_size": 8, "intermediate_size": 8,
     "moe_intermediate_size": 4, "n_routed_experts": 8, "num_experts_per_tok": 2, "num_hidden_layers": 2)";
   EXPECT_THAT(ModelConfig::Parse("{" + v3 + R"(, "quantization_config": {"quant_method": "fp8"}})"),
