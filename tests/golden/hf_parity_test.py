@@ -101,6 +101,16 @@ CASES = [
     ("mellum", "mellum", dict(num_local_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
                               intermediate_size=DENSE_I, norm_topk_prob=True, mlp_layer_types=DENSE_SPARSE)),
     ("dots1", "dots1", dict(V3_ROUTER, norm_topk_prob=False, routed_scaling_factor=1.0)),
+    # Flint: f32 sigmoid router without bias, ungated shared expert, stacked experts.
+    ("flint", "flint", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                            intermediate_size=DENSE_I, shared_expert_intermediate_size=36, mlp_only_layers=[0])),
+    # Lara-4-Mini: f32 softmax router, ungated shared expert, stacked experts, every layer MoE.
+    ("lara_mini", "lara_mini", dict(num_experts=E, num_experts_per_tok=K, moe_intermediate_size=MOE_I,
+                                    shared_expert_intermediate_size=36, linear_num_key_heads=2,
+                                    linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
+                                    layer_types=["linear_attention", "full_attention", "linear_attention"])),
+    # Aria's text decoder: top-k logits then softmax over k, transposed stacked fc1/fc2, 2 shared.
+    ("aria_text", "aria_text", dict(moe_num_experts=E, moe_topk=K, intermediate_size=MOE_I, moe_num_shared_experts=2)),
     # Mistral Small 4: V3's block with a softmax router, no selection bias, stacked experts.
     ("mistral4", "mistral4", v3(routed_scaling_factor=1.5, head_dim=16)),  # its rope is head_dim x 0.5
     ("minimax_m2", "minimax_m2", dict(num_local_experts=E, num_experts_per_tok=K, intermediate_size=MOE_I)),

@@ -14,6 +14,7 @@
 #include "experts/cpu/cpu_quantized_product.h"
 #include "gtest/gtest.h"
 #include "tests/testing/error_measures.h"
+#include "tests/testing/isa_cap.h"
 #include "tests/testing/naive_expert.h"
 #include "tests/testing/quantized_data.h"
 #include "tests/testing/random_data.h"
@@ -21,6 +22,8 @@
 
 namespace moe::experts {
 namespace {
+
+const auto* const kOwnLevel = ::testing::AddGlobalTestEnvironment(new testing::SkipTheCpusOwnLevel);
 
 using ::moe::testing::StatusIs;
 

@@ -2,7 +2,8 @@
 // The CPU backend against a naive loop in double precision, on every kernel path: the many-row
 // product for every row count (our AMX product on AMX CPUs, oneDNN elsewhere), oneDNN for every
 // row count, our streaming kernels for every row count, and the default split between them; f32, bf16 and f16 weights; row counts across every crossover. ctest runs this binary
-// once per MOE_CPU_ISA level (tests/CMakeLists.txt); a level this CPU lacks skips, saying so.
+// once per MOE_CPU_ISA level (tests/CMakeLists.txt); a level this CPU lacks skips, saying so, and so
+// does the CPU's own level (the plain run runs it; testing/isa_cap.h).
 #include "experts/cpu/cpu_backend.h"
 
 #include <cmath>
@@ -12,12 +13,15 @@
 #include <map>
 
 #include "gtest/gtest.h"
+#include "tests/testing/isa_cap.h"
 #include "tests/testing/naive_expert.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
 
 namespace moe::experts {
 namespace {
+
+const auto* const kOwnLevel = ::testing::AddGlobalTestEnvironment(new testing::SkipTheCpusOwnLevel);
 
 using ::moe::testing::StatusIs;
 
