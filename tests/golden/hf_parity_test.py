@@ -293,11 +293,12 @@ def quantize_fp8(ckpt, deq_dir):
     return quantized
 
 
-def generate_check(model, cluster, check, label):
+def generate_check(model, cluster, check, label, ckpt):
     """Greedy generate() of the unmodified model vs the same model after moe_serve.hf.offload (every
-    MLP block, dense ones too, served by moe-serve, on a ForwardStream): in f32 the tokens must be
-    identical and the logits within TOL; for a few families the same in bf16 (unary Forwards), with
-    the error it has reported."""
+    MLP block, dense ones too, served by moe-serve, on a ForwardStream) and vs the model built by
+    moe_serve.hf.from_pretrained from the checkpoint without its served blocks: in f32 the tokens
+    must be identical and the logits within TOL; for a few families the same in bf16 (unary
+    Forwards), with the error it has reported."""
     ids = torch.tensor([[1, 7, 3, 12, 5]])
     with torch.no_grad():
         want = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
@@ -315,6 +316,7 @@ def generate_check(model, cluster, check, label):
             check(same and err <= TOL and served == LAYERS,
                   f"{label}: greedy generate() after moe_serve.hf.offload ({LAYERS} blocks on the router): tokens "
                   f"{'identical' if same else 'DIFFER'} ({got[0, 5:].tolist()}), logits rel err {err:.2e}")
+            from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, label)
             if label not in BF16_CHECKED:
                 return
             # bf16: the model's own bf16 forward against the same model with its blocks on the
@@ -333,6 +335,27 @@ def generate_check(model, cluster, check, label):
             ref_err = float((want16 - want_logits).abs().max() / want_logits.abs().max())
             check(err16 <= 5e-2, f"{label}: bf16 logits with the blocks offloaded vs HF's bf16 model: rel err "
                                  f"{err16:.2e} (HF's bf16 vs its f32: {ref_err:.2e})")
+
+
+def from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, label):
+    """moe_serve.hf.from_pretrained builds the model from `ckpt` with every MLP block on the router
+    (never materialised, never read): it holds only the non-served tensors, equal to HF's, and its
+    greedy generate() and logits match HF's full model."""
+    served = moe_serve.hf.from_pretrained(ckpt, client, dense=True, dtype=torch.float32, model_class=type(model))
+    theirs = dict(model.named_parameters())
+    ours = dict(served.named_parameters())
+    blocks = tuple(f"layers.{i}.{n}." for i, n in zip(served.moe_serve.layers, served.moe_serve.names))
+    kept = {n for n in theirs if not any(b in n for b in blocks) and ".shared_mlp." not in n}
+    same_weights = set(ours) == kept and all(torch.equal(ours[n], theirs[n]) for n in kept)
+    with torch.no_grad():
+        got = served.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        got_logits = served(ids).logits
+    err = float((got_logits - want_logits).abs().max() / want_logits.abs().max())
+    same = torch.equal(got, want)
+    check(same and err <= TOL and same_weights and len(served.moe_serve.layers) == LAYERS,
+          f"{label}: moe_serve.hf.from_pretrained: {len(ours)} tensors loaded "
+          f"({'equal to HF' if same_weights else 'NOT the non-served tensors of HF'}), greedy generate() tokens "
+          f"{'identical' if same else 'DIFFER'}, logits rel err {err:.2e}")
 
 
 def mismatch_check(model_type, fields, cluster, check, label):
@@ -490,7 +513,7 @@ def main():
                           f"{label}, {mode}, layer {layer}: experts {'identical' if differ == 0 else 'DIFFER'} "
                           f"for {N_TOKENS - differ}/{N_TOKENS} tokens, rel err {err:.2e}")
                 if mode == "in-process":
-                    generate_check(model, cluster, check, label)
+                    generate_check(model, cluster, check, label, ckpt)
                     if label == "mixtral":
                         mismatch_check(model_type, fields, cluster, check, label)
             finally:
