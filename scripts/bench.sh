@@ -22,7 +22,12 @@
 #      (MOE_BENCH_PNG overrides);
 #   9. P8: admission control under ~3x overload (scripts/overload_bench.sh, own table);
 #  10. micro-batch overlap against the serial path on fast and 1 Gbit/s links
-#      (scripts/overlap_bench.sh, own table; needs root for network namespaces, else skipped).
+#      (scripts/overlap_bench.sh, own table; needs root for network namespaces, else skipped);
+#  11. the whole model end to end (scripts/e2e_bench.py, own table and plot docs/e2e.png,
+#      MOE_BENCH_E2E_PNG overrides; MOE_BENCH_E2E=0 skips it): prefill and decode tokens/s of HF
+#      transformers' own Mixtral-shaped model (8 layers) against the same model from
+#      moe_serve.hf.from_pretrained on a --local router and on router + 2 workers, and the decode
+#      step's time split (client compute, round trips, non-compute time per MoE layer).
 # Uses the demo checkpoint shape (hidden 1024, intermediate 3584, 8 experts, top-2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -158,4 +163,9 @@ if [ "$(id -u)" = 0 ]; then
   MOE_BENCH_OUT="$OUT" bash "$ROOT/scripts/overlap_bench.sh"
 else
   echo "== micro-batch overlap: skipped (scripts/overlap_bench.sh needs root for network namespaces)"
+fi
+if [ "${MOE_BENCH_E2E:-1}" != 0 ]; then
+  echo; echo "== 11. the whole model end to end: HF transformers in-process vs moe_serve.hf.from_pretrained"
+  "$TORCH_PYTHON" "$ROOT/scripts/e2e_bench.py" --bin "$B" --work "$OUT" --threads "$(nproc)" \
+    --json "$OUT/e2e.json" --png "${MOE_BENCH_E2E_PNG:-$ROOT/docs/e2e.png}"
 fi

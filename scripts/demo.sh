@@ -6,7 +6,8 @@
 # the parity against the in-process path, and shut everything down. Then the same with a GGUF
 # file, llama.cpp's format (a Qwen3-MoE-shaped model with Q4_K experts, served as stored). Where PyTorch is already
 # installed (the cached venv of scripts/test.sh), also offload a tiny Hugging Face Mixtral's MoE
-# blocks to a cluster with moe_serve.hf and generate (client/python/examples/hf_offload.py).
+# blocks to a cluster with moe_serve.hf and generate (client/python/examples/hf_offload.py), and
+# stream text from a prompt with `python -m moe_serve.generate` on a tiny Qwen3-MoE with a tokenizer.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -39,6 +40,14 @@ if TORCH_PYTHON="$(moe_torch_env_if_present)"; then
   [ -f "$HF_MODEL/config.json" ] || "$TORCH_PYTHON" "$ROOT/client/python/examples/hf_offload.py" --make "$HF_MODEL"
   "$BUILD/bin/moe-cluster" --checkpoint="$HF_MODEL" --workers=2 --worker_flags="--threads=1" -- \
     "$TORCH_PYTHON" "$ROOT/client/python/examples/hf_offload.py" --model "$HF_MODEL"
+  echo "== a whole model from a small client: python -m moe_serve.generate (a tiny random Qwen3-MoE with a"
+  echo "   trained BPE tokenizer; its weights are random, so the text is noise; speed and time split on stderr)"
+  CHAT_MODEL="$BUILD/demo-hf-chat-model"
+  [ -f "$CHAT_MODEL/config.json" ] || "$TORCH_PYTHON" "$ROOT/client/python/examples/tiny_chat_model.py" --out "$CHAT_MODEL"
+  PYTHONPATH="$ROOT/client/python" "$BUILD/bin/moe-cluster" --checkpoint="$CHAT_MODEL" --workers=2 \
+    --worker_flags="--threads=1" -- "$TORCH_PYTHON" -m moe_serve.generate --checkpoint "$CHAT_MODEL" \
+    --router={router} --prompt "Once upon a time" --chat --max-new-tokens 24
+  echo
 else
   echo "== (PyTorch not installed here: scripts/test.sh installs it; then the demo also shows moe_serve.hf.offload)"
 fi

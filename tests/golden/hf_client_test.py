@@ -1,8 +1,8 @@
 """The whole-model client end to end: `python -m moe_serve.generate` and batched generation.
 
 A tiny Qwen3-MoE model (transformers, random weights) is written with save_pretrained beside a real
-byte-level BPE tokenizer trained by the `tokenizers` package (with a chat template), and served by
-a router with two workers. Checked against Hugging Face's own full model:
+byte-level BPE tokenizer trained by the `tokenizers` package (with a chat template; the demo's
+model, client/python/examples/tiny_chat_model.py), and served by a router with two workers. Checked against Hugging Face's own full model:
 - the command streams exactly the text HF's greedy generate() decodes to, with --chat through
   the chat template too, and with seeded sampling; it prints its speed and time split; it refuses
   bad arguments (exit 2) and a dead router or a mismatched checkpoint (exit 1, saying why);
@@ -20,8 +20,6 @@ import sys
 
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from moe_processes import Checks, Cluster
 
@@ -30,42 +28,11 @@ sys.path.insert(0, CLIENT)
 import moe_serve  # noqa: E402
 import moe_serve.hf  # noqa: E402
 
-CORPUS = [
-    "The router computes the gate of each token and sends it to the experts chosen for it.",
-    "Experts run as worker processes on GPUs or in the memory of many CPU hosts.",
-    "Once upon a time a small model learned to speak through a network of experts.",
-    "The quick brown fox jumps over the lazy dog while the workers compute in parallel.",
-    "Operators watch the load of every expert in Grafana and scale the workers on Kubernetes.",
-] * 20
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+sys.path.insert(0, os.path.join(CLIENT, "examples"))
+import tiny_chat_model  # noqa: E402  (the demo's model: tiny Qwen3-MoE + trained BPE tokenizer)
+
 PROMPTS = ["Once upon a time", "The router computes the gate of each token", "Experts"]
 NEW = 12
-
-
-def make_checkpoint(folder):
-    """A tiny qwen3_moe model with a trained byte-level BPE tokenizer, saved by transformers."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   chat_template=CHAT_TEMPLATE)
-    torch.manual_seed(11)
-    config = AutoConfig.for_model("qwen3_moe", hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                                  num_key_value_heads=2, head_dim=16, vocab_size=len(fast), num_experts=8,
-                                  num_experts_per_tok=2, moe_intermediate_size=48, intermediate_size=96,
-                                  mlp_only_layers=[0], tie_word_embeddings=False, eos_token_id=fast.eos_token_id,
-                                  pad_token_id=fast.pad_token_id, bos_token_id=None)
-    model = AutoModelForCausalLM.from_config(config).float().eval()
-    with torch.no_grad():  # logits spread wide enough that greedy picks are far from ties
-        model.lm_head.weight.mul_(8.0)
-    shutil.rmtree(folder, ignore_errors=True)
-    model.save_pretrained(folder, max_shard_size="200KB")
-    fast.save_pretrained(folder)
-    return model, fast
 
 
 def hf_new_tokens(model, ids, **kw):
@@ -175,7 +142,7 @@ def main():
     print(f"hf_client: torch {torch.__version__}, transformers {transformers.__version__}", flush=True)
     check = Checks()
     ckpt = os.path.join(tmp, "qwen3-moe-with-tokenizer")
-    model, tok = make_checkpoint(ckpt)
+    model, tok = tiny_chat_model.make(ckpt)
     env = dict(os.environ, PYTHONPATH=CLIENT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     cluster = Cluster(args.bin, ckpt, 2, quiet=True)
     try:

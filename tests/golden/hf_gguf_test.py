@@ -13,7 +13,8 @@ gguf-py's quantizers (Q8_0, Q4_0); gates, norms, attention and embeddings F32 â€
   in-process and networked, and compares every layer's MoE block with HF's on fresh hidden states
   (rel â‰¤ 1e-5, the same experts for every token);
 - runs greedy `generate()` of HF's model and of the same model after `moe_serve.hf.offload`
-  (identical tokens, logits within 1e-5).
+  (identical tokens, logits within 1e-5); `moe_serve.hf.from_pretrained(..., gguf_file=...)` is
+  refused with the reason.
 Run by ctest with the torch venv (torch, transformers, gguf from PyPI).
 """
 import argparse
@@ -146,7 +147,12 @@ def main():
                           f"{label}, {mode}, layer {layer}: experts {'identical' if differ == 0 else 'DIFFER'} "
                           f"for {hp.N_TOKENS - differ}/{hp.N_TOKENS} tokens, rel err {err:.2e}")
                 if mode == "in-process":
-                    hp.generate_check(model, cluster, check, label)
+                    hp.generate_check(model, cluster, check, label, None)
+                    try:
+                        hp.moe_serve.hf.from_pretrained(folder, cluster.router, gguf_file="model.gguf")
+                        check(False, f"{label}: moe_serve.hf.from_pretrained(gguf_file=) refused")
+                    except ValueError as e:
+                        check("does not read GGUF" in str(e), f"{label}: from_pretrained(gguf_file=) refused: {e}")
             finally:
                 cluster.stop()
     return check.summary()

@@ -293,7 +293,7 @@ def quantize_fp8(ckpt, deq_dir):
     return quantized
 
 
-def generate_check(model, cluster, check, label, ckpt):
+def generate_check(model, cluster, check, label, ckpt, **load):
     """Greedy generate() of the unmodified model vs the same model after moe_serve.hf.offload (every
     MLP block, dense ones too, served by moe-serve, on a ForwardStream) and vs the model built by
     moe_serve.hf.from_pretrained from the checkpoint without its served blocks: in f32 the tokens
@@ -316,7 +316,8 @@ def generate_check(model, cluster, check, label, ckpt):
             check(same and err <= TOL and served == LAYERS,
                   f"{label}: greedy generate() after moe_serve.hf.offload ({LAYERS} blocks on the router): tokens "
                   f"{'identical' if same else 'DIFFER'} ({got[0, 5:].tolist()}), logits rel err {err:.2e}")
-            from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, label)
+            if ckpt is not None:  # None: a source from_pretrained does not read (GGUF)
+                from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, label, **load)
             if label not in BF16_CHECKED:
                 return
             # bf16: the model's own bf16 forward against the same model with its blocks on the
@@ -337,11 +338,12 @@ def generate_check(model, cluster, check, label, ckpt):
                                  f"{err16:.2e} (HF's bf16 vs its f32: {ref_err:.2e})")
 
 
-def from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, label):
-    """moe_serve.hf.from_pretrained builds the model from `ckpt` with every MLP block on the router
-    (never materialised, never read): it holds only the non-served tensors, equal to HF's, and its
-    greedy generate() and logits match HF's full model."""
-    served = moe_serve.hf.from_pretrained(ckpt, client, dense=True, dtype=torch.float32, model_class=type(model))
+def from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, label, **load):
+    """moe_serve.hf.from_pretrained builds the model from `ckpt` (`load`: more arguments for it)
+    with every MLP block on the router (never materialised): it holds only the non-served
+    tensors, equal to HF's, and its greedy generate() and logits match HF's full model."""
+    served = moe_serve.hf.from_pretrained(ckpt, client, dense=True, dtype=torch.float32, model_class=type(model),
+                                          **load)
     theirs = dict(model.named_parameters())
     ours = dict(served.named_parameters())
     blocks = tuple(f"layers.{i}.{n}." for i, n in zip(served.moe_serve.layers, served.moe_serve.names))

@@ -7,13 +7,15 @@ The client loads only the checkpoint's non-expert tensors (moe_serve.hf.from_pre
 the prompt with the checkpoint's tokenizer (--chat: through its chat template), streams the text to
 stdout as it is generated, then prints to stderr the prompt and decode speeds and where a decoding
 step's time goes: the client's own compute (attention, norms, embeddings, sampling) and the round
-trips to the router (its MoE compute included). Greedy unless --temperature > 0. Needs torch and
+trips to the router (its MoE compute included). Greedy unless --temperature > 0. torch's OpenMP
+threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set). Needs torch and
 transformers (`pip install 'moe-serve[hf]'`). Exit status 2 on bad arguments, 1 when the router or
 the checkpoint fails (the message names why).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any, List, Optional
@@ -96,6 +98,10 @@ def _report(marks: List[tuple], prompt_tokens: int, err: Any) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _args(argv)
+    # While a step waits for the router, torch's OpenMP threads would spin on the cores the router
+    # (or its workers) may be computing on; waiting passively measured 12.5 -> 16 decode tokens/s
+    # with client and --local router sharing 2 cores (docs/BENCHMARKS.md). Read when torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     import transformers
 

@@ -249,18 +249,24 @@ def from_pretrained(path: str, client: Union[Client, str], *, dense: bool = Fals
     parameter for the blocks' checkpoint keys and skips them without reading them. A local folder's
     safetensors shards are handed to transformers as lazy tensors read with pread() straight into
     their own memory (moe_serve.checkpoint_reads), so the client's resident memory holds the loaded
-    weights once, not also the file pages they came from; other sources (hub ids, gguf_file=) load
-    through transformers' own file handling (mmap). A checkpoint
+    weights once, not also the file pages they came from; hub ids load through transformers' own
+    file handling (mmap). GGUF files (gguf_file=) are refused: transformers' GGUF reader maps the
+    experts of the model it fills, so it cannot fill one without them. A checkpoint
     key the model still wants but does not find is an error here (transformers only warns, and
     would leave those weights random). dense=True also serves the dense MLPs the router serves.
     model_class: the transformers class to build (default: what AutoModelForCausalLM builds, else
     AutoModelForImageTextToText). Other keyword arguments go to transformers' from_pretrained."""
     import transformers
 
+    if "gguf_file" in kwargs:
+        raise ValueError("from_pretrained does not read GGUF files: transformers' GGUF loader maps the experts of "
+                         "the model it builds, which this one never has. Load with transformers' from_pretrained("
+                         "..., gguf_file=...) and moe_serve.hf.offload(model, client) instead")
     if isinstance(client, str):
         client = Client(client)
     info = client.model_info(timeout=timeout)
-    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "trust_remote_code", "local_files_only")
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "trust_remote_code", "local_files_only",
+                                        "subfolder")
                   if k in kwargs}
     config = kwargs.pop("config", None) or transformers.AutoConfig.from_pretrained(path, **hub_kwargs)
     cls = model_class or _causal_lm_class(config)
@@ -281,7 +287,7 @@ def from_pretrained(path: str, client: Union[Client, str], *, dense: bool = Fals
 
     served_cls = type(cls.__name__, (cls,), {"__init__": init, "__module__": cls.__module__,
                                               "__qualname__": cls.__qualname__})
-    local = os.path.isdir(path) and "state_dict" not in kwargs and "gguf_file" not in kwargs
+    local = os.path.isdir(path) and "state_dict" not in kwargs
     files = checkpoint_reads.shard_paths(path) if local else []
     if files:
         with checkpoint_reads.Shards(files) as shards:
