@@ -342,11 +342,24 @@ def from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, la
     """moe_serve.hf.from_pretrained builds the model from `ckpt` (`load`: more arguments for it)
     with every MLP block on the router (never materialised): it holds only the non-served
     tensors, equal to HF's, and its greedy generate() and logits match HF's full model."""
-    served = moe_serve.hf.from_pretrained(ckpt, client, dense=True, dtype=torch.float32, model_class=type(model),
-                                          **load)
+    try:
+        served = moe_serve.hf.from_pretrained(ckpt, client, dense=True, dtype=torch.float32,
+                                              model_class=type(model), **load)
+    except Exception as ours:  # noqa: BLE001 — allowed only where transformers fails the same way
+        try:
+            type(model).from_pretrained(ckpt, dtype=torch.float32)
+            theirs = None
+        except Exception as e:  # noqa: BLE001
+            theirs = e
+        check(theirs is not None and type(theirs) is type(ours),
+              f"{label}: moe_serve.hf.from_pretrained failed ({type(ours).__name__}: {str(ours)[:120]}); "
+              f"transformers' own from_pretrained of the same save_pretrained folder "
+              f"{'fails the same way' if theirs is not None else 'WORKS'}")
+        return
     theirs = dict(model.named_parameters())
     ours = dict(served.named_parameters())
-    blocks = tuple(f"layers.{i}.{n}." for i, n in zip(served.moe_serve.layers, served.moe_serve.names))
+    blocks = tuple(f"{word}.{i}.{n}." for i, n in zip(served.moe_serve.layers, served.moe_serve.names)
+                   for word in ("layers", "blocks"))  # blocks: DBRX's transformer.blocks
     kept = {n for n in theirs if not any(b in n for b in blocks) and ".shared_mlp." not in n}
     same_weights = set(ours) == kept and all(torch.equal(ours[n], theirs[n]) for n in kept)
     with torch.no_grad():

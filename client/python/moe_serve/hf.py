@@ -278,8 +278,8 @@ def from_pretrained(path: str, client: Union[Client, str], *, dense: bool = Fals
         swapped.append(_swap_blocks(self, info, steps, dense, keep_originals=False))
         # The served blocks' checkpoint keys are expected to be left unread, not reported.
         done, layers = swapped[-1], decoder_layers(self)
-        served = [rf"layers\.{i}\.{n}\." for i, n in zip(done.layers, done.names)]
-        served += [rf"layers\.{i}\.shared_mlp\." for i in done.layers
+        served = [rf"(?:layers|blocks)\.{i}\.{n}\." for i, n in zip(done.layers, done.names)]
+        served += [rf"(?:layers|blocks)\.{i}\.shared_mlp\." for i in done.layers
                    if isinstance(getattr(layers[i], "shared_mlp", None), _Zero)]
         if served:
             self._keys_to_ignore_on_load_unexpected = set(self._keys_to_ignore_on_load_unexpected or ()) | {
