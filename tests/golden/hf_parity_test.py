@@ -358,9 +358,11 @@ def from_pretrained_check(model, ckpt, client, ids, want, want_logits, check, la
         return
     theirs = dict(model.named_parameters())
     ours = dict(served.named_parameters())
-    blocks = tuple(f"{word}.{i}.{n}." for i, n in zip(served.moe_serve.layers, served.moe_serve.names)
-                   for word in ("layers", "blocks"))  # blocks: DBRX's transformer.blocks
-    kept = {n for n in theirs if not any(b in n for b in blocks) and ".shared_mlp." not in n}
+    path_of = {id(m): name for name, m in model.named_modules()}
+    layers = moe_serve.hf.decoder_layers(model)
+    blocks = tuple(f"{path_of[id(layers[i])]}.{n}." for i, n in zip(served.moe_serve.layers, served.moe_serve.names))
+    blocks += tuple(f"{path_of[id(layers[i])]}.shared_mlp." for i in served.moe_serve.layers)
+    kept = {n for n in theirs if not n.startswith(blocks)}
     same_weights = set(ours) == kept and all(torch.equal(ours[n], theirs[n]) for n in kept)
     with torch.no_grad():
         got = served.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
