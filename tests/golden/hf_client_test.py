@@ -8,16 +8,21 @@ model, client/python/examples/tiny_chat_model.py), and served by a router with t
   bad arguments (exit 2) and a dead router or a mismatched checkpoint (exit 1, saying why);
 - moe_serve.hf.from_pretrained with a batch of prompts of different lengths (left padding) gives
   each prompt the tokens it gets alone, and HF's full model gives the same batch the same tokens;
-- several client processes at once against the one router get what each gets alone.
+- several client processes at once against the one router get what each gets alone;
+- a router that stops answering (SIGSTOP) fails generate() with DEADLINE_EXCEEDED after the
+  client's timeout instead of hanging it, and it works again once the router answers.
 Run by ctest with the torch venv's python (scripts/test.sh passes it as MOE_TORCH_PYTHON).
 """
 import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
+import grpc
 import torch
 import transformers
 
@@ -130,6 +135,42 @@ def concurrent_checks(check, ckpt, router, alone, env):
                         f"tokens it gets alone ({'identical' if got == alone else 'DIFFER'})")
 
 
+def router_pid(ckpt):
+    """The pid of the moe-router serving `ckpt` (from /proc)."""
+    for entry in os.listdir("/proc"):
+        try:
+            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"moe-router") and f"--checkpoint={ckpt}".encode() in argv:
+            return int(entry)
+    raise RuntimeError(f"no moe-router serving {ckpt}")
+
+
+def hung_router_check(check, tok, ckpt, router):
+    """A router that stops answering (SIGSTOP) fails the step with DEADLINE_EXCEEDED once the
+    client's timeout passes; generate() does not hang."""
+    pid = router_pid(ckpt)
+    ids = tok(PROMPTS[0], return_tensors="pt")["input_ids"]
+    with moe_serve.Client(router, timeout=3) as client:
+        served = moe_serve.hf.from_pretrained(ckpt, client, dtype=torch.float32)
+        hf_new_tokens(served, ids)  # the stream is open and answering
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            start, outcome = time.monotonic(), None
+            try:
+                hf_new_tokens(served, ids)
+            except moe_serve.MoeServeError as e:
+                outcome = e
+            took = time.monotonic() - start
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        check(outcome is not None and outcome.code == grpc.StatusCode.DEADLINE_EXCEEDED,
+              f"a router that stops answering: generate() raised {outcome} after {took:.1f} s (client timeout 3 s)")
+        tokens = hf_new_tokens(served, ids).tolist()  # the next step opens a new stream
+        check(len(tokens) == NEW, "the router answering again: the next generate() works")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -149,6 +190,7 @@ def main():
         command_checks(check, model, tok, ckpt, cluster.router, env)
         alone = batch_checks(check, model, tok, ckpt, cluster.router)
         concurrent_checks(check, ckpt, cluster.router, alone, env)
+        hung_router_check(check, tok, ckpt, cluster.router)
     finally:
         cluster.stop()
     # A checkpoint that is not the router's model: refused before anything is generated.

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import queue
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -107,10 +109,16 @@ class Client:
             raise MoeServeError.from_rpc_error(e, "Forward") from None
         return _result(response, decode, return_routing)
 
-    def stream(self, timeout: Optional[float] = None) -> "ForwardStream":
+    def stream(self, timeout: Optional[float] = None, step_timeout: Optional[float] = None) -> "ForwardStream":
         """Opens a ForwardStream: forwards one after another on one stream (its deadline, `timeout`
-        seconds or none, covers the whole stream)."""
-        return ForwardStream(self._stub, self._model, self._metadata, timeout)
+        seconds or none, covers the whole stream; `step_timeout` seconds or none bounds each step:
+        a step without an answer by then cancels the stream and raises DEADLINE_EXCEEDED)."""
+        return ForwardStream(self._stub, self._model, self._metadata, timeout, step_timeout)
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """Seconds per call given at construction (None: no deadline)."""
+        return self._timeout
 
     def model_info(self, timeout: Optional[float] = None) -> moe_pb2.GetModelInfoResponse:
         """The router's GetModelInfo: model type, sizes, per-layer routing, placement, workers."""
@@ -136,12 +144,14 @@ class ForwardStream:
     in order). A failed step ends the stream: that call and every later one raise MoeServeError.
     Use as a context manager or call close(). One caller at a time."""
 
-    def __init__(self, stub: moe_pb2_grpc.MoeServiceStub, model: str, metadata: Any, timeout: Optional[float]) -> None:
+    def __init__(self, stub: moe_pb2_grpc.MoeServiceStub, model: str, metadata: Any, timeout: Optional[float],
+                 step_timeout: Optional[float] = None) -> None:
         self._model = model
         self._requests: "queue.Queue[Optional[moe_pb2.ForwardRequest]]" = queue.Queue()
         self._responses = stub.ForwardStream(iter(self._requests.get, None), timeout=timeout, metadata=metadata)
         self._error: Optional[MoeServeError] = None
         self._closed = False
+        self._watchdog = _StepWatchdog(self._responses, step_timeout) if step_timeout else None
 
     def forward(self, layer: int, hidden_states: Any, *, return_routing: bool = False) -> Any:
         """As Client.forward, on the stream."""
@@ -152,15 +162,25 @@ class ForwardStream:
         wire, decode = tensors.encode(hidden_states)
         self._requests.put(moe_pb2.ForwardRequest(model=self._model, layer=layer, hidden_states=wire,
                                                   return_routing=return_routing))
+        if self._watchdog:
+            self._watchdog.deadline = time.monotonic() + self._watchdog.seconds
         try:
             response = next(self._responses)
         except grpc.RpcError as e:
-            self._error = MoeServeError.from_rpc_error(e, "ForwardStream")
+            if self._watchdog and self._watchdog.fired:
+                self._error = MoeServeError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                            f"no answer to a step within {self._watchdog.seconds:g} s; the stream "
+                                            "was cancelled", "ForwardStream")
+            else:
+                self._error = MoeServeError.from_rpc_error(e, "ForwardStream")
             raise self._error from None
         except StopIteration:
             self._error = MoeServeError(grpc.StatusCode.UNAVAILABLE, "the stream ended without an answer",
                                         "ForwardStream")
             raise self._error from None
+        finally:
+            if self._watchdog:
+                self._watchdog.deadline = None
         return _result(response, decode, return_routing)
 
     def close(self) -> None:
@@ -168,6 +188,8 @@ class ForwardStream:
         if self._closed:
             return
         self._closed = True
+        if self._watchdog:
+            self._watchdog.closed = True
         self._requests.put(None)
         try:
             for _ in self._responses:
@@ -180,6 +202,31 @@ class ForwardStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _StepWatchdog:
+    """Bounds each step of a ForwardStream (a stream's own gRPC deadline covers the whole stream):
+    the stream sets `deadline` (time.monotonic()) before it waits for an answer and clears it after,
+    a plain attribute write, so a step costs no thread wake-up; this thread looks every quarter of
+    `seconds` and cancels the call once a step is past its deadline (so a step is cut after
+    between 1 and 1.25 x `seconds`). It ends when the call ends or the stream is closed."""
+
+    def __init__(self, call: Any, seconds: float) -> None:
+        self.call, self.seconds = call, seconds
+        self.deadline: Optional[float] = None
+        self.fired = False
+        self.closed = False
+        threading.Thread(target=self._run, name="moe-serve-step-watchdog", daemon=True).start()
+
+    def _run(self) -> None:
+        tick = threading.Event()
+        while not self.closed and not self.call.done():
+            tick.wait(self.seconds / 4)
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() > deadline:
+                self.fired = True
+                self.call.cancel()
+                return
 
 
 def _result(response: moe_pb2.ForwardResponse, decode: tensors.Decoder, return_routing: bool) -> Any:

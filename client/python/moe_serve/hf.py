@@ -67,7 +67,8 @@ class _Steps:
     thread (a decoding step's layers go one after another on it: measured 6-11 % less time per
     step than unary calls, docs/CLIENTS.md), or unary Forwards with stream=False or when the
     router has no ForwardStream (UNIMPLEMENTED). A failed step drops that thread's stream; the
-    next step opens a new one. Each step is bounded by the router's --deadline_ms."""
+    next step opens a new one. Each step is bounded by the router's --deadline_ms, and by the
+    client's timeout (a router that stops answering fails the step with DEADLINE_EXCEEDED)."""
 
     def __init__(self, client: Client, stream: bool) -> None:
         self.client, self.stream = client, stream
@@ -86,7 +87,7 @@ class _Steps:
             return self.client.forward(layer, x)
         s = getattr(self._local, "stream", None)
         if s is None:
-            s = self._local.stream = self.client.stream()
+            s = self._local.stream = self.client.stream(step_timeout=self.client.timeout)
         try:
             return s.forward(layer, x)
         except MoeServeError as e:
