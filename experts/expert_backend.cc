@@ -5,6 +5,12 @@
 
 namespace moe::experts {
 
+absl::StatusOr<std::unique_ptr<ExpertBackend>> ExpertBackend::Rebuild(absl::Span<const ExpertWeights>,
+                                                                      absl::Span<const ExpertKey>) const {
+  return absl::UnimplementedError(
+      absl::StrCat("the ", name(), " backend cannot change the experts it hosts while serving; restart it"));
+}
+
 absl::Status ValidateGroups(const ExpertBackend& backend, absl::Span<const ExpertGroup> groups,
                             size_t in_size, size_t out_size) {
   const size_t hidden = static_cast<size_t>(backend.hidden_size());

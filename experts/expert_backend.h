@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace moe::experts {
@@ -40,6 +42,8 @@ struct ResidentWeights {
   int64_t bytes = 0;
 };
 
+struct ExpertWeights;  // experts/expert_weights.h
+
 class ExpertBackend {
  public:
   virtual ~ExpertBackend() = default;
@@ -62,6 +66,13 @@ class ExpertBackend {
   // buffers or a buffer whose size is not a multiple of hidden_size. Thread-safe.
   virtual absl::Status Run(absl::Span<const ExpertGroup> groups, absl::Span<const float> in,
                            absl::Span<float> out) = 0;
+
+  // A new backend with this one's options hosting hosted() − remove + add (`add` loaded by the
+  // caller, LoadExpertWeights), sharing the weights it keeps with this one, so that a worker can
+  // change what it hosts while calls in flight finish on this one (server/worker's LoadExperts).
+  // This backend is unchanged. UNIMPLEMENTED where a backend cannot (the default).
+  virtual absl::StatusOr<std::unique_ptr<ExpertBackend>> Rebuild(absl::Span<const ExpertWeights> add,
+                                                                 absl::Span<const ExpertKey> remove) const;
 
   // OK while the backend can compute. A device that hit an unrecoverable (sticky) error returns
   // INTERNAL forever after; the worker then turns NOT_SERVING and exits instead of answering.

@@ -105,98 +105,160 @@ bool CpuExpertBackend::OneDnnServes(model::DType dtype) const {
 absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
     absl::Span<const ExpertWeights> weights, Options options) {
   if (weights.empty()) return absl::InvalidArgumentError("a CPU backend needs at least one expert");
+  return Assemble(options, {}, weights);
+}
+
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CpuExpertBackend::Rebuild(absl::Span<const ExpertWeights> add,
+                                                                         absl::Span<const ExpertKey> remove) const {
+  std::vector<std::pair<ExpertKey, std::shared_ptr<const Expert>>> kept;
+  for (const ExpertKey& key : remove) {
+    if (!experts_.contains(key)) {
+      return absl::NotFoundError(absl::StrCat("expert ", key.expert, " of layer ", key.layer, " is not hosted"));
+    }
+  }
+  for (const ExpertKey& key : hosted_) {
+    if (std::find(remove.begin(), remove.end(), key) == remove.end()) kept.emplace_back(key, experts_.at(key));
+  }
+  if (kept.empty() && add.empty()) return absl::InvalidArgumentError("a CPU backend needs at least one expert");
+  ASSIGN_OR_RETURN(std::unique_ptr<CpuExpertBackend> rebuilt, Assemble(options_, kept, add));
+  return std::unique_ptr<ExpertBackend>(std::move(rebuilt));
+}
+
+absl::StatusOr<int64_t> CpuExpertBackend::ResidentBytesOf(const ExpertWeights& w, const Options& options) {
+  const auto bytes = [](const model::Tensor& t, bool keep_bf16) {
+    return static_cast<int64_t>(t.num_elements()) * (keep_bf16 ? 2 : 4);
+  };
+  if (w.quantized()) return static_cast<int64_t>(w.q1->bytes() + w.q3->bytes() + w.q2->bytes());
+  if (options.quantize != nullptr) {
+    ASSIGN_OR_RETURN(const ExpertWeights q, QuantizeExpertWeights(w, *options.quantize));
+    return static_cast<int64_t>(q.q1->bytes() + q.q3->bytes() + q.q2->bytes());
+  }
+  const bool keep_bf16 = w.w1.dtype() == model::DType::kBF16 && w.w3.dtype() == model::DType::kBF16 &&
+                         w.w2.dtype() == model::DType::kBF16 && !options.f32_compute;
+  return bytes(w.w1, keep_bf16) + bytes(w.w3, keep_bf16) + bytes(w.w2, keep_bf16);
+}
+
+absl::StatusOr<CpuExpertBackend::Expert> CpuExpertBackend::BuildExpert(const ExpertWeights& given,
+                                                                     const Options& options) const {
+  const auto shape_of = [](const model::Tensor& t, const std::shared_ptr<const model::QuantizedMatrix>& q) {
+    return q != nullptr ? std::vector<int64_t>{q->n(), q->k()} : t.shape();
+  };
+  const int64_t hidden = hidden_;
+  ExpertWeights quantized;
+  if (options.quantize != nullptr && !given.quantized()) {
+    ASSIGN_OR_RETURN(quantized, QuantizeExpertWeights(given, *options.quantize));
+  }
+  const ExpertWeights& w = quantized.quantized() ? quantized : given;
+  const std::vector<int64_t> s1 = shape_of(w.w1, w.q1), s3 = shape_of(w.w3, w.q3), s2 = shape_of(w.w2, w.q2);
+  const int64_t inter = s1.size() == 2 ? s1[0] : 0;
+  const std::vector<int64_t> up_shape = {inter, hidden};
+  const std::vector<int64_t> down_shape = {hidden, inter};
+  if (inter <= 0 || hidden <= 0 || s1 != up_shape || s3 != up_shape || s2 != down_shape ||
+      (w.quantized() && (w.q3 == nullptr || w.q2 == nullptr))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", model::ShapeString(s1), " w3 ",
+        model::ShapeString(s3), " w2 ", model::ShapeString(s2), "; expected w1/w3 [I, ", hidden, "] and w2 [", hidden,
+        ", I]"));
+  }
+  Expert e;
+  e.inter = inter;
+  if (w.quantized()) {
+    e.q1 = w.q1;
+    e.q3 = w.q3;
+    e.q2 = w.q2;
+    e.int8 = options.int8_activations && HasInt8Kernel(e.q1->format(), isa_) && HasInt8Kernel(e.q3->format(), isa_) &&
+             HasInt8Kernel(e.q2->format(), isa_);
+    e.bytes = static_cast<int64_t>(e.q1->bytes() + e.q3->bytes() + e.q2->bytes());
+    e.kind = e.q1->format().name;
+  } else {
+    // bf16 stays bf16 (unless f32 compute is asked for); f16 has no kernels and is widened.
+    const bool keep_bf16 = w.w1.dtype() == model::DType::kBF16 && w.w3.dtype() == model::DType::kBF16 &&
+                           w.w2.dtype() == model::DType::kBF16 && !options.f32_compute;
+    const model::DType dtype = keep_bf16 ? model::DType::kBF16 : model::DType::kF32;
+    // oneDNN's f32 brgemm reads the blocked layout; its AVX2 jit gemm wants plain rows.
+    const PackedLayout layout = keep_bf16 || isa_ >= base::CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
+    // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
+    const bool same = w.w1.dtype() == w.w3.dtype();
+    const model::Tensor w1 = same ? model::Tensor() : w.w1.ToF32(), w3 = same ? model::Tensor() : w.w3.ToF32();
+    for (int64_t begin = 0; begin < inter; begin += gate_up_slice_) {
+      const int64_t count = std::min<int64_t>(gate_up_slice_, inter - begin);
+      const std::vector<uint8_t> rows = same ? StackRows(w.w1, w.w3, begin, count) : StackRows(w1, w3, begin, count);
+      ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : model::DType::kF32,
+                                                              2 * count, hidden, dtype, layout));
+      e.bytes += static_cast<int64_t>(slice.bytes());
+      e.gate_up.push_back(std::move(slice));
+    }
+    ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
+    e.bytes += static_cast<int64_t>(e.w2.bytes());
+    e.kind = keep_bf16 ? "bf16" : "f32";
+  }
+  if (w.b1.rank() > 0 || w.b3.rank() > 0 || w.b2.rank() > 0) {  // a default Tensor has rank 0
+    if (w.b1.shape() != std::vector<int64_t>{inter} || w.b3.shape() != std::vector<int64_t>{inter} ||
+        w.b2.shape() != std::vector<int64_t>{hidden}) {
+      return absl::InvalidArgumentError(absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer,
+                                                     " has biases ", model::ShapeString(w.b1.shape()), ", ",
+                                                     model::ShapeString(w.b3.shape()), ", ", model::ShapeString(w.b2.shape()),
+                                                     "; expected [I], [I], [H]"));
+    }
+    const auto f32 = [](const model::Tensor& t) {
+      const model::Tensor f = t.ToF32();
+      return std::vector<float>(f.f32().begin(), f.f32().end());
+    };
+    e.b1 = f32(w.b1);
+    e.b3 = f32(w.b3);
+    e.b2 = f32(w.b2);
+  }
+  e.alpha = w.activation.alpha;
+  e.limit = w.activation.limit;
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::Assemble(
+    const Options& options, absl::Span<const std::pair<ExpertKey, std::shared_ptr<const Expert>>> kept,
+    absl::Span<const ExpertWeights> weights) {
   ASSIGN_OR_RETURN(const CpuKernelConfig config, ConfigureCpuKernels());
   std::unique_ptr<CpuExpertBackend> backend(new CpuExpertBackend());
+  backend->options_ = options;
   backend->isa_ = config.choice.isa;
   // One thread under ThreadSanitizer (base/sanitizer_threads.h says why).
   backend->threads_ = base::ThreadsForThisBuild(options.threads > 0 ? options.threads : omp_get_num_procs());
   backend->gate_up_slice_ = options.gate_up_slice > 0 ? options.gate_up_slice : kGateUpSlice;
   backend->own_amx_ = backend->isa_ == base::CpuIsa::kAmx && !options.onednn_amx;
-  const auto shape_of = [](const model::Tensor& t, const std::shared_ptr<const model::QuantizedMatrix>& q) {
-    return q != nullptr ? std::vector<int64_t>{q->n(), q->k()} : t.shape();
-  };
-  const std::vector<int64_t> first_up = shape_of(weights[0].w1, weights[0].q1);
-  const int64_t hidden = first_up.size() == 2 ? first_up[1] : 0;
+  int64_t hidden = 0;
+  if (!kept.empty()) {
+    const Expert& e = *kept.front().second;
+    hidden = e.q2 != nullptr ? e.q2->n() : e.w2.n();
+  } else {
+    const ExpertWeights& first = weights.front();
+    const std::vector<int64_t> up = first.q1 != nullptr ? std::vector<int64_t>{first.q1->n(), first.q1->k()} : first.w1.shape();
+    hidden = up.size() == 2 ? up[1] : 0;
+  }
   backend->hidden_ = static_cast<int>(hidden);
-  bool any_bf16 = false, any_f32 = false;
-  std::set<std::string> formats;  // of the quantized experts
-  for (const ExpertWeights& given : weights) {
-    ExpertWeights quantized;
-    if (options.quantize != nullptr && !given.quantized()) {
-      ASSIGN_OR_RETURN(quantized, QuantizeExpertWeights(given, *options.quantize));
-    }
-    const ExpertWeights& w = quantized.quantized() ? quantized : given;
-    const std::vector<int64_t> s1 = shape_of(w.w1, w.q1), s3 = shape_of(w.w3, w.q3), s2 = shape_of(w.w2, w.q2);
-    const int64_t inter = s1.size() == 2 ? s1[0] : 0;
-    const std::vector<int64_t> up_shape = {inter, hidden};
-    const std::vector<int64_t> down_shape = {hidden, inter};
-    if (inter <= 0 || hidden <= 0 || s1 != up_shape || s3 != up_shape || s2 != down_shape ||
-        (w.quantized() && (w.q3 == nullptr || w.q2 == nullptr))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "expert ", w.key.expert, " of layer ", w.key.layer, " has shapes w1 ", model::ShapeString(s1), " w3 ",
-          model::ShapeString(s3), " w2 ", model::ShapeString(s2), "; expected w1/w3 [I, ", hidden, "] and w2 [", hidden,
-          ", I]"));
-    }
+  for (const auto& [key, expert] : kept) {
+    backend->experts_.emplace(key, expert);
+    backend->hosted_.push_back(key);
+  }
+  for (const ExpertWeights& w : weights) {
     if (backend->experts_.contains(w.key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer, " given twice"));
     }
-    Expert e;
-    e.inter = inter;
-    if (w.quantized()) {
-      e.q1 = w.q1;
-      e.q3 = w.q3;
-      e.q2 = w.q2;
-      e.int8 = options.int8_activations && HasInt8Kernel(e.q1->format(), backend->isa_) &&
-               HasInt8Kernel(e.q3->format(), backend->isa_) && HasInt8Kernel(e.q2->format(), backend->isa_);
-      backend->resident_.bytes += static_cast<int64_t>(e.q1->bytes() + e.q3->bytes() + e.q2->bytes());
-      formats.insert(e.q1->format().name);
-    } else {
-      // bf16 stays bf16 (unless f32 compute is asked for); f16 has no kernels and is widened.
-      const bool keep_bf16 = w.w1.dtype() == model::DType::kBF16 && w.w3.dtype() == model::DType::kBF16 &&
-                             w.w2.dtype() == model::DType::kBF16 && !options.f32_compute;
-      const model::DType dtype = keep_bf16 ? model::DType::kBF16 : model::DType::kF32;
-      // oneDNN's f32 brgemm reads the blocked layout; its AVX2 jit gemm wants plain rows.
-      const PackedLayout layout =
-          keep_bf16 || backend->isa_ >= base::CpuIsa::kAvx512 ? PackedLayout::kBlocked : PackedLayout::kPlainKN;
-      // (w1 and w3 of different dtypes, which no checkpoint writer makes, are stacked as f32.)
-      const bool same = w.w1.dtype() == w.w3.dtype();
-      const model::Tensor w1 = same ? model::Tensor() : w.w1.ToF32(), w3 = same ? model::Tensor() : w.w3.ToF32();
-      for (int64_t begin = 0; begin < inter; begin += backend->gate_up_slice_) {
-        const int64_t count = std::min<int64_t>(backend->gate_up_slice_, inter - begin);
-        const std::vector<uint8_t> rows = same ? StackRows(w.w1, w.w3, begin, count) : StackRows(w1, w3, begin, count);
-        ASSIGN_OR_RETURN(PackedWeight slice, PackedWeight::Pack(rows.data(), same ? w.w1.dtype() : model::DType::kF32,
-                                                                2 * count, hidden, dtype, layout));
-        backend->resident_.bytes += static_cast<int64_t>(slice.bytes());
-        e.gate_up.push_back(std::move(slice));
-      }
-      ASSIGN_OR_RETURN(e.w2, PackedWeight::Pack(w.w2.raw_data(), w.w2.dtype(), hidden, inter, dtype, layout));
-      backend->resident_.bytes += static_cast<int64_t>(e.w2.bytes());
-      (keep_bf16 ? any_bf16 : any_f32) = true;
-    }
-    if (w.b1.rank() > 0 || w.b3.rank() > 0 || w.b2.rank() > 0) {  // a default Tensor has rank 0
-      if (w.b1.shape() != std::vector<int64_t>{inter} || w.b3.shape() != std::vector<int64_t>{inter} ||
-          w.b2.shape() != std::vector<int64_t>{hidden}) {
-        return absl::InvalidArgumentError(absl::StrCat("expert ", w.key.expert, " of layer ", w.key.layer,
-                                                       " has biases ", model::ShapeString(w.b1.shape()), ", ",
-                                                       model::ShapeString(w.b3.shape()), ", ", model::ShapeString(w.b2.shape()),
-                                                       "; expected [I], [I], [H]"));
-      }
-      const auto f32 = [](const model::Tensor& t) {
-        const model::Tensor f = t.ToF32();
-        return std::vector<float>(f.f32().begin(), f.f32().end());
-      };
-      e.b1 = f32(w.b1);
-      e.b3 = f32(w.b3);
-      e.b2 = f32(w.b2);
-    }
-    e.alpha = w.activation.alpha;
-    e.limit = w.activation.limit;
-    backend->experts_.emplace(w.key, std::move(e));
+    ASSIGN_OR_RETURN(Expert e, backend->BuildExpert(w, options));
+    backend->experts_.emplace(w.key, std::make_shared<const Expert>(std::move(e)));
     backend->hosted_.push_back(w.key);
-    backend->intermediate_ = std::max<int>(backend->intermediate_, static_cast<int>(inter));
   }
   std::sort(backend->hosted_.begin(), backend->hosted_.end());
+  bool any_bf16 = false, any_f32 = false;
+  std::set<std::string> formats;  // of the quantized experts
+  for (const auto& [key, e] : backend->experts_) {
+    backend->resident_.bytes += e->bytes;
+    backend->intermediate_ = std::max<int>(backend->intermediate_, static_cast<int>(e->inter));
+    if (e->q1 != nullptr) {
+      formats.insert(e->kind);
+    } else {
+      (e->kind == "bf16" ? any_bf16 : any_f32) = true;
+    }
+  }
   const int kinds = static_cast<int>(any_bf16) + static_cast<int>(any_f32) + static_cast<int>(formats.size());
   backend->resident_.dtype = kinds > 1 ? "mixed" : any_bf16 ? "bf16" : any_f32 ? "f32" : *formats.begin();
   const model::DType main_dtype = any_bf16 ? model::DType::kBF16 : model::DType::kF32;
@@ -212,7 +274,7 @@ absl::StatusOr<std::unique_ptr<CpuExpertBackend>> CpuExpertBackend::FromWeights(
   const Expert* plain = nullptr;
   const Expert* quantized = nullptr;
   for (const ExpertKey& key : backend->hosted_) {
-    const Expert& x = backend->experts_.find(key)->second;
+    const Expert& x = *backend->experts_.find(key)->second;
     const Expert*& first = x.q1 != nullptr ? quantized : plain;
     if (first == nullptr) first = &x;
   }
@@ -293,7 +355,7 @@ absl::Status CpuExpertBackend::Run(absl::Span<const ExpertGroup> groups, absl::S
   absl::MutexLock lock(&mu_);
   omp_set_num_threads(threads_);  // per calling thread: oneDNN's OpenMP regions follow it
   for (const ExpertGroup& g : groups) {
-    const Expert& e = experts_.find(g.key)->second;
+    const Expert& e = *experts_.find(g.key)->second;
     for (int64_t done = 0; done < g.num_rows; done += MatmulCache::kMaxRows) {
       const int64_t rows = std::min<int64_t>(MatmulCache::kMaxRows, g.num_rows - done);
       const int64_t offset = (g.row_begin + done) * hidden_;

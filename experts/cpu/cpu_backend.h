@@ -70,6 +70,17 @@ class CpuExpertBackend : public ExpertBackend {
   static absl::StatusOr<std::unique_ptr<CpuExpertBackend>> FromWeights(
       absl::Span<const ExpertWeights> weights, Options options);
 
+  // The estimated bytes `w` will take resident in a backend with `options` (what Rebuild adds;
+  // the worker's --memory_budget checks it before loading). Errors as QuantizeExpertWeights.
+  static absl::StatusOr<int64_t> ResidentBytesOf(const ExpertWeights& w, const Options& options);
+
+  // A backend with this one's options hosting hosted() − remove + add. The experts kept are
+  // shared with this backend, not copied: their memory is freed when the last backend holding
+  // them goes. NOT_FOUND for a key of `remove` not hosted; INVALID_ARGUMENT as FromWeights (an
+  // expert of `add` already hosted and not removed, nothing left).
+  absl::StatusOr<std::unique_ptr<ExpertBackend>> Rebuild(absl::Span<const ExpertWeights> add,
+                                                         absl::Span<const ExpertKey> remove) const override;
+
   std::string name() const override { return "cpu"; }
   // e.g. "2 threads; CPU Intel(R) Xeon(R) ...; kernels amx: oneDNN brg:avx512_core_amx_bf16 for
   // > 4 rows, own avx512_bf16 for <= 4; weights bf16 336.0 MiB".
@@ -98,8 +109,16 @@ class CpuExpertBackend : public ExpertBackend {
     // Weights resident in a low-bit format (then gate_up and w2 are empty): w1, w3 [I, H], w2 [H, I].
     std::shared_ptr<const model::QuantizedMatrix> q1, q3, q2;
     bool int8 = false;  // Options::int8_activations and w1, w3, w2 all have int8 kernels at isa_
+    int64_t bytes = 0;  // resident
+    std::string kind;   // "bf16", "f32" or the low-bit format's name
   };
   CpuExpertBackend() = default;
+  // The backend hosting `kept` (shared) and `weights` (built here), its kernels chosen and named.
+  static absl::StatusOr<std::unique_ptr<CpuExpertBackend>> Assemble(
+      const Options& options, absl::Span<const std::pair<ExpertKey, std::shared_ptr<const Expert>>> kept,
+      absl::Span<const ExpertWeights> weights);
+  // One expert packed for this backend (isa_, hidden_ and gate_up_slice_ set).
+  absl::StatusOr<Expert> BuildExpert(const ExpertWeights& w, const Options& options) const;
   // Whether oneDNN has a real (non-reference) matmul for weights of `dtype` at isa_.
   bool OneDnnServes(model::DType dtype) const;
   absl::Status RunChunk(const Expert& e, const float* in, float* out, int64_t rows)
@@ -147,7 +166,9 @@ class CpuExpertBackend : public ExpertBackend {
   std::string kernels_;  // what device() says of the kernels
   ResidentWeights resident_;
   std::vector<ExpertKey> hosted_;
-  absl::flat_hash_map<ExpertKey, Expert> experts_;
+  Options options_;
+  // Immutable once built; shared with the backends Rebuild makes.
+  absl::flat_hash_map<ExpertKey, std::shared_ptr<const Expert>> experts_;
   absl::Mutex mu_;
   MatmulCache matmuls_ ABSL_GUARDED_BY(mu_);
   // Grow-only scratch, reused across calls.

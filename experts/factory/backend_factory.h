@@ -38,6 +38,21 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkp
 // The same from weights already in memory (tests, benchmarks).
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackendFromWeights(absl::Span<const ExpertWeights> weights,
                                                                         const BackendOptions& options);
+// `current` (null: hosting nothing) changed to host hosted() − remove + add, `add` read from
+// `checkpoint` (only those experts' tensors) and packed as `options` says, the experts kept
+// shared with `current` (ExpertBackend::Rebuild). Null when nothing is left. `budget` (−1: none)
+// bounds the bytes the added experts may take resident: RESOURCE_EXHAUSTED before anything is
+// packed when their estimate exceeds it; *added_bytes (may be null) gets that estimate (0 for
+// backends that do not estimate). ALREADY_EXISTS for an added expert hosted and not removed,
+// NOT_FOUND for a removed one not hosted, errors of loading, UNIMPLEMENTED for a backend that
+// cannot change (CUDA). `current` is unchanged either way. Used by the worker's LoadExperts and
+// UnloadExperts.
+absl::StatusOr<std::shared_ptr<ExpertBackend>> ChangeExperts(const model::Checkpoint& checkpoint,
+                                                             const ExpertBackend* current,
+                                                             absl::Span<const ExpertKey> add,
+                                                             absl::Span<const ExpertKey> remove,
+                                                             const BackendOptions& options, int64_t budget,
+                                                             int64_t* added_bytes);
 // A description of the CUDA device, or FAILED_PRECONDITION saying why there is no usable GPU
 // (no CUDA in this build, no device, old driver). Tests skip on it with that reason.
 absl::StatusOr<std::string> CudaDevice(int device);

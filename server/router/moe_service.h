@@ -21,7 +21,7 @@
 #include "server/router/forward_batcher.h"
 #include "server/router/micro_batches.h"
 #include "server/router/router_metrics.h"
-#include "server/router/token_auth.h"
+#include "server/common/token_auth.h"
 #include "server/router/worker_pool.h"
 
 namespace moe::server {

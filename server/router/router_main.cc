@@ -28,7 +28,7 @@
 #include "server/router/moe_service.h"
 #include "server/router/oip_service.h"
 #include "server/router/router_metrics.h"
-#include "server/router/token_auth.h"
+#include "server/common/token_auth.h"
 #include "server/router/worker_pool.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint: a folder (config.json + safetensors) or a GGUF file (model.gguf, or the first "

@@ -17,6 +17,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/byte_size.h"
+#include "base/cpu_features.h"
 #include "base/program.h"
 #include "experts/expert_weights.h"
 #include "experts/factory/backend_factory.h"
@@ -25,6 +27,7 @@
 #include "proto/tls_credentials.h"
 #include "server/common/metrics_server.h"
 #include "server/common/server_runtime.h"
+#include "server/common/token_auth.h"
 #include "server/worker/expert_list.h"
 #include "server/worker/expert_metrics.h"
 #include "server/worker/expert_service.h"
@@ -33,7 +36,16 @@ ABSL_FLAG(std::string, checkpoint, "", "Checkpoint: a folder (config.json + safe
           "file of a split set, model-00001-of-0000N.gguf). Required.");
 ABSL_FLAG(std::string, experts, "all",
           "Routed experts to host in every MoE layer: 'all', '3', '0-3' or a list like '0-1,6'; add "
-          "'shared' to also host every layer's always-on MLP (shared experts, dense layers).");
+          "'shared' to also host every layer's always-on MLP (shared experts, dense layers); 'none' starts "
+          "with no experts, for LoadExperts to give it some (needs --admin_token_file).");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the admin bearer token: turns on live placement, the LoadExperts/UnloadExperts calls "
+          "(a router's --rebalance, or an operator), which must carry 'authorization: Bearer <token>'. Re-read "
+          "when it changes. Empty = live placement off (both calls refused). Forward, GetWorkerInfo and health "
+          "stay open.");
+ABSL_FLAG(std::string, memory_budget, "",
+          "Most bytes the hosted experts may take resident (e.g. 64GiB, 512MiB): the start fails past it, and "
+          "LoadExperts is refused with RESOURCE_EXHAUSTED; empty = no limit.");
 ABSL_FLAG(std::string, shard, "",
           "INDEX/COUNT: host the INDEX-th of COUNT even slices of the experts (INDEX taken modulo COUNT, so "
           "a StatefulSet's pod index works with replicas); overrides --experts' routed part.");
@@ -93,7 +105,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const moe::model::ModelConfig& config = (*checkpoint)->config();
-  auto ids = moe::server::ParseExpertList(absl::GetFlag(FLAGS_experts), config.num_experts);
+  const bool start_empty = absl::GetFlag(FLAGS_experts) == "none";
+  auto ids = start_empty ? absl::StatusOr<moe::server::ExpertSelection>(moe::server::ExpertSelection{})
+                         : moe::server::ParseExpertList(absl::GetFlag(FLAGS_experts), config.num_experts);
   if (!ids.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", ids.status().ToString().c_str());
     return 2;
@@ -120,7 +134,30 @@ int main(int argc, char** argv) {
     }
     if (ids->always_on && config.HasAlwaysOn(layer)) hosted.push_back({layer, config.AlwaysOnId()});
   }
-  if (hosted.empty()) {
+  int64_t memory_budget = 0;
+  if (const std::string budget = absl::GetFlag(FLAGS_memory_budget); !budget.empty()) {
+    auto parsed = moe::base::ParseByteSize(budget);
+    if (!parsed.ok() || *parsed <= 0) {
+      std::fprintf(stderr, "moe-expert: --memory_budget: %s\n",
+                   parsed.ok() ? "must be more than 0" : parsed.status().message().data());
+      return 2;
+    }
+    memory_budget = *parsed;
+  }
+  std::unique_ptr<moe::server::TokenAuth> admin;
+  if (const std::string file = absl::GetFlag(FLAGS_admin_token_file); !file.empty()) {
+    auto made = moe::server::TokenAuth::FromFile(file);
+    if (!made.ok()) {
+      std::fprintf(stderr, "moe-expert: --admin_token_file: %s\n", made.status().ToString().c_str());
+      return 2;
+    }
+    admin = *std::move(made);
+  }
+  if (start_empty && admin == nullptr) {
+    std::fprintf(stderr, "moe-expert: --experts=none needs --admin_token_file (nothing else can give it experts)\n");
+    return 2;
+  }
+  if (hosted.empty() && !start_empty) {
     std::fprintf(stderr, "moe-expert: --experts=%s selects nothing in this model\n", absl::GetFlag(FLAGS_experts).c_str());
     return 2;
   }
@@ -184,25 +221,44 @@ int main(int argc, char** argv) {
                                           : moe::model::DType::kF32,
       .cuda_grouped_gemm = cuda_gemm == "grouped"};
   const auto load_start = std::chrono::steady_clock::now();
-  auto backend = moe::experts::CreateBackend(**checkpoint, hosted, backend_options);
+  int64_t estimate = 0;
+  auto backend = moe::experts::ChangeExperts(**checkpoint, nullptr, hosted, {}, backend_options,
+                                             memory_budget > 0 ? memory_budget : -1, &estimate);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  if (backend.ok() && *backend != nullptr && memory_budget > 0 && (*backend)->resident().bytes > memory_budget) {
+    backend = absl::ResourceExhaustedError(absl::StrCat("the experts take ", (*backend)->resident().bytes,
+                                                        " bytes resident, past --memory_budget"));
+  }
   if (!backend.ok()) {
     std::fprintf(stderr, "moe-expert: %s\n", backend.status().ToString().c_str());
     (*server)->Shutdown();
     return 1;
+  }
+  if (admin != nullptr) {
+    service.EnableLivePlacement(
+        {.change =
+             [&checkpoint = **checkpoint, backend_options](
+                 const moe::experts::ExpertBackend* current, absl::Span<const moe::experts::ExpertKey> add,
+                 absl::Span<const moe::experts::ExpertKey> remove, int64_t budget, int64_t* added) {
+               return moe::experts::ChangeExperts(checkpoint, current, add, remove, backend_options, budget, added);
+             },
+         .admin = admin.get(),
+         .memory_budget = memory_budget,
+         .always_on_id = config.AlwaysOnId()});
   }
   moe::v1::GetWorkerInfoResponse info;
   info.set_model_type(config.model_type);
   info.set_num_layers(config.num_layers);
   info.set_num_experts(config.num_experts);
   info.set_weight_dtype(config.torch_dtype);
-  std::shared_ptr<moe::experts::ExpertBackend> shared(std::move(*backend));
+  std::shared_ptr<moe::experts::ExpertBackend> shared = *std::move(backend);  // null: hosting nothing
   auto registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<moe::server::ExpertMetrics> metrics;
   moe::server::MetricsServer metrics_server;
   metrics_server.port = -1;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    metrics = std::make_unique<moe::server::ExpertMetrics>(*registry, shared->hosted(), config.AlwaysOnId());
+    metrics = std::make_unique<moe::server::ExpertMetrics>(
+        *registry, shared != nullptr ? shared->hosted() : std::vector<moe::experts::ExpertKey>{}, config.AlwaysOnId());
     auto started = moe::server::StartMetricsServer(moe::server::HostOf(absl::GetFlag(FLAGS_listen)),
                                                    absl::GetFlag(FLAGS_metrics_port), registry);
     if (!started.ok()) {
@@ -226,10 +282,13 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "moe-expert: serving checkpoint=%s type=%s experts=%s layers=%d backend=%s device=\"%s\" "
-               "checkpoint_weights=%s loaded_in=%.2fs port=%d metrics_port=%d health_port=%d tls=%s\n",
+               "checkpoint_weights=%s loaded_in=%.2fs port=%d metrics_port=%d health_port=%d tls=%s "
+               "live_placement=%s memory_budget=%s\n",
                dir.c_str(), config.model_type.c_str(),
-               (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(), config.num_layers,
-               shared->name().c_str(), shared->device().c_str(),
+               start_empty ? "none" : (absl::StrJoin(ids->routed, ",") + (ids->always_on ? "+shared" : "")).c_str(),
+               config.num_layers, backend_options.kind.c_str(),
+               shared != nullptr ? shared->device().c_str()
+                                 : absl::StrCat(moe::base::DetectCpuFeatures().model, "; no experts yet").c_str(),
                absl::EndsWith(dir, ".gguf")     ? "gguf (the resident format is in device=)"
                : config.mxfp4                   ? "mxfp4"
                : config.fp8_block_n > 0         ? "fp8 e4m3 blocks"
@@ -237,7 +296,9 @@ int main(int argc, char** argv) {
                : !config.compressed_tensors.empty() ? "compressed-tensors (the resident format is in device=)"
                                                 : config.torch_dtype.c_str(),
                load_s, port, metrics_server.port, health_port,
-               credentials == nullptr ? "off" : (tls.ca.empty() ? "server" : "mTLS (client certificate required)"));
+               credentials == nullptr ? "off" : (tls.ca.empty() ? "server" : "mTLS (client certificate required)"),
+               admin != nullptr ? "on (admin token)" : "off",
+               memory_budget > 0 ? moe::base::FormatByteSize(memory_budget).c_str() : "none");
   std::atomic<bool> device_failed{false};
   service.SetFatalHandler([&](const absl::Status& status) {
     std::fprintf(stderr, "moe-expert: fatal: %s; NOT_SERVING, draining and exiting\n", status.ToString().c_str());

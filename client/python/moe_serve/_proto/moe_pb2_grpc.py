@@ -153,6 +153,16 @@ class ExpertServiceStub(object):
                 request_serializer=moe_dot_v1_dot_moe__pb2.GetWorkerInfoRequest.SerializeToString,
                 response_deserializer=moe_dot_v1_dot_moe__pb2.GetWorkerInfoResponse.FromString,
                 )
+        self.LoadExperts = channel.unary_unary(
+                '/moe.v1.ExpertService/LoadExperts',
+                request_serializer=moe_dot_v1_dot_moe__pb2.LoadExpertsRequest.SerializeToString,
+                response_deserializer=moe_dot_v1_dot_moe__pb2.PlacementChangeResponse.FromString,
+                )
+        self.UnloadExperts = channel.unary_unary(
+                '/moe.v1.ExpertService/UnloadExperts',
+                request_serializer=moe_dot_v1_dot_moe__pb2.UnloadExpertsRequest.SerializeToString,
+                response_deserializer=moe_dot_v1_dot_moe__pb2.PlacementChangeResponse.FromString,
+                )
 
 
 class ExpertServiceServicer(object):
@@ -170,6 +180,18 @@ class ExpertServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadExperts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadExperts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExpertServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +204,16 @@ def add_ExpertServiceServicer_to_server(servicer, server):
                     servicer.GetWorkerInfo,
                     request_deserializer=moe_dot_v1_dot_moe__pb2.GetWorkerInfoRequest.FromString,
                     response_serializer=moe_dot_v1_dot_moe__pb2.GetWorkerInfoResponse.SerializeToString,
+            ),
+            'LoadExperts': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadExperts,
+                    request_deserializer=moe_dot_v1_dot_moe__pb2.LoadExpertsRequest.FromString,
+                    response_serializer=moe_dot_v1_dot_moe__pb2.PlacementChangeResponse.SerializeToString,
+            ),
+            'UnloadExperts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadExperts,
+                    request_deserializer=moe_dot_v1_dot_moe__pb2.UnloadExpertsRequest.FromString,
+                    response_serializer=moe_dot_v1_dot_moe__pb2.PlacementChangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,5 +256,39 @@ class ExpertService(object):
         return grpc.experimental.unary_unary(request, target, '/moe.v1.ExpertService/GetWorkerInfo',
             moe_dot_v1_dot_moe__pb2.GetWorkerInfoRequest.SerializeToString,
             moe_dot_v1_dot_moe__pb2.GetWorkerInfoResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def LoadExperts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/moe.v1.ExpertService/LoadExperts',
+            moe_dot_v1_dot_moe__pb2.LoadExpertsRequest.SerializeToString,
+            moe_dot_v1_dot_moe__pb2.PlacementChangeResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UnloadExperts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/moe.v1.ExpertService/UnloadExperts',
+            moe_dot_v1_dot_moe__pb2.UnloadExpertsRequest.SerializeToString,
+            moe_dot_v1_dot_moe__pb2.PlacementChangeResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -1,8 +1,8 @@
-// tests/server/router/token_auth_test.cc
+// tests/server/common/token_auth_test.cc
 // TokenAuth's pieces without a server: the constant-time comparison and the token file (read,
 // whitespace stripped, refused when missing or empty). Calls with and without the token, and
 // rotation, run against a real router in security_test.
-#include "server/router/token_auth.h"
+#include "server/common/token_auth.h"
 
 #include <fstream>
 

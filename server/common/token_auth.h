@@ -1,9 +1,10 @@
-// server/router/token_auth.h
-// Bearer-token authentication of the router's API (--auth_token_file): a call must carry
+// server/common/token_auth.h
+// Bearer-token authentication: of the router's API (--auth_token_file) and of a worker's admin
+// calls, LoadExperts/UnloadExperts (--admin_token_file). A call must carry
 // "authorization: Bearer <token>" with the file's token (surrounding whitespace ignored), compared
 // in constant time. The file is re-read when its modification time changes (checked at most once
 // a second), so tokens rotate without a restart. Health (grpc.health.v1, OIP ServerLive/Ready)
-// stays open for probes. Used by MoeServiceImpl and OipService. Thread-safe.
+// stays open for probes. Used by MoeServiceImpl, OipService and ExpertServiceImpl. Thread-safe.
 #pragma once
 
 #include <memory>

@@ -1,5 +1,5 @@
-// server/router/token_auth.cc
-#include "server/router/token_auth.h"
+// server/common/token_auth.cc
+#include "server/common/token_auth.h"
 
 #include <sys/stat.h>
 
