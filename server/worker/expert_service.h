@@ -72,6 +72,9 @@ class ExpertServiceImpl final
   void SetBackend(std::shared_ptr<experts::ExpertBackend> backend, moe::v1::GetWorkerInfoResponse info,
                   ExpertMetrics* metrics = nullptr);
 
+  // Requests waiting for the compute thread (tests, metrics).
+  size_t queue_depth() const { return queue_.depth(); }
+
   // Called once if the backend becomes unhealthy (a sticky device error): the worker must stop
   // serving rather than answer garbage. Set before serving.
   void SetFatalHandler(std::function<void(const absl::Status&)> handler) { on_fatal_ = std::move(handler); }
