@@ -32,6 +32,7 @@ struct PlannedTensor {
   bool mlp = false;  // an expert / shared / dense projection (quantized with GeneratorOptions::fp8)
   // A stacked expert tensor: its [E, n, k] with rows = output features (quantized with mxfp4).
   int64_t stacked_n = 0, stacked_k = 0;
+  float first_row_scale = 1.0f;  // row 0 multiplied by this (a skewed gate: GeneratorOptions::skew)
 };
 
 Tensor RandomTensor(const PlannedTensor& p, DType dtype) {
@@ -39,6 +40,9 @@ Tensor RandomTensor(const PlannedTensor& p, DType dtype) {
   std::mt19937_64 rng(p.seed);
   std::normal_distribution<float> normal(0.0f, p.stddev);
   for (float& v : f32.mutable_f32()) v = normal(rng);
+  if (p.first_row_scale != 1.0f && p.shape.size() == 2) {
+    for (int64_t j = 0; j < p.shape[1]; ++j) f32.mutable_f32()[j] *= p.first_row_scale;
+  }
   return dtype == DType::kF32 || p.force_f32 ? f32 : f32.ConvertTo(dtype);
 }
 
@@ -84,6 +88,7 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const GeneratorOption
     if (c.IsMoeLayer(layer)) {
       const int64_t scored = e + c.zero_experts;  // the gate scores zero experts too
       plan.push_back({GateWeightName(c, layer), {scored, h}, sh, seed++});
+      plan.back().first_row_scale = options.skew;
       if (!c.names.router_bias.empty()) plan.push_back({RouterBiasName(c, layer), {scored}, 0.5f, seed++});
       if (c.selection_bias) {
         // Selection bias, always f32; spread enough that some biased scores go negative.

@@ -26,6 +26,11 @@ struct GeneratorOptions {
   bool fp8 = false;
   // Stacked experts (gpt_oss) as MXFP4 `_blocks` + `_scales`, as gpt-oss ships them.
   bool mxfp4 = false;
+  // Expert 0's gate row of every MoE layer multiplied by this: its logit then varies `skew` times
+  // as much as the others', so it wins far more often than 1/E of the tokens (skewed routing, for
+  // placement tests and benchmarks; measured: Mixtral top-2 of 8 at 10, expert 0 in the top-2 of
+  // about half the tokens of random inputs). 1 = an ordinary gate.
+  float skew = 1.0f;
 };
 
 // Writes the checkpoint into `dir` (created if missing). Weights are N(0, 1/fan_in): the expert

@@ -34,6 +34,10 @@ ABSL_FLAG(std::string, quant, "none",
           "(experts, shared, dense) in that llama.cpp type, gates and biases F32.");
 ABSL_FLAG(int, shards, 1, "Number of safetensors shards (>1 writes model.safetensors.index.json).");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same weights.");
+ABSL_FLAG(double, skew, 1.0,
+          "Skewed routing: expert 0's gate row in every MoE layer multiplied by this (at 10, Mixtral top-2 of 8 "
+          "sends it about half the tokens of random inputs; 1 = an ordinary gate). For placement tests and "
+          "benchmarks (moe-router --rebalance).");
 
 int main(int argc, char** argv) {
   moe::base::InitProgram(argc, argv,
@@ -77,6 +81,11 @@ int main(int argc, char** argv) {
   options.config = *std::move(config);
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.seed = absl::GetFlag(FLAGS_seed);
+  options.skew = static_cast<float>(absl::GetFlag(FLAGS_skew));
+  if (!(options.skew > 0.0f)) {
+    std::fprintf(stderr, "moe-make-checkpoint: --skew must be more than 0\n");
+    return 2;
+  }
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   if (dtype == "bf16") {
     options.dtype = moe::model::DType::kBF16;

@@ -68,7 +68,11 @@ grpc::Status DispatchCall::BuildCalls() {
       local_rows_ += plan.RowsOf(e);
       continue;
     }
-    const int worker = pool_->Pick({in_.layer, e});  // coverage was checked at start: >= 0
+    const int worker = pool_->Pick({in_.layer, e});
+    if (worker < 0) {  // coverage was checked at start; live placement never removes a last replica
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("no worker hosts expert ", e, " of layer ", in_.layer));
+    }
     if (!pool_->IsHealthy(worker)) {  // Pick prefers healthy replicas: every one of e's is down
       std::vector<std::string> down;
       for (int w : pool_->ReplicasOf({in_.layer, e})) down.push_back(pool_->worker(w).address);
@@ -225,8 +229,14 @@ void DispatchCall::OnReply(WorkerCall& call, grpc::Status status) {
                                status.error_code(), " ", status.error_message()));
   }
   call.status = std::move(status);
-  // A unary call that failed UNAVAILABLE got no response: its experts' groups can go elsewhere.
-  if (call.status.error_code() == grpc::StatusCode::UNAVAILABLE && !call.retried && FailOver(call)) return;
+  // A unary call that failed UNAVAILABLE got no response: its experts' groups can go elsewhere. So
+  // can those of a call answered NOT_FOUND: the worker no longer hosts an expert (live placement
+  // unloaded it after this dispatch picked the worker).
+  const grpc::StatusCode code = call.status.error_code();
+  if ((code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::NOT_FOUND) && !call.retried &&
+      FailOver(call)) {
+    return;
+  }
   PartDone();
 }
 
@@ -240,7 +250,7 @@ bool DispatchCall::FailOver(WorkerCall& failed) {
   }
   if (!stranded.empty()) {
     failed.status = grpc::Status(
-        grpc::StatusCode::UNAVAILABLE,
+        failed.status.error_code(),
         absl::StrCat(failed.status.error_message(), "; no healthy replica for ",
                      stranded.size() == 1 ? "expert " : "experts ", absl::StrJoin(stranded, ","), " to fail over to"));
     return false;

@@ -6,7 +6,8 @@
 // meanwhile, and when the last part is done combines the outputs (in expert order, so the sum is
 // deterministic) and hands them to `done`.
 // Failover: a worker call that fails before any response because the worker is unreachable
-// (UNAVAILABLE) or stopped answering health checks (WorkerPool cancels its calls) is re-sent
+// (UNAVAILABLE) or stopped answering health checks (WorkerPool cancels its calls), or answered
+// NOT_FOUND because it no longer hosts an expert (live placement moved it), is re-sent
 // once, per expert: each of its experts' token groups goes to a healthy replica of that expert
 // (PickFailover: fewest calls in flight, ties to the lowest index), several workers if need be,
 // within the same deadline. If some expert has no healthy replica, the call fails UNAVAILABLE

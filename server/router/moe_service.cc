@@ -402,13 +402,13 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
   }
   if (workers_ != nullptr) {
     for (int w = 0; w < workers_->size(); ++w) {
-      const WorkerPool::Worker& worker = workers_->worker(w);
+      const moe::v1::GetWorkerInfoResponse info = workers_->Info(w);
       moe::v1::WorkerState* s = response->add_workers();
-      s->set_address(worker.address);
+      s->set_address(workers_->worker(w).address);
       s->set_up(workers_->IsUp(w));
-      s->set_backend(worker.info.backend());
-      s->set_device(worker.info.device());
-      s->set_num_experts(worker.info.experts_size());
+      s->set_backend(info.backend());
+      s->set_device(info.device());
+      s->set_num_experts(info.experts_size());
     }
   }
   finish(grpc::Status::OK);

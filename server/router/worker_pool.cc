@@ -32,6 +32,7 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
       grpc::ClientContext ctx;
       ctx.set_wait_for_ready(true);
       ctx.set_deadline(absl::ToChronoTime(give_up));
+      absl::MutexLock info_lock(&w->info_mu);
       s = w->stub->GetWorkerInfo(&ctx, moe::v1::GetWorkerInfoRequest(), &w->info);
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() + pause >= give_up) break;
       absl::SleepFor(pause);  // a retry's pacing, while the worker loads
@@ -41,15 +42,18 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
       return absl::UnavailableError(absl::StrCat("worker ", address, " did not answer GetWorkerInfo within ",
                                                  absl::FormatDuration(timeout), ": ", s.error_message()));
     }
-    if (w->info.hidden_size() != config.hidden_size || w->info.model_type() != config.model_type ||
-        w->info.num_experts() != config.num_experts) {
+    const moe::v1::GetWorkerInfoResponse info = pool->InfoOf(*w);
+    // (A worker that hosts no experts yet, waiting for LoadExperts, reports no hidden size.)
+    if ((info.experts_size() > 0 && info.hidden_size() != config.hidden_size) || info.model_type() != config.model_type ||
+        info.num_experts() != config.num_experts) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", address, " serves a ", w->info.model_type(), " model with hidden ", w->info.hidden_size(),
-          " and ", w->info.num_experts(), " experts; the router's checkpoint is ", config.model_type, " with hidden ",
+          "worker ", address, " serves a ", info.model_type(), " model with hidden ", info.hidden_size(),
+          " and ", info.num_experts(), " experts; the router's checkpoint is ", config.model_type, " with hidden ",
           config.hidden_size, " and ", config.num_experts, " experts"));
     }
     const int index = static_cast<int>(pool->workers_.size());
-    for (const moe::v1::HostedExpert& e : w->info.experts()) {
+    absl::MutexLock lock(&pool->placement_mu_);
+    for (const moe::v1::HostedExpert& e : info.experts()) {
       pool->placement_[experts::ExpertKey{e.layer(), e.expert()}].push_back(index);
     }
     pool->workers_.push_back(std::move(w));
@@ -57,7 +61,52 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
   return pool;
 }
 
+moe::v1::GetWorkerInfoResponse WorkerPool::InfoOf(Worker& w) {
+  absl::MutexLock lock(&w.info_mu);
+  return w.info;
+}
+
+moe::v1::GetWorkerInfoResponse WorkerPool::Info(int i) const { return InfoOf(*workers_[i]); }
+
+void WorkerPool::SetInfo(int i, moe::v1::GetWorkerInfoResponse info) {
+  absl::MutexLock lock(&workers_[i]->info_mu);
+  workers_[i]->info = std::move(info);
+}
+
+WorkerPool::Placement WorkerPool::placement() const {
+  absl::ReaderMutexLock lock(&placement_mu_);
+  return placement_;
+}
+
+int64_t WorkerPool::generation() const {
+  absl::ReaderMutexLock lock(&placement_mu_);
+  return generation_;
+}
+
+void WorkerPool::AddReplicas(int i, absl::Span<const experts::ExpertKey> keys) {
+  absl::MutexLock lock(&placement_mu_);
+  for (const experts::ExpertKey& key : keys) {
+    std::vector<int>& replicas = placement_[key];
+    if (std::find(replicas.begin(), replicas.end(), i) == replicas.end()) {
+      replicas.insert(std::upper_bound(replicas.begin(), replicas.end(), i), i);
+    }
+  }
+  ++generation_;
+}
+
+void WorkerPool::RemoveReplicas(int i, absl::Span<const experts::ExpertKey> keys) {
+  absl::MutexLock lock(&placement_mu_);
+  for (const experts::ExpertKey& key : keys) {
+    auto it = placement_.find(key);
+    if (it == placement_.end()) continue;
+    it->second.erase(std::remove(it->second.begin(), it->second.end(), i), it->second.end());
+    if (it->second.empty()) placement_.erase(it);
+  }
+  ++generation_;
+}
+
 absl::Status WorkerPool::CheckCoverage(absl::Span<const experts::ExpertKey> needed) const {
+  absl::ReaderMutexLock lock(&placement_mu_);
   std::vector<std::string> missing;
   for (const experts::ExpertKey& key : needed) {
     if (!placement_.contains(key)) missing.push_back(absl::StrCat(key.layer, "/", key.expert));
@@ -67,7 +116,8 @@ absl::Status WorkerPool::CheckCoverage(absl::Span<const experts::ExpertKey> need
       missing.size(), " (layer/expert) pairs have no worker: ", absl::StrJoin(missing, ", ")));
 }
 
-absl::Span<const int> WorkerPool::ReplicasOf(const experts::ExpertKey& key) const {
+std::vector<int> WorkerPool::ReplicasOf(const experts::ExpertKey& key) const {
+  absl::ReaderMutexLock lock(&placement_mu_);
   auto it = placement_.find(key);
   if (it == placement_.end()) return {};
   return it->second;
@@ -113,7 +163,7 @@ bool WorkerPool::ReportOutcome(int i, const grpc::Status& status) {
 std::vector<uint8_t> WorkerPool::UnavailableExperts(int layer, int num_experts) const {
   std::vector<uint8_t> down(num_experts, 0);
   for (int e = 0; e < num_experts; ++e) {
-    absl::Span<const int> replicas = ReplicasOf({layer, e});
+    const std::vector<int> replicas = ReplicasOf({layer, e});
     down[e] = !replicas.empty() && std::none_of(replicas.begin(), replicas.end(), [&](int w) { return IsUp(w); });
   }
   return down;

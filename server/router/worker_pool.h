@@ -6,7 +6,9 @@
 // worker that does not answer in time is marked down (new dispatches avoid it) and its calls in
 // flight are cancelled, so DispatchCall fails them over to replicas instead of waiting out the
 // deadline; one that answers NOT_SERVING (draining) is avoided but its calls are left to finish.
-// Built once at start; everything after Connect is thread-safe.
+// The set of workers is fixed at start; the placement may change while serving (the placement
+// controller's AddReplicas/RemoveReplicas after a worker's LoadExperts/UnloadExperts). Everything
+// after Connect is thread-safe.
 #pragma once
 
 #include <atomic>
@@ -51,7 +53,8 @@ class WorkerPool {
     std::string address;
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<moe::v1::ExpertService::Stub> stub;
-    moe::v1::GetWorkerInfoResponse info;
+    absl::Mutex info_mu;
+    moe::v1::GetWorkerInfoResponse info ABSL_GUARDED_BY(info_mu);  // as it last said (WorkerPool::Info)
     std::atomic<int> inflight{0};
     std::atomic<bool> up{true};       // the last call reached it (it answered GetWorkerInfo at start)
     std::atomic<bool> healthy{true};  // health checks answer SERVING in time
@@ -80,8 +83,19 @@ class WorkerPool {
   int size() const { return static_cast<int>(workers_.size()); }
   Worker& worker(int i) { return *workers_[i]; }
   const Worker& worker(int i) const { return *workers_[i]; }
-  // Workers hosting `key` (empty if none).
-  absl::Span<const int> ReplicasOf(const experts::ExpertKey& key) const;
+  // Workers hosting `key` (empty if none), ascending.
+  std::vector<int> ReplicasOf(const experts::ExpertKey& key) const;
+  // The whole placement: (layer, expert) → workers hosting it, ascending.
+  using Placement = absl::flat_hash_map<experts::ExpertKey, std::vector<int>>;
+  Placement placement() const;
+  // Live placement: worker i hosts `keys` too from now on (after its LoadExperts answered) / no
+  // longer gets them (before its UnloadExperts). Each change increments generation().
+  void AddReplicas(int i, absl::Span<const experts::ExpertKey> keys);
+  void RemoveReplicas(int i, absl::Span<const experts::ExpertKey> keys);
+  int64_t generation() const;
+  // What worker i last said of itself (GetWorkerInfo at start, then each placement change).
+  moe::v1::GetWorkerInfoResponse Info(int i) const;
+  void SetInfo(int i, moe::v1::GetWorkerInfoResponse info);
   // Whether worker i's channel is not in TRANSIENT_FAILURE (asks it to connect if idle).
   bool IsConnectable(int i) const;
   // The replica of `key` to call now: a live one (healthy, channel not failing) with the fewest
@@ -116,6 +130,7 @@ class WorkerPool {
 
  private:
   int Best(absl::Span<const int> candidates, int exclude, bool healthy_only) const;
+  static moe::v1::GetWorkerInfoResponse InfoOf(Worker& w);
   void CheckLoop();
 
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -124,7 +139,9 @@ class WorkerPool {
   absl::Mutex health_mu_;
   bool stopping_ ABSL_GUARDED_BY(health_mu_) = false;
   std::thread health_thread_;
-  absl::flat_hash_map<experts::ExpertKey, std::vector<int>> placement_;
+  mutable absl::Mutex placement_mu_;
+  Placement placement_ ABSL_GUARDED_BY(placement_mu_);
+  int64_t generation_ ABSL_GUARDED_BY(placement_mu_) = 0;
 };
 
 }  // namespace moe::server
