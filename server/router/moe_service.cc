@@ -184,6 +184,7 @@ void MoeServiceImpl::GateAndDispatch(Validated v, grpc::CallbackServerContext* c
     affected = Degrade(v, *routing);
   }
   if (metrics_ != nullptr) metrics_->RecordRouting(v.layer->layer(), *routing);
+  if (load_ != nullptr) load_->Record(v.layer->layer(), *routing);
   if (retry_once) {
     // Degraded mode: a dispatch that fails UNAVAILABLE (a worker lost mid-call, now known down)
     // is gated once more, routing around what is down.

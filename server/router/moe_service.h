@@ -22,6 +22,7 @@
 #include "server/router/micro_batches.h"
 #include "server/router/router_metrics.h"
 #include "server/common/token_auth.h"
+#include "server/router/expert_load.h"
 #include "server/router/worker_pool.h"
 
 namespace moe::server {
@@ -73,6 +74,9 @@ class MoeServiceImpl final
                                                    WorkerPool* workers, experts::ExpertBackend* local_backend,
                                                    ComputeQueue* queue);
 
+  // Where each routing's pairs are counted for the placement controller (null: nowhere); call
+  // before serving.
+  void SetExpertLoad(ExpertLoad* load) { load_ = load; }
   // Bearer-token authentication of every call but health (null: none); call before serving.
   void SetAuth(TokenAuth* auth) { auth_ = auth; }
   // OK, or UNAUTHENTICATED (counted in the metrics as `method`) when a token is required.
@@ -145,6 +149,7 @@ class MoeServiceImpl final
   RouterMetrics* metrics_ = nullptr;
   RateLimitedLog* log_ = nullptr;
   TokenAuth* auth_ = nullptr;
+  ExpertLoad* load_ = nullptr;
   std::atomic<int> inflight_{0};  // admitted Forwards (max_inflight)
 };
 

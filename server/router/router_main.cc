@@ -29,6 +29,8 @@
 #include "server/router/oip_service.h"
 #include "server/router/router_metrics.h"
 #include "server/common/token_auth.h"
+#include "server/router/expert_load.h"
+#include "server/router/placement_controller.h"
 #include "server/router/worker_pool.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint: a folder (config.json + safetensors) or a GGUF file (model.gguf, or the first "
@@ -78,6 +80,19 @@ ABSL_FLAG(int, micro_batches, 1,
           "Networked: a dispatch of at least --micro_batch_min_tokens tokens leaves as this many micro-batches at "
           "once, so workers compute one while the router sends or combines another; 1 = the serial path.");
 ABSL_FLAG(int64_t, micro_batch_min_tokens, 256, "The smallest dispatch that --micro_batches cuts.");
+ABSL_FLAG(std::string, rebalance, "off",
+          "Live placement from the measured load: off; plan (every --rebalance_interval_s, log and export the "
+          "placement it would apply: moe_placement_imbalance_ratio); auto (apply it when it lowers the worker load "
+          "imbalance by --rebalance_min_gain: hot experts get the --redundant_experts replicas, through the workers' "
+          "LoadExperts/UnloadExperts, without failing a request). auto also places experts no worker hosts at start "
+          "(workers started with --experts=none). Needs --worker_admin_token_file for auto.");
+ABSL_FLAG(int, rebalance_interval_s, 30, "Seconds between placement rounds; the load is counted over one interval.");
+ABSL_FLAG(int, redundant_experts, 0, "Extra replicas per MoE layer the placement gives to its hottest experts.");
+ABSL_FLAG(double, rebalance_min_gain, 0.1,
+          "auto applies a plan only if it lowers the predicted imbalance (max/mean worker load) by this fraction.");
+ABSL_FLAG(int64_t, rebalance_min_pairs, 1000, "Token-expert pairs an interval needs before a round plans anything.");
+ABSL_FLAG(std::string, worker_admin_token_file, "",
+          "File holding the workers' admin token (their --admin_token_file), sent with LoadExperts/UnloadExperts.");
 ABSL_FLAG(int, connect_timeout_s, 60, "How long to wait at start for each worker's GetWorkerInfo.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend in --local mode.");
 ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend in --local mode (and shared experts); 0 = every core.");
@@ -207,6 +222,18 @@ int main(int argc, char** argv) {
   std::unique_ptr<moe::experts::ExpertBackend> backend;
   std::unique_ptr<moe::server::ComputeQueue> queue;
   std::unique_ptr<moe::server::WorkerPool> pool;
+  const std::string rebalance = absl::GetFlag(FLAGS_rebalance);
+  if (rebalance != "off" && rebalance != "plan" && rebalance != "auto") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--rebalance must be off, plan or auto, not '", rebalance, "'")));
+  }
+  if (rebalance != "off" && local) {
+    return Fail(absl::InvalidArgumentError("--rebalance places experts on workers; it has no meaning with --local"));
+  }
+  if (rebalance == "auto" && absl::GetFlag(FLAGS_worker_admin_token_file).empty()) {
+    return Fail(absl::InvalidArgumentError("--rebalance=auto needs --worker_admin_token_file (the workers' admin token)"));
+  }
+  std::unique_ptr<moe::server::ExpertLoad> expert_load;
+  std::unique_ptr<moe::server::PlacementController> controller;
   std::unique_ptr<moe::server::MoeServiceImpl> service;
   const std::vector<moe::experts::ExpertKey> routed = moe::experts::AllExperts(config);
   const std::vector<moe::experts::ExpertKey> always_on = moe::experts::AlwaysOnExperts(config);
@@ -240,6 +267,22 @@ int main(int argc, char** argv) {
     pool = std::move(*connected);
     std::vector<moe::experts::ExpertKey> needed = routed;
     if (shared_on == "workers") needed.insert(needed.end(), always_on.begin(), always_on.end());
+    if (rebalance != "off") {
+      expert_load = std::make_unique<moe::server::ExpertLoad>(config);
+      controller = std::make_unique<moe::server::PlacementController>(
+          pool.get(), config, expert_load.get(), nullptr,
+          moe::server::PlacementControllerOptions{
+              .apply = rebalance == "auto",
+              .interval = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_rebalance_interval_s))),
+              .redundant = std::max(0, absl::GetFlag(FLAGS_redundant_experts)),
+              .min_gain = absl::GetFlag(FLAGS_rebalance_min_gain),
+              .min_pairs = absl::GetFlag(FLAGS_rebalance_min_pairs),
+              .admin_token_file = absl::GetFlag(FLAGS_worker_admin_token_file)});
+      if (rebalance == "auto" && !pool->CheckCoverage(routed).ok()) {
+        // Workers that started empty (or short): place what nobody hosts before serving.
+        if (absl::Status placed = controller->PlaceUncovered(); !placed.ok()) return Fail(placed);
+      }
+    }
     if (absl::Status covered = pool->CheckCoverage(needed); !covered.ok()) {
       std::fprintf(stderr, "moe-router: refusing to serve: %s\n", covered.ToString().c_str());
       return 1;
@@ -264,6 +307,11 @@ int main(int argc, char** argv) {
   }
   service->SetObservability(metrics.get(), &log);
   service->SetAuth(auth.get());
+  if (controller != nullptr) {
+    service->SetExpertLoad(expert_load.get());
+    controller->SetMetrics(metrics.get());
+    controller->Start();
+  }
   if (pool != nullptr && absl::GetFlag(FLAGS_health_check_interval_ms) > 0) {
     moe::server::WorkerPool* p = pool.get();
     moe::server::RouterMetrics* m = metrics.get();
@@ -304,7 +352,7 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.MoeService"}, true);
   std::fprintf(stderr,
                "moe-router: serving model=%s type=%s layers=%d experts=%d routing=\"%s\" hidden=%d mode=%s "
-               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s on_expert_unavailable=%s each_token_once=%s micro_batches=%s gate=\"%s\" experts_here=\"%s\"\n",
+               "shared_experts=%s workers=[%s] port=%d metrics_port=%d health_port=%d tls=%s auth=%s on_expert_unavailable=%s each_token_once=%s micro_batches=%s rebalance=%s gate=\"%s\" experts_here=\"%s\"\n",
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
@@ -315,10 +363,15 @@ int main(int argc, char** argv) {
                local || options.micro_batching.parts == 1
                    ? "off"
                    : absl::StrCat(options.micro_batching.parts, "@", options.micro_batching.min_tokens).c_str(),
+               controller == nullptr ? "off"
+                                     : absl::StrCat(rebalance, "/", absl::GetFlag(FLAGS_rebalance_interval_s), "s+",
+                                                    absl::GetFlag(FLAGS_redundant_experts), "redundant")
+                                           .c_str(),
                blas.c_str(),
                backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  if (controller != nullptr) controller->Stop();  // before the pool and the metrics it uses
   if (pool != nullptr) pool->StopHealthChecks();  // its callback uses `metrics`, destroyed first
   // The gRPC drain is complete; no scrape may read the metrics once they start being destroyed.
   moe::server::StopMetricsServer(metrics_server);

@@ -117,6 +117,37 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const model::ModelC
                          .Help("Workers up that host the expert (the fewest over MoE layers); 0 = the expert is missing.")
                          .Register(registry);
     for (int e = 0; e < num_experts_; ++e) replicas_.push_back(&replicas.Add({{"expert", absl::StrCat(e)}}));
+    auto& placed = prometheus::BuildGauge()
+                       .Name("moe_expert_replicas")
+                       .Help("Workers hosting the expert, the mean over MoE layers (live placement adds replicas of hot "
+                             "experts: --rebalance).")
+                       .Register(registry);
+    for (int e = 0; e < num_experts_; ++e) placed_replicas_.push_back(&placed.Add({{"expert", absl::StrCat(e)}}));
+    placement_generation_ = &prometheus::BuildGauge()
+                                 .Name("moe_placement_generation")
+                                 .Help("Placement changes applied since start (--rebalance=auto).")
+                                 .Register(registry)
+                                 .Add({});
+    auto& imbalance = prometheus::BuildGauge()
+                          .Name("moe_placement_imbalance_ratio")
+                          .Help("Worker load imbalance the placement controller predicts from the last window (max over "
+                                "mean worker load, layers weighted by load; 1 = even), for the current placement and "
+                                "for the one it plans.")
+                          .Register(registry);
+    imbalance_current_ = &imbalance.Add({{"placement", "current"}});
+    imbalance_planned_ = &imbalance.Add({{"placement", "planned"}});
+    auto& moves = prometheus::BuildCounter()
+                      .Name("moe_placement_moves_total")
+                      .Help("Replicas the placement controller added or removed, by result.")
+                      .Register(registry);
+    moves_ok_ = &moves.Add({{"result", "ok"}});
+    moves_failed_ = &moves.Add({{"result", "failed"}});
+    placement_duration_ = &prometheus::BuildHistogram()
+                               .Name("moe_placement_apply_duration_seconds")
+                               .Help("Time to apply one placement change: load the new replicas, shift traffic, "
+                                     "unload what is no longer placed.")
+                               .Register(registry)
+                               .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120});
   }
   balancedness_ = &prometheus::BuildGauge()
                        .Name("moe_router_load_balancedness_ratio")
@@ -184,6 +215,25 @@ void RouterMetrics::RecordBytes(int worker, size_t sent, size_t received) {
 
 void RouterMetrics::RecordDegraded(int expert, bool rerouted, int64_t tokens) {
   (rerouted ? degraded_rerouted_ : degraded_dropped_)[expert]->Increment(static_cast<double>(tokens));
+}
+
+void RouterMetrics::RecordPlacementPlan(double current, double planned) {
+  if (imbalance_current_ == nullptr) return;
+  imbalance_current_->Set(current);
+  imbalance_planned_->Set(planned);
+}
+
+void RouterMetrics::RecordPlacementApplied(int64_t generation, int64_t moves_ok, int64_t moves_failed,
+                                           absl::Duration took) {
+  if (placement_generation_ == nullptr) return;
+  placement_generation_->Set(static_cast<double>(generation));
+  moves_ok_->Increment(static_cast<double>(moves_ok));
+  moves_failed_->Increment(static_cast<double>(moves_failed));
+  placement_duration_->Observe(absl::ToDoubleSeconds(took));
+}
+
+void RouterMetrics::SetReplicas(int expert, double mean_replicas) {
+  if (expert >= 0 && expert < static_cast<int>(placed_replicas_.size())) placed_replicas_[expert]->Set(mean_replicas);
 }
 
 void RouterMetrics::SetAvailableReplicas(int expert, int replicas) {

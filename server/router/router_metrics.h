@@ -1,7 +1,8 @@
 // server/router/router_metrics.h
 // The router's Prometheus metrics (conventions.md names): requests by method and code, request
 // and gating durations, Forwards per dispatch, tokens routed / dropped / rerouted per expert (and per layer × expert),
-// dispatch duration, in-flight calls and up state per worker, balancedness and aux loss over a
+// dispatch duration, in-flight calls and up state per worker, live placement (generation,
+// predicted imbalance, moves, replicas per expert), balancedness and aux loss over a
 // sliding window, build info. Every series that can exist is created at 0 at construction and
 // its handle kept, so recording never looks a metric up by name. Owned by the router's main;
 // handed to the service and the worker pool. Thread-safe.
@@ -50,6 +51,13 @@ class RouterMetrics {
   void RecordBytes(int worker, size_t sent, size_t received);
   // Workers up that host `expert` in every MoE layer (the fewest over layers).
   void SetAvailableReplicas(int expert, int replicas);
+  // The placement controller (networked mode only; no-ops otherwise): the imbalance it predicts
+  // for the current and the planned placement; a change applied (its generation, replicas added
+  // or removed and those that failed, how long it took); workers hosting `expert`, the mean over
+  // MoE layers.
+  void RecordPlacementPlan(double current, double planned);
+  void RecordPlacementApplied(int64_t generation, int64_t moves_ok, int64_t moves_failed, absl::Duration took);
+  void SetReplicas(int expert, double mean_replicas);
 
  private:
   int num_experts_;
@@ -69,6 +77,13 @@ class RouterMetrics {
   std::vector<prometheus::Counter*> degraded_rerouted_;      // [expert]
   std::vector<prometheus::Counter*> degraded_dropped_;       // [expert]
   std::vector<prometheus::Gauge*> replicas_;                 // [expert], networked mode only
+  std::vector<prometheus::Gauge*> placed_replicas_;        // [expert], networked mode only
+  prometheus::Gauge* placement_generation_ = nullptr;        // networked mode only, as the rest of placement
+  prometheus::Gauge* imbalance_current_ = nullptr;
+  prometheus::Gauge* imbalance_planned_ = nullptr;
+  prometheus::Counter* moves_ok_ = nullptr;
+  prometheus::Counter* moves_failed_ = nullptr;
+  prometheus::Histogram* placement_duration_ = nullptr;
   prometheus::Gauge* balancedness_;
   prometheus::Gauge* aux_loss_;
   LoadWindow window_;

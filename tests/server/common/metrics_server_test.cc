@@ -3,37 +3,18 @@
 // the process, which once made civetweb's threads overflow their stacks (cuda_plugin_api.h).
 #include "server/common/metrics_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <string>
 
 #include "experts/factory/backend_factory.h"
 #include "gtest/gtest.h"
 #include "prometheus/counter.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 
 namespace moe::server {
 namespace {
 
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  std::string response;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    (void)::write(fd, request.data(), request.size());
-    char buf[4096];
-    for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
-  }
-  ::close(fd);
-  return response;
-}
+using ::moe::testing::HttpGet;
 
 TEST(MetricsServerTest, ServesTheRegistryAfterTheCudaPluginIsLoaded) {
   // Loads libmoe_cuda.so (and the CUDA runtime) where this build has it; fails harmlessly without a GPU.

@@ -1,0 +1,236 @@
+// tests/integration/rebalance_test.cc
+// Live placement with real processes (moe-router --rebalance, moe-expert LoadExperts/
+// UnloadExperts): a checkpoint whose gate sends about half the tokens to expert 0 of each layer
+// (moe-make-checkpoint --skew) on 4 workers holding 2 experts each; under steady load from 4
+// clients, --rebalance=auto gives expert 0 replicas on other workers, no request fails and every
+// answer stays bit-identical (f32, no batching, the router combining) to the one before the
+// move; --rebalance=plan changes nothing; workers started with no experts are given them by the
+// router before it serves.
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "client/moe_client.h"
+#include "gtest/gtest.h"
+#include "model/checkpoint_generator.h"
+#include "server/cluster/local_cluster.h"
+#include "tests/testing/cluster_env.h"
+#include "tests/testing/http_get.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/status_matchers.h"
+
+namespace moe::testing {
+namespace {
+
+using model::DType;
+using model::Tensor;
+
+constexpr int kHidden = 64, kInter = 128, kExperts = 8, kLayers = 2, kWorkers = 4;
+constexpr int64_t kTokens = 16;
+
+double MaxRelError(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    num = std::max(num, std::abs(double(got[i]) - want[i]));
+    den = std::max(den, std::abs(double(want[i])));
+  }
+  return num / den;
+}
+
+class RebalanceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    checkpoint_ = new std::string(MakeTempDir("skewed"));
+    model::GeneratorOptions options;
+    options.config = SmallConfig(kHidden, kInter, kExperts, 2, kLayers);
+    options.dtype = DType::kF32;
+    options.seed = 5;
+    options.skew = 10.0f;
+    ASSERT_OK(model::WriteRandomCheckpoint(*checkpoint_, options));
+    token_file_ = new std::string(MakeTempDir("admin") + "/token");
+    std::ofstream(*token_file_) << "rebalance-token\n";
+  }
+  static void TearDownTestSuite() {
+    delete checkpoint_;
+    delete token_file_;
+  }
+  void TearDown() override {
+    if (router_.pid > 0) server::StopChild(router_, SIGTERM);
+    for (server::ChildProcess& w : workers_) {
+      if (w.pid > 0) server::StopChild(w, SIGTERM);
+    }
+  }
+
+  void StartWorkers(bool empty) {
+    for (int i = 0; i < kWorkers; ++i) {
+      std::vector<std::string> argv = {BinDir() + "/moe-expert", "--checkpoint=" + *checkpoint_,
+                                       empty ? "--experts=none" : absl::StrCat("--shard=", i, "/", kWorkers),
+                                       "--admin_token_file=" + *token_file_, "--listen=127.0.0.1:0",
+                                       "--metrics_port=-1", "--threads=1", "--max_batch_rows=0"};
+      absl::StatusOr<server::ChildProcess> w = server::SpawnServer(argv, absl::Seconds(120));
+      ASSERT_OK(w.status());
+      workers_.push_back(*w);
+    }
+  }
+  void StartRouter(const std::string& mode) {
+    std::vector<std::string> addresses;
+    for (const server::ChildProcess& w : workers_) addresses.push_back(absl::StrCat("127.0.0.1:", w.port));
+    absl::StatusOr<server::ChildProcess> r = server::SpawnServer(
+        {BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_, "--workers=" + absl::StrJoin(addresses, ","),
+         "--listen=127.0.0.1:0", "--metrics_port=0", "--rebalance=" + mode, "--rebalance_interval_s=1",
+         "--redundant_experts=3", "--rebalance_min_pairs=100", "--worker_admin_token_file=" + *token_file_,
+         "--max_batches_in_flight=0", "--each_token_once=false"},
+        absl::Seconds(120));
+    ASSERT_OK(r.status());
+    router_ = *r;
+    client_ = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router_.port), {.deadline = absl::Seconds(30)});
+  }
+  // Workers listed for expert `e` of the first MoE layer by the router's GetModelInfo.
+  int Replicas(int e) {
+    absl::StatusOr<moe::v1::GetModelInfoResponse> info = client_->GetModelInfo();
+    EXPECT_OK(info.status());
+    return info.ok() ? info->placement(e).workers_size() : -1;
+  }
+
+  static std::string* checkpoint_;
+  static std::string* token_file_;
+  std::vector<server::ChildProcess> workers_;
+  server::ChildProcess router_;
+  std::unique_ptr<client::MoeClient> client_;
+};
+std::string* RebalanceTest::checkpoint_ = nullptr;
+std::string* RebalanceTest::token_file_ = nullptr;
+
+TEST_F(RebalanceTest, AutoReplicatesTheHotExpertWithoutAFailureOrAChangedAnswer) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers(/*empty=*/false));
+  ASSERT_NO_FATAL_FAILURE(StartRouter("auto"));
+  ASSERT_OK_AND_ASSIGN(auto reference, Reference::Load(*checkpoint_));
+  // Inputs, and the answers before any move: the reference for bit-identity.
+  std::vector<std::vector<float>> inputs, before;
+  int64_t hot = 0, pairs = 0;
+  for (int i = 0; i < 8; ++i) {
+    inputs.push_back(RandomVector(kTokens * kHidden, 100 + i));
+    ASSERT_OK_AND_ASSIGN(client::ForwardResult r,
+                         client_->Forward(i % kLayers, Tensor::FromF32(inputs.back(), {kTokens, kHidden}), true));
+    before.emplace_back(r.output.f32().begin(), r.output.f32().end());
+    ASSERT_OK_AND_ASSIGN(const std::vector<float> want, reference->Forward(i % kLayers, inputs.back(), kTokens));
+    EXPECT_LE(MaxRelError(before.back(), want), 1e-5);
+    for (const std::vector<int>& token : r.experts) {
+      for (int e : token) {
+        hot += e == 0;
+        ++pairs;
+      }
+    }
+  }
+  const double hot_tokens = static_cast<double>(hot) / static_cast<double>(8 * kTokens);
+  std::printf("skew 10: expert 0 is in the top-2 of %.0f%% of the tokens (%.0f%% of pairs)\n", 100 * hot_tokens,
+              100.0 * hot / pairs);
+  EXPECT_GE(hot_tokens, 0.3);  // the skew is real: a uniform gate gives 25 %
+  EXPECT_EQ(Replicas(0), 1);
+
+  absl::Mutex mu;
+  int completed = 0, failed = 0, changed = 0;
+  std::vector<std::string> problems;
+  bool stop = false;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      auto own = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router_.port), {.deadline = absl::Seconds(30)});
+      for (int i = c;; ++i) {
+        {
+          absl::MutexLock lock(&mu);
+          if (stop) return;
+        }
+        const int k = i % static_cast<int>(inputs.size());
+        absl::StatusOr<client::ForwardResult> r = own->Forward(k % kLayers, Tensor::FromF32(inputs[k], {kTokens, kHidden}));
+        absl::MutexLock lock(&mu);
+        ++completed;
+        if (!r.ok()) {
+          ++failed;
+          if (problems.size() < 5) problems.push_back(r.status().ToString());
+        } else if (std::vector<float>(r->output.f32().begin(), r->output.f32().end()) != before[k]) {
+          ++changed;
+        }
+      }
+    });
+  }
+  // The controller rounds every second: wait (bounded) until expert 0 has more than one replica.
+  int replicas = 1;
+  for (int i = 0; i < 600 && replicas <= 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));  // polling the router's state, not a synchronisation
+    replicas = Replicas(0);
+  }
+  EXPECT_GT(replicas, 1) << "the placement never gave the hot expert a replica";
+  // Keep the load going across at least one more round after the move.
+  int seen = 0;
+  {
+    absl::MutexLock lock(&mu);
+    seen = completed;
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto more = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return completed >= seen + 200; };
+    mu.Await(absl::Condition(&more));
+    stop = true;
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(failed, 0) << absl::StrJoin(problems, "\n");
+  EXPECT_EQ(changed, 0) << "answers changed across the move";
+  std::printf("%d requests under load, %d failed, %d changed; expert 0 on %d workers\n", completed, failed, changed,
+              replicas);
+  const std::string metrics = HttpGet(router_.metrics_port, "/metrics");
+  EXPECT_GE(MetricValue(metrics, "moe_placement_generation"), 1) << metrics;
+  EXPECT_GT(MetricValue(metrics, "moe_placement_moves_total{result=\"ok\"}"), 0);
+  EXPECT_EQ(MetricValue(metrics, "moe_placement_moves_total{result=\"failed\"}"), 0);
+  EXPECT_GT(MetricValue(metrics, "moe_expert_replicas{expert=\"0\"}"), 1);
+  EXPECT_GT(MetricValue(metrics, "moe_placement_imbalance_ratio{placement=\"current\"}"), 1);
+  // Every expert of every layer still served, identically, after the move.
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    ASSERT_OK_AND_ASSIGN(client::ForwardResult r,
+                         client_->Forward(static_cast<int>(k % kLayers), Tensor::FromF32(inputs[k], {kTokens, kHidden})));
+    EXPECT_EQ(std::vector<float>(r.output.f32().begin(), r.output.f32().end()), before[k]);
+  }
+}
+
+TEST_F(RebalanceTest, PlanModeChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers(/*empty=*/false));
+  ASSERT_NO_FATAL_FAILURE(StartRouter("plan"));
+  const std::vector<float> x = RandomVector(kTokens * kHidden, 3);
+  // Load until a round has planned (it exports the planned imbalance; bounded).
+  double planned = -1;
+  for (int i = 0; i < 20000 && planned <= 0; ++i) {
+    ASSERT_OK(client_->Forward(i % kLayers, Tensor::FromF32(x, {kTokens, kHidden})).status());
+    if (i % 50 == 49) {
+      planned = MetricValue(HttpGet(router_.metrics_port, "/metrics"), "moe_placement_imbalance_ratio{placement=\"planned\"}");
+    }
+  }
+  EXPECT_GT(planned, 0) << "no placement round planned";
+  const std::string metrics = HttpGet(router_.metrics_port, "/metrics");
+  EXPECT_LT(MetricValue(metrics, "moe_placement_imbalance_ratio{placement=\"planned\"}"),
+            MetricValue(metrics, "moe_placement_imbalance_ratio{placement=\"current\"}"));
+  EXPECT_EQ(MetricValue(metrics, "moe_placement_generation"), 0);
+  for (int e = 0; e < kExperts; ++e) EXPECT_EQ(Replicas(e), 1) << e;
+}
+
+TEST_F(RebalanceTest, EmptyWorkersArePlacedBeforeServing) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers(/*empty=*/true));
+  ASSERT_NO_FATAL_FAILURE(StartRouter("auto"));
+  for (int e = 0; e < kExperts; ++e) EXPECT_EQ(Replicas(e), 1) << e;
+  absl::StatusOr<moe::v1::GetModelInfoResponse> info = client_->GetModelInfo();
+  ASSERT_OK(info.status());
+  for (const moe::v1::WorkerState& w : info->workers()) EXPECT_EQ(w.num_experts(), kExperts * kLayers / kWorkers);
+  ASSERT_OK_AND_ASSIGN(auto reference, Reference::Load(*checkpoint_));
+  const std::vector<float> x = RandomVector(kTokens * kHidden, 4);
+  for (int layer = 0; layer < kLayers; ++layer) {
+    ASSERT_OK_AND_ASSIGN(client::ForwardResult r, client_->Forward(layer, Tensor::FromF32(x, {kTokens, kHidden})));
+    ASSERT_OK_AND_ASSIGN(const std::vector<float> want, reference->Forward(layer, x, kTokens));
+    EXPECT_LE(MaxRelError(std::vector<float>(r.output.f32().begin(), r.output.f32().end()), want), 1e-5);
+  }
+}
+
+}  // namespace
+}  // namespace moe::testing
