@@ -10,7 +10,8 @@ declare -A mains=(
   [moe-bench]=client/bench_main.cc [moe-bench-local]=bench/bench_local_main.cc
   [moe-expert-bench]=bench/expert_bench_main.cc [moe-bench-codec]=bench/codec_bench_main.cc
   [moe-bench-metrics]=bench/metrics_bench_main.cc [moe-make-checkpoint]=tools/make_checkpoint_main.cc
-  [moe-routing-study]=tools/routing_study_main.cc [moe-forward-example]=client/examples/forward_example.cc)
+  [moe-routing-study]=tools/routing_study_main.cc [moe-forward-example]=client/examples/forward_example.cc
+  [moe-placement]=tools/placement_main.cc)
 passed=0 failed=0
 for program in "${!mains[@]}"; do
   out=$(timeout 20 "$bin/$program" --help 2>&1)
