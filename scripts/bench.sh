@@ -27,7 +27,10 @@
 #      MOE_BENCH_E2E_PNG overrides; MOE_BENCH_E2E=0 skips it): prefill and decode tokens/s of HF
 #      transformers' own Mixtral-shaped model (8 layers) against the same model from
 #      moe_serve.hf.from_pretrained on a --local router and on router + 2 workers, and the decode
-#      step's time split (client compute, round trips, non-compute time per MoE layer).
+#      step's time split (client compute, round trips, non-compute time per MoE layer);
+#  12. P9: live placement (scripts/rebalance_bench.sh, own table): a skewed checkpoint on 4
+#      workers under 8 clients, --rebalance=off against auto: tokens/s, worker imbalance, the
+#      time the move took, failed requests.
 # Uses the demo checkpoint shape (hidden 1024, intermediate 3584, 8 experts, top-2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -169,3 +172,5 @@ if [ "${MOE_BENCH_E2E:-1}" != 0 ]; then
   "$TORCH_PYTHON" "$ROOT/scripts/e2e_bench.py" --bin "$B" --work "$OUT" --threads "$(nproc)" \
     --json "$OUT/e2e.json" --png "${MOE_BENCH_E2E_PNG:-$ROOT/docs/e2e.png}"
 fi
+echo; echo "== 12. P9: live placement on skewed routing (--rebalance=off vs auto, 4 workers)"
+MOE_BENCH_OUT="$OUT" MOE_BUILD_DIR="$BUILD" bash "$ROOT/scripts/rebalance_bench.sh"
