@@ -9,7 +9,10 @@
 namespace moe::router {
 
 double PlacementImbalance(const std::vector<std::vector<double>>& load,
-                          const std::vector<std::vector<std::vector<int>>>& replicas, int num_workers) {
+                          const std::vector<std::vector<std::vector<int>>>& replicas, int num_workers,
+                          const std::vector<bool>& counted) {
+  int denominator = num_workers;
+  if (!counted.empty()) denominator = static_cast<int>(std::count(counted.begin(), counted.end(), true));
   double weighted = 0, total = 0;
   for (size_t l = 0; l < load.size() && l < replicas.size(); ++l) {
     std::vector<double> worker_load(num_workers, 0.0);
@@ -20,8 +23,8 @@ double PlacementImbalance(const std::vector<std::vector<double>>& load,
       for (int w : replicas[l][e]) worker_load[w] += share;
       layer_total += load[l][e];
     }
-    if (layer_total <= 0 || num_workers == 0) continue;
-    const double mean = layer_total / num_workers;
+    if (layer_total <= 0 || denominator <= 0) continue;
+    const double mean = layer_total / denominator;
     weighted += layer_total * (*std::max_element(worker_load.begin(), worker_load.end()) / mean);
     total += layer_total;
   }
@@ -160,8 +163,8 @@ PlacementResult PlanPlacement(const PlacementProblem& p) {
       for (int w : now) result.moves += std::find(next.begin(), next.end(), w) == next.end();
     }
   }
-  result.imbalance_before = PlacementImbalance(p.load, p.current, workers);
-  result.imbalance_after = PlacementImbalance(p.load, result.replicas, workers);
+  result.imbalance_before = PlacementImbalance(p.load, p.current, workers, p.usable);
+  result.imbalance_after = PlacementImbalance(p.load, result.replicas, workers, p.usable);
   return result;
 }
 

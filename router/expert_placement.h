@@ -46,8 +46,10 @@ struct PlacementResult {
 PlacementResult PlanPlacement(const PlacementProblem& problem);
 
 // The predicted imbalance of `replicas` under `load` (as PlacementResult says); 1 when nothing is
-// loaded. Workers that host nothing of a layer count in its mean.
+// loaded. The mean is over the workers `counted` marks (empty: all of them; a worker going away
+// is not counted), including those that host nothing of a layer.
 double PlacementImbalance(const std::vector<std::vector<double>>& load,
-                          const std::vector<std::vector<std::vector<int>>>& replicas, int num_workers);
+                          const std::vector<std::vector<std::vector<int>>>& replicas, int num_workers,
+                          const std::vector<bool>& counted = {});
 
 }  // namespace moe::router

@@ -82,6 +82,8 @@ grpc::Status DispatchCall::BuildCalls() {
                                        " is unavailable: ", down.size() == 1 ? "it does" : "they do",
                                        " not answer health checks"));
     }
+    // (A worker added while this dispatch was being planned has an index past the first size.)
+    if (worker >= static_cast<int>(call_of_worker.size())) call_of_worker.resize(worker + 1, -1);
     if (call_of_worker[worker] < 0) {
       call_of_worker[worker] = static_cast<int>(calls_.size());
       calls_.push_back(std::make_unique<WorkerCall>());
@@ -261,6 +263,7 @@ bool DispatchCall::FailOver(WorkerCall& failed) {
   std::vector<int64_t> offsets(num);
   for (int j = 0; j < num; ++j) {
     const int e = failed.experts[j];
+    if (target[j] >= static_cast<int>(fresh_of_worker.size())) fresh_of_worker.resize(target[j] + 1, -1);
     if (fresh_of_worker[target[j]] < 0) {
       fresh_of_worker[target[j]] = static_cast<int>(fresh.size());
       fresh.push_back(std::make_unique<WorkerCall>());

@@ -403,6 +403,7 @@ grpc::ServerUnaryReactor* MoeServiceImpl::GetModelInfo(grpc::CallbackServerConte
   }
   if (workers_ != nullptr) {
     for (int w = 0; w < workers_->size(); ++w) {
+      if (workers_->IsRemoved(w)) continue;
       const moe::v1::GetWorkerInfoResponse info = workers_->Info(w);
       moe::v1::WorkerState* s = response->add_workers();
       s->set_address(workers_->worker(w).address);

@@ -79,7 +79,7 @@ absl::Status PlacementController::PlaceUncovered() {
   for (size_t l = 0; l < layers.size(); ++l) {
     for (int e = 0; e < config_.num_experts; ++e) problem.current[l].push_back(pool_->ReplicasOf({layers[l], e}));
   }
-  for (int w = 0; w < pool_->size(); ++w) problem.usable.push_back(pool_->IsUp(w));
+  for (int w = 0; w < pool_->size(); ++w) problem.usable.push_back(pool_->IsUp(w) && !pool_->IsLeaving(w));
   Round round;
   round.plan = router::PlanPlacement(problem);
   if (!round.plan.error.empty()) return absl::FailedPreconditionError(round.plan.error);
@@ -100,19 +100,29 @@ absl::Status PlacementController::PlaceUncovered() {
 PlacementController::Round PlacementController::RunOnce() {
   absl::MutexLock round_lock(&round_mu_);
   Round round;
-  const std::vector<std::vector<double>> load = load_->Take();
+  std::vector<std::vector<double>> load = load_->Take();
   const std::vector<int>& layers = load_->moe_layers();
+  const int workers = pool_->size();  // (more may join during the round: the next one sees them)
+  refused_.resize(workers, false);
+  // Workers discovery lost: drained (their experts moved off) whatever the load says.
+  bool draining = false;
+  for (int w = 0; w < workers; ++w) {
+    draining |= !pool_->IsRemoved(w) && pool_->IsLeaving(w) && pool_->PlacedOn(w) > 0;
+  }
   double pairs = 0;
   for (const auto& layer : load) {
     for (double p : layer) pairs += p;
   }
   if (pairs < static_cast<double>(options_.min_pairs)) {
-    round.summary = absl::StrFormat("placement: %.0f pairs routed since the last round (< %d): nothing planned",
-                                    pairs, options_.min_pairs);
-    return round;
+    if (!draining || !options_.apply) {
+      round.summary = absl::StrFormat("placement: %.0f pairs routed since the last round (< %d): nothing planned",
+                                      pairs, options_.min_pairs);
+      return round;
+    }
+    for (auto& layer : load) std::fill(layer.begin(), layer.end(), 1.0);  // too little to weigh: by count
   }
   router::PlacementProblem problem;
-  problem.num_workers = pool_->size();
+  problem.num_workers = workers;
   problem.load = load;
   problem.redundant = options_.redundant;
   problem.current.resize(layers.size());
@@ -122,13 +132,13 @@ PlacementController::Round PlacementController::RunOnce() {
   // Memory: each worker's budget in experts, at the bytes an expert takes on the workers.
   std::vector<moe::v1::GetWorkerInfoResponse> infos;
   double bytes = 0, hosted = 0;
-  for (int w = 0; w < pool_->size(); ++w) {
+  for (int w = 0; w < workers; ++w) {
     infos.push_back(pool_->Info(w));
     bytes += static_cast<double>(infos.back().resident_bytes());
     hosted += infos.back().experts_size();
   }
   const double per_expert = hosted > 0 ? bytes / hosted : 0;
-  for (int w = 0; w < pool_->size(); ++w) {
+  for (int w = 0; w < workers; ++w) {
     const moe::v1::GetWorkerInfoResponse& info = infos[w];
     int64_t slots = -1;
     if (info.memory_budget_bytes() > 0 && per_expert > 0) {
@@ -137,7 +147,7 @@ PlacementController::Round PlacementController::RunOnce() {
       slots = std::max<int64_t>(0, static_cast<int64_t>(info.memory_budget_bytes() / per_expert) - always_on);
     }
     problem.slots.push_back(slots);
-    problem.usable.push_back(pool_->IsUp(w) && !refused_[w]);
+    problem.usable.push_back(pool_->IsUp(w) && !refused_[w] && !pool_->IsLeaving(w));
   }
   round.plan = router::PlanPlacement(problem);
   round.planned = true;
@@ -147,7 +157,7 @@ PlacementController::Round PlacementController::RunOnce() {
   }
   if (metrics_ != nullptr) metrics_->RecordPlacementPlan(round.plan.imbalance_before, round.plan.imbalance_after);
   const bool worth = round.plan.moves > 0 &&
-                     round.plan.imbalance_after < round.plan.imbalance_before * (1.0 - options_.min_gain);
+                     (draining || round.plan.imbalance_after < round.plan.imbalance_before * (1.0 - options_.min_gain));
   round.summary = absl::StrFormat("placement: %.0f pairs; imbalance %.2f now, %.2f planned with %d moves%s",
                                   pairs, round.plan.imbalance_before, round.plan.imbalance_after, round.plan.moves,
                                   !options_.apply ? " (--rebalance=plan: not applied)"
@@ -168,6 +178,13 @@ PlacementController::Round PlacementController::RunOnce() {
       if (metrics_ != nullptr) {
         metrics_->RecordPlacementApplied(generation_, round.moves_ok, round.moves_failed, absl::Now() - start);
       }
+    }
+  }
+  // Leaving workers with nothing placed any more leave the pool.
+  for (int w = 0; w < workers; ++w) {
+    if (!pool_->IsRemoved(w) && pool_->IsLeaving(w) && pool_->PlacedOn(w) == 0) {
+      pool_->Remove(w);
+      absl::StrAppend(&round.summary, "; worker ", pool_->worker(w).address, " drained and removed");
     }
   }
   if (metrics_ != nullptr) {

@@ -31,12 +31,19 @@
 #include "server/common/token_auth.h"
 #include "server/router/expert_load.h"
 #include "server/router/placement_controller.h"
+#include "server/router/worker_discovery.h"
 #include "server/router/worker_pool.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint: a folder (config.json + safetensors) or a GGUF file (model.gguf, or the first "
           "file of a split set, model-00001-of-0000N.gguf). Required.");
 ABSL_FLAG(std::vector<std::string>, workers, {},
-          "Comma-separated worker addresses (host:port). Several may host the same experts: replicas.");
+          "The workers: comma-separated addresses (host:port; several may host the same experts: replicas), or "
+          "dns:///NAME:PORT (every address NAME resolves to, e.g. a Kubernetes headless Service, looked up again "
+          "every --discovery_interval_s: workers join and leave), or file:///PATH (addresses in a file, re-read "
+          "as often).");
+ABSL_FLAG(int, discovery_interval_s, 5,
+          "How often a dns:/// or file:/// --workers source is looked up again. A worker that appears joins; one that "
+          "disappears is drained (under --rebalance=auto its experts move first) and removed.");
 ABSL_FLAG(bool, local, false, "Run every expert in this process instead of on workers.");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 picks one).");
 ABSL_FLAG(std::string, model_name, "", "Name clients may put in requests; default: the checkpoint folder's name.");
@@ -166,11 +173,31 @@ int main(int argc, char** argv) {
       "  moe-router --checkpoint=/models/mixtral --workers=host-a:50061,host-b:50061\n"
       "  moe-router --checkpoint=/models/mixtral --local");
   const std::string dir = absl::GetFlag(FLAGS_checkpoint);
-  const std::vector<std::string> addresses = absl::GetFlag(FLAGS_workers);
   const bool local = absl::GetFlag(FLAGS_local);
-  if (dir.empty() || (!local && addresses.empty())) {
+  if (dir.empty() || (!local && absl::GetFlag(FLAGS_workers).empty())) {
     std::fprintf(stderr, "moe-router: --checkpoint and one of --workers or --local are required (see --help)\n");
     return 2;
+  }
+  moe::server::WorkerSource source;
+  std::vector<std::string> addresses;
+  if (!local) {
+    auto parsed = moe::server::ParseWorkerSource(absl::GetFlag(FLAGS_workers));
+    if (!parsed.ok()) return Fail(parsed.status());
+    source = *std::move(parsed);
+    // A dns:/// or file:/// source may still be empty at start (workers scheduled after the
+    // router): looked up again until it names a worker or --connect_timeout_s passes.
+    const absl::Time give_up = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s));
+    while (true) {
+      auto resolved = moe::server::ResolveWorkers(source);
+      if (resolved.ok() && !resolved->empty()) {
+        addresses = *std::move(resolved);
+        break;
+      }
+      if (absl::Now() >= give_up) {
+        return Fail(resolved.ok() ? absl::UnavailableError("--workers names no worker yet") : resolved.status());
+      }
+      absl::SleepFor(absl::Seconds(1));  // a lookup's pacing, while the workers come up
+    }
   }
   auto checkpoint = moe::model::Checkpoint::Open(dir);
   if (!checkpoint.ok()) return Fail(checkpoint.status());
@@ -312,6 +339,14 @@ int main(int argc, char** argv) {
     controller->SetMetrics(metrics.get());
     controller->Start();
   }
+  std::unique_ptr<moe::server::WorkerDiscovery> discovery;
+  if (pool != nullptr && source.dynamic()) {
+    discovery = std::make_unique<moe::server::WorkerDiscovery>(
+        source, pool.get(), metrics.get(), /*controller_drains=*/rebalance == "auto",
+        absl::Seconds(std::max(1, absl::GetFlag(FLAGS_discovery_interval_s))),
+        absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s)));
+    discovery->Start();
+  }
   if (pool != nullptr && absl::GetFlag(FLAGS_health_check_interval_ms) > 0) {
     moe::server::WorkerPool* p = pool.get();
     moe::server::RouterMetrics* m = metrics.get();
@@ -356,7 +391,12 @@ int main(int argc, char** argv) {
                options.model_name.c_str(), config.model_type.c_str(), shared_model->num_layers(), config.num_experts,
                (*shared_model->layer(shared_model->num_layers() - 1))->gate().spec().DebugString().c_str(),
                config.hidden_size, local ? "local" : "networked", shared_on.c_str(),
-               absl::StrJoin(addresses, ",").c_str(), port, metrics_server.port, health_port,
+               (absl::StrJoin(addresses, ",") +
+                (source.kind == moe::server::WorkerSource::Kind::kDns    ? absl::StrCat(" from dns:///", source.host, ":", source.port)
+                 : source.kind == moe::server::WorkerSource::Kind::kFile ? " from file://" + source.path
+                                                                          : std::string()))
+                   .c_str(),
+               port, metrics_server.port, health_port,
                server_credentials == nullptr ? "off" : (local || !tls.enabled() ? "port" : "port+workers(mTLS)"),
                auth == nullptr ? "off" : "bearer", absl::GetFlag(FLAGS_on_expert_unavailable).c_str(),
                local ? "n/a" : options.each_token_once ? "on" : "off",
@@ -371,6 +411,7 @@ int main(int argc, char** argv) {
                backend == nullptr ? "none" : backend->device().c_str());
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  if (discovery != nullptr) discovery->Stop();
   if (controller != nullptr) controller->Stop();  // before the pool and the metrics it uses
   if (pool != nullptr) pool->StopHealthChecks();  // its callback uses `metrics`, destroyed first
   // The gRPC drain is complete; no scrape may read the metrics once they start being destroyed.

@@ -72,36 +72,31 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry, const model::ModelC
       layer_routed_[l].push_back(&layer_routed.Add({{"layer", absl::StrCat(l)}, {"expert", absl::StrCat(e)}}));
     }
   }
-  auto& dispatch = prometheus::BuildHistogram()
+  dispatch_family_ = &prometheus::BuildHistogram()
                        .Name("moe_worker_dispatch_duration_seconds")
                        .Help("Round trip of one ExpertService.Forward from the router, by worker.")
                        .Register(registry);
-  auto& inflight = prometheus::BuildGauge()
+  inflight_family_ = &prometheus::BuildGauge()
                        .Name("moe_worker_inflight_requests")
                        .Help("ExpertService calls in flight from the router, by worker.")
                        .Register(registry);
-  auto& up = prometheus::BuildGauge()
+  up_family_ = &prometheus::BuildGauge()
                  .Name("moe_worker_up")
                  .Help("1 if the worker is up (its last call reached it and it answers health checks), else 0.")
                  .Register(registry);
-  auto& failovers = prometheus::BuildCounter()
+  failovers_family_ = &prometheus::BuildCounter()
                         .Name("moe_worker_failovers_total")
                         .Help("Token groups of a failed call to the worker re-sent to replicas of their experts.")
                         .Register(registry);
-  auto& bytes = prometheus::BuildCounter()
+  bytes_family_ = &prometheus::BuildCounter()
                     .Name("moe_worker_dispatch_bytes_total")
                     .Help("Tensor bytes of ExpertService calls, by worker and direction (sent: token rows to the "
                           "worker; received: outputs back).")
                     .Register(registry);
-  for (const std::string& w : workers) {
-    bytes_sent_.push_back(&bytes.Add({{"worker", w}, {"direction", "sent"}}));
-    bytes_received_.push_back(&bytes.Add({{"worker", w}, {"direction", "received"}}));
-    failovers_.push_back(&failovers.Add({{"worker", w}}));
-    dispatch_duration_.push_back(&dispatch.Add({{"worker", w}}, LatencyBuckets()));
-    inflight_.push_back(&inflight.Add({{"worker", w}}));
-    up_.push_back(&up.Add({{"worker", w}}));
-    up_.back()->Set(1);  // every worker answered GetWorkerInfo before the router started
-  }
+  worker_series_ = std::make_unique<std::atomic<const WorkerSeries*>[]>(kMaxWorkers);
+  for (int i = 0; i < kMaxWorkers; ++i) worker_series_[i].store(nullptr, std::memory_order_relaxed);
+  // Every worker answered GetWorkerInfo before the router started.
+  for (size_t i = 0; i < workers.size(); ++i) AddWorker(static_cast<int>(i), workers[i]);
   auto& degraded = prometheus::BuildCounter()
                        .Name("moe_router_degraded_tokens_total")
                        .Help("Tokens whose routed expert had no live worker (--on_expert_unavailable), by expert and "
@@ -198,19 +193,47 @@ void RouterMetrics::RecordRouting(int layer, const router::Routing& routing) {
   aux_loss_->Set(s.aux_loss);
 }
 
-void RouterMetrics::RecordDispatch(int worker, absl::Duration duration) {
-  dispatch_duration_[worker]->Observe(absl::ToDoubleSeconds(duration));
+void RouterMetrics::AddWorker(int index, const std::string& address) {
+  if (index < 0 || index >= kMaxWorkers || worker_series_[index].load(std::memory_order_acquire) != nullptr) return;
+  auto series = std::make_unique<WorkerSeries>();
+  series->sent = &bytes_family_->Add({{"worker", address}, {"direction", "sent"}});
+  series->received = &bytes_family_->Add({{"worker", address}, {"direction", "received"}});
+  series->failovers = &failovers_family_->Add({{"worker", address}});
+  series->dispatch = &dispatch_family_->Add({{"worker", address}}, LatencyBuckets());
+  series->inflight = &inflight_family_->Add({{"worker", address}});
+  series->up = &up_family_->Add({{"worker", address}});
+  series->up->Set(1);  // it answered GetWorkerInfo
+  absl::MutexLock lock(&series_mu_);
+  worker_series_[index].store(series.get(), std::memory_order_release);
+  owned_series_.push_back(std::move(series));
 }
 
-void RouterMetrics::SetInflight(int worker, int inflight) { inflight_[worker]->Set(inflight); }
+const RouterMetrics::WorkerSeries* RouterMetrics::Worker(int worker) const {
+  if (worker < 0 || worker >= kMaxWorkers) return nullptr;
+  return worker_series_[worker].load(std::memory_order_acquire);
+}
 
-void RouterMetrics::SetUp(int worker, bool up) { up_[worker]->Set(up ? 1 : 0); }
+void RouterMetrics::RecordDispatch(int worker, absl::Duration duration) {
+  if (const WorkerSeries* w = Worker(worker)) w->dispatch->Observe(absl::ToDoubleSeconds(duration));
+}
 
-void RouterMetrics::RecordFailover(int worker, int groups) { failovers_[worker]->Increment(groups); }
+void RouterMetrics::SetInflight(int worker, int inflight) {
+  if (const WorkerSeries* w = Worker(worker)) w->inflight->Set(inflight);
+}
+
+void RouterMetrics::SetUp(int worker, bool up) {
+  if (const WorkerSeries* w = Worker(worker)) w->up->Set(up ? 1 : 0);
+}
+
+void RouterMetrics::RecordFailover(int worker, int groups) {
+  if (const WorkerSeries* w = Worker(worker)) w->failovers->Increment(groups);
+}
 
 void RouterMetrics::RecordBytes(int worker, size_t sent, size_t received) {
-  bytes_sent_[worker]->Increment(static_cast<double>(sent));
-  bytes_received_[worker]->Increment(static_cast<double>(received));
+  if (const WorkerSeries* w = Worker(worker)) {
+    w->sent->Increment(static_cast<double>(sent));
+    w->received->Increment(static_cast<double>(received));
+  }
 }
 
 void RouterMetrics::RecordDegraded(int expert, bool rerouted, int64_t tokens) {

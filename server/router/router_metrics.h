@@ -8,14 +8,18 @@
 // handed to the service and the worker pool. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
 #include "model/model_config.h"
 #include "prometheus/counter.h"
+#include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
@@ -39,6 +43,10 @@ class RouterMetrics {
   void RecordBatch(size_t requests);
   // Tokens routed/dropped/rerouted per expert of `layer`, and the load window.
   void RecordRouting(int layer, const router::Routing& routing);
+
+  // Series for a worker that joined while serving (worker discovery), at its WorkerPool index.
+  // Calls for an index without series record nothing.
+  void AddWorker(int index, const std::string& address);
 
   void RecordDispatch(int worker, absl::Duration duration);
   void SetInflight(int worker, int inflight);
@@ -69,11 +77,25 @@ class RouterMetrics {
   std::vector<std::vector<prometheus::Counter*>> layer_routed_;  // [layer][expert], MoE layers only
   std::vector<prometheus::Counter*> dropped_;                // [expert], reason="capacity"
   std::vector<prometheus::Counter*> rerouted_;               // [expert]
-  std::vector<prometheus::Histogram*> dispatch_duration_;    // [worker]
-  std::vector<prometheus::Gauge*> inflight_;                 // [worker]
-  std::vector<prometheus::Gauge*> up_;                       // [worker]
-  std::vector<prometheus::Counter*> failovers_;              // [worker]
-  std::vector<prometheus::Counter*> bytes_sent_, bytes_received_;  // [worker]
+  // Per worker (WorkerPool index), set once by AddWorker; readers load the pointer.
+  static constexpr int kMaxWorkers = 1024;  // WorkerPool::kMaxWorkers
+  struct WorkerSeries {
+    prometheus::Histogram* dispatch;
+    prometheus::Gauge* inflight;
+    prometheus::Gauge* up;
+    prometheus::Counter* failovers;
+    prometheus::Counter* sent;
+    prometheus::Counter* received;
+  };
+  const WorkerSeries* Worker(int worker) const;
+  prometheus::Family<prometheus::Histogram>* dispatch_family_;
+  prometheus::Family<prometheus::Gauge>* inflight_family_;
+  prometheus::Family<prometheus::Gauge>* up_family_;
+  prometheus::Family<prometheus::Counter>* failovers_family_;
+  prometheus::Family<prometheus::Counter>* bytes_family_;
+  std::unique_ptr<std::atomic<const WorkerSeries*>[]> worker_series_;  // [kMaxWorkers]
+  absl::Mutex series_mu_;
+  std::vector<std::unique_ptr<WorkerSeries>> owned_series_ ABSL_GUARDED_BY(series_mu_);
   std::vector<prometheus::Counter*> degraded_rerouted_;      // [expert]
   std::vector<prometheus::Counter*> degraded_dropped_;       // [expert]
   std::vector<prometheus::Gauge*> replicas_;                 // [expert], networked mode only

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "base/status_macros.h"
 #include "proto/channel.h"
 
 namespace moe::server {
@@ -18,47 +19,122 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
     const std::vector<std::string>& addresses, const model::ModelConfig& config,
     absl::Duration timeout, int64_t max_message_bytes, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   auto pool = std::make_unique<WorkerPool>();
-  for (const std::string& address : addresses) {
-    auto w = std::make_unique<Worker>();
-    w->address = address;
-    w->channel = proto::MakeChannel(address, max_message_bytes, proto::kWorkerKeepalive, credentials);
-    w->stub = moe::v1::ExpertService::NewStub(w->channel);
-    // The worker may still be starting (wait_for_ready) or loading its experts: it then answers
-    // UNAVAILABLE, and is asked again, less and less often, until `timeout` has passed.
-    const absl::Time give_up = absl::Now() + timeout;
-    absl::Duration pause = absl::Milliseconds(50);
-    grpc::Status s;
-    while (true) {
-      grpc::ClientContext ctx;
-      ctx.set_wait_for_ready(true);
-      ctx.set_deadline(absl::ToChronoTime(give_up));
-      absl::MutexLock info_lock(&w->info_mu);
-      s = w->stub->GetWorkerInfo(&ctx, moe::v1::GetWorkerInfoRequest(), &w->info);
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() + pause >= give_up) break;
-      absl::SleepFor(pause);  // a retry's pacing, while the worker loads
-      pause = std::min(pause * 2, absl::Seconds(1));
-    }
-    if (!s.ok()) {
-      return absl::UnavailableError(absl::StrCat("worker ", address, " did not answer GetWorkerInfo within ",
-                                                 absl::FormatDuration(timeout), ": ", s.error_message()));
-    }
-    const moe::v1::GetWorkerInfoResponse info = pool->InfoOf(*w);
-    // (A worker that hosts no experts yet, waiting for LoadExperts, reports no hidden size.)
-    if ((info.experts_size() > 0 && info.hidden_size() != config.hidden_size) || info.model_type() != config.model_type ||
-        info.num_experts() != config.num_experts) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", address, " serves a ", info.model_type(), " model with hidden ", info.hidden_size(),
-          " and ", info.num_experts(), " experts; the router's checkpoint is ", config.model_type, " with hidden ",
-          config.hidden_size, " and ", config.num_experts, " experts"));
-    }
-    const int index = static_cast<int>(pool->workers_.size());
-    absl::MutexLock lock(&pool->placement_mu_);
-    for (const moe::v1::HostedExpert& e : info.experts()) {
-      pool->placement_[experts::ExpertKey{e.layer(), e.expert()}].push_back(index);
-    }
-    pool->workers_.push_back(std::move(w));
-  }
+  pool->config_ = config;
+  pool->max_message_bytes_ = max_message_bytes;
+  pool->credentials_ = std::move(credentials);
+  for (const std::string& address : addresses) RETURN_IF_ERROR(pool->AddWorker(address, timeout).status());
   return pool;
+}
+
+WorkerPool::WorkerPool() { workers_.reserve(kMaxWorkers); }
+
+absl::StatusOr<int> WorkerPool::AddWorker(const std::string& address, absl::Duration timeout) {
+  absl::MutexLock add_lock(&add_mu_);
+  int index = -1;
+  for (int i = 0; i < size(); ++i) {
+    if (workers_[i]->address == address) index = i;
+  }
+  if (index >= 0 && !workers_[index]->removed.load()) {
+    return absl::AlreadyExistsError(absl::StrCat("worker ", address, " is already in the pool"));
+  }
+  if (index < 0 && size() >= kMaxWorkers) {
+    return absl::ResourceExhaustedError(absl::StrCat("the router takes at most ", kMaxWorkers, " workers"));
+  }
+  std::unique_ptr<Worker> fresh;
+  Worker* w = index >= 0 ? workers_[index].get() : nullptr;
+  if (w == nullptr) {
+    fresh = std::make_unique<Worker>();
+    fresh->address = address;
+    fresh->channel = proto::MakeChannel(address, max_message_bytes_, proto::kWorkerKeepalive, credentials_);
+    fresh->stub = moe::v1::ExpertService::NewStub(fresh->channel);
+    w = fresh.get();
+  }
+  // The worker may still be starting (wait_for_ready) or loading its experts: it then answers
+  // UNAVAILABLE, and is asked again, less and less often, until `timeout` has passed.
+  const absl::Time give_up = absl::Now() + timeout;
+  absl::Duration pause = absl::Milliseconds(50);
+  grpc::Status s;
+  moe::v1::GetWorkerInfoResponse info;
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(give_up));
+    s = w->stub->GetWorkerInfo(&ctx, moe::v1::GetWorkerInfoRequest(), &info);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() + pause >= give_up) break;
+    absl::SleepFor(pause);  // a retry's pacing, while the worker loads
+    pause = std::min(pause * 2, absl::Seconds(1));
+  }
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat("worker ", address, " did not answer GetWorkerInfo within ",
+                                               absl::FormatDuration(timeout), ": ", s.error_message()));
+  }
+  // (A worker that hosts no experts yet, waiting for LoadExperts, reports no hidden size.)
+  if ((info.experts_size() > 0 && info.hidden_size() != config_.hidden_size) || info.model_type() != config_.model_type ||
+      info.num_experts() != config_.num_experts) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", address, " serves a ", info.model_type(), " model with hidden ", info.hidden_size(), " and ",
+        info.num_experts(), " experts; the router's checkpoint is ", config_.model_type, " with hidden ",
+        config_.hidden_size, " and ", config_.num_experts, " experts"));
+  }
+  {
+    absl::MutexLock info_lock(&w->info_mu);
+    w->info = info;
+  }
+  const bool is_new = fresh != nullptr;
+  if (is_new) {
+    index = size();
+    workers_.push_back(std::move(fresh));  // within the reserved capacity: no reallocation
+  }
+  w->up.store(true);
+  w->healthy.store(true);
+  w->missed.store(0);
+  w->leaving.store(false);
+  {
+    absl::MutexLock lock(&placement_mu_);
+    for (const moe::v1::HostedExpert& e : info.experts()) {
+      std::vector<int>& replicas = placement_[experts::ExpertKey{e.layer(), e.expert()}];
+      if (std::find(replicas.begin(), replicas.end(), index) == replicas.end()) {
+        replicas.insert(std::upper_bound(replicas.begin(), replicas.end(), index), index);
+      }
+    }
+    ++generation_;
+  }
+  w->removed.store(false, std::memory_order_release);
+  if (is_new) count_.store(index + 1, std::memory_order_release);  // readers see the worker from here on
+  return index;
+}
+
+void WorkerPool::SetLeaving(int i, bool leaving) { workers_[i]->leaving.store(leaving); }
+
+void WorkerPool::Remove(int i) {
+  {
+    absl::MutexLock lock(&placement_mu_);
+    for (auto it = placement_.begin(); it != placement_.end();) {
+      it->second.erase(std::remove(it->second.begin(), it->second.end(), i), it->second.end());
+      if (it->second.empty()) {
+        placement_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    ++generation_;
+  }
+  workers_[i]->removed.store(true, std::memory_order_release);
+}
+
+int WorkerPool::PlacedOn(int i) const {
+  absl::ReaderMutexLock lock(&placement_mu_);
+  int n = 0;
+  for (const auto& [key, replicas] : placement_) n += std::count(replicas.begin(), replicas.end(), i);
+  return n;
+}
+
+std::vector<std::string> WorkerPool::ActiveAddresses() const {
+  std::vector<std::string> out;
+  for (int i = 0; i < size(); ++i) {
+    if (!IsRemoved(i)) out.push_back(workers_[i]->address);
+  }
+  return out;
 }
 
 moe::v1::GetWorkerInfoResponse WorkerPool::InfoOf(Worker& w) {
@@ -259,14 +335,18 @@ void WorkerPool::CheckLoop() {
     grpc::Status status;
   };
   std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> stubs;
-  for (const auto& w : workers_) stubs.push_back(grpc::health::v1::Health::NewStub(w->channel));
   absl::Mutex round_mu;
   while (true) {
     const absl::Time round_start = absl::Now();
-    // One Check per worker, all at once, each bounded by the timeout.
+    // One Check per worker (workers added since the last round included, removed ones left out),
+    // all at once, each bounded by the timeout.
+    const int workers = size();
+    while (static_cast<int>(stubs.size()) < workers) {
+      stubs.push_back(grpc::health::v1::Health::NewStub(workers_[stubs.size()]->channel));
+    }
     std::vector<std::unique_ptr<Probe>> probes;
-    int pending = static_cast<int>(workers_.size());
-    for (size_t i = 0; i < workers_.size(); ++i) {
+    int pending = workers;
+    for (int i = 0; i < workers; ++i) {
       auto p = std::make_unique<Probe>();
       p->context.set_deadline(absl::ToChronoTime(round_start + health_options_.timeout));
       stubs[i]->async()->Check(&p->context, &p->request, &p->response, [&, probe = p.get()](grpc::Status s) {
@@ -281,6 +361,7 @@ void WorkerPool::CheckLoop() {
       round_mu.Await(absl::Condition(+[](int* n) { return *n == 0; }, &pending));
     }
     for (size_t i = 0; i < probes.size(); ++i) {
+      if (IsRemoved(static_cast<int>(i))) continue;
       const Probe& p = *probes[i];
       const bool serving = p.status.ok() && p.response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
       const std::string reason =

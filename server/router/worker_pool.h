@@ -6,9 +6,11 @@
 // worker that does not answer in time is marked down (new dispatches avoid it) and its calls in
 // flight are cancelled, so DispatchCall fails them over to replicas instead of waiting out the
 // deadline; one that answers NOT_SERVING (draining) is avoided but its calls are left to finish.
-// The set of workers is fixed at start; the placement may change while serving (the placement
-// controller's AddReplicas/RemoveReplicas after a worker's LoadExperts/UnloadExperts). Everything
-// after Connect is thread-safe.
+// Workers may join while serving (AddWorker: worker discovery) and leave (SetLeaving, then Remove
+// once nothing is placed on them: the index stays, as a tombstone, and a worker that comes back
+// at the same address takes it again); indices are stable, and size() only grows. The placement
+// may change while serving (the placement controller's AddReplicas/RemoveReplicas after a
+// worker's LoadExperts/UnloadExperts). Everything after Connect is thread-safe.
 #pragma once
 
 #include <atomic>
@@ -59,6 +61,8 @@ class WorkerPool {
     std::atomic<bool> up{true};       // the last call reached it (it answered GetWorkerInfo at start)
     std::atomic<bool> healthy{true};  // health checks answer SERVING in time
     std::atomic<int> missed{0};       // health checks in a row not answered in time
+    std::atomic<bool> leaving{false};  // gone from discovery: its experts are being moved away
+    std::atomic<bool> removed{false};  // out of the pool (nothing placed on it, not checked)
     absl::Mutex calls_mu;
     absl::flat_hash_map<TrackedCall*, std::shared_ptr<TrackedCall>> calls ABSL_GUARDED_BY(calls_mu);
   };
@@ -66,6 +70,9 @@ class WorkerPool {
   // whether it is healthy now.
   using HealthChanged = std::function<void(int worker, bool healthy)>;
 
+  static constexpr int kMaxWorkers = 1024;
+
+  WorkerPool();
   ~WorkerPool();  // stops the health checks
   // Asks every worker for its GetWorkerInfo, waiting up to `timeout` for each to come up; the
   // channels use `credentials` (null: plaintext; proto::ChannelTls for mTLS).
@@ -80,7 +87,23 @@ class WorkerPool {
   // FAILED_PRECONDITION listing every key of `needed` that no worker hosts.
   absl::Status CheckCoverage(absl::Span<const experts::ExpertKey> needed) const;
 
-  int size() const { return static_cast<int>(workers_.size()); }
+  // Workers ever added (removed ones included): indices are [0, size()).
+  int size() const { return count_.load(std::memory_order_acquire); }
+  // Connects to one more worker (asking its GetWorkerInfo, checked as Connect does, up to
+  // `timeout`) and places what it hosts; a removed worker at the same address is taken back.
+  // Returns its index. ALREADY_EXISTS if it is in the pool; RESOURCE_EXHAUSTED past kMaxWorkers;
+  // errors as Connect.
+  absl::StatusOr<int> AddWorker(const std::string& address, absl::Duration timeout);
+  // Worker i is going away (discovery lost it): the placement controller moves its experts off
+  // and then calls Remove. Remove takes it out of the placement and of the health checks.
+  void SetLeaving(int i, bool leaving = true);
+  bool IsLeaving(int i) const { return workers_[i]->leaving.load(); }
+  void Remove(int i);
+  bool IsRemoved(int i) const { return workers_[i]->removed.load(std::memory_order_acquire); }
+  // (layer, expert) pairs placed on worker i.
+  int PlacedOn(int i) const;
+  // The addresses of the workers not removed.
+  std::vector<std::string> ActiveAddresses() const;
   Worker& worker(int i) { return *workers_[i]; }
   const Worker& worker(int i) const { return *workers_[i]; }
   // Workers hosting `key` (empty if none), ascending.
@@ -110,8 +133,9 @@ class WorkerPool {
   std::vector<uint8_t> UnavailableExperts(int layer, int num_experts) const;
   // Per routed expert of `config`: the workers up and healthy hosting it, the fewest over MoE layers.
   std::vector<int> AvailableReplicas(const model::ModelConfig& config) const;
-  // Up: its last call reached it, its last health check passed, its channel is not failing.
-  bool IsUp(int i) const { return workers_[i]->up.load() && IsHealthy(i) && IsConnectable(i); }
+  // Up: in the pool, its last call reached it, its last health check passed, its channel is not
+  // failing.
+  bool IsUp(int i) const { return !IsRemoved(i) && workers_[i]->up.load() && IsHealthy(i) && IsConnectable(i); }
   // Whether worker i answered its last health check (true until checks start).
   bool IsHealthy(int i) const { return workers_[i]->healthy.load(std::memory_order_acquire); }
 
@@ -133,7 +157,14 @@ class WorkerPool {
   static moe::v1::GetWorkerInfoResponse InfoOf(Worker& w);
   void CheckLoop();
 
+  model::ModelConfig config_;
+  int64_t max_message_bytes_ = 0;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  absl::Mutex add_mu_;  // one AddWorker at a time
+  // Reserved to kMaxWorkers at construction, so that appending never moves what readers index;
+  // count_ publishes each new one.
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<int> count_{0};
   HealthCheckOptions health_options_;
   HealthChanged health_changed_;
   absl::Mutex health_mu_;

@@ -5,9 +5,12 @@
 // clients, --rebalance=auto gives expert 0 replicas on other workers, no request fails and every
 // answer stays bit-identical (f32, no batching, the router combining) to the one before the
 // move; --rebalance=plan changes nothing; workers started with no experts are given them by the
-// router before it serves.
+// router before it serves; with --workers=file:///..., a worker added to the file under load joins
+// and is given experts, and one taken out is drained (its experts moved first) and removed — no
+// request fails and no answer changes.
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -76,11 +79,28 @@ class RebalanceTest : public ::testing::Test {
       workers_.push_back(*w);
     }
   }
-  void StartRouter(const std::string& mode) {
+  server::ChildProcess StartWorker(const std::string& experts) {
+    absl::StatusOr<server::ChildProcess> w = server::SpawnServer(
+        {BinDir() + "/moe-expert", "--checkpoint=" + *checkpoint_, "--experts=" + experts,
+         "--admin_token_file=" + *token_file_, "--listen=127.0.0.1:0", "--metrics_port=-1", "--threads=1",
+         "--max_batch_rows=0"},
+        absl::Seconds(120));
+    EXPECT_OK(w.status());
+    return w.ok() ? *w : server::ChildProcess{};
+  }
+  // Writes the worker list file whole, then renames it into place (as a ConfigMap update does).
+  static void WriteList(const std::string& path, const std::vector<server::ChildProcess*>& workers) {
+    std::vector<std::string> addresses;
+    for (const server::ChildProcess* w : workers) addresses.push_back(absl::StrCat("127.0.0.1:", w->port));
+    std::ofstream(path + ".tmp") << "# workers\n" << absl::StrJoin(addresses, "\n") << "\n";
+    std::filesystem::rename(path + ".tmp", path);
+  }
+  void StartRouter(const std::string& mode, const std::string& workers_flag = "") {
     std::vector<std::string> addresses;
     for (const server::ChildProcess& w : workers_) addresses.push_back(absl::StrCat("127.0.0.1:", w.port));
     absl::StatusOr<server::ChildProcess> r = server::SpawnServer(
-        {BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_, "--workers=" + absl::StrJoin(addresses, ","),
+        {BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_,
+         "--workers=" + (workers_flag.empty() ? absl::StrJoin(addresses, ",") : workers_flag), "--discovery_interval_s=1",
          "--listen=127.0.0.1:0", "--metrics_port=0", "--rebalance=" + mode, "--rebalance_interval_s=1",
          "--redundant_experts=3", "--rebalance_min_pairs=100", "--worker_admin_token_file=" + *token_file_,
          "--max_batches_in_flight=0", "--each_token_once=false"},
@@ -229,6 +249,106 @@ TEST_F(RebalanceTest, EmptyWorkersArePlacedBeforeServing) {
     ASSERT_OK_AND_ASSIGN(client::ForwardResult r, client_->Forward(layer, Tensor::FromF32(x, {kTokens, kHidden})));
     ASSERT_OK_AND_ASSIGN(const std::vector<float> want, reference->Forward(layer, x, kTokens));
     EXPECT_LE(MaxRelError(std::vector<float>(r.output.f32().begin(), r.output.f32().end()), want), 1e-5);
+  }
+}
+
+TEST_F(RebalanceTest, WorkersJoinAndLeaveUnderLoad) {
+  server::ChildProcess a = StartWorker("0-3"), b = StartWorker("4-7");
+  ASSERT_GT(a.pid, 0);
+  ASSERT_GT(b.pid, 0);
+  workers_ = {a, b};
+  const std::string list = MakeTempDir("workers") + "/list";
+  WriteList(list, {&a, &b});
+  ASSERT_NO_FATAL_FAILURE(StartRouter("auto", "file://" + list));
+  std::vector<std::vector<float>> inputs, before;
+  for (int i = 0; i < 8; ++i) {
+    inputs.push_back(RandomVector(kTokens * kHidden, 200 + i));
+    absl::StatusOr<client::ForwardResult> first = client_->Forward(i % kLayers, Tensor::FromF32(inputs.back(), {kTokens, kHidden}));
+    ASSERT_OK(first.status());
+    client::ForwardResult& r = *first;
+    before.emplace_back(r.output.f32().begin(), r.output.f32().end());
+  }
+  absl::Mutex mu;
+  int completed = 0, failed = 0, changed = 0;
+  std::vector<std::string> problems;
+  bool stop = false;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 3; ++c) {
+    clients.emplace_back([&, c] {
+      auto own = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router_.port), {.deadline = absl::Seconds(30)});
+      for (int i = c;; ++i) {
+        {
+          absl::MutexLock lock(&mu);
+          if (stop) return;
+        }
+        const int k = i % static_cast<int>(inputs.size());
+        absl::StatusOr<client::ForwardResult> r = own->Forward(k % kLayers, Tensor::FromF32(inputs[k], {kTokens, kHidden}));
+        absl::MutexLock lock(&mu);
+        ++completed;
+        if (!r.ok()) {
+          ++failed;
+          if (problems.size() < 5) problems.push_back(r.status().ToString());
+        } else if (std::vector<float>(r->output.f32().begin(), r->output.f32().end()) != before[k]) {
+          ++changed;
+        }
+      }
+    });
+  }
+  // The router's view, polled (bounded) until `done` holds.
+  const auto wait_for = [&](auto done, const char* what) {
+    for (int i = 0; i < 1200; ++i) {
+      absl::StatusOr<moe::v1::GetModelInfoResponse> info = client_->GetModelInfo();
+      if (info.ok() && done(*info)) return true;
+      absl::SleepFor(absl::Milliseconds(50));  // polling the router's state, not a synchronisation
+    }
+    ADD_FAILURE() << "timed out waiting until " << what;
+    return false;
+  };
+  // A third worker, started empty, joins through the file and is given experts.
+  server::ChildProcess c = StartWorker("none");
+  ASSERT_GT(c.pid, 0);
+  workers_.push_back(c);
+  WriteList(list, {&a, &b, &c});
+  const std::string c_address = absl::StrCat("127.0.0.1:", c.port), b_address = absl::StrCat("127.0.0.1:", b.port);
+  wait_for(
+      [&](const moe::v1::GetModelInfoResponse& info) {
+        for (const moe::v1::WorkerState& w : info.workers()) {
+          if (w.address() == c_address && w.num_experts() > 0) return true;
+        }
+        return false;
+      },
+      "the new worker hosts experts");
+  // The second leaves the file: drained, then gone from the router's workers; then stopped.
+  WriteList(list, {&a, &c});
+  wait_for(
+      [&](const moe::v1::GetModelInfoResponse& info) {
+        for (const moe::v1::WorkerState& w : info.workers()) {
+          if (w.address() == b_address) return false;
+        }
+        return true;
+      },
+      "the removed worker is drained");
+  EXPECT_EQ(server::StopChild(workers_[1], SIGTERM), 0);
+  workers_[1].pid = -1;
+  {
+    absl::MutexLock lock(&mu);
+    const int seen = completed;
+    auto more = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return completed >= seen + 100; };
+    mu.Await(absl::Condition(&more));
+    stop = true;
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(failed, 0) << absl::StrJoin(problems, "\n");
+  EXPECT_EQ(changed, 0);
+  std::printf("%d requests while a worker joined and one left: %d failed, %d changed\n", completed, failed, changed);
+  // Every routed expert of every layer is still placed, on the two workers left.
+  ASSERT_OK_AND_ASSIGN(moe::v1::GetModelInfoResponse info, client_->GetModelInfo());
+  EXPECT_EQ(info.workers_size(), 2);
+  for (int e = 0; e < kExperts; ++e) EXPECT_GE(info.placement(e).workers_size(), 1) << e;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    ASSERT_OK_AND_ASSIGN(client::ForwardResult r,
+                         client_->Forward(static_cast<int>(k % kLayers), Tensor::FromF32(inputs[k], {kTokens, kHidden})));
+    EXPECT_EQ(std::vector<float>(r.output.f32().begin(), r.output.f32().end()), before[k]);
   }
 }
 

@@ -6,8 +6,9 @@ lists the monitoring.coreos.com custom resources as skipped (their CRD schemas a
 offline), and checks the structure: probes on every container with numeric ports and distinct
 liveness/readiness services, ports that match the binaries' flags, command lines that use only
 flags the binaries have, StatefulSet shards that cover every expert exactly, the router's worker
-list equal to the StatefulSet's pod names, a grace period longer than the drain, GPUs in limits
-only, the PrometheusRule equal to deploy/prometheus/rules.yaml, the dashboard ConfigMap.
+list equal to the StatefulSet's pod names (or, for live placement, the headless Service by DNS,
+admin tokens from Secrets, an HPA on the workers), a grace period longer than the drain, GPUs in
+limits only, the PrometheusRule equal to deploy/prometheus/rules.yaml, the dashboard ConfigMap.
 """
 import argparse
 import json
@@ -98,6 +99,26 @@ def check_workloads(name, docs, bin_dir):
             if name.endswith("gpu") and wname == "expert":
                 check(limits.get("nvidia.com/gpu") == 1 and "--backend=cuda" in c["args"],
                       f"{name}: GPU workers ask for one GPU and --backend=cuda")
+    router_c = deploy["spec"]["template"]["spec"]["containers"][0]
+    expert_c = sts["spec"]["template"]["spec"]["containers"][0]
+    grpc_port = next(p["containerPort"] for p in expert_c["ports"] if p["name"] == "grpc")
+    if arg_value(expert_c["args"], "experts") == "none":
+        # Live placement: workers start empty; the router finds them by DNS and places the experts.
+        check(arg_value(router_c["args"], "workers") == f"dns:///{sts['spec']['serviceName']}:{grpc_port}",
+              f"{name}: the router finds the workers through the headless Service dns:///{sts['spec']['serviceName']}:{grpc_port}")
+        check(arg_value(router_c["args"], "rebalance") == "auto", f"{name}: the router places experts (--rebalance=auto)")
+        for c, flag, w in ((router_c, "worker_admin_token_file", deploy), (expert_c, "admin_token_file", sts)):
+            spec = w["spec"]["template"]["spec"]
+            mounts = [m["mountPath"] for m in c.get("volumeMounts", [])
+                      if any(v["name"] == m["name"] and "secret" in v for v in spec.get("volumes", []))]
+            path = arg_value(c["args"], flag)
+            check(path is not None and any(path.startswith(m + "/") for m in mounts),
+                  f"{name}/{w['metadata']['name']}: --{flag} comes from a mounted Secret")
+        hpa = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+        check(len(hpa) == 1 and hpa[0]["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"]
+              and hpa[0]["spec"]["minReplicas"] >= 1,
+              f"{name}: a HorizontalPodAutoscaler scales the worker StatefulSet")
+        return
     # Shards: pod i hosts shard i mod S; every expert must be hosted, each by the same number of pods.
     replicas, shards = sts["spec"]["replicas"], int(config["MOE_NUM_SHARDS"])
     experts = 8
@@ -111,9 +132,7 @@ def check_workloads(name, docs, bin_dir):
             hosted[e] += 1
     check(replicas % shards == 0 and len(set(hosted)) == 1 and hosted[0] >= 1,
           f"{name}: {replicas} worker pods over {shards} shards host each of {experts} experts {hosted[0]} time(s)")
-    grpc_port = next(p["containerPort"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"] if p["name"] == "grpc")
     want = [f"{sts['metadata']['name']}-{i}.{sts['spec']['serviceName']}:{grpc_port}" for i in range(replicas)]
-    router_c = deploy["spec"]["template"]["spec"]["containers"][0]
     workers = expand(arg_value(router_c["args"], "workers"), config).split(",")
     check(workers == want, f"{name}: the router's --workers lists the StatefulSet's pods {want}")
     headless = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == sts["spec"]["serviceName"])
@@ -135,7 +154,7 @@ def main():
     args = ap.parse_args()
     k8s = os.path.join(args.repo, "deploy/k8s")
     rendered = {}
-    for name in ("base", "overlays/cpu", "overlays/gpu", "overlays/tls", "monitoring"):
+    for name in ("base", "overlays/cpu", "overlays/gpu", "overlays/tls", "overlays/autoscale", "monitoring"):
         rendered[name] = render(args.kubectl, os.path.join(k8s, name))
     for name, docs in rendered.items():
         for d in docs:
@@ -148,7 +167,7 @@ def main():
                 check(True, f"{what} is valid Kubernetes {K8S_VERSION}")
             except kubernetes_validate.ValidationError as e:
                 check(False, f"{what}: {e.message} at {list(e.path)}")
-    for name in ("overlays/cpu", "overlays/gpu", "overlays/tls"):
+    for name in ("overlays/cpu", "overlays/gpu", "overlays/tls", "overlays/autoscale"):
         check_workloads(name, rendered[name], args.bin)
     mon = rendered["monitoring"]
     rule = next(d for d in mon if d["kind"] == "PrometheusRule")
