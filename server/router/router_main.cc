@@ -344,7 +344,8 @@ int main(int argc, char** argv) {
     discovery = std::make_unique<moe::server::WorkerDiscovery>(
         source, pool.get(), metrics.get(), /*controller_drains=*/rebalance == "auto",
         absl::Seconds(std::max(1, absl::GetFlag(FLAGS_discovery_interval_s))),
-        absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s)));
+        // A worker still loading is asked again next round rather than holding up the others.
+        absl::Seconds(std::max(1, std::min(absl::GetFlag(FLAGS_discovery_interval_s), absl::GetFlag(FLAGS_connect_timeout_s)))));
     discovery->Start();
   }
   if (pool != nullptr && absl::GetFlag(FLAGS_health_check_interval_ms) > 0) {
