@@ -57,13 +57,20 @@ void PlacementController::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void PlacementController::Wake() {
+  absl::MutexLock lock(&mu_);
+  woken_ = true;
+}
+
 void PlacementController::Loop() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      // The round's schedule (not a synchronisation): wake at the interval or at Stop.
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval);
+      // The round's schedule (not a synchronisation): wake at the interval, at Wake or at Stop.
+      auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; };
+      mu_.AwaitWithTimeout(absl::Condition(&due), options_.interval);
       if (stopping_) return;
+      woken_ = false;
     }
     RunOnce();
   }
@@ -104,17 +111,20 @@ PlacementController::Round PlacementController::RunOnce() {
   const std::vector<int>& layers = load_->moe_layers();
   const int workers = pool_->size();  // (more may join during the round: the next one sees them)
   refused_.resize(workers, false);
-  // Workers discovery lost: drained (their experts moved off) whatever the load says.
-  bool draining = false;
+  // Workers discovery lost: drained (their experts moved off) whatever the load says; so are
+  // experts stranded on workers that are down (checked below, once the placement is read).
+  bool draining = false, down = false;
   for (int w = 0; w < workers; ++w) {
-    draining |= !pool_->IsRemoved(w) && pool_->IsLeaving(w) && pool_->PlacedOn(w) > 0;
+    if (pool_->IsRemoved(w) || pool_->PlacedOn(w) == 0) continue;
+    draining |= pool_->IsLeaving(w);
+    down |= !pool_->IsUp(w);
   }
   double pairs = 0;
   for (const auto& layer : load) {
     for (double p : layer) pairs += p;
   }
   if (pairs < static_cast<double>(options_.min_pairs)) {
-    if (!draining || !options_.apply) {
+    if (!(draining || down) || !options_.apply) {
       round.summary = absl::StrFormat("placement: %.0f pairs routed since the last round (< %d): nothing planned",
                                       pairs, options_.min_pairs);
       return round;
@@ -149,6 +159,15 @@ PlacementController::Round PlacementController::RunOnce() {
     problem.slots.push_back(slots);
     problem.usable.push_back(pool_->IsUp(w) && !refused_[w] && !pool_->IsLeaving(w));
   }
+  // An expert whose every replica is on workers that cannot serve it (down, leaving) is repaired
+  // whatever the load says.
+  bool repair = draining;
+  for (const auto& layer : problem.current) {
+    for (const std::vector<int>& replicas : layer) {
+      repair |= !replicas.empty() &&
+                std::none_of(replicas.begin(), replicas.end(), [&](int w) { return problem.usable[w]; });
+    }
+  }
   round.plan = router::PlanPlacement(problem);
   round.planned = true;
   if (!round.plan.error.empty()) {
@@ -157,11 +176,12 @@ PlacementController::Round PlacementController::RunOnce() {
   }
   if (metrics_ != nullptr) metrics_->RecordPlacementPlan(round.plan.imbalance_before, round.plan.imbalance_after);
   const bool worth = round.plan.moves > 0 &&
-                     (draining || round.plan.imbalance_after < round.plan.imbalance_before * (1.0 - options_.min_gain));
+                     (repair || round.plan.imbalance_after < round.plan.imbalance_before * (1.0 - options_.min_gain));
   round.summary = absl::StrFormat("placement: %.0f pairs; imbalance %.2f now, %.2f planned with %d moves%s",
                                   pairs, round.plan.imbalance_before, round.plan.imbalance_after, round.plan.moves,
                                   !options_.apply ? " (--rebalance=plan: not applied)"
                                   : !worth        ? " (not worth moving)"
+                                  : repair        ? " (to place experts whose workers are down or leaving)"
                                                   : "");
   if (options_.apply && worth) {
     absl::StatusOr<std::string> token = ReadToken(options_.admin_token_file);

@@ -57,6 +57,9 @@ class PlacementController {
 
   void Start();
   void Stop();  // idempotent; waits for a round in progress
+  // Runs the next round now instead of at the interval (a worker went down: its experts without
+  // another replica are placed again without waiting). Cheap; any thread.
+  void Wake();
 
   struct Round {
     bool planned = false;  // enough load to plan
@@ -83,6 +86,7 @@ class PlacementController {
   int64_t generation_ ABSL_GUARDED_BY(round_mu_) = 0;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

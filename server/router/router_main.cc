@@ -355,7 +355,8 @@ int main(int argc, char** argv) {
         {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_interval_ms)),
          .timeout = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_timeout_ms)),
          .failures = absl::GetFlag(FLAGS_health_check_failures)},
-        [p, m, &config](int worker, bool) {
+        [p, m, &config, c = controller.get()](int worker, bool healthy) {
+          if (!healthy && c != nullptr) c->Wake();  // its experts without another replica: place them now
           if (m == nullptr) return;
           m->SetUp(worker, p->IsUp(worker));
           const std::vector<int> replicas = p->AvailableReplicas(config);

@@ -7,7 +7,9 @@
 // move; --rebalance=plan changes nothing; workers started with no experts are given them by the
 // router before it serves; with --workers=file:///..., a worker added to the file under load joins
 // and is given experts, and one taken out is drained (its experts moved first) and removed — no
-// request fails and no answer changes.
+// request fails and no answer changes; a worker killed under live placement costs at most the
+// requests whose every replica was on it at that moment (UNAVAILABLE, naming it), and its experts
+// are placed again on the workers left.
 #include <signal.h>
 
 #include <filesystem>
@@ -43,6 +45,71 @@ double MaxRelError(const std::vector<float>& got, const std::vector<float>& want
   }
   return num / den;
 }
+
+// Clients sending Forwards in a loop, each answer compared bit for bit with `before` (the answer
+// to the same input before anything moved).
+class SteadyLoad {
+ public:
+  SteadyLoad(int port, const std::vector<std::vector<float>>& inputs, const std::vector<std::vector<float>>& before,
+             int clients)
+      : inputs_(inputs), before_(before) {
+    for (int c = 0; c < clients; ++c) {
+      threads_.emplace_back([this, port, c] {
+        auto client = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", port), {.deadline = absl::Seconds(30)});
+        for (int i = c;; ++i) {
+          {
+            absl::MutexLock lock(&mu_);
+            if (stop_) return;
+          }
+          const int k = i % static_cast<int>(inputs_.size());
+          absl::StatusOr<client::ForwardResult> r =
+              client->Forward(k % kLayers, Tensor::FromF32(inputs_[k], {kTokens, kHidden}));
+          absl::MutexLock lock(&mu_);
+          ++completed_;
+          if (!r.ok()) {
+            ++failed_;
+            if (problems_.size() < 5) problems_.push_back(r.status().ToString());
+            failures_.push_back(r.status());
+          } else if (std::vector<float>(r->output.f32().begin(), r->output.f32().end()) != before_[k]) {
+            ++changed_;
+          }
+        }
+      });
+    }
+  }
+  ~SteadyLoad() { Stop(); }
+  // Blocks until `count` more requests have completed.
+  void WaitMore(int count) {
+    absl::MutexLock lock(&mu_);
+    const int target = completed_ + count;
+    auto reached = [this, target]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return completed_ >= target; };
+    mu_.Await(absl::Condition(&reached));
+  }
+  void Stop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  int completed() { absl::MutexLock lock(&mu_); return completed_; }
+  int failed() { absl::MutexLock lock(&mu_); return failed_; }
+  int changed() { absl::MutexLock lock(&mu_); return changed_; }
+  std::string problems() { absl::MutexLock lock(&mu_); return absl::StrJoin(problems_, "\n"); }
+  std::vector<absl::Status> failures() { absl::MutexLock lock(&mu_); return failures_; }
+
+ private:
+  const std::vector<std::vector<float>>& inputs_;
+  const std::vector<std::vector<float>>& before_;
+  absl::Mutex mu_;
+  int completed_ ABSL_GUARDED_BY(mu_) = 0, failed_ ABSL_GUARDED_BY(mu_) = 0, changed_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> problems_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Status> failures_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;  // last: they use everything above
+};
 
 class RebalanceTest : public ::testing::Test {
  protected:
@@ -95,16 +162,18 @@ class RebalanceTest : public ::testing::Test {
     std::ofstream(path + ".tmp") << "# workers\n" << absl::StrJoin(addresses, "\n") << "\n";
     std::filesystem::rename(path + ".tmp", path);
   }
-  void StartRouter(const std::string& mode, const std::string& workers_flag = "") {
+  void StartRouter(const std::string& mode, const std::string& workers_flag = "",
+                   std::vector<std::string> extra = {}) {
     std::vector<std::string> addresses;
     for (const server::ChildProcess& w : workers_) addresses.push_back(absl::StrCat("127.0.0.1:", w.port));
-    absl::StatusOr<server::ChildProcess> r = server::SpawnServer(
-        {BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_,
-         "--workers=" + (workers_flag.empty() ? absl::StrJoin(addresses, ",") : workers_flag), "--discovery_interval_s=1",
-         "--listen=127.0.0.1:0", "--metrics_port=0", "--rebalance=" + mode, "--rebalance_interval_s=1",
-         "--redundant_experts=3", "--rebalance_min_pairs=100", "--worker_admin_token_file=" + *token_file_,
-         "--max_batches_in_flight=0", "--each_token_once=false"},
-        absl::Seconds(120));
+    std::vector<std::string> argv = {
+        BinDir() + "/moe-router", "--checkpoint=" + *checkpoint_,
+        "--workers=" + (workers_flag.empty() ? absl::StrJoin(addresses, ",") : workers_flag), "--discovery_interval_s=1",
+        "--listen=127.0.0.1:0", "--metrics_port=0", "--rebalance=" + mode, "--rebalance_interval_s=1",
+        "--redundant_experts=3", "--rebalance_min_pairs=100", "--worker_admin_token_file=" + *token_file_,
+        "--max_batches_in_flight=0", "--each_token_once=false"};
+    argv.insert(argv.end(), extra.begin(), extra.end());  // later flags win
+    absl::StatusOr<server::ChildProcess> r = server::SpawnServer(argv, absl::Seconds(120));
     ASSERT_OK(r.status());
     router_ = *r;
     client_ = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router_.port), {.deadline = absl::Seconds(30)});
@@ -152,32 +221,7 @@ TEST_F(RebalanceTest, AutoReplicatesTheHotExpertWithoutAFailureOrAChangedAnswer)
   EXPECT_GE(hot_tokens, 0.3);  // the skew is real: a uniform gate gives 25 %
   EXPECT_EQ(Replicas(0), 1);
 
-  absl::Mutex mu;
-  int completed = 0, failed = 0, changed = 0;
-  std::vector<std::string> problems;
-  bool stop = false;
-  std::vector<std::thread> clients;
-  for (int c = 0; c < 4; ++c) {
-    clients.emplace_back([&, c] {
-      auto own = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router_.port), {.deadline = absl::Seconds(30)});
-      for (int i = c;; ++i) {
-        {
-          absl::MutexLock lock(&mu);
-          if (stop) return;
-        }
-        const int k = i % static_cast<int>(inputs.size());
-        absl::StatusOr<client::ForwardResult> r = own->Forward(k % kLayers, Tensor::FromF32(inputs[k], {kTokens, kHidden}));
-        absl::MutexLock lock(&mu);
-        ++completed;
-        if (!r.ok()) {
-          ++failed;
-          if (problems.size() < 5) problems.push_back(r.status().ToString());
-        } else if (std::vector<float>(r->output.f32().begin(), r->output.f32().end()) != before[k]) {
-          ++changed;
-        }
-      }
-    });
-  }
+  SteadyLoad load(router_.port, inputs, before, 4);
   // The controller rounds every second: wait (bounded) until expert 0 has more than one replica.
   int replicas = 1;
   for (int i = 0; i < 600 && replicas <= 1; ++i) {
@@ -185,23 +229,12 @@ TEST_F(RebalanceTest, AutoReplicatesTheHotExpertWithoutAFailureOrAChangedAnswer)
     replicas = Replicas(0);
   }
   EXPECT_GT(replicas, 1) << "the placement never gave the hot expert a replica";
-  // Keep the load going across at least one more round after the move.
-  int seen = 0;
-  {
-    absl::MutexLock lock(&mu);
-    seen = completed;
-  }
-  {
-    absl::MutexLock lock(&mu);
-    auto more = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return completed >= seen + 200; };
-    mu.Await(absl::Condition(&more));
-    stop = true;
-  }
-  for (std::thread& t : clients) t.join();
-  EXPECT_EQ(failed, 0) << absl::StrJoin(problems, "\n");
-  EXPECT_EQ(changed, 0) << "answers changed across the move";
-  std::printf("%d requests under load, %d failed, %d changed; expert 0 on %d workers\n", completed, failed, changed,
-              replicas);
+  load.WaitMore(200);  // across at least one more round after the move
+  load.Stop();
+  EXPECT_EQ(load.failed(), 0) << load.problems();
+  EXPECT_EQ(load.changed(), 0) << "answers changed across the move";
+  std::printf("%d requests under load, %d failed, %d changed; expert 0 on %d workers\n", load.completed(),
+              load.failed(), load.changed(), replicas);
   const std::string metrics = HttpGet(router_.metrics_port, "/metrics");
   EXPECT_GE(MetricValue(metrics, "moe_placement_generation"), 1) << metrics;
   EXPECT_GT(MetricValue(metrics, "moe_placement_moves_total{result=\"ok\"}"), 0);
@@ -268,32 +301,7 @@ TEST_F(RebalanceTest, WorkersJoinAndLeaveUnderLoad) {
     client::ForwardResult& r = *first;
     before.emplace_back(r.output.f32().begin(), r.output.f32().end());
   }
-  absl::Mutex mu;
-  int completed = 0, failed = 0, changed = 0;
-  std::vector<std::string> problems;
-  bool stop = false;
-  std::vector<std::thread> clients;
-  for (int c = 0; c < 3; ++c) {
-    clients.emplace_back([&, c] {
-      auto own = client::MoeClient::Connect(absl::StrCat("127.0.0.1:", router_.port), {.deadline = absl::Seconds(30)});
-      for (int i = c;; ++i) {
-        {
-          absl::MutexLock lock(&mu);
-          if (stop) return;
-        }
-        const int k = i % static_cast<int>(inputs.size());
-        absl::StatusOr<client::ForwardResult> r = own->Forward(k % kLayers, Tensor::FromF32(inputs[k], {kTokens, kHidden}));
-        absl::MutexLock lock(&mu);
-        ++completed;
-        if (!r.ok()) {
-          ++failed;
-          if (problems.size() < 5) problems.push_back(r.status().ToString());
-        } else if (std::vector<float>(r->output.f32().begin(), r->output.f32().end()) != before[k]) {
-          ++changed;
-        }
-      }
-    });
-  }
+  SteadyLoad load(router_.port, inputs, before, 3);
   // The router's view, polled (bounded) until `done` holds.
   const auto wait_for = [&](auto done, const char* what) {
     for (int i = 0; i < 1200; ++i) {
@@ -330,21 +338,77 @@ TEST_F(RebalanceTest, WorkersJoinAndLeaveUnderLoad) {
       "the removed worker is drained");
   EXPECT_EQ(server::StopChild(workers_[1], SIGTERM), 0);
   workers_[1].pid = -1;
-  {
-    absl::MutexLock lock(&mu);
-    const int seen = completed;
-    auto more = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return completed >= seen + 100; };
-    mu.Await(absl::Condition(&more));
-    stop = true;
-  }
-  for (std::thread& t : clients) t.join();
-  EXPECT_EQ(failed, 0) << absl::StrJoin(problems, "\n");
-  EXPECT_EQ(changed, 0);
-  std::printf("%d requests while a worker joined and one left: %d failed, %d changed\n", completed, failed, changed);
+  load.WaitMore(100);
+  load.Stop();
+  EXPECT_EQ(load.failed(), 0) << load.problems();
+  EXPECT_EQ(load.changed(), 0);
+  std::printf("%d requests while a worker joined and one left: %d failed, %d changed\n", load.completed(),
+              load.failed(), load.changed());
   // Every routed expert of every layer is still placed, on the two workers left.
   ASSERT_OK_AND_ASSIGN(moe::v1::GetModelInfoResponse info, client_->GetModelInfo());
   EXPECT_EQ(info.workers_size(), 2);
   for (int e = 0; e < kExperts; ++e) EXPECT_GE(info.placement(e).workers_size(), 1) << e;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    ASSERT_OK_AND_ASSIGN(client::ForwardResult r,
+                         client_->Forward(static_cast<int>(k % kLayers), Tensor::FromF32(inputs[k], {kTokens, kHidden})));
+    EXPECT_EQ(std::vector<float>(r.output.f32().begin(), r.output.f32().end()), before[k]);
+  }
+}
+
+TEST_F(RebalanceTest, AWorkerKilledUnderLivePlacement) {
+  // 8 redundant replicas per layer of 8 experts (the hot ones get most); then a worker is killed:
+  // requests whose every replica of an expert was on it fail (UNAVAILABLE, naming it) until the
+  // next round has placed those experts on the workers left; everything else fails over.
+  ASSERT_NO_FATAL_FAILURE(StartWorkers(/*empty=*/false));
+  ASSERT_NO_FATAL_FAILURE(StartRouter("auto", "", {"--redundant_experts=8", "--rebalance_min_gain=0"}));
+  std::vector<std::vector<float>> inputs, before;
+  for (int i = 0; i < 8; ++i) {
+    inputs.push_back(RandomVector(kTokens * kHidden, 300 + i));
+    absl::StatusOr<client::ForwardResult> r = client_->Forward(i % kLayers, Tensor::FromF32(inputs.back(), {kTokens, kHidden}));
+    ASSERT_OK(r.status());
+    before.emplace_back(r->output.f32().begin(), r->output.f32().end());
+  }
+  SteadyLoad load(router_.port, inputs, before, 4);
+  // Until the replicas are placed (bounded polling of the router's metrics).
+  double generation = 0;
+  for (int i = 0; i < 600 && generation < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));  // polling the router's state, not a synchronisation
+    generation = MetricValue(HttpGet(router_.metrics_port, "/metrics"), "moe_placement_generation");
+  }
+  ASSERT_GE(generation, 1) << "the placement never changed";
+  const std::string killed = absl::StrCat("127.0.0.1:", workers_[2].port);
+  ASSERT_EQ(server::StopChild(workers_[2], SIGKILL), 128 + SIGKILL);
+  workers_[2].pid = -1;
+  // The killed worker's experts are placed on live workers again (bounded polling).
+  bool recovered = false;
+  for (int i = 0; i < 1200 && !recovered; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));  // polling the router's state, not a synchronisation
+    absl::StatusOr<moe::v1::GetModelInfoResponse> info = client_->GetModelInfo();
+    if (!info.ok()) continue;
+    recovered = true;
+    for (const moe::v1::ExpertPlacement& p : info->placement()) {
+      const bool elsewhere = std::any_of(p.workers().begin(), p.workers().end(),
+                                         [&](const std::string& w) { return w != killed; });
+      const bool on_killed = std::any_of(p.workers().begin(), p.workers().end(),
+                                         [&](const std::string& w) { return w == killed; });
+      recovered &= elsewhere && !on_killed;
+    }
+  }
+  EXPECT_TRUE(recovered) << "the killed worker's experts were not placed elsewhere";
+  load.WaitMore(200);
+  load.Stop();
+  // A request fails only if every replica of one of its experts was on the killed worker at that
+  // moment (a move had just taken the other one away), and then it names the worker.
+  int shown = 0;
+  for (const absl::Status& s : load.failures()) {
+    const bool named = s.code() == absl::StatusCode::kUnavailable && s.message().find(killed) != std::string::npos;
+    EXPECT_TRUE(named || shown > 3) << s;
+    shown += named ? 0 : 1;
+  }
+  EXPECT_EQ(load.changed(), 0);
+  std::printf("%d requests while a worker was killed and its experts moved: %d failed (each naming it), %d changed\n",
+              load.completed(), load.failed(), load.changed());
+  // Everything is served, identically, on the workers left.
   for (size_t k = 0; k < inputs.size(); ++k) {
     ASSERT_OK_AND_ASSIGN(client::ForwardResult r,
                          client_->Forward(static_cast<int>(k % kLayers), Tensor::FromF32(inputs[k], {kTokens, kHidden})));
