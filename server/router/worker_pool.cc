@@ -26,7 +26,7 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Connect(
   return pool;
 }
 
-WorkerPool::WorkerPool() { workers_.reserve(kMaxWorkers); }
+WorkerPool::WorkerPool() : workers_(std::make_unique<std::unique_ptr<Worker>[]>(kMaxWorkers)) {}
 
 absl::StatusOr<int> WorkerPool::AddWorker(const std::string& address, absl::Duration timeout) {
   absl::MutexLock add_lock(&add_mu_);
@@ -83,7 +83,7 @@ absl::StatusOr<int> WorkerPool::AddWorker(const std::string& address, absl::Dura
   const bool is_new = fresh != nullptr;
   if (is_new) {
     index = size();
-    workers_.push_back(std::move(fresh));  // within the reserved capacity: no reallocation
+    workers_[index] = std::move(fresh);  // a slot no reader looks at until count_ says so
   }
   w->up.store(true);
   w->healthy.store(true);

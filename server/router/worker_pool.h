@@ -161,9 +161,9 @@ class WorkerPool {
   int64_t max_message_bytes_ = 0;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
   absl::Mutex add_mu_;  // one AddWorker at a time
-  // Reserved to kMaxWorkers at construction, so that appending never moves what readers index;
+  // kMaxWorkers slots allocated at construction, so that adding never moves what readers index;
   // count_ publishes each new one.
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<std::unique_ptr<Worker>[]> workers_;
   std::atomic<int> count_{0};
   HealthCheckOptions health_options_;
   HealthChanged health_changed_;
