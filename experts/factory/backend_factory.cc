@@ -30,6 +30,15 @@ absl::StatusOr<CpuExpertBackend::Options> CpuOptionsOf(const BackendOptions& opt
                                    .int8_activations = options.cpu_int8_activations};
 }
 
+// INVALID_ARGUMENT for an unknown kind; for "cuda", FAILED_PRECONDITION without a usable GPU.
+absl::Status CheckBackendKind(const BackendOptions& options) {
+  if (options.kind == "cuda") return CudaDevice(options.device).status();
+  if (options.kind != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<ExpertBackend>> ChangeExperts(const model::Checkpoint& checkpoint,
@@ -38,12 +47,7 @@ absl::StatusOr<std::shared_ptr<ExpertBackend>> ChangeExperts(const model::Checkp
                                                              absl::Span<const ExpertKey> remove,
                                                              const BackendOptions& options, int64_t budget,
                                                              int64_t* added_bytes) {
-  if (options.kind == "cuda") {
-    // Fail on a missing GPU before reading any weights.
-    RETURN_IF_ERROR(CudaDevice(options.device).status());
-  } else if (options.kind != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
-  }
+  RETURN_IF_ERROR(CheckBackendKind(options));  // before reading any weights
   std::vector<ExpertWeights> weights;
   weights.reserve(add.size());
   int64_t estimate = 0;
@@ -91,12 +95,7 @@ absl::StatusOr<std::shared_ptr<ExpertBackend>> ChangeExperts(const model::Checkp
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateBackend(const model::Checkpoint& checkpoint,
                                                              absl::Span<const ExpertKey> hosted,
                                                              const BackendOptions& options) {
-  if (options.kind == "cuda") {
-    // Fail on a missing GPU before reading any weights.
-    RETURN_IF_ERROR(CudaDevice(options.device).status());
-  } else if (options.kind != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.kind, "'; expected cpu or cuda"));
-  }
+  RETURN_IF_ERROR(CheckBackendKind(options));  // before reading any weights
   std::vector<ExpertWeights> weights;
   weights.reserve(hosted.size());
   for (const ExpertKey& key : hosted) {

@@ -45,36 +45,12 @@ PlacementController::PlacementController(WorkerPool* pool, const model::ModelCon
 PlacementController::~PlacementController() { Stop(); }
 
 void PlacementController::Start() {
-  if (thread_.joinable()) return;
-  thread_ = std::thread([this] { Loop(); });
+  loop_.Start(options_.interval, [this] { RunOnce(); });
 }
 
-void PlacementController::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  if (thread_.joinable()) thread_.join();
-}
+void PlacementController::Stop() { loop_.Stop(); }
 
-void PlacementController::Wake() {
-  absl::MutexLock lock(&mu_);
-  woken_ = true;
-}
-
-void PlacementController::Loop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      // The round's schedule (not a synchronisation): wake at the interval, at Wake or at Stop.
-      auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; };
-      mu_.AwaitWithTimeout(absl::Condition(&due), options_.interval);
-      if (stopping_) return;
-      woken_ = false;
-    }
-    RunOnce();
-  }
-}
+void PlacementController::Wake() { loop_.Wake(); }
 
 absl::Status PlacementController::PlaceUncovered() {
   absl::MutexLock round_lock(&round_mu_);

@@ -16,7 +16,6 @@
 
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +24,7 @@
 #include "absl/time/time.h"
 #include "model/model_config.h"
 #include "router/expert_placement.h"
+#include "server/common/periodic_loop.h"
 #include "server/router/expert_load.h"
 #include "server/router/router_metrics.h"
 #include "server/router/worker_pool.h"
@@ -72,7 +72,6 @@ class PlacementController {
   Round RunOnce();
 
  private:
-  void Loop();
   // Moves the placement to `plan` (per MoE layer index, per expert: workers).
   void Apply(const std::vector<std::vector<std::vector<int>>>& plan, const std::string& token, Round& round);
 
@@ -84,10 +83,7 @@ class PlacementController {
   absl::Mutex round_mu_;  // one round at a time
   std::vector<bool> refused_ ABSL_GUARDED_BY(round_mu_);  // workers without live placement
   int64_t generation_ ABSL_GUARDED_BY(round_mu_) = 0;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool woken_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  PeriodicLoop loop_;  // last: its thread uses everything above
 };
 
 }  // namespace moe::server

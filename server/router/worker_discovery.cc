@@ -60,9 +60,13 @@ absl::StatusOr<WorkerSource> ParseWorkerSource(const std::vector<std::string>& f
 absl::StatusOr<std::vector<std::string>> ResolveWorkers(const WorkerSource& source) {
   std::set<std::string> found;
   switch (source.kind) {
-    case WorkerSource::Kind::kList:
-      found.insert(source.list.begin(), source.list.end());
-      break;
+    case WorkerSource::Kind::kList: {  // as given (worker indices follow the flag), once each
+      std::vector<std::string> listed;
+      for (const std::string& a : source.list) {
+        if (found.insert(a).second) listed.push_back(a);
+      }
+      return listed;
+    }
     case WorkerSource::Kind::kDns: {
       addrinfo hints{};
       hints.ai_family = AF_UNSPEC;
@@ -115,29 +119,10 @@ WorkerDiscovery::WorkerDiscovery(WorkerSource source, WorkerPool* pool, RouterMe
 WorkerDiscovery::~WorkerDiscovery() { Stop(); }
 
 void WorkerDiscovery::Start() {
-  if (thread_.joinable()) return;
-  thread_ = std::thread([this] { Loop(); });
+  loop_.Start(interval_, [this] { RunOnce(); });
 }
 
-void WorkerDiscovery::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  if (thread_.joinable()) thread_.join();
-}
-
-void WorkerDiscovery::Loop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      // The schedule (not a synchronisation): wake at the interval or at Stop.
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_);
-      if (stopping_) return;
-    }
-    RunOnce();
-  }
-}
+void WorkerDiscovery::Stop() { loop_.Stop(); }
 
 WorkerDiscovery::Round WorkerDiscovery::RunOnce() {
   absl::MutexLock round_lock(&round_mu_);

@@ -13,13 +13,13 @@
 #pragma once
 
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/common/periodic_loop.h"
 #include "server/router/router_metrics.h"
 #include "server/router/worker_pool.h"
 
@@ -39,7 +39,8 @@ struct WorkerSource {
 // dns:/// or file:/// given beside other entries.
 absl::StatusOr<WorkerSource> ParseWorkerSource(const std::vector<std::string>& flag);
 
-// The addresses the source names now, sorted and distinct ("ip:port", "[ipv6]:port" from DNS).
+// The addresses the source names now, distinct: a list in its order, DNS and file sorted ("ip:port",
+// "[ipv6]:port" from DNS).
 // UNAVAILABLE naming the source when the name does not resolve or the file cannot be read.
 absl::StatusOr<std::vector<std::string>> ResolveWorkers(const WorkerSource& source);
 
@@ -62,17 +63,13 @@ class WorkerDiscovery {
   Round RunOnce();
 
  private:
-  void Loop();
-
   const WorkerSource source_;
   WorkerPool* pool_;
   RouterMetrics* metrics_;
   const bool controller_drains_;
   const absl::Duration interval_, connect_timeout_;
   absl::Mutex round_mu_;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  PeriodicLoop loop_;  // last: its thread uses everything above
 };
 
 }  // namespace moe::server

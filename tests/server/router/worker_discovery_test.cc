@@ -18,6 +18,9 @@ TEST(WorkerDiscoveryTest, ParsesEachForm) {
   ASSERT_OK_AND_ASSIGN(WorkerSource list, ParseWorkerSource({"a:1", "b:2"}));
   EXPECT_EQ(list.kind, WorkerSource::Kind::kList);
   EXPECT_FALSE(list.dynamic());
+  ASSERT_OK_AND_ASSIGN(WorkerSource given, ParseWorkerSource({"b:2", "a:1", "b:2"}));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> in_order, ResolveWorkers(given));
+  EXPECT_EQ(in_order, (std::vector<std::string>{"b:2", "a:1"}));  // worker indices follow the flag
   ASSERT_OK_AND_ASSIGN(WorkerSource dns, ParseWorkerSource({"dns:///moe-expert.ns.svc:50061"}));
   EXPECT_EQ(dns.kind, WorkerSource::Kind::kDns);
   EXPECT_EQ(dns.host, "moe-expert.ns.svc");
