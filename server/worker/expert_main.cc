@@ -310,6 +310,7 @@ int main(int argc, char** argv) {
   moe::server::SetReady(**server, {"moe.v1.ExpertService"}, true);
   moe::server::NotifyReadyFd(absl::GetFlag(FLAGS_ready_fd), port, metrics_server.port);
   moe::server::WaitForTerminationAndDrain(**server, absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  service.JoinAdminCalls();  // a placement change still loading finishes its call on this server
   // The gRPC drain is complete; no scrape may read the metrics once they start being destroyed.
   moe::server::StopMetricsServer(metrics_server);
   std::fprintf(stderr, "moe-expert: stopped\n");

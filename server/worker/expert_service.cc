@@ -22,13 +22,29 @@ ExpertServiceImpl::ExpertServiceImpl(ExpertServiceOptions options)
               const std::unique_ptr<Pending>& p) { return batching ? p->decoded.rows : max; },
           [this](std::vector<std::unique_ptr<Pending>>& batch) { Step(batch); }) {}
 
-ExpertServiceImpl::~ExpertServiceImpl() {
-  std::vector<std::thread> threads;
+ExpertServiceImpl::~ExpertServiceImpl() { JoinAdminCalls(); }
+
+void ExpertServiceImpl::JoinAdminCalls() {
   {
-    absl::MutexLock lock(&threads_mu_);
-    threads.swap(admin_threads_);
+    absl::MutexLock lock(&admin_mu_);
+    admin_stopping_ = true;
   }
-  for (std::thread& t : threads) t.join();
+  if (admin_thread_.joinable()) admin_thread_.join();
+}
+
+void ExpertServiceImpl::AdminLoop() {
+  while (true) {
+    std::function<void()> job;
+    {
+      absl::MutexLock lock(&admin_mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(admin_mu_) { return admin_stopping_ || !admin_jobs_.empty(); };
+      admin_mu_.Await(absl::Condition(&ready));
+      if (admin_jobs_.empty()) return;  // stopping, and every call queued has been answered
+      job = std::move(admin_jobs_.front());
+      admin_jobs_.pop_front();
+    }
+    job();
+  }
 }
 
 void ExpertServiceImpl::SetBackend(std::shared_ptr<experts::ExpertBackend> backend,
@@ -232,16 +248,15 @@ grpc::ServerUnaryReactor* ExpertServiceImpl::Admin(grpc::CallbackServerContext* 
       return reactor;
     }
   }
-  // Loading reads and packs weights for seconds: off the gRPC thread, one change at a time.
-  absl::MutexLock lock(&threads_mu_);
-  admin_threads_.emplace_back([this, reactor, change = std::move(change)] {
-    grpc::Status status;
-    {
-      absl::MutexLock serial(&change_mu_);
-      status = change();
-    }
-    reactor->Finish(status);
-  });
+  // Loading reads and packs weights for seconds: off the gRPC thread, on the admin thread, one
+  // change at a time.
+  absl::MutexLock lock(&admin_mu_);
+  if (admin_stopping_) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is shutting down"));
+    return reactor;
+  }
+  if (!admin_thread_.joinable()) admin_thread_ = std::thread([this] { AdminLoop(); });
+  admin_jobs_.push_back([reactor, change = std::move(change)] { reactor->Finish(change()); });
   return reactor;
 }
 

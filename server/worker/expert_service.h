@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -60,7 +61,11 @@ class ExpertServiceImpl final
               moe::v1::ExpertService::WithCallbackMethod_UnloadExperts<moe::v1::ExpertService::Service>>>> {
  public:
   explicit ExpertServiceImpl(ExpertServiceOptions options);
-  ~ExpertServiceImpl() override;  // waits for admin calls in progress
+  ~ExpertServiceImpl() override;  // JoinAdminCalls()
+
+  // Waits for LoadExperts/UnloadExperts in progress to finish their calls. Call after the server
+  // has drained and before it is destroyed (their reactors belong to it).
+  void JoinAdminCalls();
 
   // Turns on LoadExperts/UnloadExperts (refused with FAILED_PRECONDITION until then). Call
   // before serving.
@@ -108,8 +113,8 @@ class ExpertServiceImpl final
   };
   // `info_` and the published hosting for `backend`.
   void PublishLocked(std::shared_ptr<experts::ExpertBackend> backend) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Checks the admin credential and hands `change` to a thread of its own (changes run one at a
-  // time), which finishes the call.
+  // Checks the admin credential and queues `change` for the admin thread, which runs it and
+  // finishes the call.
   grpc::ServerUnaryReactor* Admin(grpc::CallbackServerContext* context,
                                   std::function<grpc::Status()> change);
   grpc::Status Load(const moe::v1::LoadExpertsRequest& request, moe::v1::PlacementChangeResponse* response);
@@ -130,9 +135,12 @@ class ExpertServiceImpl final
   ExpertMetrics* metrics_ ABSL_GUARDED_BY(mu_) = nullptr;
   moe::v1::GetWorkerInfoResponse info_ ABSL_GUARDED_BY(mu_);
   LivePlacement live_;
-  absl::Mutex change_mu_;  // held for a whole LoadExperts/UnloadExperts: one change at a time
-  absl::Mutex threads_mu_;
-  std::vector<std::thread> admin_threads_ ABSL_GUARDED_BY(threads_mu_);
+  // LoadExperts/UnloadExperts run one after another on one thread, started at the first.
+  void AdminLoop();
+  absl::Mutex admin_mu_;
+  bool admin_stopping_ ABSL_GUARDED_BY(admin_mu_) = false;
+  std::deque<std::function<void()>> admin_jobs_ ABSL_GUARDED_BY(admin_mu_);
+  std::thread admin_thread_;
   BatchQueue<std::unique_ptr<Pending>> queue_;  // last: its thread calls Step
 };
 
