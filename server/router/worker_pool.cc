@@ -259,17 +259,10 @@ std::vector<int> WorkerPool::AvailableReplicas(const model::ModelConfig& config)
   return fewest;
 }
 
-// Per expert of every dispatch: ranked under the reader lock, without copying the replica list.
-int WorkerPool::Pick(const experts::ExpertKey& key) const {
-  absl::ReaderMutexLock lock(&placement_mu_);
-  auto it = placement_.find(key);
-  return it == placement_.end() ? -1 : Best(it->second, -1, false);
-}
+int WorkerPool::Pick(const experts::ExpertKey& key) const { return Best(ReplicasOf(key), -1, false); }
 
 int WorkerPool::PickFailover(const experts::ExpertKey& key, int exclude) const {
-  absl::ReaderMutexLock lock(&placement_mu_);
-  auto it = placement_.find(key);
-  return it == placement_.end() ? -1 : Best(it->second, exclude, true);
+  return Best(ReplicasOf(key), exclude, true);
 }
 
 WorkerPool::~WorkerPool() { StopHealthChecks(); }
