@@ -17,7 +17,7 @@
 namespace moe::base {
 namespace {
 
-constexpr std::array<absl::string_view, 5> kIsaNames = {"scalar", "avx2", "avx512", "avx512_bf16", "amx"};
+constexpr std::array<absl::string_view, 6> kIsaNames = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"};
 
 struct Regs {
   uint32_t a = 0, b = 0, c = 0, d = 0;
@@ -57,7 +57,7 @@ absl::StatusOr<CpuIsa> ParseCpuIsa(absl::string_view name) {
     if (lower == kIsaNames[i]) return static_cast<CpuIsa>(i);
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown CPU ISA '", name, "'; expected scalar, avx2, avx512, avx512_bf16 or amx"));
+      absl::StrCat("unknown CPU ISA '", name, "'; expected scalar, avx2, avx512, avx512_vnni, avx512_bf16 or amx"));
 }
 
 CpuFeatures DetectCpuFeatures() {
@@ -73,14 +73,17 @@ CpuFeatures DetectCpuFeatures() {
   const Regs l7s1 = CpuId(7, 1);
   f.avx2_fma = os_ymm && Bit(l1.c, 12) && Bit(l7.b, 5) && Bit(l1.c, 29);  // FMA, AVX2, F16C
   f.avx512 = os_zmm && Bit(l7.b, 16) && Bit(l7.b, 17) && Bit(l7.b, 30) && Bit(l7.b, 31);
+  f.avx512_vnni = f.avx512 && Bit(l7.c, 11);
   f.avx512_bf16 = f.avx512 && Bit(l7s1.a, 5);
   f.amx_bf16 = f.avx512_bf16 && os_tiles && Bit(l7.d, 22) && Bit(l7.d, 24);
   return f;
 }
 
 CpuIsa BestIsa(const CpuFeatures& f) {
-  if (f.amx_bf16) return CpuIsa::kAmx;
-  if (f.avx512_bf16) return CpuIsa::kAvx512Bf16;
+  if (f.amx_bf16 && f.avx512_vnni) return CpuIsa::kAmx;
+  // (A CPU with BF16 but no VNNI — none is known — takes the level below both.)
+  if (f.avx512_bf16 && f.avx512_vnni) return CpuIsa::kAvx512Bf16;
+  if (f.avx512_vnni) return CpuIsa::kAvx512Vnni;
   if (f.avx512) return CpuIsa::kAvx512;
   if (f.avx2_fma) return CpuIsa::kAvx2;
   return CpuIsa::kScalar;

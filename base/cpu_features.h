@@ -1,7 +1,7 @@
 // base/cpu_features.h
 // What the CPU can run, read with cpuid/xgetbv (never by model number), and the one decision of
 // which instruction set the CPU expert kernels use: the best the CPU and OS support, capped by
-// MOE_CPU_ISA=scalar|avx2|avx512|avx512_bf16|amx, with AMX only if the kernel grants the
+// MOE_CPU_ISA=scalar|avx2|avx512|avx512_vnni|avx512_bf16|amx, with AMX only if the kernel grants the
 // per-process permission (arch_prctl). Called by the CPU backend (and benchmarks) before the
 // first kernel runs. Detect/Choose are pure and thread-safe; ConfigureCpuKernels runs once per
 // process (it caps oneDNN's ISA, which oneDNN allows only before its first kernel).
@@ -18,14 +18,18 @@ struct CpuFeatures {
   std::string model;          // the brand string, e.g. "Intel(R) Xeon(R) Platinum 8592+"
   bool avx2_fma = false;      // AVX2, FMA and F16C, with the OS saving ymm state
   bool avx512 = false;        // AVX-512 F/BW/VL/DQ, with the OS saving zmm state
+  bool avx512_vnni = false;   // AVX512_VNNI (vpdpbusd: int8 dot products)
   bool avx512_bf16 = false;   // AVX512_BF16 (vdpbf16ps)
   bool amx_bf16 = false;      // AMX-TILE and AMX-BF16 in cpuid (permission is separate)
 };
 
-// The instruction sets the kernels distinguish, in increasing order.
-enum class CpuIsa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3, kAmx = 4 };
+// The instruction sets the kernels distinguish, in increasing order. Each level implies the ones
+// below it on every CPU that has it: Skylake-SP avx512; Cascade Lake and Ice Lake avx512_vnni;
+// Cooper Lake and AMD Zen 4/5 avx512_bf16 (all of which have VNNI too); Sapphire Rapids on amx.
+enum class CpuIsa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3, kAvx512Bf16 = 4, kAmx = 5 };
 
-absl::string_view CpuIsaName(CpuIsa isa);  // "scalar", "avx2", "avx512", "avx512_bf16", "amx"
+// "scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"
+absl::string_view CpuIsaName(CpuIsa isa);
 // Inverse of CpuIsaName; INVALID_ARGUMENT listing the accepted names otherwise.
 absl::StatusOr<CpuIsa> ParseCpuIsa(absl::string_view name);
 

@@ -53,8 +53,11 @@ ABSL_FLAG(std::string, quantize, "",
           "Quantize the experts at load to this format (q8_0, q4_0, q4_k, q6_k, int4) and measure them so; empty = "
           "--dtype as is.");
 ABSL_FLAG(bool, int8_activations, false,
-          "With --quantize=F (a block format): activations quantized to int8 at up to 32 rows, integer dot "
+          "With --quantize=F (a block format): activations quantized to int8 at up to 128 rows, integer dot "
           "products (moe-expert --cpu_compute=int8).");
+ABSL_FLAG(bool, bf16_activations, false,
+          "With --quantize=F (a block format), on CPUs with AVX512_BF16: activations rounded to bf16 at up to "
+          "128 rows, weight rows decoded once to bf16 (moe-expert --cpu_compute=bf16).");
 ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");
 ABSL_FLAG(int, stream_mib, 0, "Buffer of the streaming-read bandwidth test, MiB; 0 = 1 GiB or 3 x the last-level cache.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
@@ -142,6 +145,7 @@ int main(int argc, char** argv) {
                                              .cpu_onednn_amx = absl::GetFlag(FLAGS_amx_kernel) == "onednn",
                                              .quantize = quantize,
                                              .cpu_int8_activations = absl::GetFlag(FLAGS_int8_activations),
+                                             .cpu_bf16_activations = absl::GetFlag(FLAGS_bf16_activations),
                                              .cuda_grouped_gemm = absl::GetFlag(FLAGS_cuda_gemm) == "grouped"};
   auto make_expert = [&](moe::experts::ExpertKey key, uint64_t seed) {
     moe::experts::ExpertWeights w = RandomExpert(key, h, inter, seed);
@@ -157,12 +161,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe-bench-local: %s\n", backend.status().ToString().c_str());
     return 1;
   }
-  // With --int8_activations, the same experts on f32 activations: each FFN point also prints the
-  // worst row's L2 error of the int8 path against it.
+  // With --int8_activations or --bf16_activations, the same experts on f32 activations: each FFN
+  // point also prints the worst row's L2 error of the faster path against it.
   std::unique_ptr<moe::experts::ExpertBackend> f32_reference;
-  if (options.cpu_int8_activations && format != nullptr) {
+  const char* const fast = options.cpu_int8_activations ? "int8" : "bf16";
+  if ((options.cpu_int8_activations || options.cpu_bf16_activations) && format != nullptr) {
     moe::experts::BackendOptions exact = options;
     exact.cpu_int8_activations = false;
+    exact.cpu_bf16_activations = false;
     auto made = moe::experts::CreateBackendFromWeights(weights, exact);
     if (!made.ok()) {
       std::fprintf(stderr, "moe-bench-local: %s\n", made.status().ToString().c_str());
@@ -222,7 +228,7 @@ int main(int argc, char** argv) {
         }
         worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
       }
-      std::printf("  int8 row error (L2, worst) %.2g", worst);
+      std::printf("  %s row error (L2, worst) %.2g", fast, worst);
     }
     std::printf("\n");
     json_rows.push_back(absl::StrFormat(

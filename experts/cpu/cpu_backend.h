@@ -54,6 +54,11 @@ class CpuExpertBackend : public ExpertBackend {
     // format: cpu_int8_dot_avx2.h): faster, ~1.2-1.5 % row error instead of f32's 1e-6. Off by
     // default.
     bool int8_activations = false;
+    // Quantized experts at every row count (2 rows on; one row runs the f32-activation kernels):
+    // activations rounded to bf16 where the format has bf16 kernels (every block format, on CPUs
+    // with AVX512_BF16: cpu_bf16_dot_avx512_bf16.h), each weight row decoded once per product and
+    // rounded to bf16, vdpbf16ps. ~0.5 % row error. Off by default; not with int8_activations.
+    bool bf16_activations = false;
   };
   // 512 gate + 512 up columns a slice: at 256 rows a slice's bf16 weights (2 MiB for H 1024) and
   // f32 output (1 MiB) stay in L2 while silu⊙up reads it. Measured 2026-12-01 (2-core Xeon,
@@ -109,6 +114,7 @@ class CpuExpertBackend : public ExpertBackend {
     // Weights resident in a low-bit format (then gate_up and w2 are empty): w1, w3 [I, H], w2 [H, I].
     std::shared_ptr<const model::QuantizedMatrix> q1, q3, q2;
     bool int8 = false;  // Options::int8_activations and w1, w3, w2 all have int8 kernels at isa_
+    bool bf16 = false;  // Options::bf16_activations and w1, w3, w2 all have bf16 kernels at isa_
     int64_t bytes = 0;  // resident
     std::string kind;   // "bf16", "f32" or the low-bit format's name
   };
@@ -160,7 +166,9 @@ class CpuExpertBackend : public ExpertBackend {
   bool widen_bf16_ = false;  // bf16 past small_rows_ on RunChunkWidened (no bf16 instructions)
   int quantized_rows_ = 0;   // quantized experts: RunChunkQuantized up to this many rows
   int int8_rows_ = 0;        // the same for experts on int8 activations (Expert::int8)
+  int bf16_rows_ = 0;        // the same for experts on bf16 activations (Expert::bf16)
   bool int8_activations_ = false;  // Options::int8_activations
+  bool bf16_activations_ = false;  // Options::bf16_activations
   bool own_amx_ = false;  // bf16 past small_rows_ on our AMX product (AMX CPUs, unless told not to)
   base::CpuIsa isa_ = base::CpuIsa::kScalar;
   std::string kernels_;  // what device() says of the kernels
@@ -179,6 +187,7 @@ class CpuExpertBackend : public ExpertBackend {
   Scratch<float> act_f32_ ABSL_GUARDED_BY(mu_);
   Scratch<float> y_ ABSL_GUARDED_BY(mu_);
   Int8Activations x_int8_ ABSL_GUARDED_BY(mu_);
+  Bf16Activations x_bf16_rows_ ABSL_GUARDED_BY(mu_);
   // Widened weights by (n, k, layout), reused across calls.
   absl::flat_hash_map<std::tuple<int64_t, int64_t, int>, PackedWeight> widened_ ABSL_GUARDED_BY(mu_);
 };

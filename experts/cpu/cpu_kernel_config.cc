@@ -16,6 +16,8 @@ dnnl::cpu_isa OneDnnIsa(base::CpuIsa isa) {
       return dnnl::cpu_isa::avx512_core_amx;
     case base::CpuIsa::kAvx512Bf16:
       return dnnl::cpu_isa::avx512_core_bf16;
+    case base::CpuIsa::kAvx512Vnni:
+      return dnnl::cpu_isa::avx512_core_vnni;
     case base::CpuIsa::kAvx512:
       return dnnl::cpu_isa::avx512_core;
     case base::CpuIsa::kAvx2:

@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "experts/cpu/cpu_bf16_dot_avx512_bf16.h"
 #include "experts/cpu/cpu_int8_dot_avx2.h"
+#include "experts/cpu/cpu_int8_dot_avx512_vnni.h"
 #include "experts/cpu/cpu_quantized_avx2.h"
+#include "experts/cpu/cpu_small_rows.h"
 
 namespace moe::experts {
 namespace {
@@ -124,11 +127,50 @@ struct KernelEntry {
   RowDot dot;
   const char* name;
   Int8RowKernel int8 = nullptr;  // on int8 activations, where the format has one (cpu_int8_dot_avx2.h)
+  Bf16RowDecoder bf16 = nullptr;  // on bf16 activations: the row decoder (cpu_bf16_dot_avx512_bf16.h)
 };
 
 // Searched in order: the first entry of the format (or of every format) whose level the CPU has:
 // the formats' own kernels first, then the generic dequantize-and-dot ones.
 constexpr KernelEntry kKernels[] = {
+    // AVX512-BF16: the same, and kernels on bf16 activations (vdpbf16ps).
+    {"q8_0", base::CpuIsa::kAvx512Bf16, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q8_0RowInt8Avx512Vnni, Q8_0RowToBf16},
+    {"q4_0", base::CpuIsa::kAvx512Bf16, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q4_0RowInt8Avx512Vnni, Q4_0RowToBf16},
+    {"q4_k", base::CpuIsa::kAvx512Bf16, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q4_KRowInt8Avx512Vnni, Q4_KRowToBf16},
+    {"q5_k", base::CpuIsa::kAvx512Bf16, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q5_KRowInt8Avx512Vnni, Q5_KRowToBf16},
+    {"q6_k", base::CpuIsa::kAvx512Bf16, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q6_KRowInt8Avx512Vnni, Q6_KRowToBf16},
+    {"iq4_xs", base::CpuIsa::kAvx512Bf16, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Iq4XsRowInt8Avx512Vnni, Iq4XsRowToBf16},
+    {"mxfp4", base::CpuIsa::kAvx512Bf16, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Mxfp4RowInt8Avx512Vnni, Mxfp4RowToBf16},
+    {"mxfp4_gguf", base::CpuIsa::kAvx512Bf16, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Mxfp4GgufRowInt8Avx512Vnni, Mxfp4GgufRowToBf16},
+    {"int4", base::CpuIsa::kAvx512Bf16, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)",
+     Int4RowInt8Avx512Vnni, Int4RowToBf16},
+    // AVX512-VNNI: the same f32-activation kernels, the int8 ones on vpdpbusd.
+    {"q8_0", base::CpuIsa::kAvx512Vnni, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q8_0RowInt8Avx512Vnni},
+    {"q4_0", base::CpuIsa::kAvx512Vnni, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q4_0RowInt8Avx512Vnni},
+    {"q4_k", base::CpuIsa::kAvx512Vnni, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q4_KRowInt8Avx512Vnni},
+    {"q5_k", base::CpuIsa::kAvx512Vnni, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q5_KRowInt8Avx512Vnni},
+    {"q6_k", base::CpuIsa::kAvx512Vnni, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Q6_KRowInt8Avx512Vnni},
+    {"iq4_xs", base::CpuIsa::kAvx512Vnni, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Iq4XsRowInt8Avx512Vnni},
+    {"mxfp4", base::CpuIsa::kAvx512Vnni, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Mxfp4RowInt8Avx512Vnni},
+    {"mxfp4_gguf", base::CpuIsa::kAvx512Vnni, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
+     Mxfp4GgufRowInt8Avx512Vnni},
+    {"int4", base::CpuIsa::kAvx512Vnni, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)",
+     Int4RowInt8Avx512Vnni},
     {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q8_0RowInt8Avx2},
     {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_0RowInt8Avx2},
     {"q4_k", base::CpuIsa::kAvx2, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_KRowInt8Avx2},
@@ -212,6 +254,34 @@ void QuantizeActivationsInt8(const float* x, int64_t ldx, int64_t rows, int64_t 
 
 bool HasInt8Kernel(const model::WeightFormat& format, base::CpuIsa isa) { return Choose(format, isa).int8 != nullptr; }
 
+bool HasBf16Kernel(const model::WeightFormat& format, base::CpuIsa isa) { return Choose(format, isa).bf16 != nullptr; }
+
+void ConvertActivationsBf16(base::CpuIsa isa, const float* x, int64_t ldx, int64_t rows, int64_t k,
+                            Bf16Activations* out) {
+  if (static_cast<int64_t>(out->x.size()) < rows * k) out->x.resize(static_cast<size_t>(rows * k));
+  out->k = k;
+  for (int64_t r = 0; r < rows; ++r) RoundToBf16(isa, x + r * ldx, out->x.data() + r * k, k);
+}
+
+void QuantizedProductBf16(base::CpuIsa isa, const model::QuantizedMatrix& w, const Bf16Activations& x, int64_t rows,
+                          float* y, int64_t ldy, int threads) {
+  const Bf16RowDecoder decode = Choose(w.format(), isa).bf16;
+  const int64_t n = w.n(), k = w.k(), tiles = (n + kBf16Tile - 1) / kBf16Tile;
+#pragma omp parallel num_threads(threads)
+  {
+    // One decoded tile per thread (kBf16Tile rows of k bf16), on its own cache lines.
+    std::unique_ptr<uint16_t, decltype(&std::free)> tile(
+        static_cast<uint16_t*>(std::aligned_alloc(64, static_cast<size_t>(kBf16Tile * ((k + 31) / 32) * 64))),
+        &std::free);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t j0 = t * kBf16Tile, count = std::min<int64_t>(kBf16Tile, n - j0);
+      for (int64_t i = 0; i < count; ++i) decode(w, j0 + i, tile.get() + i * k);
+      Bf16TileProduct(tile.get(), k, count, k, x.x.data(), k, rows, y + j0, ldy);
+    }
+  }
+}
+
 void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, const Int8Activations& x, int64_t rows,
                           float* y, int64_t ldy, int threads) {
   const Int8RowKernel kernel = Choose(w.format(), isa).int8;
@@ -221,9 +291,21 @@ void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, con
   for (int64_t j = 0; j < n; ++j) kernel(w, j, view, rows, y + j, ldy);
 }
 
-std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa, bool int8) {
-  if (int8 && HasInt8Kernel(format, isa)) {
+std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa,
+                                QuantizedActivations activations) {
+  if (activations == QuantizedActivations::kBf16 && HasBf16Kernel(format, isa)) {
     return absl::StrCat(format.name, ": ", base::CpuIsaName(Choose(format, isa).isa),
+                        " bf16 dot (rows decoded once to bf16, activations in bf16)");
+  }
+  if (activations == QuantizedActivations::kInt8 && HasInt8Kernel(format, isa)) {
+    // The level the int8 kernel needs: that of the lowest entry holding it (the avx512_bf16 entries
+    // hold the avx512_vnni ones).
+    const Int8RowKernel int8 = Choose(format, isa).int8;
+    base::CpuIsa level = isa;
+    for (const KernelEntry& e : kKernels) {
+      if (e.int8 == int8) level = std::min(level, e.isa);
+    }
+    return absl::StrCat(format.name, ": ", base::CpuIsaName(level),
                         " int8 dot (activations in 8 bits a value, a scale per 32)");
   }
   return absl::StrCat(format.name, ": ", Choose(format, isa).name);

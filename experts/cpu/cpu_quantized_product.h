@@ -50,8 +50,33 @@ bool HasInt8Kernel(const model::WeightFormat& format, base::CpuIsa isa);
 void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, const Int8Activations& x, int64_t rows,
                           float* y, int64_t ldy, int threads);
 
-// What QuantizedProduct (or, with `int8`, QuantizedProductInt8) runs for `format` at `isa`, for
-// startup lines: e.g. "q8_0: avx2 (blocks decoded in registers)".
-std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa, bool int8 = false);
+// Activation rows rounded to bf16 for the bf16 kernels (round to nearest even). Grow-only; owned by
+// a caller under its lock.
+struct Bf16Activations {
+  std::vector<uint16_t> x;  // [rows, k]
+  int64_t k = 0;
+};
+
+// Rounds the rows x [rows, ldx] of k values into `out` (vectorised at `isa`, the same bits at every level).
+void ConvertActivationsBf16(base::CpuIsa isa, const float* x, int64_t ldx, int64_t rows, int64_t k,
+                            Bf16Activations* out);
+
+// Whether `format` has a bf16-activation kernel at `isa` (every block format from avx512_bf16 up,
+// as HasInt8Kernel's from avx2: cpu_bf16_dot_avx512_bf16.h).
+bool HasBf16Kernel(const model::WeightFormat& format, base::CpuIsa isa);
+
+// y[r, j] = Σ_c bf16(W[j, c])·x[r, c], x the bf16 activations: each weight row decoded once and
+// rounded to bf16, products summed in f32. REQUIRES: HasBf16Kernel(w.format(), isa), x.k == w.k().
+void QuantizedProductBf16(base::CpuIsa isa, const model::QuantizedMatrix& w, const Bf16Activations& x, int64_t rows,
+                          float* y, int64_t ldy, int threads);
+
+// Which activations a quantized product takes.
+enum class QuantizedActivations { kF32, kInt8, kBf16 };
+
+// What QuantizedProduct (or QuantizedProductInt8, QuantizedProductBf16) runs for `format` at `isa`,
+// for startup lines: e.g. "q8_0: avx2 (blocks decoded in registers)"; a format without a kernel for
+// the activations asked for names the f32 one it falls back to.
+std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa,
+                                QuantizedActivations activations = QuantizedActivations::kF32);
 
 }  // namespace moe::experts

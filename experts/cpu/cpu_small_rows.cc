@@ -270,7 +270,7 @@ void SmallRowsProduct(base::CpuIsa isa, absl::Span<const PackedWeight> ws, const
   if (ws[0].dtype() == model::DType::kBF16) {
     const auto* xb = static_cast<const uint16_t*>(x);
     auto* kernel = isa >= base::CpuIsa::kAvx512Bf16 ? Bf16Avx512Bf16
-                   : isa == base::CpuIsa::kAvx512   ? Bf16Avx512
+                   : isa >= base::CpuIsa::kAvx512   ? Bf16Avx512
                    : isa == base::CpuIsa::kAvx2     ? Bf16Avx2
                                               : Bf16Scalar;
 #pragma omp parallel for num_threads(threads) schedule(static)

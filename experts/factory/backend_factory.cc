@@ -27,7 +27,8 @@ absl::StatusOr<CpuExpertBackend::Options> CpuOptionsOf(const BackendOptions& opt
                                    .small_rows = options.cpu_small_rows,
                                    .onednn_amx = options.cpu_onednn_amx,
                                    .quantize = quantize,
-                                   .int8_activations = options.cpu_int8_activations};
+                                   .int8_activations = options.cpu_int8_activations,
+                                   .bf16_activations = options.cpu_bf16_activations};
 }
 
 // INVALID_ARGUMENT for an unknown kind; for "cuda", FAILED_PRECONDITION without a usable GPU.

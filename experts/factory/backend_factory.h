@@ -23,6 +23,7 @@ struct BackendOptions {
   bool cpu_onednn_amx = false;       // CPU with AMX: oneDNN's AMX matmul instead of ours (comparisons)
   std::string quantize = {};         // CPU: bf16/f32 weights quantized at load to this format ("" = as stored)
   bool cpu_int8_activations = false; // CPU, quantized experts: int8 activations (CpuExpertBackend::Options)
+  bool cpu_bf16_activations = false; // CPU, quantized experts: bf16 activations (CpuExpertBackend::Options)
   int device = 0;                    // CUDA: device ordinal
   model::DType cuda_dtype = model::DType::kBF16;   // CUDA: weights and activations on the GPU
   bool cuda_grouped_gemm = false;    // CUDA: one grouped GEMM per projection (cuda::CudaOptions)

@@ -60,9 +60,11 @@ ABSL_FLAG(int, threads, 0, "Compute threads of the CPU backend (oneDNN and our k
 ABSL_FLAG(std::string, cpu_compute, "auto",
           "CPU backend: auto (bf16 weights computed in bf16 with f32 accumulation, f32 in f32, quantized "
           "experts on f32 activations), f32 (bf16 weights widened to f32 at load: twice the memory, f32 "
-          "numerics) or int8 (as auto, and experts in a block format — q8_0, q4_0, the K-quants, iq4_xs, "
-          "mxfp4, int4 — take activations quantized to 8 bits a value, a scale per 32, at up to 32 rows: "
-          "integer dot products, faster decode, ~1.5 % row error).");
+          "numerics), int8 (as auto, and experts in a block format — q8_0, q4_0, the K-quants, iq4_xs, "
+          "mxfp4, int4 — take activations quantized to 8 bits a value, a scale per 32, at up to 128 rows: "
+          "integer dot products, faster decode, ~1.5 % row error) or bf16 (as auto, and those experts take "
+          "activations rounded to bf16 from 2 rows at any row count, each weight row decoded once to bf16: on CPUs with "
+          "AVX512_BF16, elsewhere f32; ~0.5 % row error).");
 ABSL_FLAG(std::string, quantize, "",
           "CPU backend: quantize bf16/f32 expert weights at load to this format and keep them so: q8_0, q4_0, q4_k, "
           "q6_k (llama.cpp's blocks) or int4 (scale and zero point per 128, as AWQ/GPTQ); a quarter to an eighth "
@@ -198,8 +200,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (absl::GetFlag(FLAGS_cpu_compute) != "auto" && absl::GetFlag(FLAGS_cpu_compute) != "f32" &&
-      absl::GetFlag(FLAGS_cpu_compute) != "int8") {
-    std::fprintf(stderr, "moe-expert: --cpu_compute must be auto, f32 or int8\n");
+      absl::GetFlag(FLAGS_cpu_compute) != "int8" && absl::GetFlag(FLAGS_cpu_compute) != "bf16") {
+    std::fprintf(stderr, "moe-expert: --cpu_compute must be auto, f32, int8 or bf16\n");
     (*server)->Shutdown();
     return 2;
   }
@@ -215,6 +217,7 @@ int main(int argc, char** argv) {
       .cpu_f32_compute = absl::GetFlag(FLAGS_cpu_compute) == "f32",
       .quantize = absl::GetFlag(FLAGS_quantize),
       .cpu_int8_activations = absl::GetFlag(FLAGS_cpu_compute) == "int8",
+      .cpu_bf16_activations = absl::GetFlag(FLAGS_cpu_compute) == "bf16",
       .device = absl::GetFlag(FLAGS_device),
       .cuda_dtype = cuda_dtype == "bf16"  ? moe::model::DType::kBF16
                     : cuda_dtype == "f16" ? moe::model::DType::kF16

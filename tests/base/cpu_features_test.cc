@@ -10,7 +10,9 @@ namespace {
 
 using ::moe::testing::StatusIs;
 
-CpuFeatures Sapphire() { return {.model = "x", .avx2_fma = true, .avx512 = true, .avx512_bf16 = true, .amx_bf16 = true}; }
+CpuFeatures Sapphire() {
+  return {.model = "x", .avx2_fma = true, .avx512 = true, .avx512_vnni = true, .avx512_bf16 = true, .amx_bf16 = true};
+}
 CpuFeatures Zen3() {
   CpuFeatures f;
   f.avx2_fma = true;
@@ -21,11 +23,17 @@ TEST(CpuFeaturesTest, BestIsaFollowsFeatures) {
   EXPECT_EQ(BestIsa(Sapphire()), CpuIsa::kAmx);
   EXPECT_EQ(BestIsa(Zen3()), CpuIsa::kAvx2);
   EXPECT_EQ(BestIsa({.model = "z", .avx2_fma = true, .avx512 = true}), CpuIsa::kAvx512);
+  EXPECT_EQ(BestIsa({.model = "ice", .avx2_fma = true, .avx512 = true, .avx512_vnni = true}), CpuIsa::kAvx512Vnni);
+  EXPECT_EQ(BestIsa({.model = "zen4", .avx2_fma = true, .avx512 = true, .avx512_vnni = true, .avx512_bf16 = true}),
+            CpuIsa::kAvx512Bf16);
+  // BF16 without VNNI (no such CPU is known) does not skip the VNNI level's kernels.
+  EXPECT_EQ(BestIsa({.model = "odd", .avx2_fma = true, .avx512 = true, .avx512_bf16 = true}), CpuIsa::kAvx512);
   EXPECT_EQ(BestIsa(CpuFeatures{}), CpuIsa::kScalar);
 }
 
 TEST(CpuFeaturesTest, NamesRoundTrip) {
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Vnni, CpuIsa::kAvx512Bf16,
+                     CpuIsa::kAmx}) {
     ASSERT_OK_AND_ASSIGN(CpuIsa parsed, ParseCpuIsa(CpuIsaName(isa)));
     EXPECT_EQ(parsed, isa);
   }
@@ -66,6 +74,7 @@ TEST(CpuFeaturesTest, ThisCpuIsDescribed) {
   // Levels imply the ones below them.
   EXPECT_TRUE(!f.amx_bf16 || f.avx512_bf16);
   EXPECT_TRUE(!f.avx512_bf16 || f.avx512);
+  EXPECT_TRUE(!f.avx512_vnni || f.avx512);
 }
 
 }  // namespace

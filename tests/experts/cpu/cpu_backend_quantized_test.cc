@@ -138,6 +138,59 @@ TEST(CpuBackendQuantizedInt8Test, Int8ActivationsKeepEachRowWithinTwoAndAHalfPer
   }
 }
 
+// Options::bf16_activations: on CPUs with AVX512_BF16 (every block format; from 2 rows at every row
+// count, one row on the exact f32 kernels), weights rounded to bf16 once per row and activations
+// rounded to bf16: each row within 1e-2 in L2 of the f32 reference (two roundings of 2^-9 relative
+// at most; measured 4.3e-3 to 7.1e-3 here). Elsewhere, and for fp8_e4m3 and int8, the f32 path
+// (exact); a 1-row call is exact everywhere.
+TEST(CpuBackendQuantizedBf16Test, Bf16ActivationsKeepEachRowWithinOnePercent) {
+  // A shape with sums long enough for the error to be a rounding error's, not a few terms' (at H 160
+  // the worst of 600 rows reached 1.004e-2; at moe-bench-local's H 1024 × I 3584 it is 4.7e-3).
+  // Every format's block divides both; I 768 is cut into slices of 40 (the last one ragged).
+  const int hidden = 512, inter = 768;
+  bool ran = false;
+  for (const std::string& format : testing::TestedWeightFormats()) {
+    const ExpertWeights w = testing::RandomQuantizedExpert(format, {0, 0}, hidden, inter, 91);
+    const ExpertWeights reference = testing::Dequantized(w);
+    ASSERT_OK_AND_ASSIGN(auto backend,
+                         CpuExpertBackend::FromWeights({w}, {.gate_up_slice = 40, .bf16_activations = true}));
+    if (!RunsRequestedIsa(*backend)) GTEST_SKIP() << "MOE_CPU_ISA is not available here: " << backend->device();
+    const bool bf16 = backend->device().find("bf16 dot") != std::string::npos;
+    EXPECT_EQ(bf16, HasBf16Kernel(*model::FindWeightFormat(format), backend->isa())) << backend->device();
+    EXPECT_EQ(HasBf16Kernel(*model::FindWeightFormat(format), backend->isa()),
+              backend->isa() >= base::CpuIsa::kAvx512Bf16 && !model::FindWeightFormat(format)->ragged)
+        << format;
+    if (backend->isa() < base::CpuIsa::kAvx512Bf16) continue;  // the f32 path, tested elsewhere
+    ran = true;
+    double worst = 0, one_row = 0;
+    for (const int rows : {1, 2, 7, 33, 65}) {
+      const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * hidden, 92 + rows);
+      std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+      ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
+      for (int r = 0; r < rows; ++r) {
+        const std::vector<double> want = testing::NaiveExpert(reference, &in[r * hidden]);
+        double num = 0, den = 0;
+        for (int j = 0; j < hidden; ++j) {
+          num += (want[j] - out[r * hidden + j]) * (want[j] - out[r * hidden + j]);
+          den += want[j] * want[j];
+        }
+        worst = std::max(worst, std::sqrt(num / den));
+        if (rows == 1) one_row = std::sqrt(num / den);
+      }
+    }
+    EXPECT_LE(worst, bf16 ? 1e-2 : 1e-5) << format << " on " << backend->device();
+    EXPECT_LE(one_row, 1e-5) << format << ": one row runs the exact f32 kernels";
+    std::printf("%s: worst row error %.3g (L2) on %s\n", format.c_str(), worst, backend->device().c_str());
+  }
+  if (!ran) GTEST_SKIP() << "no AVX512_BF16 at this level: quantized experts stay on f32 activations";
+}
+
+TEST(CpuBackendQuantizedBf16Test, Int8AndBf16ActivationsExcludeEachOther) {
+  const ExpertWeights w = testing::RandomQuantizedExpert("q8_0", {0, 0}, 64, 96, 93);
+  EXPECT_THAT(CpuExpertBackend::FromWeights({w}, {.int8_activations = true, .bf16_activations = true}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "exclude each other"));
+}
+
 TEST(CpuBackendQuantizeAtLoadTest, F32WeightsBecomeQ8_0AtAQuarterOfTheBytes) {
   const ExpertWeights w = testing::RandomExpert({0, 0}, kHidden, kInter, 71);
   ASSERT_OK_AND_ASSIGN(auto backend, CpuExpertBackend::FromWeights({w}, {.quantize = &model::kQ8_0}));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/dtype.h"
 #include "tests/testing/quantized_data.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/status_matchers.h"
@@ -210,6 +211,78 @@ TEST(QuantizedProductTest, Int8KernelsOnRawBlocks) {
   }
 }
 
+// vpdpbusd and vpmaddubsw + vpmaddwd give the same exact integer sums, and the scaling after them
+// is the same code: the AVX512-VNNI kernels equal the AVX2 ones bit for bit, for every format and
+// row count across the 4-row blocks.
+TEST(QuantizedProductTest, Avx512VnniKernelsEqualTheAvx2OnesBitForBit) {
+  if (base::BestIsa(base::DetectCpuFeatures()) < base::CpuIsa::kAvx512Vnni) {
+    GTEST_SKIP() << "no AVX512-VNNI on this CPU (" << base::DetectCpuFeatures().model << ")";
+  }
+  for (const std::string& format : testing::TestedWeightFormats()) {
+    const model::WeightFormat& f = *model::FindWeightFormat(format);
+    if (!HasInt8Kernel(f, base::CpuIsa::kAvx512Vnni)) continue;
+    EXPECT_NE(QuantizedKernelName(f, base::CpuIsa::kAvx512Vnni, QuantizedActivations::kInt8).find("avx512_vnni int8 dot"),
+              std::string::npos)
+        << format;
+    const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, 21, 768, 17);
+    for (const int rows : {1, 2, 3, 4, 5, 7, 8, 13}) {
+      const std::vector<float> x = testing::RandomVector(static_cast<size_t>(rows * w.k()), 50 + rows);
+      Int8Activations q;
+      QuantizeActivationsInt8(x.data(), w.k(), rows, w.k(), &q);
+      std::vector<float> avx2(static_cast<size_t>(rows * w.n())), vnni(avx2.size());
+      QuantizedProductInt8(base::CpuIsa::kAvx2, w, q, rows, avx2.data(), w.n(), 2);
+      QuantizedProductInt8(base::CpuIsa::kAvx512Vnni, w, q, rows, vnni.data(), w.n(), 2);
+      for (size_t i = 0; i < avx2.size(); ++i) {
+        ASSERT_EQ(avx2[i], vnni[i]) << format << ", " << rows << " rows, output " << i;
+      }
+    }
+  }
+}
+
+// QuantizedProductBf16 against a double loop on bf16(the exact dequantized weights) × the bf16
+// activations: the decoded row must round each exact value (d·q − m included) to nearest even,
+// so only the f32 summation order differs. Rows across the 8/4/2/1-row blocks, strided outputs.
+TEST(QuantizedProductTest, Bf16KernelsMatchTheDoubleLoopOnBf16Values) {
+  const base::CpuIsa best = base::BestIsa(base::DetectCpuFeatures());
+  for (const std::string& format : testing::TestedWeightFormats()) {
+    const model::WeightFormat& f = *model::FindWeightFormat(format);
+    EXPECT_FALSE(HasBf16Kernel(f, base::CpuIsa::kAvx512Vnni)) << format;
+    EXPECT_EQ(HasBf16Kernel(f, base::CpuIsa::kAvx512Bf16), !f.ragged) << format;
+    if (best < base::CpuIsa::kAvx512Bf16) continue;
+    if (f.ragged) continue;
+    const model::QuantizedMatrix w = testing::RandomQuantizedMatrix(format, 23, 512, 29);
+    const int64_t n = w.n(), k = w.k();
+    const std::vector<float> dense = testing::DequantizedValues(w);
+    for (const base::CpuIsa isa : {base::CpuIsa::kAvx512Bf16, best}) {
+      for (const int rows : {1, 2, 3, 4, 5, 8, 11, 16, 19}) {
+        const std::vector<float> x = testing::RandomVector(static_cast<size_t>(rows * k), 60 + rows);
+        Bf16Activations b;
+        ConvertActivationsBf16(isa, x.data(), k, rows, k, &b);
+        const int64_t ldy = n + 3;
+        std::vector<float> y(static_cast<size_t>(rows * ldy), std::numeric_limits<float>::quiet_NaN());
+        QuantizedProductBf16(isa, w, b, rows, y.data(), ldy, 2);
+        for (int r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < n; ++j) {
+            double want = 0, size = 0;
+            for (int64_t c = 0; c < k; ++c) {
+              const double wv = model::BF16ToF32(model::F32ToBF16(dense[j * k + c]));
+              const double xv = model::BF16ToF32(b.x[r * k + c]);
+              ASSERT_EQ(b.x[r * k + c], model::F32ToBF16(x[r * k + c]));
+              want += wv * xv;
+              size += std::abs(wv * xv);
+            }
+            ASSERT_LE(std::abs(want - y[r * ldy + j]), 1e-6 * size + 1e-37)
+                << format << " at " << base::CpuIsaName(isa) << ", " << rows << " rows, row " << r << ", feature "
+                << j;
+          }
+          for (int64_t j = n; j < ldy; ++j) ASSERT_TRUE(std::isnan(y[r * ldy + j]));
+        }
+      }
+    }
+  }
+  if (best < base::CpuIsa::kAvx512Bf16) GTEST_SKIP() << "no AVX512_BF16 on this CPU to run the bf16 kernels";
+}
+
 TEST(QuantizedProductTest, Int8ActivationBlockSumsAreTheirValuesSum) {
   const std::vector<float> x = testing::RandomVector(2 * 96, 21);
   Int8Activations q;
@@ -237,12 +310,21 @@ TEST(QuantizedProductTest, KernelNamesSayFormatAndLevel) {
   EXPECT_EQ(QuantizedKernelName(model::kMxfp4, base::CpuIsa::kScalar), "mxfp4: dequantize + scalar dot");
   EXPECT_EQ(QuantizedKernelName(model::kFp8E4m3, base::CpuIsa::kAmx), "fp8_e4m3: avx2 (codes decoded in registers)");
   EXPECT_EQ(QuantizedKernelName(model::kInt8, base::CpuIsa::kAvx512), "int8: avx2 (codes decoded in registers)");
-  EXPECT_EQ(QuantizedKernelName(model::kQ4_0, base::CpuIsa::kAvx512, /*int8=*/true),
+  EXPECT_EQ(QuantizedKernelName(model::kQ4_0, base::CpuIsa::kAvx512, QuantizedActivations::kInt8),
             "q4_0: avx2 int8 dot (activations in 8 bits a value, a scale per 32)");
-  EXPECT_EQ(QuantizedKernelName(model::kQ4_K, base::CpuIsa::kAvx2, /*int8=*/true),
+  EXPECT_EQ(QuantizedKernelName(model::kQ4_K, base::CpuIsa::kAvx2, QuantizedActivations::kInt8),
             "q4_k: avx2 int8 dot (activations in 8 bits a value, a scale per 32)");
-  EXPECT_EQ(QuantizedKernelName(model::kFp8E4m3, base::CpuIsa::kAvx2, /*int8=*/true),
+  EXPECT_EQ(QuantizedKernelName(model::kFp8E4m3, base::CpuIsa::kAvx2, QuantizedActivations::kInt8),
             "fp8_e4m3: avx2 (codes decoded in registers)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ4_K, base::CpuIsa::kAvx512Vnni, QuantizedActivations::kInt8),
+            "q4_k: avx512_vnni int8 dot (activations in 8 bits a value, a scale per 32)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ4_K, base::CpuIsa::kAvx512Vnni), "q4_k: avx2 (blocks decoded in registers)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ8_0, base::CpuIsa::kAmx, QuantizedActivations::kInt8),
+            "q8_0: avx512_vnni int8 dot (activations in 8 bits a value, a scale per 32)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ6_K, base::CpuIsa::kAmx, QuantizedActivations::kBf16),
+            "q6_k: avx512_bf16 bf16 dot (rows decoded once to bf16, activations in bf16)");
+  EXPECT_EQ(QuantizedKernelName(model::kQ6_K, base::CpuIsa::kAvx512Vnni, QuantizedActivations::kBf16),
+            "q6_k: avx2 (blocks decoded in registers)");
   EXPECT_FALSE(HasInt8Kernel(model::kQ8_0, base::CpuIsa::kScalar));
 }
 
