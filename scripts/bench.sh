@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — the benchmarks of docs/BENCHMARKS.md, side by side in one run:
 #   1. moe-bench-local in bf16, f32, q8_0, q4_0, q4_k, q6_k and int4 (the quantized formats also
-#      with --int8_activations, which prints its row error): the kernels line, streaming-read
+#      with --int8_activations, and on CPUs with AVX512_BF16 --bf16_activations, each printing its
+#      row error): the kernels line, streaming-read
 #      bandwidth, the CPU expert FFN beside a oneDNN dense matmul of the same FLOPs (C2), 1 token
 #      with cold weights (C3), resident/checkpoint bytes (C4), the in-process MoE layer;
 #      then Q-C1's peer: llama.cpp (built once from PyPI's llama-cpp-python source, setup.sh
@@ -58,6 +59,10 @@ for format in q8_0 q4_0 q4_k q6_k int4; do  # experts quantized at load and kept
   "$B/moe-bench-local" --quantize=$format --tokens="$TOKENS" --json="$OUT/local_$format.json"
   echo
   "$B/moe-bench-local" --quantize=$format --int8_activations --tokens="$TOKENS" --json="$OUT/local_${format}_int8.json"
+  if grep -qw avx512_bf16 /proc/cpuinfo; then
+    echo
+    "$B/moe-bench-local" --quantize=$format --bf16_activations --tokens="$TOKENS" --json="$OUT/local_${format}_bf16.json"
+  fi
 done
 if [ "${MOE_BENCH_LLAMA_CPP:-1}" != 0 ]; then
   echo; echo "== 1b. llama.cpp's CPU MoE on the same shapes (Q-C1's peer)"
