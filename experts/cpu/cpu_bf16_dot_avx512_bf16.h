@@ -7,7 +7,7 @@
 // with every activation row by vdpbf16ps, 32 products an instruction into f32 accumulators, 4
 // output features × 6 rows at a time. Numerics: the product of the
 // weights rounded to bf16 and the activations rounded to bf16, summed in f32 (each factor within
-// 2^-9 relative). Entries of cpu_quantized_product.cc's kernel table at the avx512_bf16 level;
+// 2^-9 relative). Entries of cpu_quantized_product.cc's table of formats at the avx512_bf16 level;
 // stateless and thread-safe. REQUIRES: a CPU with AVX-512 F/BW/VL and AVX512_BF16; w.k() a
 // multiple of 32.
 #pragma once

@@ -26,21 +26,7 @@ struct MaddDot {
 
 }  // namespace
 
-#define MOE_INT8_KERNEL(Name, Block)                                                                         \
-  void Name(const model::QuantizedMatrix& w, int64_t j, const Int8RowsView& x, int64_t rows, float* y,        \
-            int64_t ldy) {                                                                                   \
-    Rows<Block, MaddDot>(w, j, x, rows, y, ldy);                                                             \
-  }
-MOE_INT8_KERNEL(Q8_0RowInt8Avx2, Q8_0)
-MOE_INT8_KERNEL(Q4_0RowInt8Avx2, Q4_0)
-MOE_INT8_KERNEL(Q4_KRowInt8Avx2, Q4_K)
-MOE_INT8_KERNEL(Q5_KRowInt8Avx2, Q5_K)
-MOE_INT8_KERNEL(Q6_KRowInt8Avx2, Q6_K)
-MOE_INT8_KERNEL(Iq4XsRowInt8Avx2, Iq4Xs)
-MOE_INT8_KERNEL(Mxfp4RowInt8Avx2, Mxfp4)
-MOE_INT8_KERNEL(Mxfp4GgufRowInt8Avx2, Mxfp4Gguf)
-MOE_INT8_KERNEL(Int4RowInt8Avx2, Int4)
-#undef MOE_INT8_KERNEL
+MOE_INT8_KERNELS(Avx2, MaddDot)
 
 }  // namespace moe::experts
 

@@ -6,7 +6,7 @@
 // is scaled once in f32 by the weight slice's scale(s) and the activation block's scale. Formats
 // with a min (Q4_K, Q5_K: x = d·q − m) subtract m·(the activation block's value sum). One kernel
 // per format, for q8_0, q4_0, q4_k, q5_k, q6_k, iq4_xs, mxfp4, mxfp4_gguf and int4. Entries of
-// cpu_quantized_product.cc's kernel table; stateless and thread-safe. Their body is
+// cpu_quantized_product.cc's table of formats; stateless and thread-safe. Their body is
 // cpu_int8_rows.h, shared with the AVX512-VNNI kernels (cpu_int8_dot_avx512_vnni.h).
 // REQUIRES: a CPU with AVX2, FMA and F16C; w.k() a multiple of 32 (every block format's is).
 #pragma once

@@ -26,21 +26,7 @@ struct VnniDot {
 
 }  // namespace
 
-#define MOE_INT8_KERNEL(Name, Block)                                                                         \
-  void Name(const model::QuantizedMatrix& w, int64_t j, const Int8RowsView& x, int64_t rows, float* y,        \
-            int64_t ldy) {                                                                                   \
-    Rows<Block, VnniDot>(w, j, x, rows, y, ldy);                                                             \
-  }
-MOE_INT8_KERNEL(Q8_0RowInt8Avx512Vnni, Q8_0)
-MOE_INT8_KERNEL(Q4_0RowInt8Avx512Vnni, Q4_0)
-MOE_INT8_KERNEL(Q4_KRowInt8Avx512Vnni, Q4_K)
-MOE_INT8_KERNEL(Q5_KRowInt8Avx512Vnni, Q5_K)
-MOE_INT8_KERNEL(Q6_KRowInt8Avx512Vnni, Q6_K)
-MOE_INT8_KERNEL(Iq4XsRowInt8Avx512Vnni, Iq4Xs)
-MOE_INT8_KERNEL(Mxfp4RowInt8Avx512Vnni, Mxfp4)
-MOE_INT8_KERNEL(Mxfp4GgufRowInt8Avx512Vnni, Mxfp4Gguf)
-MOE_INT8_KERNEL(Int4RowInt8Avx512Vnni, Int4)
-#undef MOE_INT8_KERNEL
+MOE_INT8_KERNELS(Avx512Vnni, VnniDot)
 
 }  // namespace moe::experts
 

@@ -3,7 +3,7 @@
 // Sapphire Rapids, AMD Zen 4 and later): the same block decoders and loop (cpu_int8_rows.h), each
 // 32-value slice multiplied by one vpdpbusd on 256-bit registers instead of vpmaddubsw + vpmaddwd.
 // The integer sums are the same exact values, so the results equal the AVX2 kernels' bit for bit.
-// Entries of cpu_quantized_product.cc's kernel table at the avx512_vnni level; stateless and
+// Entries of cpu_quantized_product.cc's table of formats at the avx512_vnni level; stateless and
 // thread-safe. REQUIRES: a CPU with AVX-512 F/BW/VL and AVX512_VNNI; w.k() a multiple of 32.
 #pragma once
 

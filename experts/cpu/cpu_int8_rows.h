@@ -243,3 +243,21 @@ void Rows(const model::QuantizedMatrix& w, int64_t j, const Int8RowsView& x, int
 
 }  // namespace
 }  // namespace moe::experts
+
+// Defines, in namespace moe::experts, the kernels of cpu_int8_dot_avx2.h named with `Suffix`
+// (Q8_0RowInt8<Suffix>, ...) on `Dot`: one list for every level, so a format is added once.
+#define MOE_INT8_KERNEL(Name, Block, Dot)                                                                    \
+  void Name(const model::QuantizedMatrix& w, int64_t j, const Int8RowsView& x, int64_t rows, float* y,        \
+            int64_t ldy) {                                                                                   \
+    Rows<Block, Dot>(w, j, x, rows, y, ldy);                                                                 \
+  }
+#define MOE_INT8_KERNELS(Suffix, Dot)                    \
+  MOE_INT8_KERNEL(Q8_0RowInt8##Suffix, Q8_0, Dot)        \
+  MOE_INT8_KERNEL(Q4_0RowInt8##Suffix, Q4_0, Dot)        \
+  MOE_INT8_KERNEL(Q4_KRowInt8##Suffix, Q4_K, Dot)        \
+  MOE_INT8_KERNEL(Q5_KRowInt8##Suffix, Q5_K, Dot)        \
+  MOE_INT8_KERNEL(Q6_KRowInt8##Suffix, Q6_K, Dot)        \
+  MOE_INT8_KERNEL(Iq4XsRowInt8##Suffix, Iq4Xs, Dot)      \
+  MOE_INT8_KERNEL(Mxfp4RowInt8##Suffix, Mxfp4, Dot)      \
+  MOE_INT8_KERNEL(Mxfp4GgufRowInt8##Suffix, Mxfp4Gguf, Dot) \
+  MOE_INT8_KERNEL(Int4RowInt8##Suffix, Int4, Dot)

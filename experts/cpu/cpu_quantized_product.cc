@@ -120,86 +120,87 @@ __attribute__((target("avx512f"))) void DotAvx512(const float* w, int64_t k, con
 using RowKernel = void (*)(const model::QuantizedMatrix& w, int64_t j, const float* x, int64_t ldx, int64_t rows,
                            float* y, int64_t ldy);
 
-struct KernelEntry {
-  const char* format;  // nullptr: every format
-  base::CpuIsa isa;    // the lowest level it needs
-  RowKernel fused;     // or, where nullptr, the row dequantized into a buffer and `dot`
+// A format's own kernels, each needing the level its name says (nullptr where it has none): on f32
+// activations (AVX2), on int8 activations (AVX2; AVX512-VNNI), on bf16 activations (AVX512-BF16).
+struct FormatKernels {
+  const char* format;
+  RowKernel f32;
+  const char* name;  // of the f32 kernel
+  Int8RowKernel int8_avx2 = nullptr;
+  Int8RowKernel int8_vnni = nullptr;
+  Bf16RowDecoder bf16 = nullptr;
+};
+
+constexpr FormatKernels kFormats[] = {
+    {"q8_0", Q8_0RowAvx2, "avx2 (blocks decoded in registers)", Q8_0RowInt8Avx2, Q8_0RowInt8Avx512Vnni, Q8_0RowToBf16},
+    {"q4_0", Q4_0RowAvx2, "avx2 (blocks decoded in registers)", Q4_0RowInt8Avx2, Q4_0RowInt8Avx512Vnni, Q4_0RowToBf16},
+    {"q4_k", Q4_KRowAvx2, "avx2 (blocks decoded in registers)", Q4_KRowInt8Avx2, Q4_KRowInt8Avx512Vnni, Q4_KRowToBf16},
+    {"q5_k", Q5_KRowAvx2, "avx2 (blocks decoded in registers)", Q5_KRowInt8Avx2, Q5_KRowInt8Avx512Vnni, Q5_KRowToBf16},
+    {"q6_k", Q6_KRowAvx2, "avx2 (blocks decoded in registers)", Q6_KRowInt8Avx2, Q6_KRowInt8Avx512Vnni, Q6_KRowToBf16},
+    {"iq4_xs", Iq4XsRowAvx2, "avx2 (blocks decoded in registers)", Iq4XsRowInt8Avx2, Iq4XsRowInt8Avx512Vnni, Iq4XsRowToBf16},
+    {"mxfp4", Mxfp4RowAvx2, "avx2 (blocks decoded in registers)", Mxfp4RowInt8Avx2, Mxfp4RowInt8Avx512Vnni, Mxfp4RowToBf16},
+    {"mxfp4_gguf", Mxfp4GgufRowAvx2, "avx2 (blocks decoded in registers)", Mxfp4GgufRowInt8Avx2, Mxfp4GgufRowInt8Avx512Vnni, Mxfp4GgufRowToBf16},
+    {"int4", Int4RowAvx2, "avx2 (groups decoded in registers)", Int4RowInt8Avx2, Int4RowInt8Avx512Vnni, Int4RowToBf16},
+    {"fp8_e4m3", ByteCodeRowAvx2, "avx2 (codes decoded in registers)"},
+    {"int8", ByteCodeRowAvx2, "avx2 (codes decoded in registers)"},
+};
+
+// Every format without its own kernels at the level (or below AVX2): each row dequantized into a
+// buffer, then dotted; the first whose level the CPU has.
+struct GenericKernel {
+  base::CpuIsa isa;
   RowDot dot;
   const char* name;
-  Int8RowKernel int8 = nullptr;  // on int8 activations, where the format has one (cpu_int8_dot_avx2.h)
-  Bf16RowDecoder bf16 = nullptr;  // on bf16 activations: the row decoder (cpu_bf16_dot_avx512_bf16.h)
+};
+constexpr GenericKernel kGeneric[] = {
+    {base::CpuIsa::kAvx512, DotAvx512, "dequantize + avx512 dot"},
+    {base::CpuIsa::kAvx2, DotAvx2, "dequantize + avx2 dot"},
+    {base::CpuIsa::kScalar, DotScalar, "dequantize + scalar dot"},
 };
 
-// Searched in order: the first entry of the format (or of every format) whose level the CPU has:
-// the formats' own kernels first, then the generic dequantize-and-dot ones.
-constexpr KernelEntry kKernels[] = {
-    // AVX512-BF16: the same, and kernels on bf16 activations (vdpbf16ps).
-    {"q8_0", base::CpuIsa::kAvx512Bf16, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q8_0RowInt8Avx512Vnni, Q8_0RowToBf16},
-    {"q4_0", base::CpuIsa::kAvx512Bf16, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q4_0RowInt8Avx512Vnni, Q4_0RowToBf16},
-    {"q4_k", base::CpuIsa::kAvx512Bf16, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q4_KRowInt8Avx512Vnni, Q4_KRowToBf16},
-    {"q5_k", base::CpuIsa::kAvx512Bf16, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q5_KRowInt8Avx512Vnni, Q5_KRowToBf16},
-    {"q6_k", base::CpuIsa::kAvx512Bf16, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q6_KRowInt8Avx512Vnni, Q6_KRowToBf16},
-    {"iq4_xs", base::CpuIsa::kAvx512Bf16, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Iq4XsRowInt8Avx512Vnni, Iq4XsRowToBf16},
-    {"mxfp4", base::CpuIsa::kAvx512Bf16, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Mxfp4RowInt8Avx512Vnni, Mxfp4RowToBf16},
-    {"mxfp4_gguf", base::CpuIsa::kAvx512Bf16, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Mxfp4GgufRowInt8Avx512Vnni, Mxfp4GgufRowToBf16},
-    {"int4", base::CpuIsa::kAvx512Bf16, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)",
-     Int4RowInt8Avx512Vnni, Int4RowToBf16},
-    // AVX512-VNNI: the same f32-activation kernels, the int8 ones on vpdpbusd.
-    {"q8_0", base::CpuIsa::kAvx512Vnni, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q8_0RowInt8Avx512Vnni},
-    {"q4_0", base::CpuIsa::kAvx512Vnni, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q4_0RowInt8Avx512Vnni},
-    {"q4_k", base::CpuIsa::kAvx512Vnni, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q4_KRowInt8Avx512Vnni},
-    {"q5_k", base::CpuIsa::kAvx512Vnni, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q5_KRowInt8Avx512Vnni},
-    {"q6_k", base::CpuIsa::kAvx512Vnni, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Q6_KRowInt8Avx512Vnni},
-    {"iq4_xs", base::CpuIsa::kAvx512Vnni, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Iq4XsRowInt8Avx512Vnni},
-    {"mxfp4", base::CpuIsa::kAvx512Vnni, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Mxfp4RowInt8Avx512Vnni},
-    {"mxfp4_gguf", base::CpuIsa::kAvx512Vnni, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Mxfp4GgufRowInt8Avx512Vnni},
-    {"int4", base::CpuIsa::kAvx512Vnni, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)",
-     Int4RowInt8Avx512Vnni},
-    {"q8_0", base::CpuIsa::kAvx2, Q8_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q8_0RowInt8Avx2},
-    {"q4_0", base::CpuIsa::kAvx2, Q4_0RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_0RowInt8Avx2},
-    {"q4_k", base::CpuIsa::kAvx2, Q4_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q4_KRowInt8Avx2},
-    {"q5_k", base::CpuIsa::kAvx2, Q5_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q5_KRowInt8Avx2},
-    {"q6_k", base::CpuIsa::kAvx2, Q6_KRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Q6_KRowInt8Avx2},
-    {"iq4_xs", base::CpuIsa::kAvx2, Iq4XsRowAvx2, nullptr, "avx2 (blocks decoded in registers)", Iq4XsRowInt8Avx2},
-    {"mxfp4", base::CpuIsa::kAvx2, Mxfp4RowAvx2, nullptr, "avx2 (blocks decoded in registers)", Mxfp4RowInt8Avx2},
-    {"mxfp4_gguf", base::CpuIsa::kAvx2, Mxfp4GgufRowAvx2, nullptr, "avx2 (blocks decoded in registers)",
-     Mxfp4GgufRowInt8Avx2},
-    {"int4", base::CpuIsa::kAvx2, Int4RowAvx2, nullptr, "avx2 (groups decoded in registers)", Int4RowInt8Avx2},
-    {"fp8_e4m3", base::CpuIsa::kAvx2, ByteCodeRowAvx2, nullptr, "avx2 (codes decoded in registers)"},
-    {"int8", base::CpuIsa::kAvx2, ByteCodeRowAvx2, nullptr, "avx2 (codes decoded in registers)"},
-    {nullptr, base::CpuIsa::kAvx512, nullptr, DotAvx512, "dequantize + avx512 dot"},
-    {nullptr, base::CpuIsa::kAvx2, nullptr, DotAvx2, "dequantize + avx2 dot"},
-    {nullptr, base::CpuIsa::kScalar, nullptr, DotScalar, "dequantize + scalar dot"},
+// What runs `format` at `isa`.
+struct Chosen {
+  RowKernel fused = nullptr;  // or, where nullptr, the row dequantized into a buffer and `dot`
+  RowDot dot = nullptr;
+  const char* name = "";
+  Int8RowKernel int8 = nullptr;  // on int8 activations, where the format has one at `isa`
+  base::CpuIsa int8_isa = base::CpuIsa::kScalar;  // the level that kernel needs
+  Bf16RowDecoder bf16 = nullptr;  // on bf16 activations
 };
 
-const KernelEntry& Choose(const model::WeightFormat& format, base::CpuIsa isa) {
-  for (const KernelEntry& e : kKernels) {
-    if ((e.format == nullptr || absl::string_view(e.format) == format.name) && e.isa <= isa) return e;
+Chosen Choose(const model::WeightFormat& format, base::CpuIsa isa) {
+  Chosen c;
+  if (isa >= base::CpuIsa::kAvx2) {
+    for (const FormatKernels& f : kFormats) {
+      if (absl::string_view(f.format) != format.name) continue;
+      c.fused = f.f32;
+      c.name = f.name;
+      if (isa >= base::CpuIsa::kAvx512Vnni && f.int8_vnni != nullptr) {
+        c.int8 = f.int8_vnni;
+        c.int8_isa = base::CpuIsa::kAvx512Vnni;
+      } else if (f.int8_avx2 != nullptr) {
+        c.int8 = f.int8_avx2;
+        c.int8_isa = base::CpuIsa::kAvx2;
+      }
+      if (isa >= base::CpuIsa::kAvx512Bf16) c.bf16 = f.bf16;
+      return c;
+    }
   }
-  return kKernels[std::size(kKernels) - 1];
+  for (const GenericKernel& g : kGeneric) {
+    if (g.isa <= isa) {
+      c.dot = g.dot;
+      c.name = g.name;
+      return c;
+    }
+  }
+  return c;
 }
 
 }  // namespace
 
 void QuantizedProduct(base::CpuIsa isa, const model::QuantizedMatrix& w, const float* x, int64_t ldx,
                       int64_t rows, float* y, int64_t ldy, int threads) {
-  const KernelEntry& kernel = Choose(w.format(), isa);
+  const Chosen kernel = Choose(w.format(), isa);
   const int64_t n = w.n(), k = w.k();
   if (kernel.fused != nullptr) {
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -293,22 +294,16 @@ void QuantizedProductInt8(base::CpuIsa isa, const model::QuantizedMatrix& w, con
 
 std::string QuantizedKernelName(const model::WeightFormat& format, base::CpuIsa isa,
                                 QuantizedActivations activations) {
-  if (activations == QuantizedActivations::kBf16 && HasBf16Kernel(format, isa)) {
-    return absl::StrCat(format.name, ": ", base::CpuIsaName(Choose(format, isa).isa),
+  const Chosen chosen = Choose(format, isa);
+  if (activations == QuantizedActivations::kBf16 && chosen.bf16 != nullptr) {
+    return absl::StrCat(format.name, ": ", base::CpuIsaName(base::CpuIsa::kAvx512Bf16),
                         " bf16 dot (rows decoded once to bf16, activations in bf16)");
   }
-  if (activations == QuantizedActivations::kInt8 && HasInt8Kernel(format, isa)) {
-    // The level the int8 kernel needs: that of the lowest entry holding it (the avx512_bf16 entries
-    // hold the avx512_vnni ones).
-    const Int8RowKernel int8 = Choose(format, isa).int8;
-    base::CpuIsa level = isa;
-    for (const KernelEntry& e : kKernels) {
-      if (e.int8 == int8) level = std::min(level, e.isa);
-    }
-    return absl::StrCat(format.name, ": ", base::CpuIsaName(level),
+  if (activations == QuantizedActivations::kInt8 && chosen.int8 != nullptr) {
+    return absl::StrCat(format.name, ": ", base::CpuIsaName(chosen.int8_isa),
                         " int8 dot (activations in 8 bits a value, a scale per 32)");
   }
-  return absl::StrCat(format.name, ": ", Choose(format, isa).name);
+  return absl::StrCat(format.name, ": ", chosen.name);
 }
 
 }  // namespace moe::experts

@@ -2,12 +2,13 @@
 // Products of f32 activations by weights resident in a low-bit format (model/quantized_matrix.h),
 // for few rows (decode): each weight row is read once, dequantized exactly into an L1-resident
 // buffer and dotted with every activation row while it is there, so the weights stream from
-// memory once at their stored size. The dot kernels are chosen by ISA level from a table keyed by
-// (format, level), where a format may later bring its own fused kernel (integer dot products);
-// every format has the generic dequantize-and-dot entry. Many rows go through
-// DequantizeRowsF32 and oneDNN's f32 GEMM instead (cpu_backend.cc). Numerics: f32 activations,
-// f32 accumulation, weights exactly as dequantized. Stateless; thread-safe (OpenMP over output
-// features, `threads` of them).
+// memory once at their stored size. The kernels come from a table of formats (cpu_quantized_product.cc
+// kFormats: each format's own kernels on f32, int8 (AVX2; AVX512-VNNI) and bf16 (AVX512-BF16)
+// activations), chosen by the ISA level, and every format without its own kernel at a level has
+// the generic dequantize-and-dot one. Many rows go through DequantizeRowsF32 and oneDNN's f32 GEMM
+// instead (cpu_backend.cc). Numerics: f32 activations, f32 accumulation, weights exactly as
+// dequantized (the int8 and bf16 products say their own). Stateless; thread-safe (OpenMP over
+// output features, `threads` of them).
 #pragma once
 
 #include <cstdint>

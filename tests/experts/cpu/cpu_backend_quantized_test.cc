@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <string>
@@ -103,6 +104,30 @@ TEST_P(CpuBackendQuantizedTest, BiasesAndTheClampedActivation) {
 INSTANTIATE_TEST_SUITE_P(Formats, CpuBackendQuantizedTest, ::testing::ValuesIn(testing::TestedWeightFormats()),
                          [](const auto& info) { return info.param; });
 
+// The worst L2 row error (and, in *one_row, the 1-row call's) of `backend` running expert {0, 0}
+// on random inputs of each row count, against a double loop on `reference`'s f32 weights.
+double WorstRowErrorL2(CpuExpertBackend& backend, const ExpertWeights& reference, int hidden,
+                       std::initializer_list<int> row_counts, uint64_t seed, double* one_row = nullptr) {
+  double worst = 0;
+  for (const int rows : row_counts) {
+    const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * hidden, seed + rows);
+    std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
+    const absl::Status ran = backend.Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out));
+    EXPECT_TRUE(ran.ok()) << ran;
+    for (int r = 0; r < rows; ++r) {
+      const std::vector<double> want = testing::NaiveExpert(reference, &in[r * hidden]);
+      double num = 0, den = 0;
+      for (int j = 0; j < hidden; ++j) {
+        num += (want[j] - out[r * hidden + j]) * (want[j] - out[r * hidden + j]);
+        den += want[j] * want[j];
+      }
+      worst = std::max(worst, std::sqrt(num / den));
+      if (rows == 1 && one_row != nullptr) *one_row = std::sqrt(num / den);
+    }
+  }
+  return worst;
+}
+
 // Options::int8_activations: activations quantized to 8 bits (a scale per 32 values) where the
 // format has int8 kernels (every block format; up to 128 rows, so 129 is widened f32), each row within 2.5e-2 in L2 of the f32 reference
 // (measured worst 1.0e-2 to 2.2e-2 here at these small shapes, 1.2e-2 to 1.3e-2 at moe-bench-local's
@@ -118,21 +143,7 @@ TEST(CpuBackendQuantizedInt8Test, Int8ActivationsKeepEachRowWithinTwoAndAHalfPer
     if (!RunsRequestedIsa(*backend)) GTEST_SKIP() << "MOE_CPU_ISA is not available here: " << backend->device();
     const bool int8 = backend->device().find("int8 dot") != std::string::npos;
     EXPECT_EQ(int8, HasInt8Kernel(*model::FindWeightFormat(format), backend->isa())) << backend->device();
-    double worst = 0;
-    for (const int rows : {1, 3, 4, 17, 33, 128, 129}) {
-      const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * hidden, 82 + rows);
-      std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
-      ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
-      for (int r = 0; r < rows; ++r) {
-        const std::vector<double> want = testing::NaiveExpert(reference, &in[r * hidden]);
-        double num = 0, den = 0;
-        for (int j = 0; j < hidden; ++j) {
-          num += (want[j] - out[r * hidden + j]) * (want[j] - out[r * hidden + j]);
-          den += want[j] * want[j];
-        }
-        worst = std::max(worst, std::sqrt(num / den));
-      }
-    }
+    const double worst = WorstRowErrorL2(*backend, reference, hidden, {1, 3, 4, 17, 33, 128, 129}, 82);
     EXPECT_LE(worst, int8 ? 2.5e-2 : 1e-5) << format << " on " << backend->device();
     std::printf("%s: worst row error %.3g (L2) on %s\n", format.c_str(), worst, backend->device().c_str());
   }
@@ -162,22 +173,8 @@ TEST(CpuBackendQuantizedBf16Test, Bf16ActivationsKeepEachRowWithinOnePercent) {
         << format;
     if (backend->isa() < base::CpuIsa::kAvx512Bf16) continue;  // the f32 path, tested elsewhere
     ran = true;
-    double worst = 0, one_row = 0;
-    for (const int rows : {1, 2, 7, 33, 65}) {
-      const std::vector<float> in = testing::RandomVector(static_cast<size_t>(rows) * hidden, 92 + rows);
-      std::vector<float> out(in.size(), std::numeric_limits<float>::quiet_NaN());
-      ASSERT_OK(backend->Run({{{0, 0}, 0, rows}}, in, absl::MakeSpan(out)));
-      for (int r = 0; r < rows; ++r) {
-        const std::vector<double> want = testing::NaiveExpert(reference, &in[r * hidden]);
-        double num = 0, den = 0;
-        for (int j = 0; j < hidden; ++j) {
-          num += (want[j] - out[r * hidden + j]) * (want[j] - out[r * hidden + j]);
-          den += want[j] * want[j];
-        }
-        worst = std::max(worst, std::sqrt(num / den));
-        if (rows == 1) one_row = std::sqrt(num / den);
-      }
-    }
+    double one_row = 1;
+    const double worst = WorstRowErrorL2(*backend, reference, hidden, {1, 2, 7, 33, 65}, 92, &one_row);
     EXPECT_LE(worst, bf16 ? 1e-2 : 1e-5) << format << " on " << backend->device();
     EXPECT_LE(one_row, 1e-5) << format << ": one row runs the exact f32 kernels";
     std::printf("%s: worst row error %.3g (L2) on %s\n", format.c_str(), worst, backend->device().c_str());
