@@ -19,25 +19,24 @@
 namespace moe::experts {
 namespace {
 
-// Weight row → bf16: per 32-value slice, the codes widened to f32 and multiplied by their scale
-// (lane i of Scales::Lanes scales codes 4i..4i+3), the min subtracted after (a multiply, then a
-// subtract: this file is compiled without contraction, so the value is the exact dequantized
-// one), then both halves rounded to bf16 at once.
+// Weight row → bf16: per 32-value slice, the codes widened to f32 and multiplied by their scale,
+// the min subtracted after (a multiply, then a subtract: this file is compiled without
+// contraction, so the value is the exact dequantized one), then both halves rounded to bf16 at
+// once. Lane i of Scales::Lanes scales codes 4i..4i+3, and in every format each half of a slice
+// (codes 0-15, 16-31) has one scale (Q6_K's two per slice are those halves): lanes 0 and 4.
 template <typename Block>
 inline void DecodeRow(const uint8_t* row, int64_t blocks, uint16_t* out) {
   constexpr int kSubs = Block::kValues / 32;
-  const __m512i first = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(4));
   for (int64_t b = 0; b < blocks; ++b) {
     const uint8_t* block = row + b * Block::kBytes;
     const typename Block::Scales scales(block);
     for (int sub = 0; sub < kSubs; ++sub) {
       const __m256i codes = Block::Codes(block, sub);
-      const __m512 lanes = _mm512_insertf32x8(_mm512_setzero_ps(), scales.Lanes(sub), 0);
+      const __m256 lanes = scales.Lanes(sub);
       __m512 lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(codes))),
-                                _mm512_maskz_permutexvar_ps(0xffff, first, lanes));
+                                _mm512_broadcastss_ps(_mm256_castps256_ps128(lanes)));
       __m512 hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(codes, 1))),
-                                _mm512_maskz_permutexvar_ps(0xffff, second, lanes));
+                                _mm512_broadcastss_ps(_mm256_extractf128_ps(lanes, 1)));
       if constexpr (Block::kHasMin) {
         const __m512 m = _mm512_set1_ps(scales.m1[sub]);
         lo = _mm512_sub_ps(lo, m);
