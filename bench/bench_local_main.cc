@@ -56,8 +56,8 @@ ABSL_FLAG(bool, int8_activations, false,
           "With --quantize=F (a block format): activations quantized to int8 at up to 128 rows, integer dot "
           "products (moe-expert --cpu_compute=int8).");
 ABSL_FLAG(bool, bf16_activations, false,
-          "With --quantize=F (a block format), on CPUs with AVX512_BF16: activations rounded to bf16 at up to "
-          "128 rows, weight rows decoded once to bf16 (moe-expert --cpu_compute=bf16).");
+          "With --quantize=F (a block format), on CPUs with AVX512_BF16: activations rounded to bf16 from 2 rows "
+          "at every row count, weight rows decoded once to bf16 (moe-expert --cpu_compute=bf16).");
 ABSL_FLAG(int, cold_mib, 0, "Weights cycled by the cold 1-token test, MiB; 0 = twice the last-level cache.");
 ABSL_FLAG(int, stream_mib, 0, "Buffer of the streaming-read bandwidth test, MiB; 0 = 1 GiB or 3 x the last-level cache.");
 ABSL_FLAG(std::string, backend, "cpu", "Expert backend: cpu, or cuda (bf16 on GPU 0; CPU ceilings are then not shown).");
