@@ -4,9 +4,9 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <limits>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <set>
 
 #include "absl/strings/match.h"

@@ -8,9 +8,10 @@
 // cpu_int8_dot_avx512_vnni.cc). Both give the same exact integer sums, so the levels agree bit for
 // bit. Internal to those two files: everything here is in an anonymous namespace and carries no
 // target attribute of its own except the AVX2 decoders, so each includer compiles its own copy
-// for its instruction set: include the headers below first, then
-// `#pragma GCC push_options` / `#pragma GCC target("...")`, then this file, and pop the options
-// after the kernels. Stateless; thread-safe. REQUIRES: w.k() a multiple of 32.
+// for its instruction set: include the headers below first, then push the target (`#pragma GCC
+// push_options` / `#pragma GCC target("...")`, and for clang `#pragma clang attribute
+// push(__attribute__((target("..."))), apply_to = function)`), then this file, and pop it after
+// the kernels. Stateless; thread-safe. REQUIRES: w.k() a multiple of 32.
 #pragma once
 
 #include <immintrin.h>
