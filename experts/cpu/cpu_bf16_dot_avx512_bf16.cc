@@ -8,20 +8,14 @@
 
 #include "experts/cpu/cpu_block_scales_avx2.h"
 #include "experts/cpu/cpu_int8_dot_avx2.h"
+#include "experts/cpu/cpu_target.h"
 #include "model/quantized_matrix.h"
 
 // GCC 12 warns inside its own intrinsics headers (undefined vector values).
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-// Everything defined from here to the pop below is compiled for this level (GCC's pragma; clang's
-// equivalent, which ignores it).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")
-#endif
+MOE_BEGIN_TARGET("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")
 #include "experts/cpu/cpu_int8_rows.h"
 
 namespace moe::experts {
@@ -137,8 +131,4 @@ MOE_BF16_KERNEL(Int4RowToBf16, Int4)
 
 }  // namespace moe::experts
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOE_END_TARGET()

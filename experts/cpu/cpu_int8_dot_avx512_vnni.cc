@@ -7,16 +7,10 @@
 #include <cstring>
 
 #include "experts/cpu/cpu_block_scales_avx2.h"
+#include "experts/cpu/cpu_target.h"
 #include "model/quantized_matrix.h"
 
-// Everything defined from here to the pop below is compiled for this level (GCC's pragma; clang's
-// equivalent, which ignores it).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")
-#endif
+MOE_BEGIN_TARGET("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")
 #include "experts/cpu/cpu_int8_rows.h"
 
 namespace moe::experts {
@@ -36,8 +30,4 @@ MOE_INT8_KERNELS(Avx512Vnni, VnniDot)
 
 }  // namespace moe::experts
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOE_END_TARGET()

@@ -8,10 +8,8 @@
 // cpu_int8_dot_avx512_vnni.cc). Both give the same exact integer sums, so the levels agree bit for
 // bit. Internal to those two files: everything here is in an anonymous namespace and carries no
 // target attribute of its own except the AVX2 decoders, so each includer compiles its own copy
-// for its instruction set: include the headers below first, then push the target (`#pragma GCC
-// push_options` / `#pragma GCC target("...")`, and for clang `#pragma clang attribute
-// push(__attribute__((target("..."))), apply_to = function)`), then this file, and pop it after
-// the kernels. Stateless; thread-safe. REQUIRES: w.k() a multiple of 32.
+// for its instruction set: include the headers below first, then MOE_BEGIN_TARGET("...")
+// (cpu_target.h), then this file, and MOE_END_TARGET() after the kernels. Stateless; thread-safe. REQUIRES: w.k() a multiple of 32.
 #pragma once
 
 #include <immintrin.h>
